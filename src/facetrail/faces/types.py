@@ -1,0 +1,87 @@
+"""Typed results of each pipeline stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Verdict = Literal["pass", "warn", "fail"]
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")  # subject's right = image left
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels in BGR uint8 (OpenCV order), upright (EXIF orientation applied)."""
+
+    pixels: np.ndarray
+    format: str  # as sniffed from the bytes: JPEG, PNG, WEBP, ...
+    original_mode: str
+    sha256: str
+    byte_size: int
+    exif_transposed: bool
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face: box (x, y, w, h), five landmarks (x, y) in LANDMARK_NAMES order, confidence."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray  # shape (5, 2), float32, original-image pixels
+    score: float
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.landmarks[0] - self.landmarks[1]))
+
+    @property
+    def area(self) -> float:
+        return float(self.box[2] * self.box[3])
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    verdict: Verdict
+    reasons: list[str]
+    eye_distance_px: float
+    sharpness: float
+    brightness: float
+    clipped_fraction: float
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    detection_score: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "measures": {
+                "eye_distance_px": round(self.eye_distance_px, 2),
+                "sharpness": round(self.sharpness, 2),
+                "brightness": round(self.brightness, 2),
+                "clipped_fraction": round(self.clipped_fraction, 4),
+                "yaw_deg": round(self.yaw_deg, 1),
+                "pitch_deg": round(self.pitch_deg, 1),
+                "roll_deg": round(self.roll_deg, 1),
+                "detection_score": round(self.detection_score, 4),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An L2-normalised vector and the id of the model that made it (name + weights hash)."""
+
+    vector: np.ndarray  # float32, shape (d,)
+    model_id: str
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
