@@ -1,0 +1,144 @@
+"""The records FaceTrail keeps. Alembic migrations (storage/migrations) create and evolve them.
+
+Embeddings are stored here (the system of record) as little-endian float32 bytes; the vector index is a
+derived, rebuildable copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[dict[str, Any]]: JSON,
+        dt.datetime: DateTime(timezone=True),
+    }
+
+
+class Gallery(Base):
+    __tablename__ = "galleries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    legal_basis: Mapped[str] = mapped_column(Text)
+    source_system: Mapped[str] = mapped_column(String(200))
+    retention_rule: Mapped[str] = mapped_column(Text, default="")
+    model_id: Mapped[str] = mapped_column(String(200))  # fixed for the gallery's life
+    keep_images: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    subjects: Mapped[list[Subject]] = relationship(back_populates="gallery", passive_deletes=True)
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("gallery_id", "external_id", name="uq_subject_external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))  # e.g. a booking number
+    name: Mapped[str | None] = mapped_column(String(300))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    gallery: Mapped[Gallery] = relationship(back_populates="subjects")
+    faces: Mapped[list[Face]] = relationship(back_populates="subject", passive_deletes=True)
+
+
+class Face(Base):
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("gallery_id", "image_sha256", name="uq_face_image_in_gallery"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    image_stored: Mapped[bool] = mapped_column(default=False)  # original kept in the content-addressed store
+    source_system: Mapped[str] = mapped_column(String(200))
+    source_record_id: Mapped[str | None] = mapped_column(String(200))
+    capture_date: Mapped[dt.date | None] = mapped_column(Date)
+    enrolled_by: Mapped[str] = mapped_column(String(200))
+    enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    box: Mapped[dict[str, Any]] = mapped_column(JSON)
+    quality: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model_id: Mapped[str] = mapped_column(String(200))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, L2-normalised
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)  # aligned face, JPEG
+
+    subject: Mapped[Subject] = relationship(back_populates="faces")
+
+
+class SearchRecord(Base):
+    """One 1:N search. The probe is never enrolled; its hash is always kept, the image only by policy."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    gallery_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_name: Mapped[str] = mapped_column(String(200))
+    case_number: Mapped[str] = mapped_column(String(100), index=True)
+    offense: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    probe_sha256: Mapped[str] = mapped_column(String(64))
+    probe_stored: Mapped[bool] = mapped_column(default=False)
+    face_index: Mapped[int] = mapped_column(Integer)
+    faces_in_probe: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(200))
+    candidates_requested: Mapped[int] = mapped_column(Integer)
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # rank, face_id, subject, score, fmr
+
+
+class AuditRecord(Base):
+    """Append-only, hash-chained. Database triggers refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)
+    ts: Mapped[str] = mapped_column(String(40))  # ISO-8601 UTC, exactly as hashed
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(40))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON, exactly as hashed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """One row: the chain's head. Appenders lock it (SELECT … FOR UPDATE) so the chain stays gapless."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_faces_subject_gallery", Face.gallery_id, Face.subject_id)
