@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL. Default: SQLite (WAL) at DATA_DIR/facetrail.db."
     )
+    audit_key_path: Path | None = Field(
+        None,
+        description="HMAC key for signed audit checkpoints. Keep it outside the database host in production. "
+        "Default: DATA_DIR/audit-checkpoint.key (created 0600).",
+    )
+    keep_probe_images: bool = Field(False, description="Keep searched probe images (their hash is always kept).")
     images: ImageLimits = ImageLimits()  # type: ignore[call-arg]
     detection: DetectionSettings = DetectionSettings()  # type: ignore[call-arg]
     quality: QualitySettings = QualitySettings()  # type: ignore[call-arg]
