@@ -6,15 +6,15 @@ Exit codes (stable, documented in docs/cli.md): 0 success, 1 other error, 2 usag
 
 from __future__ import annotations
 
-import json
+import importlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from facetrail.cli.common import JsonOption, console, fail, print_json
 from facetrail.errors import FaceTrailError
 
 app = typer.Typer(
@@ -23,28 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-JSON_OPTION = Annotated[bool, typer.Option("--json", help="Print stable, documented JSON instead of tables.")]
-
-
-def fail(error: FaceTrailError, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"ok": False, "error": error.to_dict()}, default=str))
-    else:
-        err_console.print(f"[bold red]error[/] ({error.code}): {error.message}")
-    raise typer.Exit(error.exit_code)
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 @app.command()
 def detect(
     image: Annotated[Path, typer.Argument(help="Image file (format sniffed from its bytes).")],
-    as_json: JSON_OPTION = False,
+    as_json: JsonOption = False,
     annotate: Annotated[Path | None, typer.Option("--annotate", help="Write a copy with faces drawn (PNG).")] = None,
 ) -> None:
     """Find faces: boxes, 5 landmarks, detector score and a quality verdict for each."""
@@ -91,7 +75,7 @@ def verify(
     image_b: Annotated[Path, typer.Argument(help="Second image.")],
     face_a: Annotated[int | None, typer.Option("--face-a", help="Face number in A (default: largest).")] = None,
     face_b: Annotated[int | None, typer.Option("--face-b", help="Face number in B (default: largest).")] = None,
-    as_json: JSON_OPTION = False,
+    as_json: JsonOption = False,
 ) -> None:
     """1:1 comparison: similarity, decision at the configured threshold, and the estimated false-match rate."""
     from facetrail.api import verify as verify_images
@@ -122,12 +106,23 @@ def demo() -> None:
     sys.exit(run_demo(console))
 
 
+# Each command module adds its commands with ``register(app)``: eval (evaluation), gallery + enroll,
+# search, audit, index and init. Kept in separate modules so each stays small.
+COMMAND_MODULES = ("eval_cmd", "gallery_cmd", "search_cmd", "audit_cmd", "admin_cmd")
+
+
 def _register_subcommands() -> None:
-    try:
-        from facetrail.cli import eval_cmd
-    except ImportError:  # pragma: no cover
-        return
-    app.add_typer(eval_cmd.app, name="eval")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"facetrail.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"facetrail.cli.{name}":
+                raise
+            continue
+        if hasattr(module, "register"):
+            module.register(app)
+        else:  # a module that is just a sub-app, e.g. ``facetrail eval ...``
+            app.add_typer(module.app, name=name.removesuffix("_cmd"))
 
 
 _register_subcommands()
