@@ -45,6 +45,10 @@ class ImageTooManyPixelsError(ImageError):
     code = "image_too_many_pixels"
 
 
+class ImageTooSmallError(ImageError):
+    code = "image_too_small"
+
+
 class UnsupportedFormatError(ImageError):
     code = "image_unsupported_format"
 

@@ -21,6 +21,7 @@ from facetrail.errors import (
     EmptyImageError,
     ImageTooLargeError,
     ImageTooManyPixelsError,
+    ImageTooSmallError,
     TruncatedImageError,
     UnsupportedFormatError,
 )
@@ -71,6 +72,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        looks_like = _magic_format(data)
+        if looks_like:  # a known signature that Pillow rejected: a damaged file, not an unknown format
+            raise CorruptImageError(f"image header is corrupt (the bytes start like {looks_like})") from None
         raise UnsupportedFormatError(
             "not a recognised image (accepted: JPEG, PNG, WebP, BMP, GIF, TIFF"
             + (", HEIC/HEIF" if HEIF_SUPPORTED else "")
@@ -94,8 +98,11 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             limit=limits.max_pixels,
         )
     if min(width, height) < limits.min_side:
-        raise CorruptImageError(
-            f"image is {width}×{height}; at least {limits.min_side} pixels per side are needed", width=width
+        raise ImageTooSmallError(
+            f"image is {width}×{height}, too small: at least {limits.min_side} pixels per side are needed",
+            width=width,
+            height=height,
+            limit=limits.min_side,
         )
     original_mode = img.mode
     try:
@@ -111,10 +118,12 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
         raise CorruptImageError(f"image data is corrupt: {_describe(exc)}") from None
 
     try:
-        transposed = ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():  # Pillow warns on malformed EXIF; the photo is still usable
+            warnings.simplefilter("ignore")
+            transposed = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose an otherwise good photo
         transposed = img
-    exif_transposed = transposed is not img and transposed.size != img.size or _orientation(img) not in (None, 1)
+    exif_transposed = (transposed is not img and transposed.size != img.size) or _orientation(img) not in (None, 1)
     try:
         rgb = _to_rgb(transposed)
     except Exception as exc:
@@ -128,6 +137,28 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
         byte_size=len(data),
         exif_transposed=bool(exif_transposed),
     )
+
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _magic_format(data: bytes) -> str | None:
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    return None
 
 
 def _orientation(img: Image.Image) -> int | None:
