@@ -3,8 +3,8 @@
 Each record's hash covers its sequence number, time, actor, action, target, outcome, details and the
 previous record's hash, so editing, deleting, reordering or inserting a record breaks the chain at that
 point. Truncating the tail leaves a valid shorter chain, which only an external reference can reveal:
-``make_checkpoint`` signs (HMAC-SHA256, key kept outside the database) the head's count and hash, and
-``verify_chain`` checks every checkpoint it is given still holds.
+``make_checkpoint`` signs (HMAC-SHA256, key kept outside the database) the head's sequence number and hash,
+and ``verify_chain`` checks every checkpoint it is given still holds. docs/audit.md describes the format.
 
 Nothing in FaceTrail updates or deletes audit records; database triggers refuse it too.
 """
@@ -25,9 +25,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from facetrail.errors import BadInputError
 from facetrail.storage.models import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
+MAX_PROBLEMS = 50  # a badly damaged log is reported by its first problems, not by millions of lines
+# Column widths of the short fields (PostgreSQL enforces them; checked here so both databases agree).
+FIELD_LIMITS = {"actor": 200, "action": 100, "outcome": 40}
 
 
 def canonical_json(value: Any) -> str:
@@ -39,6 +43,19 @@ def record_hash(
 ) -> str:
     payload = canonical_json([seq, ts, actor, action, target, outcome, details, prev_hash])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _check_storable(name: str, value: str) -> None:
+    """Refuse text the databases cannot store exactly: the hash must cover exactly what is stored."""
+    if "\x00" in value:
+        raise BadInputError(f"audit {name} contains a NUL character, which the database cannot store", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError(f"audit {name} is not valid Unicode (lone surrogate)", field=name) from None
+    limit = FIELD_LIMITS.get(name)
+    if limit is not None and len(value) > limit:
+        raise BadInputError(f"audit {name} is longer than {limit} characters", field=name)
 
 
 def append_audit(
@@ -53,12 +70,19 @@ def append_audit(
     """Add one record to the chain inside the caller's transaction (it commits or rolls back with the action).
 
     The head row is locked (FOR UPDATE on PostgreSQL; SQLite transactions here begin IMMEDIATE, which
-    serialises writers), so concurrent writers still produce one gapless chain.
+    serialises writers), so concurrent writers still produce one gapless chain. Raises BadInputError, before
+    touching the database, for text that cannot be stored exactly (NUL, lone surrogates, over-long fields).
     """
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    details_json = canonical_json(details or {})
+    for name, value in (("actor", actor), ("action", action), ("target", target), ("outcome", outcome),
+                        ("details", details_json)):
+        _check_storable(name, value)
+    # populate_existing: never trust a head loaded earlier in this session; the locked row is the truth.
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
     seq = head.seq + 1
     ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    details_json = canonical_json(details or {})
     digest = record_hash(seq, ts, actor, action, target, outcome, details_json, head.hash)
     record = AuditRecord(
         seq=seq,
@@ -87,6 +111,8 @@ class AuditVerification:
     problem: str | None = None
     checkpoints_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    last_checkpoint_seq: int | None = None  # the newest checkpoint that holds (records up to it are vouched for)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,76 +123,112 @@ class AuditVerification:
             "first_bad_seq": self.first_bad_seq,
             "problem": self.problem,
             "checkpoints_checked": self.checkpoints_checked,
+            "last_checkpoint_seq": self.last_checkpoint_seq,
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
-def _iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
+_RECORD_COLUMNS = (AuditRecord.seq, AuditRecord.ts, AuditRecord.actor, AuditRecord.action, AuditRecord.target,
+                   AuditRecord.outcome, AuditRecord.details, AuditRecord.prev_hash, AuditRecord.hash)
+
+
+def _iter_records(session: Session, batch: int = 5000) -> Iterator[Any]:
+    """Plain rows in seq order, in batches (a long log must not pile up in the session's identity map)."""
     last = -1
     while True:
-        rows = (
-            session.execute(
-                select(AuditRecord).where(AuditRecord.seq > last).order_by(AuditRecord.seq).limit(batch)
-            )
-            .scalars()
-            .all()
-        )
+        rows = session.execute(
+            select(*_RECORD_COLUMNS).where(AuditRecord.seq > last).order_by(AuditRecord.seq).limit(batch)
+        ).all()
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
 
 
+def _use_snapshot(session: Session) -> None:
+    """Verification reads in batches; on PostgreSQL they must all see one snapshot, or a concurrent append
+    between batches would look like a head mismatch. (SQLite WAL read transactions are snapshots already.)"""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def _describe_link_break(session: Session, rec: Any) -> tuple[int, str]:
+    """A record whose prev_hash is not its predecessor's hash: find what it does link to (hash is unique)."""
+    linked = session.execute(select(AuditRecord.seq).where(AuditRecord.hash == rec.prev_hash)).scalar_one_or_none()
+    if linked is not None and linked < rec.seq - 1:
+        first, last = linked + 1, rec.seq - 1
+        span = f"record {first}" if first == last else f"records {first}–{last}"
+        return first, (f"{span} inserted: record {rec.seq} links to record {linked}, so nothing was "
+                       f"ever chained between them")
+    if linked is not None and linked > rec.seq:
+        return rec.seq, (f"records reordered: record {rec.seq} links to record {linked}, which comes after it")
+    return rec.seq, (f"record {rec.seq} does not link to record {rec.seq - 1} (its predecessor was deleted, "
+                     "replaced or altered)")
+
+
 def verify_chain(
     session: Session, checkpoints: Iterable[dict[str, Any]] = (), key: bytes | None = None
 ) -> AuditVerification:
-    """Recompute the whole chain; report the first broken record, then check signed checkpoints."""
+    """Recompute the whole chain; report the first broken record, then check signed checkpoints.
+
+    ``key`` None skips the signature check (the caller then vouches for the checkpoints some other way).
+    """
+    _use_snapshot(session)
+    cps = list(checkpoints)
+    wanted_seqs = {cp["seq"] for cp in cps if isinstance(cp, dict) and isinstance(cp.get("seq"), int)}
     problems: list[tuple[int | None, str]] = []
+
+    def report(seq: int | None, text: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append((seq, text))
+
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
-    hashes_by_seq: dict[int, str] = {}
+    hashes_by_seq: dict[int, str] = {0: GENESIS_HASH}
     for rec in _iter_records(session):
         count += 1
-        if rec.seq != expected_seq:
-            kind = "missing (deleted?)" if rec.seq > expected_seq else "out of order"
-            problems.append((expected_seq, f"record {expected_seq} is {kind}: found {rec.seq} next"))
+        if rec.seq > expected_seq:
+            span = f"record {expected_seq}" if rec.seq - 1 == expected_seq else f"records {expected_seq}–{rec.seq - 1}"
+            report(expected_seq, f"{span} missing (deleted): the log jumps from {expected_seq - 1} to {rec.seq}")
         if rec.prev_hash != prev_hash:
-            problems.append(
-                (
-                    rec.seq,
-                    f"record {rec.seq} does not link to the record before it "
-                    "(deleted, inserted or reordered records)",
-                )
-            )
+            report(*_describe_link_break(session, rec))
         recomputed = record_hash(
             rec.seq, rec.ts, rec.actor, rec.action, rec.target, rec.outcome, rec.details, rec.prev_hash
         )
         if recomputed != rec.hash:
-            problems.append(
-                (rec.seq, f"record {rec.seq} was altered: its content no longer matches its hash")
-            )
-        hashes_by_seq[rec.seq] = rec.hash
+            report(rec.seq, f"record {rec.seq} altered: its content no longer matches its hash")
+        if rec.seq in wanted_seqs:
+            hashes_by_seq[rec.seq] = rec.hash
         prev_hash = rec.hash
         expected_seq = rec.seq + 1
-        if len(problems) > 50:
-            break
     last_seq = expected_seq - 1
+
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
     if head is None:
-        problems.append((None, "the chain head row is missing"))
-    elif (head.seq, head.hash) != (last_seq, prev_hash):
-        problems.append(
-            (
-                min(head.seq, last_seq) + 1,
-                f"the chain head says {head.seq} records ending {head.hash[:12]}…, but the log has "
-                f"{last_seq} ending {prev_hash[:12]}… (records removed from or added to the end)",
-            )
-        )
-    checked = 0
-    for cp in checkpoints:
+        report(None, "the chain head row is missing")
+    elif head.seq > last_seq:
+        report(last_seq + 1, f"records {last_seq + 1}–{head.seq} removed from the end: the log ends at "
+                             f"{last_seq} but the chain head says {head.seq}")
+    elif head.seq < last_seq:
+        report(head.seq + 1, f"records {head.seq + 1}–{last_seq} are beyond the chain head ({head.seq}): "
+                             "appended outside FaceTrail")
+    elif head.hash != prev_hash:
+        report(last_seq, f"record {last_seq} is not the record the chain head names (replaced)")
+
+    checked, last_good_cp = 0, None
+    for cp in cps:
         checked += 1
-        problem = _check_checkpoint(cp, hashes_by_seq, last_seq, key)
-        if problem:
-            problems.append((int(cp.get("seq", 0)) if problem.startswith("truncated") else None, problem))
+        bad = _check_checkpoint(cp, hashes_by_seq, last_seq, key)
+        if bad is None:
+            last_good_cp = max(last_good_cp or 0, int(cp["seq"]))
+        else:
+            report(*bad)
+    warnings = []
+    if not cps:
+        warnings.append("no checkpoints given: removal of records from the end of the log cannot be detected")
+    elif key is None:
+        warnings.append("checkpoint signatures not checked (no key)")
+
     first_bad = min((s for s, _ in problems if s is not None), default=None)
     first_problem = next((p for s, p in problems if s == first_bad), problems[0][1] if problems else None)
     return AuditVerification(
@@ -178,63 +240,81 @@ def verify_chain(
         problem=first_problem,
         checkpoints_checked=checked,
         problems=[p for _, p in problems],
+        warnings=warnings,
+        last_checkpoint_seq=last_good_cp,
     )
 
 
-def _checkpoint_payload(seq: int, head_hash: str, ts: str) -> bytes:
-    return canonical_json({"seq": seq, "hash": head_hash, "ts": ts}).encode()
+def checkpoint_signature(checkpoint: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 over the canonical JSON of every checkpoint field except ``hmac`` itself."""
+    payload = canonical_json({k: v for k, v in checkpoint.items() if k != "hmac"}).encode("utf-8")
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
 def _check_checkpoint(
     cp: dict[str, Any], hashes: dict[int, str], last_seq: int, key: bytes | None
-) -> str | None:
+) -> tuple[int | None, str] | None:
+    """None if the checkpoint holds, else (first bad seq or None, what is wrong)."""
     try:
-        seq, head_hash, ts, mac = int(cp["seq"]), str(cp["hash"]), str(cp["ts"]), str(cp["hmac"])
+        seq, head_hash, ts, mac = cp["seq"], str(cp["hash"]), str(cp["ts"]), str(cp["hmac"])
+        if not isinstance(seq, int) or seq < 0:
+            raise ValueError(seq)
     except (KeyError, TypeError, ValueError):
-        return f"checkpoint is malformed: {cp!r:.200}"
-    if key is not None:
-        expected = hmac.new(key, _checkpoint_payload(seq, head_hash, ts), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, mac):
-            return f"checkpoint at record {seq} has a bad signature (forged, or a different key)"
+        return None, f"checkpoint is malformed: {cp!r:.200}"
+    if key is not None and not hmac.compare_digest(checkpoint_signature(cp, key), mac):
+        return None, f"checkpoint of {ts} (record {seq}) has a bad signature: forged, altered, or another key"
     if seq > last_seq:
-        return f"truncated: checkpoint of {ts} saw {seq} records, the log now ends at {last_seq}"
-    if seq > 0 and hashes.get(seq) != head_hash:
-        return f"checkpoint at record {seq} does not match the log: the record there has changed"
+        return last_seq + 1, (f"records {last_seq + 1}–{seq} removed from the end: the checkpoint of {ts} "
+                              f"saw {seq} records, the log now ends at {last_seq}")
+    if hashes.get(seq) != head_hash:
+        return seq, f"record {seq} is not the record the checkpoint of {ts} signed"
     return None
 
 
 def make_checkpoint(session: Session, key: bytes) -> dict[str, Any]:
-    """The head's count and hash, signed with a key kept outside the database."""
+    """The head's sequence number, hash and record count, signed with a key kept outside the database."""
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     count = session.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
     ts = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    mac = hmac.new(key, _checkpoint_payload(head.seq, head.hash, ts), hashlib.sha256).hexdigest()
-    return {"seq": head.seq, "hash": head.hash, "ts": ts, "records": count, "hmac": mac}
+    checkpoint: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "ts": ts, "records": count}
+    checkpoint["hmac"] = checkpoint_signature(checkpoint, key)
+    return checkpoint
 
 
 def load_or_create_key(path: Path) -> bytes:
     """The checkpoint key: 32 random bytes, hex, in a file only the owner can read."""
     if path.exists():
-        return bytes.fromhex(path.read_text().strip())
+        return load_key(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(32))
+    return load_key(path)
+
+
+def load_key(path: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
 def read_checkpoints(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            entry = None
+        # A damaged line is kept (as malformed) so that verification reports it instead of skipping it.
+        out.append(entry if isinstance(entry, dict) else {"malformed_line": number, "text": line[:200]})
     return out
 
 
 def append_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
         fh.write(canonical_json(checkpoint) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
