@@ -1,0 +1,93 @@
+"""Embeddings for a model spec ('sface', 'dlib', 'fusion', 'onnx:/path'), with timing, for the eval commands.
+
+Fusion is assembled from the cached SFace and dlib embeddings of the same chosen face with
+``embed_dlib.fuse``: exactly what ``FusionEmbedder`` computes, without embedding anything twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facetrail.config import Settings, get_settings
+from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR, EmbeddingSet, embed_images
+
+WEIGHT_GRID = tuple(round(0.05 * step, 2) for step in range(21))
+
+
+def settings_for(model: str, flip: bool, base: Settings | None = None) -> Settings:
+    base = base or get_settings()
+    embedding = base.embedding.model_copy(update={"embedder": model, "flip_augment": flip})
+    return base.model_copy(update={"embedding": embedding})
+
+
+@dataclass(frozen=True)
+class EmbeddingRun:
+    embeddings: EmbeddingSet
+    computed: int  # images embedded now (the rest came from the cache)
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.computed / self.seconds if self.computed and self.seconds > 0 else None
+
+
+def embed_for_model(
+    images_dir: Path,
+    paths: Sequence[str],
+    model: str,
+    *,
+    flip: bool = True,
+    fusion_weight: float | None = None,
+    workers: int = 2,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    progress: Callable[[int, int], None] | None = None,
+    base: Settings | None = None,
+) -> EmbeddingRun:
+    start = time.perf_counter()
+    if model != "fusion":
+        emb, computed = embed_images(images_dir, paths, settings_for(model, flip, base), cache_dir=cache_dir,
+                                     workers=workers, progress=progress)
+        return EmbeddingRun(emb, computed, time.perf_counter() - start)
+
+    from facetrail.faces.embed_dlib import FUSION_WEIGHT, fuse, fusion_model_id
+
+    weight = FUSION_WEIGHT if fusion_weight is None else fusion_weight
+    sface, computed_a = embed_images(images_dir, paths, settings_for("sface", flip, base), cache_dir=cache_dir,
+                                     workers=workers, progress=progress)
+    dlib, computed_b = embed_images(images_dir, paths, settings_for("dlib", flip, base), cache_dir=cache_dir,
+                                    workers=workers, progress=progress)
+    found = sface.found & dlib.found
+    vectors = fuse(sface.vectors, dlib.vectors, weight)
+    vectors[~found] = 0.0
+    fused = EmbeddingSet(fusion_model_id(sface.model_id, dlib.model_id, weight), sface.detector_id,
+                         list(sface.paths), vectors, np.where(found, sface.faces, 0).astype(np.int32))
+    # Both halves are needed per image, so a fused image costs one SFace plus one dlib embedding.
+    return EmbeddingRun(fused, max(computed_a, computed_b), time.perf_counter() - start)
+
+
+def choose_fusion_weight(
+    sface: EmbeddingSet, dlib: EmbeddingSet, pair_a: Sequence[str], pair_b: Sequence[str], same: np.ndarray,
+    grid: Sequence[float] = WEIGHT_GRID,
+) -> tuple[float, list[dict[str, float]]]:
+    """The SFace weight w maximising accuracy (best single threshold) on development pairs; ties → higher AUC.
+
+    Meant for LFW View 1 (pairsDevTrain.txt), so the View 2 test folds never influence w.
+    """
+    from facetrail.evaluation.metrics import accuracy_at, best_threshold, roc_auc
+
+    sa, sb, da, db = (s.subset(list(p)) for s, p in ((sface, pair_a), (sface, pair_b), (dlib, pair_a), (dlib, pair_b)))
+    cos_s = np.einsum("ij,ij->i", sa.vectors, sb.vectors).astype(np.float64)
+    cos_d = np.einsum("ij,ij->i", da.vectors, db.vectors).astype(np.float64)
+    ok = sa.found & sb.found & da.found & db.found
+    rows = []
+    for w in grid:
+        scores = np.where(ok, w * w * cos_s + (1 - w * w) * cos_d, -1.0)
+        acc = accuracy_at(scores, same, best_threshold(scores, same))
+        rows.append({"weight": float(w), "accuracy": acc, "auc": roc_auc(scores, same)})
+    best = max(rows, key=lambda r: (round(r["accuracy"], 9), r["auc"]))
+    return best["weight"], rows
