@@ -1,0 +1,313 @@
+"""Galleries and their subjects and faces: create, list, show, delete. Every change is audited in its own
+transaction; deletions also remove the vectors from the index and the originals from the image store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from facetrail.audit.log import append_audit
+from facetrail.config import Settings
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, ModelMismatchError
+from facetrail.faces.pipeline import FacePipeline, get_pipeline
+from facetrail.gallery.imagestore import ImageStore
+from facetrail.storage.models import Face, Gallery, Subject
+
+
+class GalleryNotFoundError(BadInputError):
+    code = "gallery_not_found"
+
+
+class GalleryExistsError(BadInputError):
+    code = "gallery_exists"
+
+
+class SubjectNotFoundError(BadInputError):
+    code = "subject_not_found"
+
+
+class FaceNotFoundError(BadInputError):
+    code = "face_not_found"
+
+
+@dataclass(frozen=True)
+class GallerySummary:
+    id: int
+    name: str
+    description: str
+    legal_basis: str
+    source_system: str
+    retention_rule: str
+    model_id: str
+    keep_images: bool
+    created_at: str
+    created_by: str
+    subjects: int
+    faces: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pipeline_for(settings: Settings) -> FacePipeline:
+    """The pipeline for these settings, cached on the settings that shape it only (not paths or the database),
+    so every context with the same face settings shares one loaded model."""
+    face_only = settings.model_copy(update={"data_dir": Path("facetrail-data"), "database_url": None,
+                                            "audit_key_path": None})
+    return get_pipeline(face_only)
+
+
+def image_store(ctx: AppContext) -> ImageStore:
+    return ImageStore.for_data_dir(ctx.data_dir)
+
+
+def _summaries(session: Session, where: Any = None) -> list[GallerySummary]:
+    subjects = (select(Subject.gallery_id, func.count().label("n")).group_by(Subject.gallery_id)).subquery()
+    faces = (select(Face.gallery_id, func.count().label("n")).group_by(Face.gallery_id)).subquery()
+    query = (
+        select(Gallery, func.coalesce(subjects.c.n, 0), func.coalesce(faces.c.n, 0))
+        .outerjoin(subjects, subjects.c.gallery_id == Gallery.id)
+        .outerjoin(faces, faces.c.gallery_id == Gallery.id)
+        .order_by(Gallery.name)
+    )
+    if where is not None:
+        query = query.where(where)
+    out = []
+    for g, n_subjects, n_faces in session.execute(query).all():
+        out.append(GallerySummary(
+            id=g.id, name=g.name, description=g.description, legal_basis=g.legal_basis,
+            source_system=g.source_system, retention_rule=g.retention_rule, model_id=g.model_id,
+            keep_images=g.keep_images, created_at=g.created_at.isoformat(), created_by=g.created_by,
+            subjects=int(n_subjects), faces=int(n_faces),
+        ))
+    return out
+
+
+def _require_text(field: str, value: str, max_len: int) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise BadInputError(f"{field} is required and must not be blank", field=field)
+    if len(value) > max_len:
+        raise BadInputError(f"{field} is {len(value)} characters, over the limit of {max_len}", field=field)
+    return value
+
+
+def create_gallery(
+    ctx: AppContext,
+    name: str,
+    *,
+    legal_basis: str,
+    source_system: str,
+    actor: str,
+    description: str = "",
+    retention_rule: str = "",
+    keep_images: bool = True,
+) -> GallerySummary:
+    """A new, empty gallery bound for life to the configured embedder's model id."""
+    name = _require_text("name", name, 200)
+    legal_basis = _require_text("legal basis", legal_basis, 10_000)
+    source_system = _require_text("source", source_system, 200)
+    model_id = pipeline_for(ctx.settings).model_id
+    try:
+        with ctx.db.transaction() as session:
+            if session.execute(select(Gallery.id).where(Gallery.name == name)).first():
+                raise GalleryExistsError(f"a gallery named {name!r} already exists", gallery=name)
+            gallery = Gallery(name=name, description=description.strip(), legal_basis=legal_basis,
+                              source_system=source_system, retention_rule=retention_rule.strip(),
+                              model_id=model_id, keep_images=keep_images, created_by=actor)
+            session.add(gallery)
+            session.flush()
+            append_audit(session, actor=actor, action="gallery.create", target=f"gallery:{name}", details={
+                "gallery_id": gallery.id, "name": name, "legal_basis": legal_basis, "source_system": source_system,
+                "description": gallery.description, "retention_rule": gallery.retention_rule,
+                "model_id": model_id, "keep_images": keep_images,
+            })
+    except IntegrityError:  # a concurrent create won the race for the name
+        raise GalleryExistsError(f"a gallery named {name!r} already exists", gallery=name) from None
+    return get_gallery(ctx, name)
+
+
+def list_galleries(ctx: AppContext) -> list[GallerySummary]:
+    with ctx.db.read() as session:
+        return _summaries(session)
+
+
+def get_gallery(ctx: AppContext, name: str) -> GallerySummary:
+    with ctx.db.read() as session:
+        found = _summaries(session, Gallery.name == name)
+    if not found:
+        raise GalleryNotFoundError(f"no gallery named {name!r}", gallery=name)
+    return found[0]
+
+
+def load_gallery(session: Session, name: str) -> Gallery:
+    gallery = session.execute(select(Gallery).where(Gallery.name == name)).scalar_one_or_none()
+    if gallery is None:
+        raise GalleryNotFoundError(f"no gallery named {name!r}", gallery=name)
+    return gallery
+
+
+def check_model(ctx: AppContext, gallery: Gallery) -> str:
+    """The configured embedder's model id, which must be the gallery's: vectors of two models never mix."""
+    configured = pipeline_for(ctx.settings).model_id
+    if gallery.model_id != configured:
+        raise ModelMismatchError(
+            f"gallery {gallery.name!r} holds embeddings of model {gallery.model_id!r}, but the configured "
+            f"embedder is {configured!r}; configure the gallery's model (or create a new gallery)",
+            gallery=gallery.name, gallery_model=gallery.model_id, configured_model=configured,
+        )
+    return configured
+
+
+def get_subject(ctx: AppContext, gallery_name: str, external_id: str) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        gallery = load_gallery(session, gallery_name)
+        subject = _load_subject(session, gallery, external_id)
+        faces = session.execute(select(Face).where(Face.subject_id == subject.id).order_by(Face.id)).scalars()
+        return {
+            "gallery": gallery.name,
+            "subject_id": subject.id,
+            "external_id": subject.external_id,
+            "name": subject.name,
+            "notes": subject.notes,
+            "created_at": subject.created_at.isoformat(),
+            "faces": [
+                {"face_id": f.id, "image_sha256": f.image_sha256, "image_stored": f.image_stored,
+                 "source_system": f.source_system, "source_record_id": f.source_record_id,
+                 "capture_date": f.capture_date.isoformat() if f.capture_date else None,
+                 "enrolled_by": f.enrolled_by, "enrolled_at": f.enrolled_at.isoformat(),
+                 "quality": f.quality.get("verdict"), "model_id": f.model_id}
+                for f in faces
+            ],
+        }
+
+
+def _load_subject(session: Session, gallery: Gallery, external_id: str) -> Subject:
+    subject = session.execute(
+        select(Subject).where(Subject.gallery_id == gallery.id, Subject.external_id == external_id)
+    ).scalar_one_or_none()
+    if subject is None:
+        raise SubjectNotFoundError(f"gallery {gallery.name!r} has no subject {external_id!r}",
+                                   gallery=gallery.name, subject=external_id)
+    return subject
+
+
+def delete_subject(ctx: AppContext, gallery_name: str, external_id: str, *, actor: str,
+                   reason: str = "") -> dict[str, Any]:
+    """Delete a subject and all its faces, their vectors and (if no other face uses them) their images."""
+    with ctx.db.transaction() as session:
+        gallery = load_gallery(session, gallery_name)
+        subject = _load_subject(session, gallery, external_id)
+        faces = list(session.execute(select(Face).where(Face.subject_id == subject.id)).scalars())
+        face_ids = [f.id for f in faces]
+        hashes = [f.image_sha256 for f in faces if f.image_stored]
+        for face in faces:
+            session.delete(face)
+        session.delete(subject)
+        session.flush()
+        append_audit(session, actor=actor, action="subject.delete", target=f"gallery:{gallery.name}", details={
+            "gallery_id": gallery.id, "external_id": external_id, "face_ids": face_ids, "reason": reason,
+        })
+        gallery_id = gallery.id
+    _after_delete(ctx, gallery_id, face_ids, hashes)
+    return {"gallery": gallery_name, "external_id": external_id, "deleted_face_ids": face_ids}
+
+
+def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str, reason: str = "") -> dict[str, Any]:
+    """Delete one face (its subject stays, even if it has no face left), its vector and its image."""
+    with ctx.db.transaction() as session:
+        gallery = load_gallery(session, gallery_name)
+        face = session.get(Face, face_id)
+        if face is None or face.gallery_id != gallery.id:
+            raise FaceNotFoundError(f"gallery {gallery.name!r} has no face {face_id}",
+                                    gallery=gallery.name, face_id=face_id)
+        hashes = [face.image_sha256] if face.image_stored else []
+        session.delete(face)
+        session.flush()
+        append_audit(session, actor=actor, action="face.delete", target=f"gallery:{gallery.name}", details={
+            "gallery_id": gallery.id, "face_id": face_id, "image_sha256": face.image_sha256, "reason": reason,
+        })
+        gallery_id = gallery.id
+    _after_delete(ctx, gallery_id, [face_id], hashes)
+    return {"gallery": gallery_name, "deleted_face_ids": [face_id]}
+
+
+def _after_delete(ctx: AppContext, gallery_id: int, face_ids: list[int], hashes: list[str]) -> None:
+    if face_ids:
+        index_remove(ctx, gallery_id, face_ids)
+    if not hashes:
+        return
+    store = image_store(ctx)
+    with store.exclusive_lock_if_free() as locked:
+        if not locked:  # an enrollment is running; the next sweep removes what is no longer referenced
+            return
+        with ctx.db.read() as session:
+            still_used = set(session.execute(
+                select(Face.image_sha256).where(Face.image_sha256.in_(hashes), Face.image_stored.is_(True))
+            ).scalars())
+        store.remove_unreferenced(hashes, still_used)
+
+
+def referenced_hashes(session: Session) -> set[str]:
+    return set(session.execute(select(Face.image_sha256).where(Face.image_stored.is_(True)).distinct()).scalars())
+
+
+def sweep_image_store(ctx: AppContext) -> int | None:
+    """Remove stored images no face refers to (left by an interrupted run); None if an enrollment is running."""
+    store = image_store(ctx)
+    with store.exclusive_lock_if_free() as locked:
+        if not locked:
+            return None
+        with ctx.db.read() as session:
+            referenced = referenced_hashes(session)
+        return store.sweep(referenced)
+
+
+# The vector index is kept in step by facetrail.gallery.index_sync (written alongside search). It is
+# imported lazily so galleries work, and tests run, whether or not an index module is installed.
+def _index_sync() -> ModuleType | None:
+    try:
+        return importlib.import_module("facetrail.gallery.index_sync")
+    except ModuleNotFoundError as exc:
+        if exc.name == "facetrail.gallery.index_sync":
+            return None
+        raise
+
+
+def index_add(ctx: AppContext, gallery_id: int, face_ids: list[int], vectors: np.ndarray) -> None:
+    module = _index_sync()
+    if module is not None:
+        module.add_faces(ctx, gallery_id, face_ids, vectors)
+
+
+def index_remove(ctx: AppContext, gallery_id: int, face_ids: list[int]) -> None:
+    module = _index_sync()
+    if module is not None:
+        module.remove_faces(ctx, gallery_id, face_ids)
+
+
+__all__ = [
+    "FaceNotFoundError",
+    "GalleryExistsError",
+    "GalleryNotFoundError",
+    "GallerySummary",
+    "SubjectNotFoundError",
+    "check_model",
+    "create_gallery",
+    "delete_face",
+    "delete_subject",
+    "get_gallery",
+    "get_subject",
+    "list_galleries",
+    "load_gallery",
+]
