@@ -1,0 +1,314 @@
+"""faiss-backed indexes: exact (flat inner product) and approximate (IVF-SQ8 with exact fp32 re-rank).
+
+Measured trade-offs are in docs/benchmarks.md ("Search"); bench/search.py reproduces them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import struct
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from facetrail.index.base import (
+    FILE_MAGIC,
+    ReadWriteLock,
+    atomic_write,
+    check_ids,
+    check_vectors,
+    vector_set_checksum,
+)
+
+# faiss's bundled type stubs describe the raw SWIG layer, not the numpy-friendly wrappers used here
+faiss: Any = importlib.import_module("faiss")
+
+
+def set_threads(threads: int) -> None:
+    """faiss's OpenMP thread count is process-wide; one thread per search keeps latency predictable when the
+    server runs several searches at once and the other core is busy embedding."""
+    faiss.omp_set_num_threads(max(1, int(threads)))
+
+
+def _empty_result(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n_queries, 0), np.float32), np.zeros((n_queries, 0), np.int64)
+
+
+class ExactIndex:
+    """Every stored vector is compared with the query: results equal brute force, cost grows with the gallery."""
+
+    kind = "exact"
+
+    def __init__(self, dim: int, *, threads: int = 1) -> None:
+        self.dim = int(dim)
+        self.threads = threads
+        set_threads(threads)
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._sorted_ids = np.zeros(0, np.int64)  # for O(log n) duplicate checks without a Python set
+        self._lock = ReadWriteLock()
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def __contains__(self, face_id: int) -> bool:
+        pos = int(np.searchsorted(self._sorted_ids, face_id))
+        return pos < len(self._sorted_ids) and int(self._sorted_ids[pos]) == face_id
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vectors = check_ids(ids), check_vectors(vectors, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors")
+        if len(ids) == 0:
+            return
+        new_sorted = np.sort(ids)
+        if np.any(new_sorted[1:] == new_sorted[:-1]):
+            raise ValueError("duplicate ids in one add")
+        with self._lock.writing():
+            pos = np.searchsorted(self._sorted_ids, new_sorted)
+            present = pos < len(self._sorted_ids)
+            present[present] = self._sorted_ids[pos[present]] == new_sorted[present]
+            if present.any():
+                raise ValueError(f"ids already in the index: {new_sorted[present][:10].tolist()}")
+            self._index.add_with_ids(vectors, ids)
+            self._sorted_ids = np.insert(self._sorted_ids, pos, new_sorted)
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = check_ids(ids)
+        if len(ids) == 0:
+            return 0
+        with self._lock.writing():
+            # IndexFlat compacts its storage on removal, so the vector bytes are gone, not just unlinked
+            removed = int(self._index.remove_ids(np.unique(ids)))
+            self._sorted_ids = self._sorted_ids[~np.isin(self._sorted_ids, ids)]
+            return removed
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = check_vectors(queries, self.dim)
+        with self._lock.reading():
+            k = min(int(k), self.ntotal)
+            if k <= 0:
+                return _empty_result(len(queries))
+            scores, ids = self._index.search(queries, k)
+        return scores, ids
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of these ids (each must be present)."""
+        ids = check_ids(ids)
+        with self._lock.reading():
+            return np.asarray(self._index.reconstruct_batch(ids), dtype=np.float32).reshape(len(ids), self.dim)
+
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) in storage order, as zero-copy views: valid until the next add or remove."""
+        n = self.ntotal
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        flat = faiss.downcast_index(self._index.index)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        ids = faiss.rev_swig_ptr(self._index.id_map.data(), n)
+        return ids, vectors
+
+    def checksum(self) -> str:
+        with self._lock.reading():
+            ids, vectors = self.stored()
+            return vector_set_checksum(ids, vectors)
+
+    def memory_bytes(self) -> int:
+        """Vectors + id map + reverse map (unordered_map node ≈ 32 B) + the duplicate-check array."""
+        return self.ntotal * (4 * self.dim + 8 + 32 + 8)
+
+    # persistence -----------------------------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim, "ntotal": self.ntotal, "params": {}}
+
+    def write_blobs(self, fh: IO[bytes]) -> None:
+        faiss.write_index(self._index, faiss.PyCallbackIOWriter(fh.write))
+
+    def save(self, path: str | Path) -> None:
+        with self._lock.reading():
+            atomic_write(path, lambda fh: write_index_file(fh, self.header(), self.write_blobs))
+
+    @classmethod
+    def from_stream(cls, header: dict[str, Any], fh: IO[bytes], *, threads: int = 1) -> ExactIndex:
+        index = cls(int(header["dim"]), threads=threads)
+        index._set_store(faiss.read_index(faiss.PyCallbackIOReader(fh.read)))
+        return index
+
+    def _set_store(self, loaded: Any) -> None:
+        # read_index already returns the concrete type; downcasting again would make a second proxy and
+        # let the owning one free the index under it
+        if not isinstance(loaded, faiss.IndexIDMap2) or loaded.d != self.dim:
+            raise ValueError("index file does not hold an id-mapped flat index of the stated dimension")
+        self._index = loaded
+        self._sorted_ids = np.sort(faiss.vector_to_array(loaded.id_map).astype(np.int64))
+
+
+class ApproximateIndex:
+    """IVF with 8-bit scalar-quantised codes to find candidates, then an exact re-rank from the fp32 vectors.
+
+    The coarse quantiser needs training; below ``min_train_size`` vectors (``nlist × 39`` by default, faiss's
+    own minimum) searches are exact, and the IVF is trained on a sample and filled the first time the gallery
+    reaches that size. Scores returned are exact inner products of the re-ranked candidates.
+    """
+
+    kind = "approximate"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        nlist: int = 4096,
+        nprobe: int = 32,
+        rerank: int = 64,
+        min_train_size: int | None = None,
+        train_size: int | None = None,
+        threads: int = 1,
+        seed: int = 1234,
+    ) -> None:
+        self.dim = int(dim)
+        self.nlist = int(nlist)
+        self.nprobe = int(nprobe)
+        self.rerank = int(rerank)
+        self.min_train_size = int(min_train_size if min_train_size is not None else self.nlist * 39)
+        self.train_size = int(train_size if train_size is not None else self.nlist * 64)
+        self.threads = threads
+        self.seed = seed
+        self._exact = ExactIndex(self.dim, threads=threads)
+        self._ivf: Any = None
+        self._lock = ReadWriteLock()
+
+    def __len__(self) -> int:
+        return self._exact.ntotal
+
+    @property
+    def ntotal(self) -> int:
+        return self._exact.ntotal
+
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
+
+    @property
+    def exact(self) -> ExactIndex:
+        """The fp32 store (itself an exact index): used for re-ranking and below the training threshold."""
+        return self._exact
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids, vectors = check_ids(ids), check_vectors(vectors, self.dim)
+        with self._lock.writing():
+            self._exact.add(ids, vectors)
+            if self._ivf is not None:
+                self._ivf.add_with_ids(vectors, ids)
+            elif self._exact.ntotal >= self.min_train_size:
+                self._ivf = self._train_and_fill()
+
+    def _train_and_fill(self) -> Any:
+        stored_ids, stored_vectors = self._exact.stored()
+        rng = np.random.default_rng(self.seed)
+        n = len(stored_ids)
+        sample = stored_vectors[np.sort(rng.choice(n, size=min(n, self.train_size), replace=False))]
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFScalarQuantizer(
+            quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        ivf.cp.seed = self.seed
+        ivf.train(sample)
+        for start in range(0, n, 1_000_000):  # chunks bound the temporary code buffers
+            ivf.add_with_ids(
+                np.ascontiguousarray(stored_vectors[start : start + 1_000_000]),
+                np.ascontiguousarray(stored_ids[start : start + 1_000_000]),
+            )
+        return ivf
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = check_ids(ids)
+        with self._lock.writing():
+            removed = self._exact.remove(ids)
+            if self._ivf is not None:
+                self._ivf.remove_ids(np.unique(ids))
+            return removed
+
+    def search(
+        self, queries: np.ndarray, k: int, *, nprobe: int | None = None, rerank: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = check_vectors(queries, self.dim)
+        with self._lock.reading():
+            if self._ivf is None:
+                return self._exact.search(queries, k)
+            k = min(int(k), self.ntotal)
+            if k <= 0:
+                return _empty_result(len(queries))
+            n_candidates = min(max(k, rerank or self.rerank), self.ntotal)
+            params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
+            _, candidates = self._ivf.search(queries, n_candidates, params=params)
+            out_scores = np.full((len(queries), k), -np.inf, np.float32)
+            out_ids = np.full((len(queries), k), -1, np.int64)
+            for row, query in enumerate(queries):
+                found = candidates[row][candidates[row] >= 0]
+                exact_scores = self._exact.reconstruct(found) @ query
+                best = np.argsort(-exact_scores, kind="stable")[:k]
+                out_scores[row, : len(best)] = exact_scores[best]
+                out_ids[row, : len(best)] = found[best]
+        return out_scores, out_ids
+
+    def checksum(self) -> str:
+        return self._exact.checksum()
+
+    def memory_bytes(self) -> int:
+        """fp32 store plus IVF codes (dim bytes) and ids (8 B) per vector, plus the centroids."""
+        ivf = self.ntotal * (self.dim + 8) + self.nlist * self.dim * 4 if self._ivf is not None else 0
+        return self._exact.memory_bytes() + ivf
+
+    # persistence -----------------------------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        params = {
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "rerank": self.rerank,
+            "min_train_size": self.min_train_size,
+            "train_size": self.train_size,
+            "seed": self.seed,
+        }
+        return {"kind": self.kind, "dim": self.dim, "ntotal": self.ntotal, "params": params, "trained": self.trained}
+
+    def write_blobs(self, fh: IO[bytes]) -> None:
+        self._exact.write_blobs(fh)
+        if self._ivf is not None:
+            faiss.write_index(self._ivf, faiss.PyCallbackIOWriter(fh.write))
+
+    def save(self, path: str | Path) -> None:
+        with self._lock.reading():
+            atomic_write(path, lambda fh: write_index_file(fh, self.header(), self.write_blobs))
+
+    @classmethod
+    def from_stream(cls, header: dict[str, Any], fh: IO[bytes], *, threads: int = 1) -> ApproximateIndex:
+        index = cls(int(header["dim"]), threads=threads, **header["params"])
+        index._exact = ExactIndex.from_stream(header, fh, threads=threads)
+        if header.get("trained"):
+            ivf = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+            if not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or ivf.ntotal != index.ntotal:
+                raise ValueError("index file's IVF part does not match its vector store")
+            index._ivf = ivf
+        return index
+
+
+def write_index_file(fh: IO[bytes], header: dict[str, Any], write_blobs: Any) -> None:
+    encoded = json.dumps(header, sort_keys=True).encode()
+    fh.write(FILE_MAGIC + struct.pack("<I", len(encoded)) + encoded)
+    write_blobs(fh)
+
+
+def read_index_header(fh: IO[bytes]) -> dict[str, Any]:
+    magic = fh.read(len(FILE_MAGIC))
+    if magic != FILE_MAGIC:
+        raise ValueError("not a FaceTrail index file")
+    (length,) = struct.unpack("<I", fh.read(4))
+    header: dict[str, Any] = json.loads(fh.read(length))
+    return header
