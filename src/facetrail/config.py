@@ -67,6 +67,13 @@ class VerifySettings(BaseModel):
     )
 
 
+class IndexSettings(BaseModel):
+    kind: str = Field("exact", description="Vector index per gallery: 'exact' (default) or 'approximate'.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Index parameters, e.g. for 'approximate': nlist, nprobe, rerank."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -85,6 +92,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()  # type: ignore[call-arg]
     embedding: EmbeddingSettings = EmbeddingSettings()  # type: ignore[call-arg]
     verify: VerifySettings = VerifySettings()  # type: ignore[call-arg]
+    index: IndexSettings = IndexSettings()  # type: ignore[call-arg]
 
     @classmethod
     def settings_customise_sources(

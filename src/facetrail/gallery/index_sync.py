@@ -1,0 +1,477 @@
+"""Each gallery's vector index, kept in step with the database, which is the system of record.
+
+The index is a derived copy of the gallery's (face id, embedding) rows, persisted under DATA_DIR/index as
+``gallery-<id>.<kind>.faiss`` plus a small JSON (count, checksum, model id, kind). Guarantees:
+
+- Loaded once per process (kept in ``ctx.extras``) and, at load, compared with the database: same count and
+  same order-independent checksum of (face id, embedding bytes). A mismatch is logged, audited
+  ('index.repair'), returned to the caller and repaired from the database; it is never ignored.
+- Before every search the gallery's cheap database fingerprint (count, sum and max of face ids, latest
+  enrolment time) is compared with the one the index was last verified against; if another process
+  enrolled or deleted faces meanwhile, the index is verified and repaired again before it is used.
+- ``add_faces`` / ``remove_faces`` apply committed enrolments and deletions to the loaded index and save it.
+  If a process dies between its database commit and the index save, the next load repairs the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from facetrail.audit.log import append_audit
+from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
+from facetrail.index import ApproximateIndex, ExactIndex, load_index, make_index, vector_set_checksum
+from facetrail.index.base import atomic_write
+from facetrail.storage.models import Face, Gallery
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system:index-sync"
+META_FORMAT = 1
+# Writing the whole index after every enrolment batch is cheap for small galleries and wasteful for huge ones;
+# above this size saves are spaced out (a stale file is repaired from the database at the next load anyway).
+EAGER_SAVE_MAX_VECTORS = 200_000
+LAZY_SAVE_INTERVAL_S = 30.0
+
+AnyIndex = ExactIndex | ApproximateIndex
+Fingerprint = tuple[int, int, int, str]
+ProgressCallback = Callable[[int, int], None]
+
+
+class IndexSyncError(FaceTrailError):
+    code = "index_sync_error"
+
+
+@dataclass
+class IndexCheck:
+    """What comparing a gallery's index with the database found, and what was done about it."""
+
+    gallery_id: int
+    kind: str
+    model_id: str
+    db_count: int
+    index_count: int | None  # None: there was no usable index file
+    db_checksum: str
+    index_checksum: str | None
+    problems: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gallery_id": self.gallery_id,
+            "kind": self.kind,
+            "model_id": self.model_id,
+            "consistent": self.consistent,
+            "db_count": self.db_count,
+            "index_count": self.index_count,
+            "db_checksum": self.db_checksum,
+            "index_checksum": self.index_checksum,
+            "problems": list(self.problems),
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class GalleryIndex:
+    """A gallery's loaded index. ``index`` is None only while the gallery has no faces (dimension unknown)."""
+
+    gallery_id: int
+    model_id: str
+    kind: str
+    index: AnyIndex | None
+    fingerprint: Fingerprint | None = None  # the database state the index was last verified against
+    dirty: bool = False
+    last_saved: float = 0.0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def count(self) -> int:
+        return 0 if self.index is None else self.index.ntotal
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, face ids) of the k most similar faces, best first."""
+        if self.index is None or self.index.ntotal == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores, ids = self.index.search(np.asarray(query, np.float32).reshape(1, -1), k)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+
+# paths and database reads --------------------------------------------------------------------------------
+
+
+def index_dir(ctx: AppContext) -> Path:
+    return ctx.data_dir / "index"
+
+
+def index_paths(ctx: AppContext, gallery_id: int, kind: str) -> tuple[Path, Path]:
+    base = index_dir(ctx) / f"gallery-{gallery_id}.{kind}"
+    return base.with_name(base.name + ".faiss"), base.with_name(base.name + ".json")
+
+
+def read_db_vectors(session: Session, gallery_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (face id, embedding) rows of a gallery, ascending by id; embeddings as an (n, dim) float32 array."""
+    rows = session.execute(
+        select(Face.id, Face.embedding).where(Face.gallery_id == gallery_id).order_by(Face.id)
+    ).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.zeros((0, 0), np.float32)
+    sizes = {len(r[1]) for r in rows}
+    if len(sizes) != 1:
+        raise IndexSyncError(f"gallery {gallery_id} holds embeddings of different sizes {sorted(sizes)}")
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, vectors.astype(np.float32, copy=False)
+
+
+def db_fingerprint(session: Session, gallery_id: int) -> Fingerprint:
+    """Cheap summary that changes whenever faces are added to or deleted from the gallery."""
+    count, id_sum, id_max, latest = session.execute(
+        select(func.count(Face.id), func.sum(Face.id), func.max(Face.id), func.max(Face.enrolled_at)).where(
+            Face.gallery_id == gallery_id
+        )
+    ).one()
+    return int(count), int(id_sum or 0), int(id_max or 0), str(latest or "")
+
+
+def _gallery(session: Session, gallery_id: int) -> Gallery:
+    gallery = session.get(Gallery, gallery_id)
+    if gallery is None:
+        raise IndexSyncError(f"gallery {gallery_id} does not exist")
+    return gallery
+
+
+def _stored_ids(index: AnyIndex) -> np.ndarray:
+    store = index.exact if isinstance(index, ApproximateIndex) else index
+    return np.array(store.stored()[0], dtype=np.int64)  # a copy: the view dies with the next change
+
+
+def _empty_checksum() -> str:
+    return vector_set_checksum(np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
+
+
+def _index_checksum(index: AnyIndex | None) -> str:
+    return _empty_checksum() if index is None or index.ntotal == 0 else index.checksum()
+
+
+def _db_checksum(ids: np.ndarray, vectors: np.ndarray) -> str:
+    return _empty_checksum() if len(ids) == 0 else vector_set_checksum(ids, vectors)
+
+
+# building, loading, saving --------------------------------------------------------------------------------
+
+
+def _index_params(ctx: AppContext) -> dict[str, Any]:
+    return dict(ctx.settings.index.params)
+
+
+def build_index(
+    kind: str,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    params: dict[str, Any],
+    progress: ProgressCallback | None = None,
+    chunk: int = 50_000,
+) -> AnyIndex | None:
+    if len(ids) == 0:
+        return None
+    index = make_index(kind, int(vectors.shape[1]), **params)
+    for start in range(0, len(ids), chunk):
+        index.add(ids[start : start + chunk], vectors[start : start + chunk])
+        if progress is not None:
+            progress(min(start + chunk, len(ids)), len(ids))
+    return index
+
+
+def save_gallery_index(ctx: AppContext, gi: GalleryIndex) -> None:
+    """Write the index file, then its JSON (a crash between the two is caught by the checksum at load)."""
+    index_path, meta_path = index_paths(ctx, gi.gallery_id, gi.kind)
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    with gi.lock:
+        if gi.index is None:
+            index_path.unlink(missing_ok=True)
+        else:
+            gi.index.save(index_path)
+        meta = {
+            "format": META_FORMAT,
+            "gallery_id": gi.gallery_id,
+            "kind": gi.kind,
+            "model_id": gi.model_id,
+            "dim": None if gi.index is None else gi.index.dim,
+            "count": gi.count,
+            "checksum": _index_checksum(gi.index),
+            "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        encoded = json.dumps(meta, indent=2, sort_keys=True).encode()
+
+        def write_meta(fh: BinaryIO) -> None:
+            fh.write(encoded)
+
+        atomic_write(meta_path, write_meta)
+        gi.dirty, gi.last_saved = False, time.monotonic()
+
+
+def _load_file(ctx: AppContext, gallery_id: int, kind: str, model_id: str) -> tuple[AnyIndex | None, list[str]]:
+    """The persisted index and the problems found reading it (none: the file is whole and as described)."""
+    index_path, meta_path = index_paths(ctx, gallery_id, kind)
+    if not meta_path.exists():
+        return None, ["no index file"]
+    try:
+        meta = json.loads(meta_path.read_text())
+        index = load_index(index_path) if index_path.exists() else None
+    except (OSError, ValueError, RuntimeError) as exc:  # faiss raises RuntimeError on corrupt data
+        return None, [f"index file unreadable: {exc}"]
+    problems = []
+    if meta.get("model_id") != model_id:
+        problems.append(f"index was built with model {meta.get('model_id')}, the gallery uses {model_id}")
+    if meta.get("kind") != kind or (index is not None and index.kind != kind):
+        problems.append(f"index kind {meta.get('kind')} differs from the configured {kind}")
+    count = 0 if index is None else index.ntotal
+    if meta.get("count") != count:
+        problems.append(f"index file holds {count} vectors, its description says {meta.get('count')}")
+    elif meta.get("checksum") != _index_checksum(index):
+        problems.append("index file content does not match its recorded checksum")
+    return index, problems
+
+
+def _compare(index: AnyIndex | None, db_ids: np.ndarray, db_vectors: np.ndarray) -> tuple[str, str, list[str]]:
+    db_sum, index_sum = _db_checksum(db_ids, db_vectors), _index_checksum(index)
+    count = 0 if index is None else index.ntotal
+    problems = []
+    if count != len(db_ids):
+        problems.append(f"index holds {count} faces, the database {len(db_ids)}")
+    if index_sum != db_sum:
+        problems.append("index checksum differs from the database's (face ids or embeddings differ)")
+    return db_sum, index_sum, problems
+
+
+def _repair(gi: GalleryIndex, db_ids: np.ndarray, db_vectors: np.ndarray, params: dict[str, Any]) -> None:
+    """Bring the index to exactly the database's rows: apply the id difference, rebuild if that is not enough."""
+    index = gi.index
+    if index is not None and (len(db_ids) == 0 or index.dim == db_vectors.shape[1]):
+        present = _stored_ids(index)
+        extra = np.setdiff1d(present, db_ids)
+        missing = np.isin(db_ids, present, invert=True)
+        if len(extra):
+            index.remove(extra)
+        if missing.any():
+            index.add(db_ids[missing], db_vectors[missing])
+        if _index_checksum(index) == _db_checksum(db_ids, db_vectors):
+            return
+    gi.index = build_index(gi.kind, db_ids, db_vectors, params)
+
+
+def _audit_repair(ctx: AppContext, check: IndexCheck, actor: str) -> None:
+    try:
+        with ctx.db.transaction() as session:
+            append_audit(
+                session,
+                actor=actor,
+                action="index.repair",
+                target=f"gallery:{check.gallery_id}",
+                details=check.to_dict(),
+            )
+    except Exception:  # the repair itself stands: the index now mirrors the database
+        log.exception("could not audit the repair of gallery %s's index", check.gallery_id)
+
+
+def _verify_and_repair(
+    ctx: AppContext, gi: GalleryIndex, file_problems: Sequence[str], repair: bool, actor: str
+) -> IndexCheck:
+    with ctx.db.read() as session:
+        fingerprint = db_fingerprint(session, gi.gallery_id)
+        db_ids, db_vectors = read_db_vectors(session, gi.gallery_id)
+    db_sum, index_sum, problems = _compare(gi.index, db_ids, db_vectors)
+    if file_problems == ["no index file"] and not problems:
+        file_problems = []  # an empty gallery needs no file
+    check = IndexCheck(
+        gi.gallery_id, gi.kind, gi.model_id, len(db_ids), None if gi.index is None else gi.count,
+        db_sum, index_sum, [*file_problems, *problems],
+    )
+    if check.consistent:
+        gi.fingerprint = fingerprint
+        return check
+    log.warning("index of gallery %s does not match the database: %s", gi.gallery_id, "; ".join(check.problems))
+    if repair:
+        _repair(gi, db_ids, db_vectors, _index_params(ctx))
+        if _index_checksum(gi.index) != db_sum:  # pragma: no cover - a rebuild from the rows always matches
+            raise IndexSyncError(f"index of gallery {gi.gallery_id} could not be repaired")
+        save_gallery_index(ctx, gi)
+        gi.fingerprint = fingerprint
+        check.repaired = True
+        _audit_repair(ctx, check, actor)
+    return check
+
+
+# the per-process cache ------------------------------------------------------------------------------------
+
+_CACHE_LOCK = threading.RLock()
+
+
+def _cache(ctx: AppContext) -> dict[int, GalleryIndex]:
+    with _CACHE_LOCK:
+        cache: dict[int, GalleryIndex] = ctx.extras.setdefault("gallery_indexes", {})
+        return cache
+
+
+def _load_unverified(ctx: AppContext, gallery_id: int) -> tuple[GalleryIndex, list[str]]:
+    with ctx.db.read() as session:
+        model_id = _gallery(session, gallery_id).model_id
+    kind = ctx.settings.index.kind
+    index, file_problems = _load_file(ctx, gallery_id, kind, model_id)
+    return GalleryIndex(gallery_id, model_id, kind, index), file_problems
+
+
+def _open(ctx: AppContext, gallery_id: int, repair: bool, actor: str) -> tuple[GalleryIndex, IndexCheck]:
+    gi, file_problems = _load_unverified(ctx, gallery_id)
+    check = _verify_and_repair(ctx, gi, file_problems, repair, actor)
+    return gi, check
+
+
+def get_gallery_index(ctx: AppContext, gallery_id: int, *, actor: str = SYSTEM_ACTOR) -> GalleryIndex:
+    """The gallery's index, loaded (checked and repaired) on first use and re-verified if the gallery changed."""
+    cache = _cache(ctx)
+    gi = cache.get(gallery_id)
+    if gi is None:
+        with _CACHE_LOCK:
+            gi = cache.get(gallery_id)
+            if gi is None:
+                gi, _ = _open(ctx, gallery_id, repair=True, actor=actor)
+                cache[gallery_id] = gi
+        return gi
+    with gi.lock:
+        with ctx.db.read() as session:
+            current = db_fingerprint(session, gallery_id)
+        if current != gi.fingerprint:
+            _verify_and_repair(ctx, gi, [], repair=True, actor=actor)
+    return gi
+
+
+def _index_for_update(ctx: AppContext, gallery_id: int) -> GalleryIndex:
+    """The loaded index, or the saved file as it is: enrolment only applies its own committed changes (no full
+    comparison with the database per batch); the next search verifies the result (``fingerprint`` None)."""
+    cache = _cache(ctx)
+    with _CACHE_LOCK:
+        gi = cache.get(gallery_id)
+        if gi is None:
+            gi, file_problems = _load_unverified(ctx, gallery_id)
+            if file_problems and file_problems != ["no index file"]:
+                log.warning("index file of gallery %s set aside: %s", gallery_id, "; ".join(file_problems))
+                gi.index = None  # rebuilt from the database at the next verification
+            cache[gallery_id] = gi
+    return gi
+
+
+def forget_gallery_index(ctx: AppContext, gallery_id: int) -> None:
+    """Drop the loaded copy (e.g. after the gallery is deleted); the next use loads and checks the file."""
+    _cache(ctx).pop(gallery_id, None)
+
+
+def _maybe_save(ctx: AppContext, gi: GalleryIndex) -> None:
+    if gi.count <= EAGER_SAVE_MAX_VECTORS or time.monotonic() - gi.last_saved >= LAZY_SAVE_INTERVAL_S:
+        save_gallery_index(ctx, gi)
+
+
+def flush_indexes(ctx: AppContext) -> None:
+    """Save every loaded index with unsaved changes (call at the end of a long enrolment)."""
+    for gi in list(_cache(ctx).values()):
+        with gi.lock:
+            if gi.dirty:
+                save_gallery_index(ctx, gi)
+
+
+# the functions enrolment and deletion call -----------------------------------------------------------------
+
+
+def add_faces(ctx: AppContext, gallery_id: int, face_ids: Iterable[int], vectors: np.ndarray) -> int:
+    """Add faces whose rows are already committed. Ids the index already holds are skipped (loading the index
+    reads committed rows too). Returns how many vectors were added."""
+    ids = np.asarray(list(face_ids), dtype=np.int64)
+    array = np.asarray(vectors, dtype=np.float32)
+    if len(ids) == 0:
+        return 0
+    array = array.reshape(len(ids), -1)
+    gi = _index_for_update(ctx, gallery_id)
+    with gi.lock:
+        if gi.index is None:
+            gi.index = make_index(gi.kind, int(array.shape[1]), **_index_params(ctx))
+        new = np.isin(ids, _stored_ids(gi.index), invert=True)
+        if new.any():
+            gi.index.add(ids[new], array[new])
+            gi.dirty = True
+            _maybe_save(ctx, gi)
+        return int(new.sum())
+
+
+def remove_faces(ctx: AppContext, gallery_id: int, face_ids: Iterable[int]) -> int:
+    """Remove these faces' vectors (call after their rows were deleted). Returns how many were removed."""
+    ids = np.asarray(list(face_ids), dtype=np.int64)
+    if len(ids) == 0:
+        return 0
+    gi = _index_for_update(ctx, gallery_id)
+    with gi.lock:
+        if gi.index is None:
+            return 0
+        removed = gi.index.remove(ids)
+        if removed:
+            gi.dirty = True
+            _maybe_save(ctx, gi)
+        return removed
+
+
+# check and rebuild (``facetrail index check`` / ``rebuild``) -----------------------------------------------
+
+
+def check_index(ctx: AppContext, gallery_id: int, *, repair: bool = True, actor: str = SYSTEM_ACTOR) -> IndexCheck:
+    """Load the persisted index afresh and compare it with the database; repair a mismatch unless told not to."""
+    gi, check = _open(ctx, gallery_id, repair=repair, actor=actor)
+    if repair:
+        _cache(ctx)[gallery_id] = gi
+    return check
+
+
+def rebuild_index(
+    ctx: AppContext, gallery_id: int, *, actor: str, progress: ProgressCallback | None = None
+) -> IndexCheck:
+    """Rebuild the gallery's index from the database and save it; audited ('index.rebuild') with the save."""
+    with ctx.db.read() as session:
+        model_id = _gallery(session, gallery_id).model_id
+        fingerprint = db_fingerprint(session, gallery_id)
+        db_ids, db_vectors = read_db_vectors(session, gallery_id)
+    kind = ctx.settings.index.kind
+    if progress is not None:
+        progress(0, len(db_ids))
+    gi = GalleryIndex(gallery_id, model_id, kind, build_index(kind, db_ids, db_vectors, _index_params(ctx), progress))
+    db_sum = _db_checksum(db_ids, db_vectors)
+    check = IndexCheck(gallery_id, kind, model_id, len(db_ids), gi.count, db_sum, _index_checksum(gi.index))
+    if check.index_checksum != db_sum:  # pragma: no cover - a rebuild from the rows always matches
+        raise IndexSyncError(f"rebuilt index of gallery {gallery_id} does not match the database")
+    with ctx.db.transaction() as session:
+        append_audit(
+            session,
+            actor=actor,
+            action="index.rebuild",
+            target=f"gallery:{gallery_id}",
+            details={"gallery_id": gallery_id, "kind": kind, "model_id": model_id, "count": len(db_ids),
+                     "checksum": db_sum},
+        )
+        save_gallery_index(ctx, gi)  # inside the transaction: if the save fails, the audit record rolls back
+    gi.fingerprint = fingerprint
+    _cache(ctx)[gallery_id] = gi
+    return check
