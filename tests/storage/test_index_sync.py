@@ -8,13 +8,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from index_helpers import GALLERY_PHOTOS, EnrolledFace, create_gallery, enroll_photos
 from sqlalchemy import delete, select
 
 from facetrail.config import IndexSettings, Settings
 from facetrail.context import AppContext, open_context
 from facetrail.gallery import index_sync
 from facetrail.storage.models import AuditRecord, Face
-from index_helpers import GALLERY_PHOTOS, EnrolledFace, create_gallery, enroll_photos
 
 
 @contextmanager
