@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import OBAMA, WEBP_NAMED_JPG, cosine, encode
+from face_fixtures import OBAMA, WEBP_NAMED_JPG, cosine, encode
 from facetrail.config import ImageLimits
 from facetrail.errors import (
     CorruptImageError,
