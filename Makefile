@@ -1,5 +1,7 @@
 # The two commands of the README. Both create .venv on a fresh machine.
-PY ?= python3.11
+# Python 3.11: python3.11, else python3 when that is 3.11. Override with `make PY=/path/to/python3.11 ...`.
+PY ?= $(shell command -v python3.11 2>/dev/null || { python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	2>/dev/null && command -v python3; })
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= $(abspath ../shared)
@@ -8,7 +10,7 @@ export FACETRAIL_SHARED_DATA ?= $(SHARED)/data
 .PHONY: run test setup lint typecheck clean demo
 
 $(BIN)/facetrail: pyproject.toml
-	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
+	@test -n "$(PY)" && command -v $(PY) >/dev/null || { echo "Python 3.11 is required (python3.11, or python3 being 3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,dlib,postgres]'
