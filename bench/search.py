@@ -1,0 +1,223 @@
+"""Search latency, memory and mate recall of the vector indexes on synthetic face-like embeddings.
+
+    nice -n 5 python bench/search.py --sizes 100k,1M,10M
+
+For each gallery size: the memory-bandwidth floor (one pass over the fp32 vectors), brute-force numpy
+(``gallery @ q`` + argpartition, what face_recognition users do), ExactIndex, and ApproximateIndex over a sweep
+of ``nprobe``. Latency is one query at a time (batch of 1), faiss on one thread. Results go to the "Search"
+section of docs/benchmarks.md (``--no-write`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    SyntheticFaces,
+    load_note,
+    machine_description,
+    now_utc,
+    percentile_ms,
+    write_doc_section,
+)
+from facetrail.index import ApproximateIndex, set_threads
+
+
+@dataclass
+class Row:
+    size: int
+    method: str
+    p50_ms: float
+    p99_ms: float
+    bytes_per_face: float | None
+    best_found: float | None  # exact rank-1 within the method's top-k
+    mate_rank1: float | None  # an enrolled sample of the probe's identity at rank 1
+    mate_topk: float | None  # ... anywhere in the top-k
+    note: str = ""
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def time_queries(search: object, probes: np.ndarray, count: int) -> tuple[list[float], list[np.ndarray]]:
+    seconds, ids = [], []
+    for i in range(count):
+        start = time.perf_counter()
+        found = search(probes[i : i + 1])  # type: ignore[operator]
+        seconds.append(time.perf_counter() - start)
+        ids.append(found)
+    return seconds, ids
+
+
+def numpy_brute_force(gallery: np.ndarray, gallery_ids: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    scores = gallery @ query[0]
+    top = np.argpartition(-scores, k)[:k]
+    return gallery_ids[top[np.argsort(-scores[top])]]
+
+
+def bandwidth_floor(vectors: np.ndarray, repeats: int = 5) -> float:
+    """Best time to read every vector once: any exact search must at least do this."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vectors.sum(axis=0)  # a column sum streams the rows in order and does almost no arithmetic per byte
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def quality(found: np.ndarray, truth_best: np.ndarray, probe_identities: np.ndarray, per_identity: int):
+    """(exact rank-1 found in top-k, mate at rank 1, mate in top-k) over all probes."""
+    best_found = float(np.mean([truth_best[i] in found[i] for i in range(len(found))]))
+    identities = np.where(found >= 0, found // per_identity, -1)
+    mate_rank1 = float(np.mean(identities[:, 0] == probe_identities))
+    mate_topk = float(np.mean((identities == probe_identities[:, None]).any(axis=1)))
+    return best_found, mate_rank1, mate_topk
+
+
+def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list[Row]:
+    k = args.k
+    rows: list[Row] = []
+    nlist = args.nlist or (1024 if size < 500_000 else 4096)
+    gc.collect()
+    rss_before = rss_bytes()
+    start = time.perf_counter()
+    index = ApproximateIndex(faces.dim, nlist=nlist, rerank=args.rerank, train_iterations=args.train_iterations)
+    for ids, vectors in faces.gallery_chunks(size):
+        index.add(ids, vectors)
+        del vectors
+    gc.collect()
+    build_s = time.perf_counter() - start
+    rss_total = rss_bytes() - rss_before
+    print(f"[{size:,}] built in {build_s:.0f} s (trained: {index.trained}), RSS +{rss_total / 1e9:.2f} GB", flush=True)
+
+    probe_identities, probes = faces.probes(size, args.probes)
+    exact = index.exact
+    gallery_ids, gallery = exact.stored()  # zero-copy views of the index's own fp32 storage
+
+    # ground truth: exact top-k of every probe, batched on both cores (not timed)
+    set_threads(2)
+    _, truth = exact.search(probes, k)
+    set_threads(1)
+    truth_best = truth[:, 0]
+
+    floor_s = bandwidth_floor(gallery)
+    gbps = gallery.nbytes / floor_s / 1e9
+    rows.append(Row(size, "memory-bandwidth floor (one pass over the vectors)", floor_s * 1e3, floor_s * 1e3,
+                    None, None, None, None, f"{gbps:.1f} GB/s"))
+
+    n_slow = max(10, min(args.latency_queries, int(args.latency_queries * 1_000_000 / size)))
+    seconds, found = time_queries(lambda q: numpy_brute_force(gallery, gallery_ids, q, k), probes, n_slow)
+    found_arr = np.stack(found)
+    rows.append(Row(size, "numpy brute force (gallery @ q, argpartition)", percentile_ms(seconds, 50),
+                    percentile_ms(seconds, 99), 4 * faces.dim, *quality(found_arr, truth_best[:n_slow],
+                    probe_identities[:n_slow], faces.samples_per_identity), f"{n_slow} queries"))
+
+    seconds, found = time_queries(lambda q: exact.search(q, k)[1][0], probes, n_slow)
+    rows.append(Row(size, "ExactIndex (faiss flat IP, 1 thread)", percentile_ms(seconds, 50),
+                    percentile_ms(seconds, 99), exact.memory_bytes() / size,
+                    *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow],
+                             faces.samples_per_identity), f"{n_slow} queries"))
+
+    approx_bytes = index.memory_bytes() / size
+    for nprobe in args.nprobe:
+        if not index.trained and nprobe != args.nprobe[0]:
+            break
+        seconds, _ = time_queries(lambda q, n=nprobe: index.search(q, k, nprobe=n)[1][0], probes,
+                                  args.latency_queries)
+        _, approx_ids = index.search(probes, k, nprobe=nprobe)
+        label = (f"ApproximateIndex IVF{nlist}-SQ8 + re-rank {args.rerank}, nprobe {nprobe}"
+                 if index.trained else "ApproximateIndex (below training threshold: exact)")
+        rows.append(Row(size, label, percentile_ms(seconds, 50), percentile_ms(seconds, 99), approx_bytes,
+                        *quality(approx_ids, truth_best, probe_identities, faces.samples_per_identity),
+                        f"{args.latency_queries} queries"))
+        print(rows[-1], flush=True)
+    rows.append(Row(size, "(process RSS growth while building the approximate index)", float("nan"),
+                    float("nan"), rss_total / size, None, None, None, f"build {build_s:.0f} s"))
+    for row in rows:
+        print(row, flush=True)
+    gc.collect()
+    return rows
+
+
+def fmt(value: float | None, spec: str) -> str:
+    if value is None or value != value:
+        return "–"
+    return format(value, spec)
+
+
+def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_before: str) -> str:
+    lines = [
+        "## Search",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine_description()}  ",
+        f"Date: {now_utc()}; {load_before} at start, {load_note()} at end (other engineers share the CPU).",
+        "",
+        f"Synthetic 128-d embeddings with identity structure: {args.per_identity} enrolled samples per identity,"
+        " sample = normalise(centre + noise), same-identity cosine 0.5–0.8, different-identity 0 ± 0.09"
+        f" (bench/common.py). {args.probes} probes, each a fresh sample of an enrolled identity; k = {args.k}."
+        " Latency: one query at a time; faiss on one thread; numpy with its default BLAS threads.",
+        "",
+        "Columns: *best found* = exact search's rank-1 appears in the method's top-k (recall against exact);"
+        " *mate@1* / *mate@k* = an enrolled sample of the probe's identity at rank 1 / in the top-k."
+        " Memory is bytes per face of the index structures (fp32 vectors 512 B, ids, id maps, IVF codes).",
+        "",
+        "| faces | method | p50 ms | p99 ms | B/face | best found | mate@1 | mate@k | note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.size:,} | {r.method} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p99_ms, '.2f')} |"
+            f" {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} | {fmt(r.mate_rank1, '.3f')} |"
+            f" {fmt(r.mate_topk, '.3f')} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100k,1M", help="comma-separated gallery sizes, e.g. 100k,1M,10M")
+    parser.add_argument("--probes", type=int, default=1000, help="probes for recall")
+    parser.add_argument("--latency-queries", type=int, default=200, help="single queries timed (fewer for slow)")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--nlist", type=int, default=0, help="IVF lists (default: 1024 below 500k, else 4096)")
+    parser.add_argument("--nprobe", default="32,128,512", help="comma-separated nprobe values to sweep")
+    parser.add_argument("--rerank", type=int, default=64, help="IVF candidates re-ranked exactly")
+    parser.add_argument("--train-iterations", type=int, default=10)
+    parser.add_argument("--per-identity", type=int, default=2, help="enrolled samples per identity")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    args.nprobe = [int(v) for v in args.nprobe.split(",")]
+    command = "python bench/search.py " + " ".join(sys.argv[1:])
+    load_before = load_note()
+    set_threads(1)
+    faces = SyntheticFaces(samples_per_identity=args.per_identity)
+    rows: list[Row] = []
+    for size in (parse_size(s) for s in args.sizes.split(",")):
+        rows += run_size(args, size, faces)
+    text = markdown(rows, args, command, load_before)
+    print(text)
+    if not args.no_write:
+        write_doc_section("search", text)
+
+
+if __name__ == "__main__":
+    main()
