@@ -159,7 +159,7 @@ def _describe_link_break(session: Session, rec: Any) -> tuple[int, str]:
     if linked is not None and linked < rec.seq - 1:
         first, last = linked + 1, rec.seq - 1
         span = f"record {first}" if first == last else f"records {first}–{last}"
-        return first, (f"{span} inserted: record {rec.seq} links to record {linked}, so nothing was "
+        return first, (f"{span} inserted or moved: record {rec.seq} links to record {linked}, so nothing was "
                        f"ever chained between them")
     if linked is not None and linked > rec.seq:
         return rec.seq, (f"records reordered: record {rec.seq} links to record {linked}, which comes after it")
