@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from facetrail.cli.common import JsonOption, console, fail, print_json
-from facetrail.errors import FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError
 
 app = typer.Typer(
     name="facetrail",
@@ -41,17 +41,23 @@ def detect(
     except FaceTrailError as exc:
         fail(exc, as_json)
         return
+    annotated: Path | None = None
     if annotate is not None:
         from facetrail.faces.draw import draw_faces
 
-        draw_faces(decoded.pixels, faces, annotate)
-    result = {
+        try:
+            annotated = draw_faces(decoded.pixels, faces, annotate)
+        except OSError as exc:
+            fail(BadInputError(f"could not write the annotated copy: {exc}", path=str(annotate)), as_json)
+    result: dict[str, object] = {
         "ok": True,
         "image": {"path": str(image), "sha256": decoded.sha256, "format": decoded.format,
                   "width": decoded.width, "height": decoded.height, "exif_rotated": decoded.exif_transposed},
         "detector": pipeline.detector.model_id,
         "faces": [f.to_dict() for f in faces],
     }
+    if annotated is not None:
+        result["annotated"] = str(annotated)
     if as_json:
         print_json(result)
     else:
@@ -63,8 +69,8 @@ def detect(
             table.add_row(str(f.index), f"{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}", f"{f.face.eye_distance:.0f}",
                           f"{f.face.score:.2f}", f.quality.verdict, "; ".join(f.quality.reasons))
         console.print(table)
-        if annotate is not None:
-            console.print(f"annotated copy: {annotate}")
+        if annotated is not None:
+            console.print(f"annotated copy: {annotated}")
     if not faces:
         raise typer.Exit(4)
 

@@ -81,6 +81,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             + ")"
         ) from None
     except Exception as exc:  # Pillow raises many types on hostile headers
+        if _says_truncated(exc):
+            raise TruncatedImageError(f"image is truncated within its header: {_describe(exc)}") from None
         raise CorruptImageError(f"image header is corrupt: {_describe(exc)}") from None
 
     fmt = (img.format or "").upper()
@@ -109,12 +111,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP/TIFF: the first frame only
         img.load()
-    except OSError as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or "end of file" in text.lower() or "premature" in text.lower():
-            raise TruncatedImageError(f"image data is truncated: {text}") from None
-        raise CorruptImageError(f"image data is corrupt: {_describe(exc)}") from None
     except Exception as exc:
+        if _says_truncated(exc):
+            raise TruncatedImageError(f"image data is truncated: {_describe(exc)}") from None
         raise CorruptImageError(f"image data is corrupt: {_describe(exc)}") from None
 
     try:
@@ -190,6 +189,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     return img.convert("RGB")  # L, P, CMYK, YCbCr, LAB, 1, RGBX, ...
+
+
+def _says_truncated(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("truncated", "end of file", "premature", "unexpected end"))
 
 
 def _describe(exc: BaseException) -> str:

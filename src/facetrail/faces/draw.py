@@ -14,6 +14,7 @@ VERDICT_COLOURS = {"pass": (60, 180, 60), "warn": (0, 180, 255), "fail": (40, 40
 
 
 def draw_faces(image_bgr: np.ndarray, faces: Sequence[AnalyzedFace], out: str | Path) -> Path:
+    """Boxes coloured by quality verdict, landmarks, and "#index verdict score"; returns the path written."""
     canvas = image_bgr.copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 500))
     for f in faces:
@@ -25,7 +26,9 @@ def draw_faces(image_bgr: np.ndarray, faces: Sequence[AnalyzedFace], out: str | 
         label = f"#{f.index} {f.quality.verdict} {f.face.score:.2f}"
         cv2.putText(canvas, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour, thickness)
     path = Path(out)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):  # PNG unless a JPEG name was asked for
+        path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path.with_suffix(".png") if path.suffix.lower() not in (".png", ".jpg") else path), canvas):
+    if not cv2.imwrite(str(path), canvas):
         raise OSError(f"could not write {path}")
-    return path
+    return path  # the file actually written

@@ -31,7 +31,10 @@ class AnalyzedFace:
         return {
             "index": self.index,
             "box": {"x": round(x, 1), "y": round(y, 1), "width": round(w, 1), "height": round(h, 1)},
-            "landmarks": {n: [round(float(p[0]), 1), round(float(p[1]), 1)] for n, p in zip(names, self.face.landmarks, strict=True)},
+            "landmarks": {
+                n: [round(float(p[0]), 1), round(float(p[1]), 1)]
+                for n, p in zip(names, self.face.landmarks, strict=True)
+            },
             "detection_score": round(self.face.score, 4),
             "quality": self.quality.to_dict(),
         }

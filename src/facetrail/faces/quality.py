@@ -19,8 +19,7 @@ def estimate_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     nose protruding ~0.6 inter-eye distances (average adult head).
     """
     pts = np.asarray(landmarks, dtype=np.float64)
-    right_eye, left_eye, nose, mouth_r, mouth_l = pts
-    dx, dy = left_eye - right_eye
+    dx, dy = pts[1] - pts[0]  # right eye (image left) to left eye
     roll = math.degrees(math.atan2(dy, dx))
     c, s = math.cos(-math.radians(roll)), math.sin(-math.radians(roll))
     rot = np.array([[c, -s], [s, c]])
