@@ -88,6 +88,7 @@ def test_detect_bad_input_exit_3(tmp_path: Path, content: bytes, code: str) -> N
 
 def test_detect_missing_file_exit_3(tmp_path: Path) -> None:
     out = _json(["detect", "--json", str(tmp_path / "nope.jpg")], 3)
+    assert out["error"]["code"] == "image_not_found"
     assert "not found" in out["error"]["message"]
 
 

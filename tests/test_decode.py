@@ -21,6 +21,7 @@ from facetrail.errors import (
     CorruptImageError,
     EmptyImageError,
     ImageError,
+    ImageNotFoundError,
     ImageTooLargeError,
     ImageTooManyPixelsError,
     ImageTooSmallError,
@@ -295,8 +296,10 @@ def test_over_byte_limit_refused_before_reading(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="not found"):
+    with pytest.raises(ImageNotFoundError, match="not found"):
         read_image_bytes(tmp_path / "nope.jpg", LIMITS)
+    with pytest.raises(ImageNotFoundError, match="not a regular file"):
+        read_image_bytes(tmp_path, LIMITS)
 
 
 def test_decompression_bomb_refused_from_header() -> None:

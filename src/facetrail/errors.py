@@ -45,6 +45,10 @@ class ImageTooManyPixelsError(ImageError):
     code = "image_too_many_pixels"
 
 
+class ImageNotFoundError(ImageError):
+    code = "image_not_found"
+
+
 class ImageTooSmallError(ImageError):
     code = "image_too_small"
 

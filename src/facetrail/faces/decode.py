@@ -19,6 +19,7 @@ from facetrail.config import ImageLimits
 from facetrail.errors import (
     CorruptImageError,
     EmptyImageError,
+    ImageNotFoundError,
     ImageTooLargeError,
     ImageTooManyPixelsError,
     ImageTooSmallError,
@@ -44,9 +45,9 @@ def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
     """Read a local file, refusing it before reading if it is over the size limit."""
     p = Path(path)
     if not p.exists():
-        raise CorruptImageError(f"file not found: {p}", path=str(p))
+        raise ImageNotFoundError(f"file not found: {p}", path=str(p))
     if not p.is_file():
-        raise CorruptImageError(f"not a regular file: {p}", path=str(p))
+        raise ImageNotFoundError(f"not a regular file: {p}", path=str(p))
     size = p.stat().st_size
     if size > limits.max_bytes:
         raise ImageTooLargeError(
