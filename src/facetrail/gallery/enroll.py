@@ -271,8 +271,8 @@ def enroll(
         gallery = load_gallery(session, gallery_name)
         model_id = check_model(ctx, gallery)
         gallery_id, keep_images, source_system = gallery.id, gallery.keep_images, gallery.source_system
-        known_names = dict(session.execute(
-            select(Subject.external_id, Subject.name).where(Subject.gallery_id == gallery_id)).tuples().all())
+        known_names: dict[str, str | None] = {external_id: name for external_id, name in session.execute(
+            select(Subject.external_id, Subject.name).where(Subject.gallery_id == gallery_id)).all()}
         known_hashes = set(session.execute(select(Face.image_sha256).where(Face.gallery_id == gallery_id)).scalars())
     check_names_agree(items, known_names)  # before anything is stored
 

@@ -21,7 +21,8 @@ from facetrail.errors import BadInputError
 
 REQUIRED_COLUMNS = ("path", "subject_id")
 OPTIONAL_COLUMNS = ("name", "source_record_id", "capture_date", "notes")
-MAX_LENGTHS = {"subject_id": 200, "name": 300, "source_record_id": 200, "notes": 10_000, "path": 4096}
+MAX_LENGTHS = {"subject_id": 200, "name": 300, "source_record_id": 200, "notes": 10_000, "path": 4096,
+               "capture_date": 10}
 DEFAULT_MAX_ROWS = 1_000_000
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -177,7 +178,7 @@ def _jsonl_rows(path: Path, max_rows: int) -> Iterator[tuple[int, dict[str, str]
 def _item(line: int, row: dict[str, str], base: Path) -> EnrollItem:
     def field(name: str) -> str:
         value = row.get(name, "").strip()
-        if len(value) > MAX_LENGTHS[name]:
+        if len(value) > MAX_LENGTHS[name] and name != "capture_date":  # a bad date gets its own message
             raise ManifestError(f"line {line}: {name} is {len(value)} characters, over the limit of "
                                 f"{MAX_LENGTHS[name]}", row=line, field=name)
         return value
