@@ -1,0 +1,348 @@
+"""1:N search of a probe photo against a gallery: a ranked CANDIDATE LIST of investigative leads.
+
+A candidate is never an identification: each needs human review. Every search states its purpose (case
+number, offense code, reason), and is recorded (SearchRecord) together with its audit record in one database
+transaction: if the audit record cannot be written, the search leaves no record and returns nothing.
+A probe is never added to a gallery; its SHA-256 is always recorded, the image itself only when
+``settings.keep_probe_images`` is on. Searches refused before they run (bad fields, unknown gallery, model
+mismatch, unusable probe) are audited with outcome 'refused'.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from facetrail.audit.log import append_audit
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.faces.calibration import load_calibration
+from facetrail.faces.decode import read_image_bytes
+from facetrail.faces.types import DecodedImage
+from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.index_sync import get_gallery_index
+from facetrail.gallery.service import check_model, load_gallery
+from facetrail.storage.models import Face, SearchRecord, Subject
+
+log = logging.getLogger(__name__)
+
+LEADS_NOTICE = "Investigative leads only — not an identification. Each candidate requires human review."
+MIN_CANDIDATES, MAX_CANDIDATES, DEFAULT_CANDIDATES = 2, 50, 20
+FIELD_LIMITS = {"case_number": 100, "offense": 100, "reason": 2000}
+_REFUSED_ECHO_CHARS = 200  # how much of a refused field is kept in the audit record
+
+
+@dataclass(frozen=True)
+class SearchPurpose:
+    """Why a search is run; required, and recorded with it."""
+
+    case_number: str
+    offense: str
+    reason: str
+
+
+def clean_field(field_name: str, value: str | None, max_len: int) -> str:
+    """Trimmed text, or a BadInputError naming the field: required, not blank, bounded, no control characters."""
+    text = (value or "").strip()
+    if not text:
+        raise BadInputError(f"{field_name} is required and must not be blank", field=field_name)
+    if len(text) > max_len:
+        raise BadInputError(
+            f"{field_name} is {len(text)} characters, over the limit of {max_len}", field=field_name
+        )
+    for pos, char in enumerate(text):
+        # control and format characters (newlines, bidi overrides, zero-width) could disguise what is recorded
+        if unicodedata.category(char) in ("Cc", "Cf"):
+            raise BadInputError(
+                f"{field_name} contains a control character (U+{ord(char):04X}) at position {pos}",
+                field=field_name,
+            )
+    return text
+
+
+def validate_purpose(case_number: str | None, offense: str | None, reason: str | None) -> SearchPurpose:
+    return SearchPurpose(
+        clean_field("case_number", case_number, FIELD_LIMITS["case_number"]),
+        clean_field("offense", offense, FIELD_LIMITS["offense"]),
+        clean_field("reason", reason, FIELD_LIMITS["reason"]),
+    )
+
+
+def validate_candidates(candidates: int) -> int:
+    if isinstance(candidates, bool) or not isinstance(candidates, int):
+        raise BadInputError("candidates must be a whole number", field="candidates")
+    if not MIN_CANDIDATES <= candidates <= MAX_CANDIDATES:
+        raise BadInputError(
+            f"candidates must be between {MIN_CANDIDATES} and {MAX_CANDIDATES}, got {candidates}",
+            field="candidates",
+        )
+    return candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: int
+    face_id: int
+    subject_id: int
+    subject_external_id: str
+    similarity: float
+    estimated_fmr: float
+    score_meaning: str
+    thumbnail: bytes  # the enrolled face's aligned crop, JPEG
+    thumbnail_path: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "similarity": round(self.similarity, 5),
+            "estimated_fmr": self.estimated_fmr,
+            "score_meaning": self.score_meaning,
+            "subject_external_id": self.subject_external_id,
+            "subject_id": self.subject_id,
+            "face_id": self.face_id,
+            "thumbnail_path": str(self.thumbnail_path) if self.thumbnail_path else None,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    search_id: int
+    created_at: dt.datetime
+    actor: str
+    gallery: str
+    gallery_id: int
+    model_id: str
+    purpose: SearchPurpose
+    probe_sha256: str
+    probe_stored: bool
+    face_index: int
+    faces_in_probe: int
+    probe_quality: str
+    candidates_requested: int
+    gallery_size: int
+    candidates: list[Candidate]
+    results_dir: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "candidate_list",
+            "notice": LEADS_NOTICE,
+            "search_id": self.search_id,
+            "created_at": self.created_at.isoformat(),
+            "actor": self.actor,
+            "gallery": self.gallery,
+            "gallery_size": self.gallery_size,
+            "model_id": self.model_id,
+            "case_number": self.purpose.case_number,
+            "offense": self.purpose.offense,
+            "reason": self.purpose.reason,
+            "probe": {
+                "sha256": self.probe_sha256,
+                "stored": self.probe_stored,
+                "face_index": self.face_index,
+                "faces_detected": self.faces_in_probe,
+                "quality": self.probe_quality,
+            },
+            "candidates_requested": self.candidates_requested,
+            "results_dir": str(self.results_dir) if self.results_dir else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def results_root(ctx: AppContext) -> Path:
+    return ctx.data_dir / "results"
+
+
+def probe_store(ctx: AppContext) -> ImageStore:
+    return ImageStore(ctx.data_dir / "probes")
+
+
+def _echo(value: object) -> object:
+    """A refused field as recorded: shortened, with control characters and lone surrogates made visible."""
+    if isinstance(value, dict):
+        return {str(_echo(k)): _echo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_echo(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c
+        for c in value[:_REFUSED_ECHO_CHARS]
+    )
+
+
+def _audit_refused(ctx: AppContext, actor: str, gallery: str, details: dict[str, Any], error: FaceTrailError) -> None:
+    try:
+        with ctx.db.transaction() as session:
+            append_audit(
+                session,
+                actor=actor,
+                action="search",
+                target=f"gallery:{_echo(gallery)}",
+                outcome="refused",
+                details=_echo({**details, "error": error.to_dict()}),  # type: ignore[arg-type]
+            )
+    except Exception:  # the refusal stands either way; the caller still gets the original error
+        log.exception("could not audit a refused search")
+
+
+def search_gallery(
+    ctx: AppContext,
+    probe: bytes | str | Path,
+    *,
+    gallery: str,
+    case_number: str | None,
+    offense: str | None,
+    reason: str | None,
+    actor: str,
+    candidates: int = DEFAULT_CANDIDATES,
+    face_index: int | None = None,
+    write_thumbnails: bool = True,
+) -> SearchResult:
+    """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery."""
+    attempted: dict[str, Any] = {
+        "gallery": gallery, "case_number": case_number, "offense": offense, "reason": reason,
+        "candidates_requested": candidates, "face_index": face_index,
+    }
+    try:
+        purpose = validate_purpose(case_number, offense, reason)
+        k = validate_candidates(candidates)
+        with ctx.db.read() as session:
+            target = load_gallery(session, gallery)
+            gallery_id, gallery_name, gallery_model = target.id, target.name, target.model_id
+            model_id = check_model(ctx, target)
+        data = bytes(probe) if isinstance(probe, bytes | bytearray) else read_image_bytes(probe, ctx.settings.images)
+        image = ctx.pipeline.decode(data)
+        attempted["probe_sha256"] = image.sha256
+        face, faces_in_probe = ctx.pipeline.analyze_one(image, face_index)
+        calibration = load_calibration(gallery_model)
+    except FaceTrailError as exc:
+        _audit_refused(ctx, actor, gallery, attempted, exc)
+        raise
+    assert face.embedding is not None
+    index = get_gallery_index(ctx, gallery_id, actor=actor)
+    scores, ids = index.search(face.embedding.vector, k)
+    return _record(
+        ctx, actor, purpose, k, image, data, face.index, faces_in_probe, face.quality.verdict,
+        gallery_id, gallery_name, model_id, index.count,
+        [(int(i), float(s), calibration.fmr_at(float(s)), calibration.describe(float(s))) for i, s in
+         zip(ids, scores, strict=True)],
+        write_thumbnails,
+    )
+
+
+def _record(
+    ctx: AppContext,
+    actor: str,
+    purpose: SearchPurpose,
+    k: int,
+    image: DecodedImage,
+    probe_data: bytes,
+    face_index: int,
+    faces_in_probe: int,
+    probe_quality: str,
+    gallery_id: int,
+    gallery_name: str,
+    model_id: str,
+    gallery_size: int,
+    hits: list[tuple[int, float, float, str]],
+    write_thumbnails: bool,
+) -> SearchResult:
+    """Write the search record, its audit record and its files as one unit; undo the files if it fails."""
+    written: list[Path] = []
+    results_dir: Path | None = None
+    try:
+        with ctx.db.transaction() as session:
+            rows = {
+                row.id: row
+                for row in session.execute(
+                    select(Face.id, Face.subject_id, Face.thumbnail, Subject.external_id)
+                    .join(Subject, Subject.id == Face.subject_id)
+                    .where(Face.id.in_([h[0] for h in hits]), Face.gallery_id == gallery_id)
+                )
+            }
+            # a face deleted between the index search and now is dropped, never reported
+            live = [h for h in hits if h[0] in rows]
+            probe_stored = False
+            if ctx.settings.keep_probe_images:
+                store = probe_store(ctx)
+                if not store.exists(image.sha256):
+                    written.append(store.put(image.sha256, probe_data))
+                probe_stored = True
+            record = SearchRecord(
+                actor=actor,
+                gallery_id=gallery_id,
+                gallery_name=gallery_name,
+                case_number=purpose.case_number,
+                offense=purpose.offense,
+                reason=purpose.reason,
+                probe_sha256=image.sha256,
+                probe_stored=probe_stored,
+                face_index=face_index,
+                faces_in_probe=faces_in_probe,
+                model_id=model_id,
+                candidates_requested=k,
+                candidates=[
+                    {"rank": rank, "face_id": fid, "subject_id": rows[fid].subject_id,
+                     "subject_external_id": rows[fid].external_id, "similarity": round(score, 5), "fmr": fmr}
+                    for rank, (fid, score, fmr, _) in enumerate(live, start=1)
+                ],
+            )
+            session.add(record)
+            session.flush()
+            if write_thumbnails and live:
+                results_dir = results_root(ctx) / str(record.id)
+                results_dir.mkdir(parents=True, exist_ok=False)
+                written.append(results_dir)
+            candidates = []
+            for rank, (fid, score, fmr, meaning) in enumerate(live, start=1):
+                row = rows[fid]
+                path = None
+                if results_dir is not None:
+                    path = results_dir / f"rank-{rank:02d}-face-{fid}.jpg"
+                    path.write_bytes(row.thumbnail)
+                candidates.append(Candidate(rank, fid, row.subject_id, row.external_id, score, fmr, meaning,
+                                            row.thumbnail, path))
+            append_audit(
+                session,
+                actor=actor,
+                action="search",
+                target=f"gallery:{gallery_name}",
+                details={
+                    "search_id": record.id,
+                    "case_number": purpose.case_number,
+                    "offense": purpose.offense,
+                    "reason": purpose.reason,
+                    "gallery": gallery_name,
+                    "gallery_id": gallery_id,
+                    "model_id": model_id,
+                    "index_kind": ctx.settings.index.kind,
+                    "probe_sha256": image.sha256,
+                    "probe_stored": probe_stored,
+                    "face_index": face_index,
+                    "faces_in_probe": faces_in_probe,
+                    "candidates_requested": k,
+                    "candidates": [{"rank": c.rank, "face_id": c.face_id, "similarity": round(c.similarity, 5)}
+                                   for c in candidates],
+                },
+            )
+            search_id, created_at = record.id, record.created_at
+    except BaseException:
+        for path in reversed(written):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    return SearchResult(
+        search_id, created_at, actor, gallery_name, gallery_id, model_id, purpose, image.sha256, probe_stored,
+        face_index, faces_in_probe, probe_quality, k, gallery_size, candidates, results_dir,
+    )
+
