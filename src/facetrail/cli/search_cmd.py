@@ -53,11 +53,14 @@ def search_command(
         f"detected (quality {result.probe_quality}); model {result.model_id}"
     )
     table = Table(title=f"{len(result.candidates)} candidate(s) for human review")
-    for column in ("rank", "similarity", "est. false-match rate", "subject", "face id", "thumbnail"):
+    for column in ("rank", "similarity", "est. false-match rate", "expected strangers ≥ score", "subject", "face id",
+                   "thumbnail"):
         table.add_column(column)
     for c in result.candidates:
-        table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}", escape(c.subject_external_id),
-                      str(c.face_id), str(c.thumbnail_path or ""))
+        table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}",
+                      f"{result.expected_false_matches(c):.3g}", escape(c.subject_external_id), str(c.face_id),
+                      str(c.thumbnail_path or ""))
     console.print(table)
     console.print("[dim]Estimated false-match rate: the share of different-person comparisons that score at least "
-                  "this high. A high rank or score does not establish identity.[/]")
+                  "this high; expected strangers: about how many different-person faces in a gallery of this size "
+                  "would. A high rank or score does not establish identity.[/]")

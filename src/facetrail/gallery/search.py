@@ -130,6 +130,11 @@ class SearchResult:
     candidates: list[Candidate]
     results_dir: Path | None
 
+    def expected_false_matches(self, candidate: Candidate) -> float:
+        """About how many faces of different people in a gallery this size score at least this high (FMR × N):
+        in 1:N search the chance of a high-scoring stranger grows with the gallery."""
+        return round(candidate.estimated_fmr * self.gallery_size, 4)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "candidate_list",
@@ -152,7 +157,9 @@ class SearchResult:
             },
             "candidates_requested": self.candidates_requested,
             "results_dir": str(self.results_dir) if self.results_dir else None,
-            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates": [
+                {**c.to_dict(), "expected_false_matches": self.expected_false_matches(c)} for c in self.candidates
+            ],
         }
 
 
