@@ -22,6 +22,14 @@ FACEAPI = FIXTURES / "faceapi"
 WEBP_NAMED_JPG = FIXTURES / "deepface" / "img47.jpg"
 
 
+def calibration_tables() -> list[str]:
+    """Names of the calibration tables that ship with the package (verify needs the one for its model)."""
+    from importlib import resources
+
+    folder = resources.files("facetrail.faces") / "calibration"
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json")) if folder.is_dir() else []
+
+
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt, **params)

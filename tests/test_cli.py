@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from face_fixtures import BLANK_WHITE, OBAMA, OBAMA2, TWO_PEOPLE
+from face_fixtures import BLANK_WHITE, OBAMA, OBAMA2, TWO_PEOPLE, calibration_tables
 from facetrail.cli.main import app
-from facetrail.errors import ModelError
 from facetrail.faces.calibration import load_calibration
 from facetrail.faces.pipeline import FacePipeline
 
@@ -147,10 +146,10 @@ def test_verify_bad_input_exit_3(tmp_path: Path) -> None:
 
 @pytest.fixture
 def calibrated(pipeline: FacePipeline) -> None:
-    try:
-        load_calibration(pipeline.model_id)
-    except ModelError as exc:
-        pytest.skip(f"verify needs the calibration table, which has not landed yet: {exc.message}")
+    """Skip only while no calibration table ships at all; a table that does not load is a failure."""
+    if not calibration_tables():
+        pytest.skip("verify needs a calibration table (faces/calibration/*.json), which has not landed yet")
+    load_calibration(pipeline.model_id)
 
 
 def test_verify_json_same_person(calibrated: None, pipeline: FacePipeline) -> None:
