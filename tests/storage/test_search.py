@@ -270,3 +270,22 @@ def test_cli_index_check_reports_and_repairs(ctx: AppContext, gallery: list[Enro
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.output)["rebuilt"][0]["index_count"] == len(GALLERY_PHOTOS) - 1
     assert [d["count"] for _, d in audit_rows(ctx, "index.rebuild")] == [len(GALLERY_PHOTOS) - 1]
+
+
+def test_end_to_end_with_the_enrolment_service(ctx: AppContext) -> None:
+    """Faces enrolled by ``facetrail enroll``'s service are searchable at once, and deleting them removes them."""
+    from facetrail.gallery.enroll import EnrollOptions, enroll
+    from facetrail.gallery.manifest import EnrollItem
+    from facetrail.gallery.service import create_gallery as create_real_gallery
+    from facetrail.gallery.service import delete_subject
+
+    create_real_gallery(ctx, "e2e", legal_basis="test", source_system="tests", actor="t")
+    items = [EnrollItem(path=path, subject_id=external_id) for external_id, path in GALLERY_PHOTOS.items()]
+    summary = enroll(ctx, "e2e", items, actor="t", options=EnrollOptions(workers=0))
+    assert summary.enrolled == len(GALLERY_PHOTOS)
+    for probe, expected in MATED_PROBES.items():
+        result = search_gallery(ctx, probe, gallery="e2e", actor="t", candidates=3, **PURPOSE)
+        assert result.candidates[0].subject_external_id == expected
+    delete_subject(ctx, "e2e", "AMY", actor="t", reason="test")
+    result = search_gallery(ctx, FACEAPI / "amy" / "amy2.png", gallery="e2e", actor="t", **PURPOSE)
+    assert "AMY" not in [c.subject_external_id for c in result.candidates]
