@@ -264,7 +264,7 @@ def _compare(index: AnyIndex | None, db_ids: np.ndarray, db_vectors: np.ndarray)
 def _repair(gi: GalleryIndex, db_ids: np.ndarray, db_vectors: np.ndarray, params: dict[str, Any]) -> None:
     """Bring the index to exactly the database's rows: apply the id difference, rebuild if that is not enough."""
     index = gi.index
-    if index is not None and (len(db_ids) == 0 or index.dim == db_vectors.shape[1]):
+    if index is not None and index.kind == gi.kind and (len(db_ids) == 0 or index.dim == db_vectors.shape[1]):
         present = _stored_ids(index)
         extra = np.setdiff1d(present, db_ids)
         missing = np.isin(db_ids, present, invert=True)
