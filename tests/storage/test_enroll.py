@@ -22,6 +22,7 @@ from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery.enroll import EnrollOptions, analyze_file, enroll, write_rejects_csv
 from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.index_sync import check_index
 from facetrail.gallery.manifest import ManifestError, UrlRefusedError, items_from_paths, read_manifest
 from facetrail.gallery.service import create_gallery, get_gallery, pipeline_for
 from facetrail.storage.models import AuditRecord, Face, Subject
@@ -221,6 +222,8 @@ def _assert_complete_and_consistent(ctx: AppContext, expected: set[str]) -> None
     assert sorted(i for b in batches for i in b["face_ids"]) == sorted(_face_ids(ctx))  # every face audited once
     assert ImageStore.for_data_dir(ctx.data_dir).stored_hashes() == expected
     assert not [p for p in ImageStore.for_data_dir(ctx.data_dir).iter_files() if p.name.startswith(".tmp")]
+    check = check_index(ctx, get_gallery(ctx, "lfw").id, repair=False)  # the persisted index, loaded afresh
+    assert check.consistent and check.index_count == len(expected), check.problems
 
 
 def _face_ids(ctx: AppContext) -> list[int]:

@@ -45,6 +45,8 @@ from facetrail.gallery.service import (
     check_model,
     image_store,
     index_add,
+    index_check,
+    index_flush,
     load_gallery,
     pipeline_for,
     sweep_image_store,
@@ -277,6 +279,7 @@ def enroll(
     check_names_agree(items, known_names)  # before anything is stored
 
     summary.swept_orphan_images = sweep_image_store(ctx)
+    index_check(ctx, gallery_id, actor)
     store = image_store(ctx) if keep_images else None
     pipeline = pipeline_for(ctx.settings)
     writer = _BatchWriter(ctx, gallery_id, gallery_name, model_id, source_system, actor, source, summary)
@@ -304,6 +307,7 @@ def enroll(
         if stop.requested:
             summary.interrupted = True
         writer.finish()
+    index_flush(ctx)
     summary.seconds = time.monotonic() - started
     return summary
 

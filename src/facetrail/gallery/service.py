@@ -290,6 +290,20 @@ def index_add(ctx: AppContext, gallery_id: int, face_ids: list[int], vectors: np
         module.add_faces(ctx, gallery_id, face_ids, vectors)
 
 
+def index_check(ctx: AppContext, gallery_id: int, actor: str) -> None:
+    """Compare the persisted index with the database and repair it (e.g. after a run killed before it saved)."""
+    module = _index_sync()
+    if module is not None and hasattr(module, "check_index"):
+        module.check_index(ctx, gallery_id, repair=True, actor=actor)
+
+
+def index_flush(ctx: AppContext) -> None:
+    """Save loaded indexes with unsaved changes (the end of an enrollment run)."""
+    module = _index_sync()
+    if module is not None and hasattr(module, "flush_indexes"):
+        module.flush_indexes(ctx)
+
+
 def index_remove(ctx: AppContext, gallery_id: int, face_ids: list[int]) -> None:
     module = _index_sync()
     if module is not None:
