@@ -39,6 +39,9 @@ except Exception:  # pragma: no cover - optional
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "DIB", "GIF", "TIFF", "HEIF", "AVIF"})
 # Pillow's own bomb check is replaced by ours (which names the configured limit); disable its global one.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow warns about damaged metadata (malformed EXIF, oversized TIFF tags) and reads on; so do we. A filter
+# set once is thread-safe, unlike catch_warnings around each call.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
@@ -118,9 +121,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
         raise CorruptImageError(f"image data is corrupt: {_describe(exc)}") from None
 
     try:
-        with warnings.catch_warnings():  # Pillow warns on malformed EXIF; the photo is still usable
-            warnings.simplefilter("ignore")
-            transposed = ImageOps.exif_transpose(img)
+        transposed = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose an otherwise good photo
         transposed = img
     exif_transposed = (transposed is not img and transposed.size != img.size) or _orientation(img) not in (None, 1)
