@@ -289,3 +289,24 @@ def test_end_to_end_with_the_enrolment_service(ctx: AppContext) -> None:
     delete_subject(ctx, "e2e", "AMY", actor="t", reason="test")
     result = search_gallery(ctx, FACEAPI / "amy" / "amy2.png", gallery="e2e", actor="t", **PURPOSE)
     assert "AMY" not in [c.subject_external_id for c in result.candidates]
+
+
+def test_verify_against_a_subject_is_audited(ctx: AppContext, gallery: list[EnrolledFace]) -> None:
+    from facetrail.gallery.search import verify_subject
+    from facetrail.gallery.service import SubjectNotFoundError
+
+    same = verify_subject(ctx, OBAMA2, gallery="bookings", subject="OBAMA", actor="t", **PURPOSE)
+    other = verify_subject(ctx, OBAMA2, gallery="bookings", subject="AMY", actor="t", **PURPOSE)
+    assert same.similarity > other.similarity
+    assert same.above_threshold and not other.above_threshold
+    assert same.estimated_fmr < other.estimated_fmr
+    records = audit_rows(ctx, "verify")
+    assert [(o, d["subject"]) for o, d in records] == [("ok", "OBAMA"), ("ok", "AMY")]
+    assert records[0][1]["case_number"] == PURPOSE["case_number"]
+    assert records[0][1]["similarity"] == round(same.similarity, 5)
+    with pytest.raises(SubjectNotFoundError):
+        verify_subject(ctx, OBAMA2, gallery="bookings", subject="NOBODY", actor="t", **PURPOSE)
+    with pytest.raises(BadInputError, match="reason is required"):
+        verify_subject(ctx, OBAMA2, gallery="bookings", subject="OBAMA", actor="t", **{**PURPOSE, "reason": ""})
+    assert [o for o, _ in audit_rows(ctx, "verify")][2:] == ["refused", "refused"]
+    assert count(ctx, Face) == len(GALLERY_PHOTOS)

@@ -15,6 +15,7 @@ from facetrail.errors import FaceTrailError
 
 def register(app: typer.Typer) -> None:
     app.command("search")(search_command)
+    app.command("verify-subject")(verify_subject_command)
 
 
 def search_command(
@@ -64,3 +65,38 @@ def search_command(
     console.print("[dim]Estimated false-match rate: the share of different-person comparisons that score at least "
                   "this high; expected strangers: about how many different-person faces in a gallery of this size "
                   "would. A high rank or score does not establish identity.[/]")
+
+
+def verify_subject_command(
+    image: Annotated[Path, typer.Argument(help="The probe photo (local file). It is never added to a gallery.")],
+    gallery: Annotated[str, typer.Option("--gallery", help="Gallery holding the subject.")],
+    subject: Annotated[str, typer.Option("--subject", help="The subject's external id (e.g. booking number).")],
+    case_number: Annotated[str, typer.Option("--case", help="Case number the comparison is for (required).")],
+    offense: Annotated[str, typer.Option("--offense", help="Offense code under investigation (required).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why this comparison is needed (required).")],
+    face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
+        None
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """1:1: compare the probe with one enrolled subject's faces. Audited; a lead, never an identification."""
+    from facetrail.gallery.search import LEADS_NOTICE, verify_subject
+
+    ctx = open_cli_context()
+    try:
+        result = verify_subject(ctx, image, gallery=gallery, subject=subject, case_number=case_number,
+                                offense=offense, reason=reason, actor=cli_actor(), face_index=face)
+    except FaceTrailError as exc:
+        fail(exc, as_json)
+    finally:
+        ctx.close()
+    if as_json:
+        print_json({"ok": True, **result.to_dict()})
+        return
+    console.print(f"[bold yellow]{LEADS_NOTICE}[/]")
+    verdict = ("[green]above[/] the threshold: similar enough to warrant review" if result.above_threshold
+               else "[yellow]below[/] the threshold: same person not established")
+    console.print(f"subject {escape(result.subject_external_id)} in gallery {escape(result.gallery)}: best "
+                  f"similarity [bold]{result.similarity:.4f}[/] over {len(result.face_scores)} face(s) — {verdict}")
+    console.print(f"threshold {result.threshold:.4f} (estimated false-match rate {result.target_fmr:g}); "
+                  f"what the score means: {result.score_meaning}")

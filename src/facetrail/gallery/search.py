@@ -18,17 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.faces.calibration import load_calibration
+from facetrail.faces.calibration import Calibration, load_calibration
 from facetrail.faces.decode import read_image_bytes
+from facetrail.faces.pipeline import AnalyzedFace
 from facetrail.faces.types import DecodedImage
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.gallery.index_sync import get_gallery_index
-from facetrail.gallery.service import check_model, load_gallery
+from facetrail.gallery.service import SubjectNotFoundError, check_model, load_gallery
 from facetrail.storage.models import Face, SearchRecord, Subject
 
 log = logging.getLogger(__name__)
@@ -185,19 +187,55 @@ def _echo(value: object) -> object:
     )
 
 
-def _audit_refused(ctx: AppContext, actor: str, gallery: str, details: dict[str, Any], error: FaceTrailError) -> None:
+def _audit_refused(
+    ctx: AppContext, actor: str, action: str, gallery: str, details: dict[str, Any], error: FaceTrailError
+) -> None:
     try:
         with ctx.db.transaction() as session:
             append_audit(
                 session,
                 actor=actor,
-                action="search",
+                action=action,
                 target=f"gallery:{_echo(gallery)}",
                 outcome="refused",
                 details=_echo({**details, "error": error.to_dict()}),  # type: ignore[arg-type]
             )
     except Exception:  # the refusal stands either way; the caller still gets the original error
-        log.exception("could not audit a refused search")
+        log.exception("could not audit a refused %s", action)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """The probe's chosen face, checked against the gallery it is to be compared with."""
+
+    gallery_id: int
+    gallery_name: str
+    model_id: str
+    data: bytes
+    image: DecodedImage
+    face: AnalyzedFace
+    faces_in_probe: int
+    calibration: Calibration
+
+    @property
+    def vector(self) -> np.ndarray:
+        assert self.face.embedding is not None
+        return self.face.embedding.vector
+
+
+def _prepare_probe(
+    ctx: AppContext, probe: bytes | str | Path, gallery: str, face_index: int | None, attempted: dict[str, Any]
+) -> _Probe:
+    with ctx.db.read() as session:
+        target = load_gallery(session, gallery)
+        gallery_id, gallery_name, gallery_model = target.id, target.name, target.model_id
+        model_id = check_model(ctx, target)
+    data = bytes(probe) if isinstance(probe, bytes | bytearray) else read_image_bytes(probe, ctx.settings.images)
+    image = ctx.pipeline.decode(data)
+    attempted["probe_sha256"] = image.sha256
+    face, faces_in_probe = ctx.pipeline.analyze_one(image, face_index)
+    calibration = load_calibration(gallery_model)
+    return _Probe(gallery_id, gallery_name, model_id, data, image, face, faces_in_probe, calibration)
 
 
 def search_gallery(
@@ -221,26 +259,17 @@ def search_gallery(
     try:
         purpose = validate_purpose(case_number, offense, reason)
         k = validate_candidates(candidates)
-        with ctx.db.read() as session:
-            target = load_gallery(session, gallery)
-            gallery_id, gallery_name, gallery_model = target.id, target.name, target.model_id
-            model_id = check_model(ctx, target)
-        data = bytes(probe) if isinstance(probe, bytes | bytearray) else read_image_bytes(probe, ctx.settings.images)
-        image = ctx.pipeline.decode(data)
-        attempted["probe_sha256"] = image.sha256
-        face, faces_in_probe = ctx.pipeline.analyze_one(image, face_index)
-        calibration = load_calibration(gallery_model)
+        p = _prepare_probe(ctx, probe, gallery, face_index, attempted)
     except FaceTrailError as exc:
-        _audit_refused(ctx, actor, gallery, attempted, exc)
+        _audit_refused(ctx, actor, "search", gallery, attempted, exc)
         raise
-    assert face.embedding is not None
-    index = get_gallery_index(ctx, gallery_id, actor=actor)
-    scores, ids = index.search(face.embedding.vector, k)
+    index = get_gallery_index(ctx, p.gallery_id, actor=actor)
+    scores, ids = index.search(p.vector, k)
+    cal = p.calibration
     return _record(
-        ctx, actor, purpose, k, image, data, face.index, faces_in_probe, face.quality.verdict,
-        gallery_id, gallery_name, model_id, index.count,
-        [(int(i), float(s), calibration.fmr_at(float(s)), calibration.describe(float(s))) for i, s in
-         zip(ids, scores, strict=True)],
+        ctx, actor, purpose, k, p.image, p.data, p.face.index, p.faces_in_probe, p.face.quality.verdict,
+        p.gallery_id, p.gallery_name, p.model_id, index.count,
+        [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)],
         write_thumbnails,
     )
 
@@ -353,3 +382,122 @@ def _record(
         face_index, faces_in_probe, probe_quality, k, gallery_size, candidates, results_dir,
     )
 
+
+
+# 1:1 verification against one enrolled subject -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubjectVerification:
+    """The probe's face compared with every face of one subject; the best score decides. Still a lead."""
+
+    audit_seq: int
+    actor: str
+    gallery: str
+    subject_external_id: str
+    model_id: str
+    purpose: SearchPurpose
+    probe_sha256: str
+    face_index: int
+    faces_in_probe: int
+    face_scores: list[tuple[int, float]]  # (face id, similarity), best first
+    threshold: float
+    target_fmr: float
+    estimated_fmr: float
+    score_meaning: str
+
+    @property
+    def similarity(self) -> float:
+        return self.face_scores[0][1]
+
+    @property
+    def above_threshold(self) -> bool:
+        return self.similarity >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "subject_verification",
+            "notice": LEADS_NOTICE,
+            "audit_seq": self.audit_seq,
+            "actor": self.actor,
+            "gallery": self.gallery,
+            "subject_external_id": self.subject_external_id,
+            "model_id": self.model_id,
+            "case_number": self.purpose.case_number,
+            "offense": self.purpose.offense,
+            "reason": self.purpose.reason,
+            "probe": {"sha256": self.probe_sha256, "face_index": self.face_index,
+                      "faces_detected": self.faces_in_probe},
+            "similarity": round(self.similarity, 5),
+            "threshold": round(self.threshold, 5),
+            "target_fmr": self.target_fmr,
+            "above_threshold": self.above_threshold,
+            "decision": "same_person_likely" if self.above_threshold else "not_established",
+            "estimated_fmr": self.estimated_fmr,
+            "score_meaning": self.score_meaning,
+            "faces": [{"face_id": fid, "similarity": round(score, 5)} for fid, score in self.face_scores],
+        }
+
+
+def verify_subject(
+    ctx: AppContext,
+    probe: bytes | str | Path,
+    *,
+    gallery: str,
+    subject: str,
+    case_number: str | None,
+    offense: str | None,
+    reason: str | None,
+    actor: str,
+    face_index: int | None = None,
+) -> SubjectVerification:
+    """1:1: is the probe's face like this subject's enrolled faces? Audited ('verify') before it is returned."""
+    attempted: dict[str, Any] = {
+        "gallery": gallery, "subject": subject, "case_number": case_number, "offense": offense, "reason": reason,
+        "face_index": face_index,
+    }
+    try:
+        purpose = validate_purpose(case_number, offense, reason)
+        p = _prepare_probe(ctx, probe, gallery, face_index, attempted)
+        with ctx.db.read() as session:
+            rows = session.execute(
+                select(Face.id, Face.embedding)
+                .join(Subject, Subject.id == Face.subject_id)
+                .where(Subject.gallery_id == p.gallery_id, Subject.external_id == subject)
+                .order_by(Face.id)
+            ).all()
+        if not rows:
+            raise SubjectNotFoundError(f"gallery {p.gallery_name!r} has no subject {subject!r} with a face",
+                                       gallery=p.gallery_name, subject=subject)
+    except FaceTrailError as exc:
+        _audit_refused(ctx, actor, "verify", gallery, attempted, exc)
+        raise
+    scores = sorted(
+        ((int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb in rows),
+        key=lambda pair: -pair[1],
+    )
+    best = scores[0][1]
+    target = ctx.settings.verify.target_fmr
+    result_fields = {
+        "threshold": p.calibration.threshold_for(target),
+        "estimated_fmr": p.calibration.fmr_at(best),
+    }
+    with ctx.db.transaction() as session:
+        record = append_audit(
+            session,
+            actor=actor,
+            action="verify",
+            target=f"gallery:{p.gallery_name}",
+            details={
+                "case_number": purpose.case_number, "offense": purpose.offense, "reason": purpose.reason,
+                "gallery": p.gallery_name, "gallery_id": p.gallery_id, "subject": subject, "model_id": p.model_id,
+                "probe_sha256": p.image.sha256, "face_index": p.face.index, "faces_in_probe": p.faces_in_probe,
+                "similarity": round(best, 5), "threshold": round(result_fields["threshold"], 5),
+                "face_ids": [fid for fid, _ in scores],
+            },
+        )
+        seq = record.seq
+    return SubjectVerification(
+        seq, actor, p.gallery_name, subject, p.model_id, purpose, p.image.sha256, p.face.index, p.faces_in_probe,
+        scores, result_fields["threshold"], target, result_fields["estimated_fmr"], p.calibration.describe(best),
+    )
