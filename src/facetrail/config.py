@@ -74,6 +74,42 @@ class IndexSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    session_hours: float = Field(8.0, description="Browser sessions end this many hours after login.")
+    max_failed_logins: int = Field(5, description="Failed logins in a row before the account is locked.")
+    lockout_minutes: float = Field(15.0, description="How long a locked account stays locked.")
+    ip_failures_per_window: int = Field(20, description="Failed logins from one address before it is throttled.")
+    ip_window_seconds: float = Field(300.0, description="The window for the per-address throttle.")
+    default_token_days: int = Field(90, description="API token lifetime when none is given.")
+    max_token_days: int = Field(365, description="Longest API token lifetime allowed.")
+    cookie_secure: bool | None = Field(
+        None, description="Secure flag on cookies. Default: set when the request came over HTTPS."
+    )
+    bootstrap_admin_username: str = Field("admin", description="The administrator created on first start.")
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, description="Port to listen on.")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, description="Largest request body accepted, enforced before the body is read."
+    )
+    offenses: list[str] = Field(
+        default_factory=lambda: [
+            "homicide", "robbery", "sexual-assault", "aggravated-assault", "kidnapping", "human-trafficking",
+            "child-exploitation", "burglary", "arson", "fraud", "missing-person",
+        ],
+        description="Offense codes a search may name (the governance issue moves this into the policy document).",
+    )
+    legal_bases: list[str] = Field(
+        default_factory=lambda: ["warrant", "court-order", "exigent-circumstances", "consent", "statutory-authority"],
+        description="Legal bases a search may cite.",
+    )
+    similarity_floor: float = Field(
+        0.30, description="Candidates scoring below this are never shown (SFace cosine; ~FMR 1e-2 on LFW)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -87,12 +123,14 @@ class Settings(BaseSettings):
         "Default: DATA_DIR/audit-checkpoint.key (created 0600).",
     )
     keep_probe_images: bool = Field(False, description="Keep searched probe images (their hash is always kept).")
-    images: ImageLimits = ImageLimits()  # type: ignore[call-arg]
-    detection: DetectionSettings = DetectionSettings()  # type: ignore[call-arg]
-    quality: QualitySettings = QualitySettings()  # type: ignore[call-arg]
-    embedding: EmbeddingSettings = EmbeddingSettings()  # type: ignore[call-arg]
-    verify: VerifySettings = VerifySettings()  # type: ignore[call-arg]
-    index: IndexSettings = IndexSettings()  # type: ignore[call-arg]
+    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = ServerSettings()
+    images: ImageLimits = ImageLimits()
+    detection: DetectionSettings = DetectionSettings()
+    quality: QualitySettings = QualitySettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    verify: VerifySettings = VerifySettings()
+    index: IndexSettings = IndexSettings()
 
     @classmethod
     def settings_customise_sources(

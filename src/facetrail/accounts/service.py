@@ -1,0 +1,489 @@
+"""Users, units, sessions and API tokens. Every change and every login attempt is audited.
+
+Only administrators create accounts (no self-signup). Tokens and session cookies are random secrets of
+which only a SHA-256 is stored, so a database leak reveals no usable credential.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from facetrail.accounts.passwords import (
+    DUMMY_HASH,
+    check_password_rule,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from facetrail.audit.log import append_audit
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, Role, allowed
+from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
+
+
+class ThrottledError(FaceTrailError):
+    code = "too_many_attempts"
+    exit_code = 6
+
+
+class NotFoundError(BadInputError):
+    code = "not_found"
+
+
+class ConflictError(BadInputError):
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: resolved from a session cookie, an API token, or the local CLI."""
+
+    user_id: int | None
+    username: str
+    role: str
+    unit_id: int | None
+    unit_name: str | None
+    must_change_password: bool = False
+    via: str = "session"  # session | token | cli
+    ip: str = ""
+    user_agent: str = ""
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.username}" if self.via != "cli" else self.username
+
+    def can(self, permission: Permission) -> bool:
+        return allowed(self.role, permission)
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise PermissionDeniedError(
+                f"role '{self.role}' may not {permission.value}", permission=permission.value
+            )
+
+    def audit_context(self) -> dict[str, Any]:
+        return {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def principal_for(user: User, via: str, ip: str = "", user_agent: str = "") -> Principal:
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        role=user.role,
+        unit_id=user.unit_id,
+        unit_name=user.unit.name if user.unit else None,
+        must_change_password=user.must_change_password,
+        via=via,
+        ip=ip,
+        user_agent=user_agent,
+    )
+
+
+# --- bootstrap --------------------------------------------------------------------------------------------
+
+
+def bootstrap_admin(ctx: AppContext) -> tuple[str, str] | None:
+    """With no users at all, create one administrator. Returns (username, one-time password) or None.
+
+    The password comes from FACETRAIL_ADMIN_PASSWORD if set, else is random; it must be changed at first login.
+    """
+    username = ctx.settings.auth.bootstrap_admin_username
+    with ctx.db.transaction() as s:
+        if s.execute(select(func.count()).select_from(User)).scalar_one() > 0:
+            return None
+        password = os.environ.get("FACETRAIL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        check_password_rule(password)
+        s.add(User(username=username, display_name="Administrator", role=Role.ADMINISTRATOR.value,
+                   password_hash=hash_password(password), must_change_password=True, created_by="system"))
+        from_env = bool(os.environ.get("FACETRAIL_ADMIN_PASSWORD"))
+        append_audit(s, actor="system", action="user.bootstrap", target=f"user:{username}",
+                     details={"role": "administrator", "password_from_env": from_env})
+    return username, password
+
+
+# --- units and users (administrators) ---------------------------------------------------------------------
+
+
+def _clean(field: str, value: str, max_len: int = 200, required: bool = True) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise BadInputError(f"{field} is required", field=field)
+    if len(text) > max_len:
+        raise BadInputError(f"{field} is longer than {max_len} characters", field=field)
+    if any(ord(c) < 32 for c in text):
+        raise BadInputError(f"{field} contains control characters", field=field)
+    return text
+
+
+def create_unit(ctx: AppContext, by: Principal, name: str, agency: str = "") -> dict[str, Any]:
+    by.require(Permission.USERS_MANAGE)
+    name, agency = _clean("name", name), _clean("agency", agency, required=False)
+    with ctx.db.transaction() as s:
+        if s.execute(select(Unit).where(Unit.name == name)).scalar_one_or_none():
+            raise ConflictError(f"a unit named {name!r} exists already", field="name")
+        unit = Unit(name=name, agency=agency)
+        s.add(unit)
+        s.flush()
+        append_audit(s, actor=by.actor, action="unit.create", target=f"unit:{unit.id}",
+                     details={"name": name, "agency": agency, **by.audit_context()})
+        return unit_dict(unit)
+
+
+def unit_dict(unit: Unit) -> dict[str, Any]:
+    return {"id": unit.id, "name": unit.name, "agency": unit.agency}
+
+
+def list_units(ctx: AppContext) -> list[dict[str, Any]]:
+    with ctx.db.read() as s:
+        return [unit_dict(u) for u in s.execute(select(Unit).order_by(Unit.name)).scalars()]
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "unit": user.unit.name if user.unit else None,
+        "unit_id": user.unit_id,
+        "disabled": user.disabled,
+        "must_change_password": user.must_change_password,
+        "locked": bool(user.locked_until and _aware(user.locked_until) > utcnow()),  # type: ignore[operator]
+        "created_at": _aware(user.created_at),
+    }
+
+
+def _find_unit(s: Session, unit: str | int | None) -> Unit | None:
+    if unit in (None, ""):
+        return None
+    found = (s.get(Unit, unit) if isinstance(unit, int)
+             else s.execute(select(Unit).where(Unit.name == unit)).scalar_one_or_none())
+    if found is None:
+        raise NotFoundError(f"unknown unit {unit!r}", field="unit")
+    return found
+
+
+def create_user(
+    ctx: AppContext,
+    by: Principal,
+    *,
+    username: str,
+    role: str,
+    unit: str | int | None,
+    display_name: str = "",
+    password: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Create an account with a one-time password (returned once) that must be changed at first login."""
+    by.require(Permission.USERS_MANAGE)
+    username = _clean("username", username, 64).lower()
+    if not USERNAME_RE.match(username):
+        raise BadInputError("username must be 3-64 characters: lower-case letters, digits, '.', '_' or '-'",
+                            field="username")
+    try:
+        role_value = Role(role).value
+    except ValueError:
+        raise BadInputError(f"unknown role {role!r}; roles: {', '.join(r.value for r in Role)}", field="role") from None
+    display_name = _clean("display_name", display_name, required=False)
+    initial = password or secrets.token_urlsafe(12)
+    check_password_rule(initial, username)
+    with ctx.db.transaction() as s:
+        if s.execute(select(User).where(User.username == username)).scalar_one_or_none():
+            raise ConflictError(f"user {username!r} exists already", field="username")
+        unit_row = _find_unit(s, unit)
+        if role_value in (Role.INVESTIGATOR, Role.REVIEWER) and unit_row is None:
+            raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
+        user = User(username=username, display_name=display_name, role=role_value,
+                    unit_id=unit_row.id if unit_row else None, password_hash=hash_password(initial),
+                    must_change_password=True, created_by=by.actor)
+        s.add(user)
+        s.flush()
+        s.refresh(user)
+        append_audit(s, actor=by.actor, action="user.create", target=f"user:{username}",
+                     details={"role": role_value, "unit": unit_row.name if unit_row else None, **by.audit_context()})
+        return user_dict(user), initial
+
+
+def list_users(ctx: AppContext, by: Principal) -> list[dict[str, Any]]:
+    by.require(Permission.USERS_MANAGE)
+    with ctx.db.read() as s:
+        return [user_dict(u) for u in s.execute(select(User).order_by(User.username)).scalars()]
+
+
+def update_user(
+    ctx: AppContext,
+    by: Principal,
+    username: str,
+    *,
+    role: str | None = None,
+    unit: str | int | None = None,
+    disabled: bool | None = None,
+    reset_password: bool = False,
+) -> tuple[dict[str, Any], str | None]:
+    """Change role, unit or disabled state, or reset the password (returned once). Ends the user's sessions."""
+    by.require(Permission.USERS_MANAGE)
+    with ctx.db.transaction() as s:
+        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            raise NotFoundError(f"unknown user {username!r}", field="username")
+        changes: dict[str, Any] = {}
+        if role is not None:
+            try:
+                user.role = changes["role"] = Role(role).value
+            except ValueError:
+                raise BadInputError(f"unknown role {role!r}", field="role") from None
+        if unit is not None:
+            unit_row = _find_unit(s, unit)
+            user.unit_id = unit_row.id if unit_row else None
+            changes["unit"] = unit_row.name if unit_row else None
+        if disabled is not None:
+            if user.id == by.user_id and disabled:
+                raise BadInputError("administrators cannot disable their own account", field="disabled")
+            user.disabled = changes["disabled"] = disabled
+        new_password = None
+        if reset_password:
+            new_password = secrets.token_urlsafe(12)
+            user.password_hash = hash_password(new_password)
+            user.must_change_password = True
+            user.failed_logins, user.locked_until = 0, None
+            changes["password_reset"] = True
+        if user.role in (Role.INVESTIGATOR, Role.REVIEWER) and user.unit_id is None:
+            raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
+        _end_sessions(s, user.id)
+        append_audit(s, actor=by.actor, action="user.update", target=f"user:{username}",
+                     details={**changes, **by.audit_context()})
+        s.flush()
+        s.refresh(user)
+        return user_dict(user), new_password
+
+
+def _end_sessions(s: Session, user_id: int) -> None:
+    open_sessions = select(WebSession).where(WebSession.user_id == user_id, WebSession.ended_at.is_(None))
+    for ws in s.execute(open_sessions).scalars():
+        ws.ended_at = utcnow()
+
+
+# --- login, throttling, lockout ---------------------------------------------------------------------------
+
+
+class _AddressThrottle:
+    """Failed logins per client address in a sliding window (per process)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def blocked(self, ip: str, limit: int, window: float) -> bool:
+        with self._lock:
+            q = self._failures[ip]
+            now = time.monotonic()
+            while q and now - q[0] > window:
+                q.popleft()
+            return len(q) >= limit
+
+    def fail(self, ip: str) -> None:
+        with self._lock:
+            self._failures[ip].append(time.monotonic())
+
+
+_throttle = _AddressThrottle()
+
+
+def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "", user_agent: str = "") -> Principal:
+    """Check a password. Failures are counted per account (lockout) and per address (throttle), and audited."""
+    auth = ctx.settings.auth
+    username = (username or "").strip().lower()[:100]
+    meta = {"ip": ip, "user_agent": user_agent[:300]}
+    if _throttle.blocked(ip, auth.ip_failures_per_window, auth.ip_window_seconds):
+        with ctx.db.transaction() as s:
+            append_audit(s, actor=f"user:{username}" if username else "anonymous", action="auth.login",
+                         target=f"user:{username}", outcome="throttled", details=meta)
+        raise ThrottledError("too many failed logins from this address; wait a few minutes and try again")
+    with ctx.db.transaction() as s:
+        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        now = utcnow()
+        if user is None:
+            verify_password(DUMMY_HASH, password or "")  # same cost as a real check: no username probing
+            outcome, reason = "failed", "bad credentials"
+        elif user.disabled:
+            outcome, reason = "refused", "account disabled"
+        elif user.locked_until and _aware(user.locked_until) > now:  # type: ignore[operator]
+            outcome, reason = "locked", "account locked"
+        elif not verify_password(user.password_hash, password or ""):
+            user.failed_logins += 1
+            outcome, reason = "failed", "bad credentials"
+            if user.failed_logins >= auth.max_failed_logins:
+                user.locked_until = now + dt.timedelta(minutes=auth.lockout_minutes)
+                user.failed_logins = 0
+                outcome = "locked"
+        else:
+            user.failed_logins, user.locked_until = 0, None
+            if needs_rehash(user.password_hash):
+                user.password_hash = hash_password(password)
+            append_audit(s, actor=f"user:{username}", action="auth.login", target=f"user:{username}",
+                         details=meta)
+            s.flush()
+            s.refresh(user)
+            return principal_for(user, "session", ip, user_agent)
+        append_audit(s, actor=f"user:{username}" if username else "anonymous", action="auth.login",
+                     target=f"user:{username}", outcome=outcome, details={**meta, "reason": reason})
+    _throttle.fail(ip)
+    if outcome == "locked":
+        raise AuthenticationError(
+            f"account locked after repeated failed logins; try again in {auth.lockout_minutes:g} minutes "
+            "or ask an administrator"
+        )
+    # One message for unknown user, wrong password and disabled account: no account enumeration.
+    raise AuthenticationError("wrong username or password")
+
+
+def change_password(ctx: AppContext, who: Principal, old_password: str, new_password: str) -> None:
+    if who.user_id is None:
+        raise AuthenticationError("not signed in")
+    check_password_rule(new_password, who.username)
+    if old_password == new_password:
+        raise BadInputError("the new password must differ from the old one", field="new_password")
+    with ctx.db.transaction() as s:
+        user = s.get(User, who.user_id)
+        if user is None or not verify_password(user.password_hash, old_password):
+            append_audit(s, actor=who.actor, action="user.password_change", target=f"user:{who.username}",
+                         outcome="failed", details=who.audit_context())
+            raise AuthenticationError("the current password is wrong")
+        user.password_hash = hash_password(new_password)
+        user.must_change_password = False
+        user.password_changed_at = utcnow()
+        append_audit(s, actor=who.actor, action="user.password_change", target=f"user:{who.username}",
+                     details=who.audit_context())
+
+
+# --- browser sessions -------------------------------------------------------------------------------------
+
+
+def create_session(ctx: AppContext, who: Principal) -> tuple[str, str]:
+    """A new session for a signed-in user: (cookie token, CSRF token)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    expires = utcnow() + dt.timedelta(hours=ctx.settings.auth.session_hours)
+    with ctx.db.transaction() as s:
+        s.add(WebSession(token_hash=_sha256(token), user_id=who.user_id, csrf_token=csrf, expires_at=expires))
+    return token, csrf
+
+
+def resolve_session(ctx: AppContext, token: str, *, ip: str = "", user_agent: str = "") -> tuple[Principal, str] | None:
+    if not token or len(token) > 200:
+        return None
+    with ctx.db.read() as s:
+        ws = s.execute(select(WebSession).where(WebSession.token_hash == _sha256(token))).scalar_one_or_none()
+        if ws is None or ws.ended_at is not None or _aware(ws.expires_at) <= utcnow():  # type: ignore[operator]
+            return None
+        user = ws.user
+        if user.disabled:
+            return None
+        return principal_for(user, "session", ip, user_agent), ws.csrf_token
+
+
+def end_session(ctx: AppContext, token: str, who: Principal | None = None) -> None:
+    with ctx.db.transaction() as s:
+        ws = s.execute(select(WebSession).where(WebSession.token_hash == _sha256(token))).scalar_one_or_none()
+        if ws is not None and ws.ended_at is None:
+            ws.ended_at = utcnow()
+            if who is not None:
+                append_audit(s, actor=who.actor, action="auth.logout", target=f"user:{who.username}",
+                             details=who.audit_context())
+
+
+# --- API tokens -------------------------------------------------------------------------------------------
+
+
+def token_dict(t: ApiToken) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "prefix": t.prefix,
+        "user": t.user.username if t.user else None,
+        "created_at": _aware(t.created_at),
+        "expires_at": _aware(t.expires_at),
+        "revoked": t.revoked_at is not None,
+        "last_used_at": _aware(t.last_used_at),
+    }
+
+
+def create_api_token(ctx: AppContext, who: Principal, name: str, days: int | None = None) -> tuple[dict[str, Any], str]:
+    """A token for the caller's own machine client; the secret is returned once and never stored."""
+    who.require(Permission.TOKENS_OWN)
+    name = _clean("name", name, 200)
+    auth = ctx.settings.auth
+    days = auth.default_token_days if days is None else days
+    if not 1 <= days <= auth.max_token_days:
+        raise BadInputError(f"days must be between 1 and {auth.max_token_days}", field="days")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with ctx.db.transaction() as s:
+        row = ApiToken(user_id=who.user_id, name=name, prefix=secret[:10], token_hash=_sha256(secret),
+                       expires_at=utcnow() + dt.timedelta(days=days))
+        s.add(row)
+        s.flush()
+        s.refresh(row)
+        append_audit(s, actor=who.actor, action="token.create", target=f"token:{row.id}",
+                     details={"name": name, "days": days, **who.audit_context()})
+        return token_dict(row), secret
+
+
+def list_api_tokens(ctx: AppContext, who: Principal, *, all_users: bool = False) -> list[dict[str, Any]]:
+    who.require(Permission.TOKENS_OWN)
+    if all_users:
+        who.require(Permission.USERS_MANAGE)
+    with ctx.db.read() as s:
+        q = select(ApiToken).order_by(ApiToken.id)
+        if not all_users:
+            q = q.where(ApiToken.user_id == who.user_id)
+        return [token_dict(t) for t in s.execute(q).scalars()]
+
+
+def revoke_api_token(ctx: AppContext, who: Principal, token_id: int) -> dict[str, Any]:
+    with ctx.db.transaction() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None or (row.user_id != who.user_id and not who.can(Permission.USERS_MANAGE)):
+            raise NotFoundError(f"no token {token_id}")  # others' tokens are invisible, not "forbidden"
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        append_audit(s, actor=who.actor, action="token.revoke", target=f"token:{row.id}",
+                     details={"owner": row.user.username, **who.audit_context()})
+        return token_dict(row)
+
+
+def resolve_api_token(ctx: AppContext, secret: str, *, ip: str = "", user_agent: str = "") -> Principal | None:
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    with ctx.db.transaction() as s:
+        row = s.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(secret))).scalar_one_or_none()
+        if row is None or row.revoked_at is not None or _aware(row.expires_at) <= utcnow():  # type: ignore[operator]
+            return None
+        if row.user.disabled:
+            return None
+        row.last_used_at = utcnow()
+        return principal_for(row.user, "token", ip, user_agent)

@@ -1,0 +1,1 @@
+"""Policy: who may do what (roles × permissions)."""

@@ -1,0 +1,76 @@
+"""Roles and permissions, least privilege. The single source for every check (API, web UI, CLI).
+
+docs/roles.md renders this table; tests/server/test_role_matrix.py checks every cell through the API.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from facetrail.errors import FaceTrailError
+
+
+class Role(StrEnum):
+    INVESTIGATOR = "investigator"
+    REVIEWER = "reviewer"
+    AUDITOR = "auditor"
+    ADMINISTRATOR = "administrator"
+
+
+class Permission(StrEnum):
+    SEARCH_RUN = "search.run"  # run a 1:N search in one's own cases
+    SEARCH_VIEW_OWN = "search.view_own"  # see one's own searches and results (faces)
+    SEARCH_VIEW_UNIT = "search.view_unit"  # see the unit's searches and results (faces), to review them
+    SEARCH_METADATA_ALL = "search.metadata_all"  # every search's metadata, never faces
+    REVIEW_DECIDE = "review.decide"
+    VERIFY_RUN = "verify.run"  # 1:1 comparison of two uploaded photos
+    DETECT_RUN = "detect.run"  # face detection / quality check of an uploaded photo
+    GALLERY_READ = "gallery.read"  # gallery names and counts
+    GALLERY_MANAGE = "gallery.manage"  # create galleries, enroll, delete subjects/faces
+    FACES_BROWSE = "faces.browse"  # browse enrolled subjects and their face thumbnails
+    AUDIT_READ = "audit.read"  # read, verify and export the audit log
+    REPORT_READ = "report.read"
+    USERS_MANAGE = "users.manage"  # users, roles, units, others' tokens
+    TOKENS_OWN = "tokens.own"  # create and revoke one's own API tokens
+
+
+_I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
+
+GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.SEARCH_RUN: frozenset({_I}),
+    Permission.SEARCH_VIEW_OWN: frozenset({_I}),
+    Permission.SEARCH_VIEW_UNIT: frozenset({_R}),
+    Permission.SEARCH_METADATA_ALL: frozenset({_A}),
+    Permission.REVIEW_DECIDE: frozenset({_R}),
+    Permission.VERIFY_RUN: frozenset({_I, _R}),
+    Permission.DETECT_RUN: frozenset({_I, _R, _D}),
+    Permission.GALLERY_READ: frozenset({_I, _R, _A, _D}),
+    Permission.GALLERY_MANAGE: frozenset({_D}),
+    Permission.FACES_BROWSE: frozenset({_D}),
+    Permission.AUDIT_READ: frozenset({_A}),
+    Permission.REPORT_READ: frozenset({_A, _D}),
+    Permission.USERS_MANAGE: frozenset({_D}),
+    Permission.TOKENS_OWN: frozenset({_I, _R, _A, _D}),
+}
+# Nobody, in any role, may edit or delete audit records: there is no permission for it.
+
+
+class PermissionDeniedError(FaceTrailError):
+    code = "forbidden"
+    exit_code = 6
+
+
+class AuthenticationError(FaceTrailError):
+    code = "unauthenticated"
+    exit_code = 6
+
+
+def allowed(role: str, permission: Permission) -> bool:
+    try:
+        return Role(role) in GRANTS[permission]
+    except ValueError:
+        return False
+
+
+def roles_with(permission: Permission) -> list[str]:
+    return sorted(r.value for r in GRANTS[permission])
