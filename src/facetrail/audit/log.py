@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,11 @@ def _check_storable(name: str, value: str) -> None:
         raise BadInputError(f"audit {name} is longer than {limit} characters", field=name)
 
 
+# Set per HTTP request by the server (client address, user agent, request id): every audit record written
+# while serving the request carries it, without each service function having to pass it along.
+REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("facetrail_audit_request", default=None)
+
+
 def append_audit(
     session: Session,
     *,
@@ -73,6 +79,9 @@ def append_audit(
     serialises writers), so concurrent writers still produce one gapless chain. Raises BadInputError, before
     touching the database, for text that cannot be stored exactly (NUL, lone surrogates, over-long fields).
     """
+    request = REQUEST_CONTEXT.get()
+    if request and "request" not in (details or {}):
+        details = {**(details or {}), "request": request}
     details_json = canonical_json(details or {})
     for name, value in (("actor", actor), ("action", action), ("target", target), ("outcome", outcome),
                         ("details", details_json)):
