@@ -9,7 +9,7 @@ The small public API (in the spirit of face_recognition's ``api.py``)::
 Everything a search returns is an investigative lead, never an identification.
 """
 
-from facetrail.api import detect_faces, embed_faces, verify  # noqa: E402
+from facetrail.api import detect_faces, embed_faces, verify
 
 __all__ = ["detect_faces", "embed_faces", "verify"]
 __version__ = "0.1.0"
