@@ -151,7 +151,7 @@ def test_another_process_enrolling_is_seen_before_the_next_search(ctx: AppContex
 
 
 def test_approximate_index_from_config(tmp_path, database_url: str) -> None:  # type: ignore[no-untyped-def]
-    params = {"nlist": 2, "nprobe": 2, "rerank": 8, "min_train_size": 4}
+    params = {"nlist": 2, "nprobe": 2, "rerank": 8, "min_train_size": 4, "codec": "sq8"}  # sq8: trains on 8 faces
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path / "data", database_url=database_url, index=IndexSettings(kind="approximate", params=params)
     )
