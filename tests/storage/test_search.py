@@ -310,3 +310,12 @@ def test_verify_against_a_subject_is_audited(ctx: AppContext, gallery: list[Enro
         verify_subject(ctx, OBAMA2, gallery="bookings", subject="OBAMA", actor="t", **{**PURPOSE, "reason": ""})
     assert [o for o, _ in audit_rows(ctx, "verify")][2:] == ["refused", "refused"]
     assert count(ctx, Face) == len(GALLERY_PHOTOS)
+
+
+def test_an_empty_gallery_gives_an_empty_list_still_recorded(ctx: AppContext) -> None:
+    create_gallery(ctx, "empty", ctx.pipeline.model_id)
+    result = search_gallery(ctx, OBAMA2, gallery="empty", actor="t", **PURPOSE)
+    assert result.candidates == [] and result.gallery_size == 0 and result.results_dir is None
+    assert count(ctx, SearchRecord) == 1
+    [(outcome, details)] = audit_rows(ctx)
+    assert outcome == "ok" and details["candidates"] == []
