@@ -185,9 +185,10 @@ def test_checksum_is_order_independent_and_tracks_content(rng: np.random.Generat
     assert shuffled.checksum() == vector_set_checksum(ids[1:], gallery[1:])
 
 
-def test_approximate_recall_on_clustered_data(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("codec", ["pq-fastscan", "sq8"])
+def test_approximate_recall_on_clustered_data(codec: str, rng: np.random.Generator) -> None:
     labels, gallery, centres = clustered(rng, 4000, 2, noise_sq=0.4)
-    index = ApproximateIndex(DIM, nlist=64, nprobe=32, rerank=32)
+    index = ApproximateIndex(DIM, nlist=64, nprobe=32, rerank=100, codec=codec)
     index.add(np.arange(len(gallery)), gallery)
     assert index.trained  # 8000 vectors ≥ 64 × 39
 
