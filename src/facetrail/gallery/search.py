@@ -250,12 +250,21 @@ def search_gallery(
     candidates: int = DEFAULT_CANDIDATES,
     face_index: int | None = None,
     write_thumbnails: bool = True,
+    user_id: int | None = None,
+    unit_id: int | None = None,
+    legal_basis: str | None = None,
 ) -> SearchResult:
-    """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery."""
+    """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery.
+
+    ``user_id``/``unit_id`` scope the record to its searcher and unit (the server's search history);
+    ``legal_basis`` is recorded with it when given."""
     attempted: dict[str, Any] = {
         "gallery": gallery, "case_number": case_number, "offense": offense, "reason": reason,
         "candidates_requested": candidates, "face_index": face_index,
     }
+    scope = {"user_id": user_id, "unit_id": unit_id, "legal_basis": legal_basis}
+    if legal_basis is not None:
+        attempted["legal_basis"] = legal_basis
     try:
         purpose = validate_purpose(case_number, offense, reason)
         k = validate_candidates(candidates)
@@ -270,7 +279,7 @@ def search_gallery(
         ctx, actor, purpose, k, p.image, p.data, p.face.index, p.faces_in_probe, p.face.quality.verdict,
         p.gallery_id, p.gallery_name, p.model_id, index.count,
         [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)],
-        write_thumbnails,
+        write_thumbnails, scope,
     )
 
 
@@ -290,6 +299,7 @@ def _record(
     gallery_size: int,
     hits: list[tuple[int, float, float, str]],
     write_thumbnails: bool,
+    scope: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Write the search record, its audit record and its files as one unit; undo the files if it fails."""
     written: list[Path] = []
@@ -312,8 +322,12 @@ def _record(
                 if not store.exists(image.sha256):
                     written.append(store.put(image.sha256, probe_data))
                 probe_stored = True
+            scope = scope or {}
             record = SearchRecord(
                 actor=actor,
+                user_id=scope.get("user_id"),
+                unit_id=scope.get("unit_id"),
+                legal_basis=scope.get("legal_basis") or "",
                 gallery_id=gallery_id,
                 gallery_name=gallery_name,
                 case_number=purpose.case_number,
@@ -356,6 +370,8 @@ def _record(
                     "case_number": purpose.case_number,
                     "offense": purpose.offense,
                     "reason": purpose.reason,
+                    **({"legal_basis": scope["legal_basis"]} if scope.get("legal_basis") else {}),
+                    **({"unit_id": scope["unit_id"]} if scope.get("unit_id") is not None else {}),
                     "gallery": gallery_name,
                     "gallery_id": gallery_id,
                     "model_id": model_id,

@@ -17,6 +17,9 @@ def status_for(error: FaceTrailError) -> int:
     from facetrail.accounts.service import ConflictError, NotFoundError, ThrottledError
     from facetrail.policy.roles import AuthenticationError, PermissionDeniedError
 
+    explicit = getattr(error, "http_status", None)  # an error class may name its own status
+    if isinstance(explicit, int):
+        return explicit
     table: list[tuple[type[FaceTrailError], int]] = [
         (AuthenticationError, 401),
         (PermissionDeniedError, 403),

@@ -107,6 +107,7 @@ class SearchRecord(Base):
     case_number: Mapped[str] = mapped_column(String(100), index=True)
     offense: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(100), default="")  # server searches cite one; CLI may not
     probe_sha256: Mapped[str] = mapped_column(String(64))
     probe_stored: Mapped[bool] = mapped_column(default=False)
     face_index: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,82 @@
+"""Human review of a candidate list: a reviewer of the searcher's unit (never the searcher) marks each
+candidate possible_lead / not_a_match / inconclusive, with notes. The decision, its author and any change of
+mind are recorded and audited ('review.decide'); the latest decision per reviewer and candidate stands.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+
+from facetrail.accounts.service import Principal
+from facetrail.audit.log import append_audit
+from facetrail.cases.searches import SearchNotFoundError, deny, load_in_scope, review_dict, shown_candidates
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError
+from facetrail.policy.roles import Permission
+from facetrail.storage.models import CandidateReview, utcnow
+
+MAX_NOTES = 5000
+
+
+class Decision(StrEnum):
+    POSSIBLE_LEAD = "possible_lead"
+    NOT_A_MATCH = "not_a_match"
+    INCONCLUSIVE = "inconclusive"
+
+
+def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int, decision: str,
+                     notes: str = "") -> dict[str, Any]:
+    """Record the caller's decision on the candidate at ``rank`` of a search of their unit."""
+    target = f"search:{search_id}"
+    if not who.can(Permission.REVIEW_DECIDE):
+        raise deny(ctx, who, "review.decide", target, f"role '{who.role}' may not review candidates")
+    try:
+        choice = Decision(decision)
+    except ValueError:
+        raise BadInputError(f"decision must be one of {', '.join(d.value for d in Decision)}",
+                            field="decision") from None
+    notes = (notes or "").strip()
+    if len(notes) > MAX_NOTES:
+        raise BadInputError(f"notes are {len(notes)} characters, over the limit of {MAX_NOTES}", field="notes")
+    record = load_in_scope(ctx, who, search_id, "review.decide")  # the unit's searches only, else 404
+    if record.user_id is not None and record.user_id == who.user_id:
+        raise deny(ctx, who, "review.decide", target, "nobody reviews their own search")
+    match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
+    if not match:
+        raise SearchNotFoundError(f"search {search_id} shows no candidate at rank {rank}", search_id=search_id,
+                                  rank=rank)
+    face_id = int(match[0]["face_id"])
+    with ctx.db.transaction() as s:
+        review = s.execute(select(CandidateReview).where(
+            CandidateReview.search_id == search_id, CandidateReview.face_id == face_id,
+            CandidateReview.reviewer_id == who.user_id)).scalar_one_or_none()
+        previous = review.decision if review else None
+        if review is None:
+            review = CandidateReview(search_id=search_id, face_id=face_id, rank=rank, reviewer_id=who.user_id,
+                                     decision=choice.value, notes=notes)
+            s.add(review)
+        else:
+            review.decision, review.notes, review.created_at = choice.value, notes, utcnow()
+        s.flush()
+        append_audit(s, actor=who.actor, action="review.decide", target=target, details={
+            "search_id": search_id, "case_number": record.case_number, "rank": rank, "face_id": face_id,
+            "decision": choice.value, "previous_decision": previous, "notes": notes, **who.audit_context()})
+        return review_dict(review, who.username)
+
+
+def list_reviews(ctx: AppContext, who: Principal, search_id: int) -> list[dict[str, Any]]:
+    """Every decision on a search in the caller's scope (auditors included: decisions are not faces)."""
+    from facetrail.cases.searches import can_view_searches
+    from facetrail.storage.models import User
+
+    if not can_view_searches(who):
+        raise deny(ctx, who, "review.list", f"search:{search_id}", f"role '{who.role}' may not view searches")
+    load_in_scope(ctx, who, search_id, "review.list")
+    with ctx.db.read() as s:
+        rows = s.execute(select(CandidateReview, User.username).join(User, User.id == CandidateReview.reviewer_id)
+                         .where(CandidateReview.search_id == search_id).order_by(CandidateReview.rank,
+                                                                                 CandidateReview.id)).all()
+        return [review_dict(r, name) for r, name in rows]

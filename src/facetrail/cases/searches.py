@@ -1,0 +1,338 @@
+"""Searches from the server: purpose checked against the configured lists, probe faces and quality checked
+before anything runs, results scoped to the searcher's unit, and every view of faces audited.
+
+Scope (who sees which search):
+- investigator (search.view_own): their own searches, with results;
+- reviewer (search.view_unit): their unit's searches, with results;
+- auditor (search.metadata_all): every search's metadata, never candidates' faces;
+- anyone else: nothing. A search outside the caller's scope is "not found" (404), never "forbidden", so its
+  existence is not revealed; the attempt is audited with outcome 'not_found'.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.sql import Select
+
+from facetrail.accounts.service import NotFoundError, Principal
+from facetrail.audit.log import append_audit
+from facetrail.cases.probe import PIPELINE_LOCK, ProbeAnalysis, ProbeFace, analyze_upload
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.gallery.search import LEADS_NOTICE, MAX_CANDIDATES, MIN_CANDIDATES, search_gallery
+from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
+
+VIEW_PERMISSIONS = (Permission.SEARCH_VIEW_OWN, Permission.SEARCH_VIEW_UNIT, Permission.SEARCH_METADATA_ALL)
+
+
+class SearchNotFoundError(NotFoundError):
+    code = "search_not_found"
+
+
+class FaceChoiceRequiredError(FaceTrailError):
+    """The probe has several faces and none was chosen: the client shows ``details.faces`` and asks again."""
+
+    code = "face_choice_required"
+    http_status = 409
+
+
+class ProbeQualityError(FaceTrailError):
+    """The chosen face fails the quality checks; ``details.reasons`` says why."""
+
+    code = "probe_quality_failed"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    gallery: str
+    case_number: str
+    offense: str
+    legal_basis: str
+    justification: str
+    candidates: int = 20
+    face_index: int | None = None
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    rank: int
+    face_id: int
+    subject_id: int
+    subject_external_id: str
+    similarity: float
+    estimated_fmr: float
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SearchView:
+    """A search as the caller may see it. ``candidates`` is None when the caller may not see results."""
+
+    search_id: int
+    created_at: dt.datetime
+    actor: str
+    user_id: int | None
+    unit: str | None
+    gallery: str
+    model_id: str
+    case_number: str
+    offense: str
+    legal_basis: str
+    justification: str
+    probe_sha256: str
+    probe_stored: bool
+    face_index: int
+    faces_in_probe: int
+    candidates_requested: int
+    candidates_shown: int
+    similarity_floor: float
+    candidates: list[CandidateView] | None
+    reviews_count: int
+    notice: str = LEADS_NOTICE
+    gallery_size: int | None = None  # known right after the search only
+    probe_face: ProbeFace | None = None  # the searched face's aligned crop, right after the search only
+
+
+# ------------------------------------------------------------------ scope
+
+
+def deny(ctx: AppContext, who: Principal, action: str, target: str, reason: str) -> PermissionDeniedError:
+    with ctx.db.transaction() as s:
+        append_audit(s, actor=who.actor, action=action, target=target, outcome="denied",
+                     details={"reason": reason, **who.audit_context()})
+    return PermissionDeniedError(reason)
+
+
+def can_view_searches(who: Principal) -> bool:
+    return any(who.can(p) for p in VIEW_PERMISSIONS)
+
+
+def may_see_results(who: Principal) -> bool:
+    """Faces and candidates: the searcher and their unit's reviewers; never auditors or administrators."""
+    return who.can(Permission.SEARCH_VIEW_OWN) or who.can(Permission.SEARCH_VIEW_UNIT)
+
+
+def _scoped(query: Select[Any], who: Principal) -> Select[Any]:
+    if who.can(Permission.SEARCH_METADATA_ALL):
+        return query
+    if who.can(Permission.SEARCH_VIEW_UNIT) and who.unit_id is not None:
+        return query.where(SearchRecord.unit_id == who.unit_id)
+    if who.can(Permission.SEARCH_VIEW_OWN) and who.user_id is not None:
+        return query.where(SearchRecord.user_id == who.user_id)
+    return query.where(SearchRecord.id.is_(None))  # nothing
+
+
+def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) -> SearchRecord:
+    """The search if the caller may see it; otherwise audit the attempt and answer 'not found'."""
+    with ctx.db.read() as s:
+        record = s.execute(_scoped(select(SearchRecord), who).where(SearchRecord.id == search_id)).scalar_one_or_none()
+        if record is not None:
+            s.expunge(record)
+            return record
+    with ctx.db.transaction() as s:
+        append_audit(s, actor=who.actor, action=action, target=f"search:{search_id}", outcome="not_found",
+                     details={"reason": "no such search in the caller's scope", **who.audit_context()})
+    raise SearchNotFoundError(f"no search {search_id}", search_id=search_id)
+
+
+# ------------------------------------------------------------------ running a search
+
+
+def search_options(ctx: AppContext) -> dict[str, Any]:
+    server = ctx.settings.server
+    return {"offenses": list(server.offenses), "legal_bases": list(server.legal_bases),
+            "min_candidates": MIN_CANDIDATES, "max_candidates": MAX_CANDIDATES, "default_candidates": 20,
+            "similarity_floor": server.similarity_floor, "notice": LEADS_NOTICE}
+
+
+def _refuse(ctx: AppContext, who: Principal, req: SearchRequest, error: FaceTrailError, probe_sha256: str | None,
+            ) -> FaceTrailError:
+    with ctx.db.transaction() as s:
+        append_audit(s, actor=who.actor, action="search", target=f"gallery:{req.gallery[:200]}", outcome="refused",
+                     details={"case_number": req.case_number[:200], "offense": req.offense[:200],
+                              "legal_basis": req.legal_basis[:200], "gallery": req.gallery[:200],
+                              "face_index": req.face_index, "probe_sha256": probe_sha256,
+                              "error": {"code": error.code, "message": error.message[:500]},
+                              **who.audit_context()})
+    return error
+
+
+def _check_choice(ctx: AppContext, req: SearchRequest) -> None:
+    server = ctx.settings.server
+    if req.offense not in server.offenses:
+        raise BadInputError(f"offense {req.offense!r} is not one of the configured offenses", field="offense",
+                            allowed=list(server.offenses))
+    if req.legal_basis not in server.legal_bases:
+        raise BadInputError(f"legal basis {req.legal_basis!r} is not one of the configured legal bases",
+                            field="legal_basis", allowed=list(server.legal_bases))
+
+
+def _choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace | None:
+    """The face to search, or a refusal: several faces and no choice, or the chosen face fails quality."""
+    faces = analysis.faces
+    if not faces or (face_index is not None and not 0 <= face_index < len(faces)):
+        return None  # the search core gives the precise error (no_face / face_index_out_of_range)
+    if face_index is None and len(faces) > 1:
+        raise FaceChoiceRequiredError(
+            f"the probe has {len(faces)} faces; choose one (face_index 0-{len(faces) - 1}) and search again",
+            faces=[f.to_dict() for f in faces],
+        )
+    chosen = faces[face_index or 0]
+    if not chosen.passes_quality:
+        raise ProbeQualityError("the probe face fails the quality checks: " + "; ".join(chosen.quality["reasons"]),
+                                face_index=chosen.index, reasons=list(chosen.quality["reasons"]),
+                                quality=chosen.quality)
+    return chosen
+
+
+def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest) -> SearchView:
+    """Run a 1:N search for the caller's case. Refusals (bad fields, several faces and no choice, failed
+    quality) are audited with outcome 'refused'; the search itself is recorded and audited by the core."""
+    who.require(Permission.SEARCH_RUN)
+    sha: str | None = None
+    try:
+        _check_choice(ctx, req)
+        analysis = analyze_upload(ctx, probe)
+        sha = analysis.sha256
+        chosen = _choose_face(analysis, req.face_index)
+    except FaceTrailError as exc:
+        raise _refuse(ctx, who, req, exc, sha) from None
+    with PIPELINE_LOCK:
+        result = search_gallery(
+            ctx, probe, gallery=req.gallery, case_number=req.case_number, offense=req.offense,
+            reason=req.justification, actor=who.actor, candidates=req.candidates,
+            face_index=chosen.index if chosen else req.face_index, write_thumbnails=False,
+            user_id=who.user_id, unit_id=who.unit_id, legal_basis=req.legal_basis,
+        )
+    view = get_search(ctx, who, result.search_id, audit=False)
+    return SearchView(**{**view.__dict__, "gallery_size": result.gallery_size, "probe_face": chosen})
+
+
+# ------------------------------------------------------------------ history and views
+
+
+def _reviews_by_face(ctx: AppContext, search_id: int) -> dict[int, list[dict[str, Any]]]:
+    with ctx.db.read() as s:
+        rows = s.execute(select(CandidateReview, User.username).join(User, User.id == CandidateReview.reviewer_id)
+                         .where(CandidateReview.search_id == search_id).order_by(CandidateReview.id)).all()
+        out: dict[int, list[dict[str, Any]]] = {}
+        for review, username in rows:
+            out.setdefault(review.face_id, []).append(review_dict(review, username))
+        return out
+
+
+def review_dict(review: CandidateReview, reviewer: str) -> dict[str, Any]:
+    created = review.created_at if review.created_at.tzinfo else review.created_at.replace(tzinfo=dt.UTC)
+    return {"id": review.id, "search_id": review.search_id, "rank": review.rank, "face_id": review.face_id,
+            "reviewer": reviewer, "decision": review.decision, "notes": review.notes, "created_at": created}
+
+
+def shown_candidates(ctx: AppContext, record: SearchRecord) -> list[dict[str, Any]]:
+    floor = ctx.settings.server.similarity_floor
+    return [c for c in record.candidates if float(c["similarity"]) >= floor]
+
+
+def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | None) -> SearchView:
+    shown = shown_candidates(ctx, record)
+    reviews = _reviews_by_face(ctx, record.id)
+    candidates = None
+    if may_see_results(who):
+        candidates = [CandidateView(rank=int(c["rank"]), face_id=int(c["face_id"]), subject_id=int(c["subject_id"]),
+                                    subject_external_id=str(c["subject_external_id"]),
+                                    similarity=float(c["similarity"]), estimated_fmr=float(c["fmr"]),
+                                    reviews=reviews.get(int(c["face_id"]), []))
+                      for c in shown]
+    created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
+    return SearchView(
+        search_id=record.id, created_at=created, actor=record.actor, user_id=record.user_id, unit=unit,
+        gallery=record.gallery_name, model_id=record.model_id, case_number=record.case_number,
+        offense=record.offense, legal_basis=record.legal_basis, justification=record.reason,
+        probe_sha256=record.probe_sha256, probe_stored=record.probe_stored, face_index=record.face_index,
+        faces_in_probe=record.faces_in_probe, candidates_requested=record.candidates_requested,
+        candidates_shown=len(shown), similarity_floor=ctx.settings.server.similarity_floor, candidates=candidates,
+        reviews_count=sum(len(v) for v in reviews.values()),
+    )
+
+
+def _unit_name(ctx: AppContext, unit_id: int | None) -> str | None:
+    if unit_id is None:
+        return None
+    with ctx.db.read() as s:
+        unit = s.get(Unit, unit_id)
+        return unit.name if unit else None
+
+
+def get_search(ctx: AppContext, who: Principal, search_id: int, *, audit: bool = True) -> SearchView:
+    """One search in the caller's scope. Showing results (faces) is audited as 'search.view'."""
+    if not can_view_searches(who):
+        raise deny(ctx, who, "search.view", f"search:{search_id}", f"role '{who.role}' may not view searches")
+    record = load_in_scope(ctx, who, search_id, "search.view")
+    view = _view(ctx, who, record, _unit_name(ctx, record.unit_id))
+    if audit:
+        with ctx.db.transaction() as s:
+            append_audit(s, actor=who.actor, action="search.view", target=f"search:{search_id}",
+                         details={"results_shown": view.candidates is not None,
+                                  "candidates": view.candidates_shown, **who.audit_context()})
+    return view
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    total: int
+    items: list[SearchView]
+
+
+def list_searches(ctx: AppContext, who: Principal, *, limit: int = 50, offset: int = 0,
+                  case_number: str | None = None) -> SearchPage:
+    """Search history in the caller's scope, newest first: metadata only (no candidates, no faces)."""
+    if not can_view_searches(who):
+        raise deny(ctx, who, "search.list", "searches", f"role '{who.role}' may not view searches")
+    joined = select(SearchRecord, Unit.name).outerjoin(Unit, Unit.id == SearchRecord.unit_id)
+    query = _scoped(joined, who)  # type: ignore[arg-type]
+    if case_number:
+        query = query.where(SearchRecord.case_number == case_number)
+    with ctx.db.read() as s:
+        total = s.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = s.execute(query.order_by(SearchRecord.id.desc()).limit(limit).offset(offset)).all()
+        ids = [record.id for record, _ in rows]
+        counts = dict(s.execute(select(CandidateReview.search_id, func.count())
+                                .where(CandidateReview.search_id.in_(ids)).group_by(CandidateReview.search_id)).all())
+        floor = ctx.settings.server.similarity_floor
+        items = []
+        for record, unit in rows:
+            items.append(SearchView(
+                search_id=record.id, created_at=record.created_at if record.created_at.tzinfo
+                else record.created_at.replace(tzinfo=dt.UTC), actor=record.actor, user_id=record.user_id,
+                unit=unit, gallery=record.gallery_name, model_id=record.model_id, case_number=record.case_number,
+                offense=record.offense, legal_basis=record.legal_basis, justification=record.reason,
+                probe_sha256=record.probe_sha256, probe_stored=record.probe_stored, face_index=record.face_index,
+                faces_in_probe=record.faces_in_probe, candidates_requested=record.candidates_requested,
+                candidates_shown=sum(1 for c in record.candidates if float(c["similarity"]) >= floor),
+                similarity_floor=floor, candidates=None, reviews_count=int(counts.get(record.id, 0)),
+            ))
+    return SearchPage(total=int(total), items=items)
+
+
+def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: int) -> bytes:
+    """A shown candidate's enrolled face (JPEG). Only for those who may see results; audited."""
+    if not may_see_results(who):
+        raise deny(ctx, who, "search.thumbnail", f"search:{search_id}",
+                      f"role '{who.role}' may not see candidates' faces")
+    record = load_in_scope(ctx, who, search_id, "search.thumbnail")
+    match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
+    with ctx.db.transaction() as s:
+        face = s.get(Face, int(match[0]["face_id"])) if match else None
+        if face is None:
+            append_audit(s, actor=who.actor, action="search.thumbnail", target=f"search:{search_id}",
+                         outcome="not_found", details={"rank": rank, **who.audit_context()})
+        else:
+            append_audit(s, actor=who.actor, action="search.thumbnail", target=f"search:{search_id}",
+                         details={"rank": rank, "face_id": face.id, **who.audit_context()})
+            return bytes(face.thumbnail)
+    raise NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)")
