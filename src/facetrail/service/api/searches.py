@@ -1,0 +1,190 @@
+"""1:N searches (investigators), search history in the caller's scope, candidate faces and reviews.
+
+Contract for a probe with several faces: POST /searches without face_index answers 409 with code
+``face_choice_required`` and ``error.details.faces`` (index, box, quality, aligned thumbnail of each face,
+largest first); the client asks again with ``face_index``. POST /detect gives the same list beforehand. A
+chosen face that fails quality is refused with 422 ``probe_quality_failed`` and ``error.details.reasons``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from facetrail.accounts.service import Principal
+from facetrail.cases import reviews, searches
+from facetrail.cases.searches import SearchRequest, SearchView
+from facetrail.context import AppContext
+from facetrail.gallery.search import MAX_CANDIDATES, MIN_CANDIDATES
+from facetrail.policy.roles import Permission
+from facetrail.service.api._common import ERROR_RESPONSES, JPEG_RESPONSE, IdPath, read_upload, require_any
+from facetrail.service.api.faces import DetectedFaceOut, face_out
+from facetrail.service.deps import current_principal, get_ctx, require
+
+router = APIRouter(prefix="/searches", tags=["searches"], responses=ERROR_RESPONSES)
+can_view = require_any(*searches.VIEW_PERMISSIONS)
+RankPath = Annotated[int, IdPath]
+
+
+class SearchOptions(BaseModel):
+    offenses: list[str]
+    legal_bases: list[str]
+    min_candidates: int
+    max_candidates: int
+    default_candidates: int
+    similarity_floor: float
+    notice: str
+
+
+class ReviewOut(BaseModel):
+    id: int
+    search_id: int
+    rank: int
+    face_id: int
+    reviewer: str
+    decision: str
+    notes: str
+    created_at: dt.datetime
+
+
+class CandidateOut(BaseModel):
+    rank: int
+    similarity: float
+    estimated_fmr: float = Field(description="Share of different-person comparisons scoring at least this high")
+    subject_external_id: str
+    subject_id: int
+    face_id: int
+    thumbnail_url: str
+    reviews: list[ReviewOut]
+
+
+class ProbeOut(BaseModel):
+    sha256: str
+    stored: bool
+    face_index: int
+    faces_detected: int
+
+
+class SearchOut(BaseModel):
+    kind: Literal["candidate_list"] = "candidate_list"
+    notice: str = Field(description="Investigative leads only — never an identification")
+    search_id: int
+    created_at: dt.datetime
+    actor: str
+    unit: str | None
+    gallery: str
+    gallery_size: int | None = Field(description="Known in the response to the search itself only")
+    model_id: str
+    case_number: str
+    offense: str
+    legal_basis: str
+    justification: str
+    probe: ProbeOut
+    probe_face: DetectedFaceOut | None = Field(
+        description="The searched face (aligned), in the response to the search itself only")
+    candidates_requested: int
+    candidates_shown: int = Field(description="Candidates at or above the similarity floor")
+    similarity_floor: float
+    candidates: list[CandidateOut] | None = Field(
+        description="Null for callers who may see search metadata but not faces (auditors)")
+    reviews_count: int
+
+
+class SearchPageOut(BaseModel):
+    total: int
+    items: list[SearchOut]
+
+
+class ReviewIn(BaseModel):
+    decision: Literal["possible_lead", "not_a_match", "inconclusive"]
+    notes: str = Field("", max_length=5000)
+
+
+def search_out(v: SearchView) -> SearchOut:
+    candidates = None
+    if v.candidates is not None:
+        candidates = [CandidateOut(
+            rank=c.rank, similarity=c.similarity, estimated_fmr=c.estimated_fmr,
+            subject_external_id=c.subject_external_id, subject_id=c.subject_id, face_id=c.face_id,
+            thumbnail_url=f"/api/v1/searches/{v.search_id}/candidates/{c.rank}/thumbnail",
+            reviews=[ReviewOut(**r) for r in c.reviews]) for c in v.candidates]
+    return SearchOut(
+        notice=v.notice, search_id=v.search_id, created_at=v.created_at, actor=v.actor, unit=v.unit,
+        gallery=v.gallery, gallery_size=v.gallery_size, model_id=v.model_id, case_number=v.case_number,
+        offense=v.offense, legal_basis=v.legal_basis, justification=v.justification,
+        probe=ProbeOut(sha256=v.probe_sha256, stored=v.probe_stored, face_index=v.face_index,
+                       faces_detected=v.faces_in_probe),
+        probe_face=face_out(v.probe_face) if v.probe_face else None,
+        candidates_requested=v.candidates_requested, candidates_shown=v.candidates_shown,
+        similarity_floor=v.similarity_floor, candidates=candidates, reviews_count=v.reviews_count)
+
+
+@router.get("/options", response_model=SearchOptions, summary="Offenses, legal bases and limits a search may use")
+def options(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)) -> SearchOptions:
+    return SearchOptions(**searches.search_options(ctx))
+
+
+@router.post("", response_model=SearchOut, status_code=201,
+             summary="Search a gallery with a probe photo: a candidate list of investigative leads (audited)")
+def run_search(
+    probe: Annotated[UploadFile, File(description="The probe photo; never added to a gallery")],
+    gallery: Annotated[str, Form(min_length=1, max_length=200)],
+    case_number: Annotated[str, Form(min_length=1, max_length=100)],
+    offense: Annotated[str, Form(min_length=1, max_length=100, description="One of the configured offenses")],
+    legal_basis: Annotated[str, Form(min_length=1, max_length=100,
+                                     description="One of the configured legal bases")],
+    justification: Annotated[str, Form(min_length=1, max_length=2000, description="Why this search is needed")],
+    face_index: Annotated[int | None, Form(ge=0, le=999, description="Which face of the probe (0 = largest); "
+                                                                    "required when it has several")] = None,
+    candidates: Annotated[int, Form(ge=MIN_CANDIDATES, le=MAX_CANDIDATES)] = 20,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.SEARCH_RUN)),
+) -> SearchOut:
+    data = read_upload(probe, "probe", ctx.settings.images.max_bytes)
+    request = SearchRequest(gallery=gallery, case_number=case_number, offense=offense, legal_basis=legal_basis,
+                            justification=justification, candidates=candidates, face_index=face_index)
+    return search_out(searches.run_search(ctx, who, data, request))
+
+
+@router.get("", response_model=SearchPageOut, summary="Search history in the caller's scope (metadata only)")
+def list_searches(
+    case_number: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(can_view),
+) -> SearchPageOut:
+    page = searches.list_searches(ctx, who, limit=limit, offset=offset, case_number=case_number)
+    return SearchPageOut(total=page.total, items=[search_out(v) for v in page.items])
+
+
+@router.get("/{search_id}", response_model=SearchOut,
+            summary="One search; candidates only for the searcher and their unit's reviewers (audited)")
+def get_search(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
+               ) -> SearchOut:
+    return search_out(searches.get_search(ctx, who, search_id))
+
+
+@router.get("/{search_id}/candidates/{rank}/thumbnail", response_class=Response, responses=JPEG_RESPONSE,
+            summary="A candidate's enrolled face (JPEG; audited)")
+def candidate_thumbnail(search_id: IdPath, rank: RankPath, ctx: AppContext = Depends(get_ctx),
+                        who: Principal = Depends(require_any(Permission.SEARCH_VIEW_OWN,
+                                                             Permission.SEARCH_VIEW_UNIT))) -> Response:
+    return Response(searches.candidate_thumbnail(ctx, who, search_id, rank), media_type="image/jpeg")
+
+
+@router.get("/{search_id}/reviews", response_model=list[ReviewOut], summary="Review decisions on a search")
+def list_reviews(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
+                 ) -> list[ReviewOut]:
+    return [ReviewOut(**r) for r in reviews.list_reviews(ctx, who, search_id)]
+
+
+@router.put("/{search_id}/candidates/{rank}/review", response_model=ReviewOut,
+            summary="Record a reviewer's decision on one candidate (same unit, not the searcher; audited)")
+def review_candidate(search_id: IdPath, rank: RankPath, body: ReviewIn, ctx: AppContext = Depends(get_ctx),
+                     who: Principal = Depends(require(Permission.REVIEW_DECIDE))) -> ReviewOut:
+    return ReviewOut(**reviews.review_candidate(ctx, who, search_id, rank, body.decision, body.notes))
