@@ -1,0 +1,127 @@
+"""Administration: users (one-time passwords shown once), units, and everyone's own API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from facetrail.accounts import service as accounts
+from facetrail.accounts.service import Principal
+from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
+from facetrail.policy.roles import Permission, Role
+from facetrail.service.deps import get_ctx
+from facetrail.web.common import csrf_ok, render, see_other, web_require
+
+router = APIRouter(include_in_schema=False)
+ROLES = [r.value for r in Role]
+NOTICES = {"updated": "Saved.", "unit": "Unit created.", "revoked": "Token revoked."}
+
+
+def _users_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, **extra: object) -> Response:
+    return render(request, "admin_users.html", status=status, title="Users", users=accounts.list_users(ctx, who),
+                  units=accounts.list_units(ctx), roles=ROLES, **extra)
+
+
+@router.get("/admin/users")
+def users(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
+          who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
+    return _users_page(request, ctx, who, notice=NOTICES.get(done))
+
+
+@router.post("/admin/users")
+async def create_user(request: Request, ctx: AppContext = Depends(get_ctx),
+                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    unit = str(form.get("unit") or "")
+    try:
+        user, password = accounts.create_user(
+            ctx, who, username=str(form.get("username") or ""), role=str(form.get("role") or ""),
+            unit=int(unit) if unit.isdigit() else None, display_name=str(form.get("display_name") or ""))
+    except FaceTrailError as exc:
+        return _users_page(request, ctx, who, status=422, error=exc.message, form=dict(form))
+    return render(request, "one_time_secret.html", title="User created", heading=f"User {user['username']} created",
+                  label="One-time password", secret=password, back="/admin/users",
+                  explain="Give it to the user through a safe channel. It is shown only now; the user must "
+                          "change it at first sign-in.")
+
+
+@router.post("/admin/users/{username}")
+async def update_user(username: str, request: Request, ctx: AppContext = Depends(get_ctx),
+                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    action = str(form.get("action") or "save")
+    try:
+        if action == "reset_password":
+            _user, password = accounts.update_user(ctx, who, username, reset_password=True)
+            return render(request, "one_time_secret.html", title="Password reset",
+                          heading=f"New password for {username}", label="One-time password", secret=password,
+                          back="/admin/users",
+                          explain="Shown only now. The user's sessions were ended; they must change it at sign-in.")
+        if action in ("disable", "enable"):
+            accounts.update_user(ctx, who, username, disabled=action == "disable")
+        else:
+            unit = str(form.get("unit") or "")
+            accounts.update_user(ctx, who, username, role=str(form.get("role") or "") or None,
+                                 unit=int(unit) if unit.isdigit() else None)
+    except FaceTrailError as exc:
+        return _users_page(request, ctx, who, status=422, error=f"{username}: {exc.message}")
+    return see_other("/admin/users?done=updated")
+
+
+@router.get("/admin/units")
+def units(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
+          who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
+    return render(request, "admin_units.html", title="Units", units=accounts.list_units(ctx),
+                  notice=NOTICES.get(done))
+
+
+@router.post("/admin/units")
+async def create_unit(request: Request, ctx: AppContext = Depends(get_ctx),
+                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    try:
+        accounts.create_unit(ctx, who, str(form.get("name") or ""), str(form.get("agency") or ""))
+    except FaceTrailError as exc:
+        return render(request, "admin_units.html", status=422, title="Units", units=accounts.list_units(ctx),
+                      error=exc.message)
+    return see_other("/admin/units?done=unit")
+
+
+@router.get("/tokens")
+def tokens(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
+           who: Principal = web_require(Permission.TOKENS_OWN)) -> Response:
+    return render(request, "tokens.html", title="API tokens", tokens=accounts.list_api_tokens(ctx, who),
+                  max_days=ctx.settings.auth.max_token_days, default_days=ctx.settings.auth.default_token_days,
+                  notice=NOTICES.get(done))
+
+
+@router.post("/tokens")
+async def create_token(request: Request, ctx: AppContext = Depends(get_ctx),
+                       who: Principal = web_require(Permission.TOKENS_OWN)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    days = str(form.get("days") or "")
+    try:
+        info, secret = accounts.create_api_token(ctx, who, str(form.get("name") or ""),
+                                                 int(days) if days.isdigit() else None)
+    except FaceTrailError as exc:
+        return render(request, "tokens.html", status=422, title="API tokens", error=exc.message,
+                      tokens=accounts.list_api_tokens(ctx, who), max_days=ctx.settings.auth.max_token_days,
+                      default_days=ctx.settings.auth.default_token_days)
+    return render(request, "one_time_secret.html", title="Token created", heading=f"API token “{info['name']}”",
+                  label="Token", secret=secret, back="/tokens",
+                  explain=f"Send it as 'Authorization: Bearer …'. It is shown only now (only its hash is kept) "
+                          f"and expires {info['expires_at']:%Y-%m-%d}.")
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(token_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+                       who: Principal = web_require(Permission.TOKENS_OWN)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    accounts.revoke_api_token(ctx, who, token_id)
+    return see_other("/tokens?done=revoked")

@@ -1,0 +1,129 @@
+"""What every page shares: templates, the signed-in user as a dependency, CSRF on forms, redirects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from facetrail.accounts.service import Principal
+from facetrail.context import AppContext
+from facetrail.policy.roles import Permission
+from facetrail.service.deps import (
+    PasswordChangeRequiredError,
+    check_form_csrf,
+    current_principal,
+    get_ctx,
+    optional_principal,
+    require,
+)
+
+WEB_DIR = Path(__file__).parent
+templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+LOGIN_CSRF_COOKIE = "facetrail_login_csrf"
+
+
+class WebRedirect(Exception):
+    """Raised by a dependency to send the browser elsewhere (e.g. to the forced password change)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = str(value or "")
+    return text[:16].replace("T", " ") + (" UTC" if len(text) >= 16 else "")
+
+
+templates.env.filters["when"] = _when
+
+
+def web_principal(
+    request: Request, ctx: AppContext = Depends(get_ctx), principal: Principal | None = Depends(optional_principal)
+) -> Principal:
+    """The signed-in user; not signed in → the login page (GET), must change password → the password page."""
+    try:
+        return current_principal(request, ctx, principal)
+    except PasswordChangeRequiredError:
+        raise WebRedirect("/password") from None
+
+
+def web_require(permission: Permission) -> Any:
+    """Like deps.require (denials are audited), but with the web UI's redirects."""
+
+    def dependency(
+        request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+    ) -> Principal:
+        return require(permission)(request, ctx, who)
+
+    dependency.__name__ = f"web_require_{permission.name.lower()}"
+    return Depends(dependency)
+
+
+def csrf_ok(request: Request, form: Any) -> None:
+    submitted = form.get("csrf_token")
+    check_form_csrf(request, submitted if isinstance(submitted, str) else None)
+
+
+def login_csrf_ok(request: Request, submitted: str | None) -> bool:
+    """Before there is a session the form's token must match a cookie set with the form (double submit)."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(submitted and expected and hmac.compare_digest(submitted, expected))
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def nav_items(who: Principal | None) -> list[tuple[str, str]]:
+    if who is None or who.must_change_password:
+        return []
+    items: list[tuple[str, str]] = []
+    if who.can(Permission.SEARCH_RUN):
+        items.append(("/search/new", "New search"))
+    if who.can(Permission.SEARCH_VIEW_OWN) or who.can(Permission.SEARCH_VIEW_UNIT) or who.can(
+            Permission.SEARCH_METADATA_ALL):
+        items.append(("/searches", "Searches"))
+    if who.can(Permission.GALLERY_MANAGE):
+        items.append(("/galleries", "Galleries"))
+    if who.can(Permission.AUDIT_READ):
+        items.append(("/audit", "Audit"))
+    if who.can(Permission.USERS_MANAGE):
+        items.append(("/admin/users", "Users"))
+        items.append(("/admin/units", "Units"))
+    items.append(("/tokens", "API tokens"))
+    return items
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    who: Principal | None = getattr(request.state, "principal", None)
+    context.setdefault("title", "FaceTrail")
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"who": who, "nav": nav_items(who), "csrf": getattr(request.state, "csrf", None) or "",
+         "path": request.url.path, **context},
+        status_code=status,
+    )
+
+
+def see_other(location: str) -> Response:
+    return RedirectResponse(location, status_code=303)
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths: never an open redirect to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"

@@ -1,0 +1,142 @@
+"""The web UI's entry point: ``mount(app)`` adds the pages and /static; ``render_error`` renders HTML errors.
+
+Pages are thin: they check the role (denials audited by deps.require), check the form's CSRF token and call
+the same core functions as the CLI and the REST API. Sign-in, sign-out, password change and home live here;
+the other pages are in search_pages, gallery_pages, audit_pages and admin_pages.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from facetrail.accounts import service as accounts
+from facetrail.accounts.service import Principal
+from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
+from facetrail.policy.roles import Permission
+from facetrail.service.api.auth import set_session_cookie
+from facetrail.service.deps import SESSION_COOKIE, client_ip, get_ctx, optional_principal
+from facetrail.web import admin_pages, audit_pages, gallery_pages, search_pages
+from facetrail.web.common import (
+    LOGIN_CSRF_COOKIE,
+    WEB_DIR,
+    WebRedirect,
+    csrf_ok,
+    login_csrf_ok,
+    new_login_csrf,
+    render,
+    safe_next,
+    see_other,
+    web_principal,
+)
+
+router = APIRouter(include_in_schema=False)
+
+ERROR_HEADINGS = {400: "That request could not be done", 401: "Sign in first", 403: "Not allowed",
+                  404: "Not found", 409: "Conflict", 413: "Too large", 422: "Check the form",
+                  429: "Too many attempts"}
+
+
+def mount(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+    app.include_router(router)
+    for module in (search_pages, gallery_pages, audit_pages, admin_pages):
+        app.include_router(module.router)
+
+    @app.exception_handler(WebRedirect)
+    async def redirect(_request: Request, exc: WebRedirect) -> Response:
+        return see_other(exc.location)
+
+
+def render_error(request: Request, status: int, message: str) -> Response:
+    return render(request, "error.html", status=status, title=f"Error {status}",
+                  heading=ERROR_HEADINGS.get(status, "Something went wrong"), message=message)
+
+
+def home_for(who: Principal) -> str:
+    if who.can(Permission.SEARCH_RUN):
+        return "/search/new"
+    if who.can(Permission.SEARCH_VIEW_UNIT) or who.can(Permission.SEARCH_METADATA_ALL):
+        return "/searches" if not who.can(Permission.AUDIT_READ) else "/audit"
+    if who.can(Permission.GALLERY_MANAGE):
+        return "/galleries"
+    return "/tokens"
+
+
+@router.get("/")
+def home(who: Principal = Depends(web_principal)) -> Response:
+    return see_other(home_for(who))
+
+
+def _login_page(request: Request, *, status: int = 200, error: str | None = None, username: str = "",
+                next_path: str = "/") -> HTMLResponse:
+    token = new_login_csrf()
+    response = render(request, "login.html", status=status, title="Sign in", error=error, username=username,
+                      next=safe_next(next_path), login_csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login", max_age=3600)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/",
+               principal: Principal | None = Depends(optional_principal)) -> Response:
+    if principal is not None:
+        return see_other(safe_next(next) if next != "/" else home_for(principal))
+    return _login_page(request, next_path=next)
+
+
+@router.post("/login")
+async def login(request: Request, ctx: AppContext = Depends(get_ctx)) -> Response:
+    form = await request.form()
+    username, password = str(form.get("username") or ""), str(form.get("password") or "")
+    next_path = safe_next(str(form.get("next") or "/"))
+    if not login_csrf_ok(request, str(form.get("csrf_token") or "")):
+        return _login_page(request, status=400, username=username, next_path=next_path,
+                           error="The sign-in form expired. Please try again.")
+    try:
+        who = accounts.authenticate(ctx, username, password, ip=client_ip(request),
+                                    user_agent=request.headers.get("user-agent", ""))
+    except FaceTrailError as exc:  # wrong password, locked account, throttled address: say which, nothing more
+        status = 429 if exc.code == "too_many_attempts" else 401
+        return _login_page(request, status=status, error=exc.message, username=username, next_path=next_path)
+    token, _csrf = accounts.create_session(ctx, who)
+    target = "/password" if who.must_change_password else (next_path if next_path != "/" else home_for(who))
+    response = see_other(target)
+    set_session_cookie(ctx, request, response, token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: AppContext = Depends(get_ctx),
+                 principal: Principal | None = Depends(optional_principal)) -> Response:
+    form = await request.form()
+    if principal is not None:
+        csrf_ok(request, form)
+        accounts.end_session(ctx, request.cookies.get(SESSION_COOKIE, ""), principal)
+    response = see_other("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/password")
+def password_form(request: Request, who: Principal = Depends(web_principal)) -> Response:
+    return render(request, "password.html", title="Change password")
+
+
+@router.post("/password")
+async def password_change(request: Request, ctx: AppContext = Depends(get_ctx),
+                          who: Principal = Depends(web_principal)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    new = str(form.get("new_password") or "")
+    if new != str(form.get("confirm_password") or ""):
+        return render(request, "password.html", status=422, title="Change password",
+                      error="The two new passwords differ.")
+    try:
+        accounts.change_password(ctx, who, str(form.get("current_password") or ""), new)
+    except FaceTrailError as exc:
+        return render(request, "password.html", status=422, title="Change password", error=exc.message)
+    return see_other(home_for(who))

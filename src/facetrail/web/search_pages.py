@@ -1,0 +1,189 @@
+"""Searching (investigators), results and history (in the caller's scope), and review (reviewers).
+
+A web search has two steps: upload the probe with the case's fields → see the detected faces with their
+quality and pick one → the search runs. Everything else is the cases core: facetrail.cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from facetrail.accounts.service import Principal
+from facetrail.cases.probe import data_url, detect_upload
+from facetrail.cases.reviews import Decision, review_candidate
+from facetrail.cases.searches import (
+    FaceChoiceRequiredError,
+    ProbeQualityError,
+    SearchRequest,
+    candidate_thumbnail,
+    get_search,
+    list_searches,
+    may_see_results,
+    run_search,
+    search_options,
+)
+from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
+from facetrail.gallery.service import list_galleries
+from facetrail.policy.roles import Permission
+from facetrail.service.deps import get_ctx
+from facetrail.web.common import csrf_ok, render, see_other, web_principal, web_require
+from facetrail.web.probes import (
+    PendingProbe,
+    annotated_preview,
+    hold_probe,
+    peek_probe,
+    remember_searched_face,
+    searched_face,
+    take_probe,
+)
+
+router = APIRouter(include_in_schema=False)
+FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates")
+DECISION_LABELS = {Decision.POSSIBLE_LEAD.value: "Possible lead", Decision.NOT_A_MATCH.value: "Not a match",
+                   Decision.INCONCLUSIVE.value: "Inconclusive"}
+PAGE = 50
+
+
+def _form_page(request: Request, ctx: AppContext, fields: dict[str, str], status: int = 200,
+               error: str | None = None, reasons: list[str] | None = None) -> Response:
+    return render(request, "search_new.html", status=status, title="New search", fields=fields, error=error,
+                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx)], **search_options(ctx))
+
+
+def _fields(form: Any) -> dict[str, str]:
+    return {name: str(form.get(name) or "").strip() for name in FIELDS}
+
+
+@router.get("/search/new")
+def search_new(request: Request, ctx: AppContext = Depends(get_ctx),
+               who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+    return _form_page(request, ctx, {"candidates": "20"})
+
+
+@router.post("/search/new")
+async def search_upload(request: Request, ctx: AppContext = Depends(get_ctx),
+                        who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+    """Step 1: the probe and the case's fields → the probe's faces, to pick one."""
+    form = await request.form()
+    csrf_ok(request, form)
+    fields = _fields(form)
+    upload = form.get("probe")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _form_page(request, ctx, fields, 422, "Choose a probe photo.")
+    missing = [label for name, label in (("gallery", "gallery"), ("case_number", "case number"),
+               ("offense", "offense"), ("legal_basis", "legal basis"), ("justification", "justification"))
+               if not fields[name]]
+    if missing:
+        return _form_page(request, ctx, fields, 422, "Required: " + ", ".join(missing) + ".")
+    data = await upload.read()
+    try:
+        analysis = detect_upload(ctx, who, data)
+    except FaceTrailError as exc:
+        return _form_page(request, ctx, fields, 422, f"The probe could not be used: {exc.message}")
+    if not analysis.faces:
+        return _form_page(request, ctx, fields, 422,
+                          "No face was found in the probe photo. Nothing was searched.")
+    token = hold_probe(PendingProbe(who.user_id, data, analysis, fields))
+    return _pick_page(request, ctx, token, data, analysis, fields)
+
+
+def _pick_page(request: Request, ctx: AppContext, token: str, data: bytes, analysis: Any, fields: dict[str, str],
+               status: int = 200, error: str | None = None) -> Response:
+    usable = [f for f in analysis.faces if f.passes_quality]
+    return render(request, "search_pick.html", status=status, title="Choose the face", token=token, fields=fields,
+                  preview=data_url(annotated_preview(ctx, data, analysis)), faces=analysis.faces,
+                  crops={f.index: data_url(f.aligned_jpeg) for f in analysis.faces}, usable=usable, error=error,
+                  chosen=usable[0].index if len(usable) == 1 else None)
+
+
+@router.post("/search/run")
+async def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
+                     who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+    """Step 2: search the chosen face."""
+    form = await request.form()
+    csrf_ok(request, form)
+    token = str(form.get("probe_token") or "")
+    pending = peek_probe(token, who.user_id)
+    if pending is None:
+        return _form_page(request, ctx, {"candidates": "20"}, 410,
+                          "The uploaded probe has expired (or was already searched). Upload it again.")
+    choice = str(form.get("face_index") or "")
+    if not choice.isdigit():
+        return _pick_page(request, ctx, token, pending.data, pending.analysis, pending.fields, 422,
+                          "Choose one of the faces.")
+    f = pending.fields
+    try:
+        candidates = int(f["candidates"] or 20)
+    except ValueError:
+        candidates = 0  # the core refuses it with the allowed range
+    req = SearchRequest(gallery=f["gallery"], case_number=f["case_number"], offense=f["offense"],
+                        legal_basis=f["legal_basis"], justification=f["justification"], candidates=candidates,
+                        face_index=int(choice))
+    try:
+        view = run_search(ctx, who, pending.data, req)
+    except ProbeQualityError as exc:
+        take_probe(token, who.user_id)
+        listed = exc.details.get("reasons")
+        reasons = [str(r) for r in listed] if isinstance(listed, list) else [exc.message]
+        return _form_page(request, ctx, f, 422, "Refused: the chosen face fails the quality checks, so it was "
+                          "not searched. Use a clearer photo.", reasons)
+    except FaceChoiceRequiredError as exc:
+        return _pick_page(request, ctx, token, pending.data, pending.analysis, f, 409, exc.message)
+    except FaceTrailError as exc:
+        take_probe(token, who.user_id)
+        return _form_page(request, ctx, f, 422, f"Refused: {exc.message}")
+    take_probe(token, who.user_id)
+    if view.probe_face is not None:
+        remember_searched_face(view.search_id, view.probe_face.aligned_jpeg)
+    return see_other(f"/searches/{view.search_id}")
+
+
+@router.get("/searches")
+def searches(request: Request, page: int = 1, case: str = "", ctx: AppContext = Depends(get_ctx),
+             who: Principal = Depends(web_principal)) -> Response:
+    page = max(1, page)
+    listing = list_searches(ctx, who, limit=PAGE, offset=(page - 1) * PAGE, case_number=case.strip() or None)
+    return render(request, "searches.html", title="Searches", listing=listing, page=page, case=case,
+                  pages=max(1, -(-listing.total // PAGE)), faces_visible=may_see_results(who))
+
+
+@router.get("/searches/{search_id}")
+def search_result(search_id: int, request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
+                  who: Principal = Depends(web_principal)) -> Response:
+    view = get_search(ctx, who, search_id)
+    probe_jpeg = None
+    if view.candidates is not None:
+        probe_jpeg = searched_face(ctx, search_id, view.probe_sha256, view.probe_stored, view.face_index)
+    own = view.user_id is not None and view.user_id == who.user_id
+    return render(request, "search_result.html", title=f"Search {search_id}", s=view,
+                  probe=data_url(probe_jpeg) if probe_jpeg else None,
+                  may_review=who.can(Permission.REVIEW_DECIDE) and not own,
+                  decisions=DECISION_LABELS, mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
+                  notice="Review saved." if done == "review" else None)
+
+
+def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] | None:
+    mine = [r for r in reviews if r["reviewer"] == who.username]
+    return mine[-1] if mine else None
+
+
+@router.get("/searches/{search_id}/candidates/{rank}/thumbnail.jpg")
+def search_thumbnail(search_id: int, rank: int, ctx: AppContext = Depends(get_ctx),
+                     who: Principal = Depends(web_principal)) -> Response:
+    return Response(candidate_thumbnail(ctx, who, search_id, rank), media_type="image/jpeg",
+                    headers={"cache-control": "private, no-store"})
+
+
+@router.post("/searches/{search_id}/candidates/{rank}/review")
+async def search_review(search_id: int, rank: int, request: Request, ctx: AppContext = Depends(get_ctx),
+                        who: Principal = Depends(web_principal)) -> Response:
+    form = await request.form()
+    csrf_ok(request, form)
+    review_candidate(ctx, who, search_id, rank, str(form.get("decision") or ""), str(form.get("notes") or ""))
+    return see_other(f"/searches/{search_id}?done=review#candidate-{rank}")
+
