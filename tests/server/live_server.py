@@ -1,0 +1,116 @@
+"""Helpers for the server tests: a real FaceTrail server (``facetrail serve`` in a subprocess, on a free port,
+with a temporary data directory), sign-in, and the populated "world" shared by the server tests. Requests go
+over real HTTP with httpx."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FR = FIXTURES / "face_recognition"
+ADMIN_FIRST_PASSWORD = "first-Start-password-1"
+PASSWORD = "Correct-horse-battery-9"
+ROLES = ("investigator", "reviewer", "auditor", "administrator")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+
+def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> LiveServer:
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"server-{port}.log"
+    env = {**os.environ, "FACETRAIL_DATA_DIR": str(data_dir), "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
+           "FACETRAIL_EMBEDDING__ONNX_THREADS": "1", **(env_extra or {})}
+    env.pop("FACETRAIL_DATABASE_URL", None)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from facetrail.cli.main import app; app()", "serve", "--port", str(port),
+             "--workers", "4"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, log_path, process)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/api/v1/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"the server did not answer within 120 s:\n{server.log()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+def login(server: LiveServer, username: str, password: str) -> tuple[httpx.Client, str]:
+    """A browser-like client: session cookie plus the CSRF token it must send on changes."""
+    client = server.client()
+    r = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    csrf = r.json()["csrf_token"]
+    client.headers["x-csrf-token"] = csrf
+    return client, csrf
+
+
+@dataclass
+class World:
+    server: LiveServer
+    admin: httpx.Client  # session + CSRF
+    tokens: dict[str, str] = field(default_factory=dict)  # "investigator", ..., "investigator_south" -> bearer
+    usernames: dict[str, str] = field(default_factory=dict)
+    gallery: str = "bookings"
+    subject_face: dict[str, int] = field(default_factory=dict)  # external id -> face id
+
+    def as_role(self, role: str) -> httpx.Client:
+        return self.server.client(self.tokens[role])
+
+
+def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str, unit: str | None) -> str:
+    """Create the user, change its one-time password, and return an API token for it."""
+    r = admin.post("/api/v1/users", json={"username": username, "role": role, "unit": unit})
+    assert r.status_code == 201, r.text
+    one_time = r.json()["one_time_password"]
+    client, _ = login(server, username, one_time)
+    try:
+        r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
+        assert r.status_code == 200, r.text
+        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1})
+        assert r.status_code == 201, r.text
+        return str(r.json()["secret"])
+    finally:
+        client.close()

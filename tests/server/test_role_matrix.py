@@ -1,0 +1,151 @@
+"""The role × endpoint table of docs/roles.md, checked cell by cell over HTTP against a real server.
+
+EXPECTED is written out by hand (not derived from policy.roles.GRANTS) so that a change of grants that is not
+also made in the documented table fails here. Every operation of the OpenAPI document must appear in it.
+For each operation and each role (plus anonymous) one well-formed request is sent with that role's API token:
+- a denied role gets 403 with code 'forbidden', and the refusal is audited;
+- anonymous gets 401 on every non-public operation;
+- an allowed role gets neither 401 nor 403 (the request is well formed; a harmless 404 for a made-up id is
+  still "allowed": the permission check passed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from live_server import FIXTURES, FR, ROLES, World
+
+INV, REV, AUD, ADM = "investigator", "reviewer", "auditor", "administrator"
+EVERYONE = frozenset(ROLES)
+PUBLIC = "public"
+
+# (method, path) -> the roles allowed, or PUBLIC (no sign-in needed). Mirrors docs/roles.md exactly.
+EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/api/v1/health"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): EVERYONE,
+    ("GET", "/api/v1/auth/me"): EVERYONE,
+    ("POST", "/api/v1/auth/password"): EVERYONE,
+    ("GET", "/api/v1/auth/tokens"): EVERYONE,
+    ("POST", "/api/v1/auth/tokens"): EVERYONE,
+    ("DELETE", "/api/v1/auth/tokens/{token_id}"): EVERYONE,
+    ("GET", "/api/v1/users"): frozenset({ADM}),
+    ("POST", "/api/v1/users"): frozenset({ADM}),
+    ("GET", "/api/v1/users/{username}"): frozenset({ADM}),
+    ("PATCH", "/api/v1/users/{username}"): frozenset({ADM}),
+    ("GET", "/api/v1/units"): frozenset({ADM}),
+    ("POST", "/api/v1/units"): frozenset({ADM}),
+    ("GET", "/api/v1/tokens"): frozenset({ADM}),
+    ("DELETE", "/api/v1/tokens/{token_id}"): frozenset({ADM}),
+    ("GET", "/api/v1/galleries"): EVERYONE,
+    ("POST", "/api/v1/galleries"): frozenset({ADM}),
+    ("GET", "/api/v1/galleries/{name}"): EVERYONE,
+    ("POST", "/api/v1/galleries/{name}/enroll"): frozenset({ADM}),
+    ("GET", "/api/v1/galleries/{name}/subjects"): frozenset({ADM}),
+    ("GET", "/api/v1/galleries/{name}/subjects/{external_id}"): frozenset({ADM}),
+    ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"): frozenset({ADM}),
+    ("DELETE", "/api/v1/galleries/{name}/faces/{face_id}"): frozenset({ADM}),
+    ("GET", "/api/v1/faces/{face_id}/thumbnail"): frozenset({ADM}),
+    ("POST", "/api/v1/detect"): frozenset({INV, REV, ADM}),
+    ("POST", "/api/v1/verify"): frozenset({INV, REV}),
+    ("GET", "/api/v1/searches/options"): EVERYONE,
+    ("POST", "/api/v1/searches"): frozenset({INV}),
+    ("GET", "/api/v1/searches"): frozenset({INV, REV, AUD}),
+    ("GET", "/api/v1/searches/{search_id}"): frozenset({INV, REV, AUD}),
+    ("GET", "/api/v1/searches/{search_id}/candidates/{rank}/thumbnail"): frozenset({INV, REV}),
+    ("GET", "/api/v1/searches/{search_id}/reviews"): frozenset({INV, REV, AUD}),
+    ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): frozenset({REV}),
+    ("GET", "/api/v1/audit/records"): frozenset({AUD}),
+    ("GET", "/api/v1/audit/verify"): frozenset({AUD}),
+    ("GET", "/api/v1/audit/export"): frozenset({AUD}),
+}
+
+_counter = iter(range(1, 10_000))
+
+
+def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
+    """A well-formed, harmless request for the operation: made-up ids where a real one would change data."""
+    unique = next(_counter)
+    face_id = world.subject_face["B-OBAMA"]
+    values = {"token_id": "999999", "username": "matrix.target", "name": world.gallery,
+              "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
+              "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1"}
+    url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
+    photo = (FR / "obama.jpg").read_bytes()
+    bodies: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", "/api/v1/auth/login"): {"json": {}},  # 422: no credentials are tried, no throttle is fed
+        ("POST", "/api/v1/auth/password"): {"json": {"current_password": "x", "new_password": "short"}},
+        ("POST", "/api/v1/auth/tokens"): {"json": {"name": f"matrix {unique}", "days": 1}},
+        ("POST", "/api/v1/users"): {"json": {"username": f"matrix.{unique}", "role": "auditor"}},
+        ("PATCH", "/api/v1/users/{username}"): {"json": {}},
+        ("POST", "/api/v1/units"): {"json": {"name": f"matrix unit {unique}"}},
+        ("POST", "/api/v1/galleries"): {"json": {"name": f"matrix {unique}", "legal_basis": "test",
+                                                 "source_system": "test"}},
+        ("POST", "/api/v1/galleries/{name}/enroll"): {
+            "files": [("files", ("blank.png", (FIXTURES / "nonface" / "blank_white.png").read_bytes(),
+                                 "image/png"))], "data": {"subject_ids": ["MATRIX"]}},
+        ("POST", "/api/v1/detect"): {"files": {"image": ("obama.jpg", photo, "image/jpeg")}},
+        ("POST", "/api/v1/verify"): {"files": {"image_a": ("a.jpg", photo, "image/jpeg"),
+                                               "image_b": ("b.jpg", (FR / "obama2.jpg").read_bytes(), "image/jpeg")}},
+        ("POST", "/api/v1/searches"): {  # an offense not configured: allowed roles get 400, after the role check
+            "files": {"probe": ("obama.jpg", photo, "image/jpeg")},
+            "data": {"gallery": world.gallery, "case_number": "M-1", "offense": "not-an-offense",
+                     "legal_basis": "warrant", "justification": "role matrix"}},
+        ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
+    }
+    return {"method": method, "url": url, **bodies.get((method, path), {})}
+
+
+@pytest.fixture(scope="module")
+def matrix_world(world: World) -> World:
+    r = world.admin.post("/api/v1/users", json={"username": "matrix.target", "role": "auditor"})
+    assert r.status_code == 201, r.text
+    return world
+
+
+def _openapi_operations(world: World) -> set[tuple[str, str]]:
+    spec = httpx.get(f"{world.server.base_url}/api/v1/openapi.json").json()
+    return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+
+
+def test_every_operation_of_the_openapi_document_is_in_the_table(matrix_world: World) -> None:
+    assert _openapi_operations(matrix_world) == set(EXPECTED)
+
+
+CELLS = [(op, who) for op in EXPECTED for who in (*ROLES, "anonymous")]
+
+
+@pytest.mark.parametrize(("operation", "who"), CELLS, ids=[f"{m} {p} as {w}" for (m, p), w in CELLS])
+def test_role_matrix_cell(operation: tuple[str, str], who: str, matrix_world: World) -> None:
+    method, path = operation
+    expected = EXPECTED[operation]
+    client_for: Callable[[], httpx.Client] = (
+        matrix_world.server.client if who == "anonymous" else lambda: matrix_world.as_role(who))
+    with client_for() as client:
+        r = client.request(**_request_for(method, path, matrix_world))
+    assert r.status_code < 500, r.text
+    if expected == PUBLIC:
+        assert r.status_code not in (401, 403), r.text
+    elif who == "anonymous":
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["code"] == "unauthenticated"
+    elif who in expected:
+        assert r.status_code not in (401, 403), r.text
+    else:
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "forbidden"
+
+
+def test_denials_are_audited(matrix_world: World) -> None:
+    with matrix_world.as_role(INV) as investigator:
+        assert investigator.get("/api/v1/audit/records").status_code == 403
+    with matrix_world.as_role(AUD) as auditor:
+        r = auditor.get("/api/v1/audit/records", params={"action": "access.denied", "limit": 1000})
+    assert r.status_code == 200
+    denied = [rec for rec in r.json()["records"]
+              if rec["actor"] == f"user:{matrix_world.usernames[INV]}" and rec["target"] == "GET /api/v1/audit/records"]
+    assert denied and denied[0]["outcome"] == "denied"
+    assert denied[0]["details"]["request"]["user_agent"].startswith("python-httpx")
