@@ -64,6 +64,13 @@ def _embed(data_dir: Path, paths: list[str], model: str, flip: bool, workers: in
                                workers=workers, cache_dir=cache_dir or DEFAULT_CACHE_DIR, progress=progress)
 
 
+def table_json(data: dict[str, object]) -> str:
+    """The calibration JSON, one table row per line (readable diffs when a table is remade)."""
+    head = {k: v for k, v in data.items() if k != "table"}
+    rows = ",\n".join(f"  {json.dumps(row)}" for row in data["table"])  # type: ignore[attr-defined]
+    return json.dumps(head, indent=1)[:-2] + ',\n "table": [\n' + rows + "\n ]\n}\n"
+
+
 def _label(model_id: str) -> str:
     return model_id.split("@")[0]
 
@@ -203,7 +210,7 @@ def calibrate(
     calibration = build(emb.model_id, emb.vectors[found], labels[found], source)
     target = out or Path(__file__).resolve().parents[1] / "faces" / "calibration" / f"{_label(emb.model_id)}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    target.write_text(table_json(calibration.to_json()))
     summary = {
         "model_id": emb.model_id,
         "table": str(target),
@@ -250,3 +257,25 @@ def fusion_weight_cmd(
         mark = " ←" if row["weight"] == weight else ""
         table.add_row(f"{row['weight']:.2f}{mark}", f"{row['accuracy'] * 100:.2f}%", f"{row['auc']:.5f}")
     Console().print(table)
+
+
+@app.command("compare")
+def compare(
+    out: Annotated[Path, typer.Option("--out", help="Folder of earlier 'eval lfw' runs (lfw-scores-*.npz).")] = Path(
+        "eval-out"
+    ),
+) -> None:
+    """One ROC and one DET plot with every model measured into the same --out folder."""
+    from facetrail.evaluation.plots import plot_det, plot_roc
+    from facetrail.evaluation.verification import roc_points
+
+    curves = {}
+    for path in sorted(out.glob("lfw-scores-*.npz")):
+        with np.load(path) as data:
+            curves[path.stem.removeprefix("lfw-scores-")] = roc_points(data["scores"], data["same"].astype(bool))
+    if not curves:
+        err_console.print(f"[red]no lfw-scores-*.npz in {out}: run 'facetrail eval lfw --out {out}' first[/]")
+        raise typer.Exit(3)
+    plot_roc(curves, out / "lfw-roc-all.png")
+    plot_det(curves, out / "lfw-det-all.png")
+    Console().print(f"{len(curves)} model(s) plotted: {out}/lfw-roc-all.png, {out}/lfw-det-all.png")
