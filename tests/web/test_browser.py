@@ -34,8 +34,14 @@ def new_page(browser: Any, server: Server) -> Any:
     return page
 
 
+UNLABELLED_FIELDS = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+    .map(el => el.name || el.id || el.outerHTML)"""
+
+
 def shoot(page: Any, folder: Path, name: str) -> None:
-    """The page as it is, at 1280 px and at 390 px."""
+    """The page as it is, at 1280 px and at 390 px; and every form field on it has a label."""
+    assert page.evaluate(UNLABELLED_FIELDS) == [], f"unlabelled fields on {name}"
     page.screenshot(path=str(folder / f"{name}-1280.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(folder / f"{name}-390.png"), full_page=True)
@@ -75,7 +81,12 @@ def test_first_login_forces_a_password_change(browser: Any, server: Server, scre
     sign_in(page, "admin", "not-the-password")
     assert page.locator(".error-box").inner_text() == "wrong username or password"
 
-    sign_in(page, "admin", ADMIN_PASSWORD)
+    # By keyboard alone: the username field has the focus, Tab moves on, Enter submits.
+    page.goto("/login")
+    page.keyboard.type("admin")
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
     page.wait_for_url("**/password")
     assert "You must choose a new password" in page.content()
     shoot(page, screenshots, "02-forced-password-change")
@@ -97,6 +108,11 @@ def test_first_login_forces_a_password_change(browser: Any, server: Server, scre
     PASSWORDS["admin"] = first_sign_in_done
     header = page.get_by_test_id("who").inner_text()
     assert "admin" in header and "administrator" in header and "Sign out" in header
+    # The first Tab reaches the skip link, and the focus is visible.
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => [document.activeElement.textContent.trim(),"
+                            " getComputedStyle(document.activeElement).outlineStyle]")
+    assert focused == ["Skip to content", "solid"]
     no_csp_violations(page)
     page.context.close()
 
