@@ -27,6 +27,7 @@ PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/logout", "/api/v
 
 class CsrfError(FaceTrailError):
     code = "csrf_failed"
+    http_status = 403  # a refused request, like any other missing permission
 
 
 class PasswordChangeRequiredError(PermissionDeniedError):

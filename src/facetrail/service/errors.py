@@ -20,6 +20,10 @@ def status_for(error: FaceTrailError) -> int:
     explicit = getattr(error, "http_status", None)  # an error class may name its own status
     if isinstance(explicit, int):
         return explicit
+    # Galleries/subjects/faces that do not exist are "not found" wherever they are raised (before the
+    # table: most of them are BadInputErrors, which would otherwise read as 400).
+    if error.code.endswith("_not_found"):
+        return 404
     table: list[tuple[type[FaceTrailError], int]] = [
         (AuthenticationError, 401),
         (PermissionDeniedError, 403),
@@ -36,9 +40,6 @@ def status_for(error: FaceTrailError) -> int:
     for cls, status in table:
         if isinstance(error, cls):
             return status
-    # Galleries/subjects that do not exist are "not found" wherever they are raised.
-    if error.code.endswith("_not_found"):
-        return 404
     return 400
 
 
