@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFilter
 from web_helpers import ADMIN_PASSWORD, Server
 
 from face_fixtures import BIDEN, BLANK_WHITE, FACEAPI, OBAMA, OBAMA2, TWO_PEOPLE, calibration_tables
@@ -129,7 +130,7 @@ def test_administrator_creates_units_users_and_tokens(browser: Any, server: Serv
     shoot(page, screenshots, "10-units")
 
     accounts = [("alice", "investigator", "Robbery North"), ("bob", "reviewer", "Robbery North"),
-                ("carol", "investigator", "Fraud South"), ("dave", "auditor", "")]
+                ("carol", "investigator", "Fraud South"), ("dave", "auditor", ""), ("erin", "auditor", "")]
     for username, role, unit in accounts:
         page.goto("/admin/users")
         page.fill("#new-username", username)
@@ -157,6 +158,17 @@ def test_administrator_creates_units_users_and_tokens(browser: Any, server: Serv
     assert page.locator(".badge.bad", has_text="revoked").count() == 1
     shoot(page, screenshots, "13-tokens")
     no_csp_violations(page)
+    page.context.close()
+
+
+def test_repeated_failures_lock_the_account(browser: Any, server: Server, screenshots: Path) -> None:
+    page = new_page(browser, server)
+    for _ in range(5):  # the default lockout threshold
+        sign_in(page, "erin", "a wrong password")
+    assert page.locator(".error-box").inner_text().startswith("account locked after repeated failed logins")
+    sign_in(page, "erin", STATE["one_time:erin"])  # even the right password is refused while locked
+    assert "account locked" in page.locator(".error-box").inner_text()
+    shoot(page, screenshots, "14-locked")
     page.context.close()
 
 
@@ -239,7 +251,7 @@ def _expected_top_subject() -> str:
 
 
 def test_investigator_searches_with_the_second_face(browser: Any, server: Server, screenshots: Path,
-                                                    calibrated: None) -> None:
+                                                    calibrated: None, tmp_path: Path) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "alice", STATE["one_time:alice"])
     page.wait_for_url("**/search/new")
@@ -257,11 +269,30 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     assert "No face was found" in page.locator(".error-box").inner_text()
     shoot(page, screenshots, "31-refused-no-face")
 
+    # A blurred photo: its face is shown with the reasons it fails, and nothing can be searched.
+    blurred = tmp_path / "blurred.jpg"
+    with Image.open(OBAMA) as im:
+        small = im.convert("RGB").resize((300, round(im.height * 300 / im.width)))
+        small.filter(ImageFilter.GaussianBlur(4)).save(blurred, "JPEG")
+    page.set_input_files("#probe", str(blurred))
+    page.click("button:has-text('Find faces in the photo')")
+    refusal = page.get_by_test_id("quality-refusal").inner_text()
+    assert refusal.startswith("Refused: no face in this photo passes the quality checks")
+    assert "too blurred" in page.get_by_test_id("face-1").inner_text()
+    assert page.get_by_test_id("face-1").locator("input").is_disabled()
+    assert page.locator("button:has-text('Search with the chosen face')").count() == 0
+    shoot(page, screenshots, "32-refused-quality")
+
+    page.goto("/search/new")
     page.set_input_files("#probe", str(TWO_PEOPLE))
+    page.fill("#case_number", "2026-RB-0042")
+    page.select_option("#offense", "robbery")
+    page.select_option("#legal_basis", "warrant")
+    page.fill("#justification", "Armed robbery at a pharmacy; the suspect was filmed by the shop camera.")
     page.click("button:has-text('Find faces in the photo')")
     page.wait_for_url("**/search/new")
     assert page.locator(".face-choice").count() == 2
-    shoot(page, screenshots, "32-pick-face")
+    shoot(page, screenshots, "33-pick-face")
     page.get_by_test_id("face-2").locator("label").click()
     page.click("button:has-text('Search with the chosen face')")
     page.wait_for_url(re.compile(r".*/searches/\d+$"))
@@ -279,11 +310,11 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     assert candidates.first.get_by_test_id("subject-id").inner_text() == _expected_top_subject()
     for img in page.locator(".candidate .pair img").all():
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
-    shoot(page, screenshots, "33-results")
+    shoot(page, screenshots, "34-results")
 
     page.goto("/searches")
     assert "2026-RB-0042" in page.get_by_test_id("search-history").inner_text()
-    shoot(page, screenshots, "34-search-history")
+    shoot(page, screenshots, "35-search-history")
     no_csp_violations(page)
     page.context.close()
 
