@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.service.api._common import ERROR_RESPONSES
 from facetrail.service.deps import SESSION_COOKIE, client_ip, current_principal, get_ctx
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 
 class LoginRequest(BaseModel):
