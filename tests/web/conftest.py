@@ -1,6 +1,6 @@
 """A real FaceTrail server process (``facetrail serve``, i.e. uvicorn) on a free port with a temporary data
 folder, and Debian's Chromium driven by Playwright. The browser tests skip only where /usr/bin/chromium is
-absent and CI is not set; under CI=true they always run."""
+absent and CI is not set (test_browser.py's pytestmark); under CI=true they always run."""
 
 from __future__ import annotations
 
@@ -16,11 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from web_helpers import ADMIN_PASSWORD, CHROMIUM, SCREENSHOTS, Server
-
-UNDER_CI = os.environ.get("CI") == "true"
-
-if not CHROMIUM.exists() and not UNDER_CI:
-    pytest.skip("Debian's chromium is not installed (/usr/bin/chromium); CI installs it", allow_module_level=True)
 
 
 def _free_port() -> int:

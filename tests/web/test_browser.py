@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
-from web_helpers import ADMIN_PASSWORD, Server
+from web_helpers import ADMIN_PASSWORD, CHROMIUM, UNDER_CI, Server
 
 from face_fixtures import BIDEN, BLANK_WHITE, FACEAPI, OBAMA, OBAMA2, TWO_PEOPLE, calibration_tables
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not UNDER_CI,
+                                reason="Debian's chromium is not installed (/usr/bin/chromium); CI installs it")
 
 WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 PASSWORDS: dict[str, str] = {"admin": ADMIN_PASSWORD}
