@@ -59,9 +59,11 @@ def search_command(
         table.add_column(column)
     for c in result.candidates:
         table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}",
-                      f"{result.expected_false_matches(c):.3g}", escape(c.subject_external_id), str(c.face_id),
-                      str(c.thumbnail_path or ""))
+                      f"{result.expected_false_matches(c):.2g}", escape(c.subject_external_id), str(c.face_id),
+                      c.thumbnail_path.name if c.thumbnail_path else "")
     console.print(table)
+    if result.results_dir is not None:
+        console.print(f"thumbnails: {result.results_dir}")
     console.print("[dim]Estimated false-match rate: the share of different-person comparisons that score at least "
                   "this high; expected strangers: about how many different-person faces in a gallery of this size "
                   "would. A high rank or score does not establish identity.[/]")

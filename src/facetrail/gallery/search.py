@@ -135,7 +135,7 @@ class SearchResult:
     def expected_false_matches(self, candidate: Candidate) -> float:
         """About how many faces of different people in a gallery this size score at least this high (FMR × N):
         in 1:N search the chance of a high-scoring stranger grows with the gallery."""
-        return round(candidate.estimated_fmr * self.gallery_size, 4)
+        return float(f"{candidate.estimated_fmr * self.gallery_size:.3g}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
