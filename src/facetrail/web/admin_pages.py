@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
@@ -11,7 +12,7 @@ from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.roles import Permission, Role
 from facetrail.service.deps import get_ctx
-from facetrail.web.common import csrf_ok, render, see_other, web_require
+from facetrail.web.common import csrf_ok, form_data, render, see_other, web_require
 
 router = APIRouter(include_in_schema=False)
 ROLES = [r.value for r in Role]
@@ -30,9 +31,8 @@ def users(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/admin/users")
-async def create_user(request: Request, ctx: AppContext = Depends(get_ctx),
-                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
-    form = await request.form()
+def create_user(request: Request, ctx: AppContext = Depends(get_ctx),
+                who: Principal = web_require(Permission.USERS_MANAGE), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     unit = str(form.get("unit") or "")
     try:
@@ -48,9 +48,8 @@ async def create_user(request: Request, ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/admin/users/{username}")
-async def update_user(username: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
-    form = await request.form()
+def update_user(username: str, request: Request, ctx: AppContext = Depends(get_ctx),
+                who: Principal = web_require(Permission.USERS_MANAGE), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     action = str(form.get("action") or "save")
     try:
@@ -79,9 +78,8 @@ def units(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/admin/units")
-async def create_unit(request: Request, ctx: AppContext = Depends(get_ctx),
-                      who: Principal = web_require(Permission.USERS_MANAGE)) -> Response:
-    form = await request.form()
+def create_unit(request: Request, ctx: AppContext = Depends(get_ctx),
+                who: Principal = web_require(Permission.USERS_MANAGE), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     try:
         accounts.create_unit(ctx, who, str(form.get("name") or ""), str(form.get("agency") or ""))
@@ -100,9 +98,8 @@ def tokens(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/tokens")
-async def create_token(request: Request, ctx: AppContext = Depends(get_ctx),
-                       who: Principal = web_require(Permission.TOKENS_OWN)) -> Response:
-    form = await request.form()
+def create_token(request: Request, ctx: AppContext = Depends(get_ctx),
+                 who: Principal = web_require(Permission.TOKENS_OWN), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     days = str(form.get("days") or "")
     try:
@@ -119,9 +116,8 @@ async def create_token(request: Request, ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def revoke_token(token_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
-                       who: Principal = web_require(Permission.TOKENS_OWN)) -> Response:
-    form = await request.form()
+def revoke_token(token_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+                 who: Principal = web_require(Permission.TOKENS_OWN), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     accounts.revoke_api_token(ctx, who, token_id)
     return see_other("/tokens?done=revoked")

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
 
 from facetrail.accounts.service import Principal
 from facetrail.audit.export import EXPORT_FORMATS
@@ -20,7 +21,7 @@ from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
-from facetrail.web.common import csrf_ok, render, web_require
+from facetrail.web.common import csrf_ok, form_data, render, web_require
 
 router = APIRouter(include_in_schema=False)
 LIMITS = (50, 200, 1000)
@@ -48,9 +49,9 @@ def audit_log(request: Request, action: str = "", actor: str = "", outcome: str 
 
 
 @router.post("/audit/verify")
-async def audit_verify(request: Request, ctx: AppContext = Depends(get_ctx),
-                       who: Principal = web_require(Permission.AUDIT_READ)) -> Response:
-    csrf_ok(request, await request.form())
+def audit_verify(request: Request, ctx: AppContext = Depends(get_ctx),
+                 who: Principal = web_require(Permission.AUDIT_READ), form: FormData = Depends(form_data)) -> Response:
+    csrf_ok(request, form)
     return render(request, "audit_verify.html", title="Audit chain verification", result=verify_audit_log(ctx, who))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
 
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
@@ -47,6 +48,12 @@ def _when(value: Any) -> str:
 
 
 templates.env.filters["when"] = _when
+
+
+async def form_data(request: Request) -> FormData:
+    """The posted form, parsed before the (synchronous) route runs in the thread pool: routes call blocking
+    core functions (argon2, the face pipeline, the database), which must not run on the event loop."""
+    return await request.form()
 
 
 def web_principal(

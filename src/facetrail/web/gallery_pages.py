@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
@@ -19,7 +19,7 @@ from facetrail.gallery.manifest import read_manifest
 from facetrail.gallery.uploads import FileOutcome, UploadedImage, enroll_uploads
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
-from facetrail.web.common import csrf_ok, render, see_other, web_require
+from facetrail.web.common import csrf_ok, form_data, render, see_other, web_require
 
 router = APIRouter(include_in_schema=False)
 PAGE = 48
@@ -39,9 +39,9 @@ def galleries(request: Request, ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/galleries")
-async def gallery_create(request: Request, ctx: AppContext = Depends(get_ctx),
-                         who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
-    form = await request.form()
+def gallery_create(request: Request, ctx: AppContext = Depends(get_ctx),
+                   who: Principal = web_require(Permission.GALLERY_MANAGE),
+                   form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     try:
         g = browse.create_gallery(ctx, who, str(form.get("name") or ""),
@@ -67,15 +67,15 @@ def gallery(name: str, request: Request, q: str = "", page: int = 1, done: str =
                   notice="Subject deleted." if done == "deleted" else None)
 
 
-async def _uploads(form: Any) -> list[UploadedImage]:
+def _uploads(form: Any) -> list[UploadedImage]:
     """The uploaded photos, each with its subject: from the manifest, one id for all, or each file's name."""
     photos = {}
     for f in form.getlist("photos"):
         if isinstance(f, UploadFile) and f.filename:
-            photos[Path(f.filename).name] = await f.read()
+            photos[Path(f.filename).name] = f.file.read()
     manifest = form.get("manifest")
     if isinstance(manifest, UploadFile) and manifest.filename:
-        return _from_manifest(Path(manifest.filename).name, await manifest.read(), photos)
+        return _from_manifest(Path(manifest.filename).name, manifest.file.read(), photos)
     if not photos:
         raise BadInputError("choose one or more photos (and, optionally, a manifest)", field="photos")
     if form.get("subject_mode") == "one":
@@ -103,13 +103,13 @@ def _from_manifest(manifest_name: str, text: bytes, photos: dict[str, bytes]) ->
 
 
 @router.post("/galleries/{name}/upload")
-async def gallery_upload(name: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                         who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
-    form = await request.form()
+def gallery_upload(name: str, request: Request, ctx: AppContext = Depends(get_ctx),
+                   who: Principal = web_require(Permission.GALLERY_MANAGE),
+                   form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     summary = browse.get_gallery(ctx, who, name)
     try:
-        result = enroll_uploads(ctx, who, name, await _uploads(form),
+        result = enroll_uploads(ctx, who, name, _uploads(form),
                                 largest_face=form.get("largest_face") == "on")
     except FaceTrailError as exc:
         return render(request, "gallery_upload_result.html", status=422, title="Upload", g=summary, rows=[],
@@ -143,11 +143,11 @@ def subject_delete_confirm(name: str, external_id: str, request: Request, ctx: A
 
 
 @router.post("/galleries/{name}/subjects/{external_id}/delete")
-async def subject_delete(name: str, external_id: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                         who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
+def subject_delete(name: str, external_id: str, request: Request, ctx: AppContext = Depends(get_ctx),
+                   who: Principal = web_require(Permission.GALLERY_MANAGE),
+                   form: FormData = Depends(form_data)) -> Response:
     from facetrail.gallery.service import get_subject
 
-    form = await request.form()
     csrf_ok(request, form)
     reason = str(form.get("reason") or "").strip()
     if not reason:

@@ -7,9 +7,12 @@ the other pages are in search_pages, gallery_pages, audit_pages and admin_pages.
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import FormData
 
 from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
@@ -24,6 +27,7 @@ from facetrail.web.common import (
     WEB_DIR,
     WebRedirect,
     csrf_ok,
+    form_data,
     login_csrf_ok,
     new_login_csrf,
     render,
@@ -51,6 +55,9 @@ def mount(app: FastAPI) -> None:
 
 
 def render_error(request: Request, status: int, message: str) -> Response:
+    if not hasattr(request.state, "principal"):  # an error before any route ran (e.g. 404): still show who
+        with contextlib.suppress(FaceTrailError):
+            optional_principal(request, request.app.state.ctx)
     return render(request, "error.html", status=status, title=f"Error {status}",
                   heading=ERROR_HEADINGS.get(status, "Something went wrong"), message=message)
 
@@ -88,8 +95,7 @@ def login_form(request: Request, next: str = "/",
 
 
 @router.post("/login")
-async def login(request: Request, ctx: AppContext = Depends(get_ctx)) -> Response:
-    form = await request.form()
+def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData = Depends(form_data)) -> Response:
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     next_path = safe_next(str(form.get("next") or "/"))
     if not login_csrf_ok(request, str(form.get("csrf_token") or "")):
@@ -110,9 +116,8 @@ async def login(request: Request, ctx: AppContext = Depends(get_ctx)) -> Respons
 
 
 @router.post("/logout")
-async def logout(request: Request, ctx: AppContext = Depends(get_ctx),
-                 principal: Principal | None = Depends(optional_principal)) -> Response:
-    form = await request.form()
+def logout(request: Request, ctx: AppContext = Depends(get_ctx),
+           principal: Principal | None = Depends(optional_principal), form: FormData = Depends(form_data)) -> Response:
     if principal is not None:
         csrf_ok(request, form)
         accounts.end_session(ctx, request.cookies.get(SESSION_COOKIE, ""), principal)
@@ -127,9 +132,8 @@ def password_form(request: Request, who: Principal = Depends(web_principal)) -> 
 
 
 @router.post("/password")
-async def password_change(request: Request, ctx: AppContext = Depends(get_ctx),
-                          who: Principal = Depends(web_principal)) -> Response:
-    form = await request.form()
+def password_change(request: Request, ctx: AppContext = Depends(get_ctx),
+                    who: Principal = Depends(web_principal), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     new = str(form.get("new_password") or "")
     if new != str(form.get("confirm_password") or ""):

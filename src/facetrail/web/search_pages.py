@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from facetrail.accounts.service import Principal
 from facetrail.cases.probe import data_url, detect_upload
@@ -28,10 +28,10 @@ from facetrail.cases.searches import (
 )
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
-from facetrail.gallery.service import list_galleries
+from facetrail.gallery.browse import list_galleries
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
-from facetrail.web.common import csrf_ok, render, see_other, web_principal, web_require
+from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
 from facetrail.web.probes import (
     PendingProbe,
     annotated_preview,
@@ -49,10 +49,10 @@ DECISION_LABELS = {Decision.POSSIBLE_LEAD.value: "Possible lead", Decision.NOT_A
 PAGE = 50
 
 
-def _form_page(request: Request, ctx: AppContext, fields: dict[str, str], status: int = 200,
+def _form_page(request: Request, ctx: AppContext, who: Principal, fields: dict[str, str], status: int = 200,
                error: str | None = None, reasons: list[str] | None = None) -> Response:
     return render(request, "search_new.html", status=status, title="New search", fields=fields, error=error,
-                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx)], **search_options(ctx))
+                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx, who)], **search_options(ctx))
 
 
 def _fields(form: Any) -> dict[str, str]:
@@ -62,31 +62,30 @@ def _fields(form: Any) -> dict[str, str]:
 @router.get("/search/new")
 def search_new(request: Request, ctx: AppContext = Depends(get_ctx),
                who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
-    return _form_page(request, ctx, {"candidates": "20"})
+    return _form_page(request, ctx, who, {"candidates": "20"})
 
 
 @router.post("/search/new")
-async def search_upload(request: Request, ctx: AppContext = Depends(get_ctx),
-                        who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+def search_upload(request: Request, ctx: AppContext = Depends(get_ctx),
+                  who: Principal = web_require(Permission.SEARCH_RUN), form: FormData = Depends(form_data)) -> Response:
     """Step 1: the probe and the case's fields → the probe's faces, to pick one."""
-    form = await request.form()
     csrf_ok(request, form)
     fields = _fields(form)
     upload = form.get("probe")
     if not isinstance(upload, UploadFile) or not upload.filename:
-        return _form_page(request, ctx, fields, 422, "Choose a probe photo.")
+        return _form_page(request, ctx, who, fields, 422, "Choose a probe photo.")
     missing = [label for name, label in (("gallery", "gallery"), ("case_number", "case number"),
                ("offense", "offense"), ("legal_basis", "legal basis"), ("justification", "justification"))
                if not fields[name]]
     if missing:
-        return _form_page(request, ctx, fields, 422, "Required: " + ", ".join(missing) + ".")
-    data = await upload.read()
+        return _form_page(request, ctx, who, fields, 422, "Required: " + ", ".join(missing) + ".")
+    data = upload.file.read()
     try:
         analysis = detect_upload(ctx, who, data)
     except FaceTrailError as exc:
-        return _form_page(request, ctx, fields, 422, f"The probe could not be used: {exc.message}")
+        return _form_page(request, ctx, who, fields, 422, f"The probe could not be used: {exc.message}")
     if not analysis.faces:
-        return _form_page(request, ctx, fields, 422,
+        return _form_page(request, ctx, who, fields, 422,
                           "No face was found in the probe photo. Nothing was searched.")
     token = hold_probe(PendingProbe(who.user_id, data, analysis, fields))
     return _pick_page(request, ctx, token, data, analysis, fields)
@@ -102,15 +101,14 @@ def _pick_page(request: Request, ctx: AppContext, token: str, data: bytes, analy
 
 
 @router.post("/search/run")
-async def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
-                     who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
+               who: Principal = web_require(Permission.SEARCH_RUN), form: FormData = Depends(form_data)) -> Response:
     """Step 2: search the chosen face."""
-    form = await request.form()
     csrf_ok(request, form)
     token = str(form.get("probe_token") or "")
     pending = peek_probe(token, who.user_id)
     if pending is None:
-        return _form_page(request, ctx, {"candidates": "20"}, 410,
+        return _form_page(request, ctx, who, {"candidates": "20"}, 410,
                           "The uploaded probe has expired (or was already searched). Upload it again.")
     choice = str(form.get("face_index") or "")
     if not choice.isdigit():
@@ -130,13 +128,13 @@ async def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
         take_probe(token, who.user_id)
         listed = exc.details.get("reasons")
         reasons = [str(r) for r in listed] if isinstance(listed, list) else [exc.message]
-        return _form_page(request, ctx, f, 422, "Refused: the chosen face fails the quality checks, so it was "
+        return _form_page(request, ctx, who, f, 422, "Refused: the chosen face fails the quality checks, so it was "
                           "not searched. Use a clearer photo.", reasons)
     except FaceChoiceRequiredError as exc:
         return _pick_page(request, ctx, token, pending.data, pending.analysis, f, 409, exc.message)
     except FaceTrailError as exc:
         take_probe(token, who.user_id)
-        return _form_page(request, ctx, f, 422, f"Refused: {exc.message}")
+        return _form_page(request, ctx, who, f, 422, f"Refused: {exc.message}")
     take_probe(token, who.user_id)
     if view.probe_face is not None:
         remember_searched_face(view.search_id, view.probe_face.aligned_jpeg)
@@ -180,9 +178,8 @@ def search_thumbnail(search_id: int, rank: int, ctx: AppContext = Depends(get_ct
 
 
 @router.post("/searches/{search_id}/candidates/{rank}/review")
-async def search_review(search_id: int, rank: int, request: Request, ctx: AppContext = Depends(get_ctx),
-                        who: Principal = Depends(web_principal)) -> Response:
-    form = await request.form()
+def search_review(search_id: int, rank: int, request: Request, ctx: AppContext = Depends(get_ctx),
+                  who: Principal = Depends(web_principal), form: FormData = Depends(form_data)) -> Response:
     csrf_ok(request, form)
     review_candidate(ctx, who, search_id, rank, str(form.get("decision") or ""), str(form.get("notes") or ""))
     return see_other(f"/searches/{search_id}?done=review#candidate-{rank}")
