@@ -29,9 +29,12 @@ class Permission(StrEnum):
     GALLERY_MANAGE = "gallery.manage"  # create galleries, enroll, delete subjects/faces
     FACES_BROWSE = "faces.browse"  # browse enrolled subjects and their face thumbnails
     AUDIT_READ = "audit.read"  # read, verify and export the audit log
-    REPORT_READ = "report.read"
+    REPORT_READ = "report.read"  # transparency reports: aggregate counts only, no faces, no subjects
+    CASE_PACKET = "case.packet"  # a case's disclosure packet: every search, candidate and review decision
     USERS_MANAGE = "users.manage"  # users, roles, units, others' tokens
     TOKENS_OWN = "tokens.own"  # create and revoke one's own API tokens
+    RETENTION_MANAGE = "retention.manage"  # retention rules and runs, subject dispositions, certificates
+    LEGAL_HOLD = "legal_hold.manage"  # place and lift legal holds
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -49,8 +52,13 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.FACES_BROWSE: frozenset({_D}),
     Permission.AUDIT_READ: frozenset({_A}),
     Permission.REPORT_READ: frozenset({_A, _D}),
+    # Not investigators: they see only their own searches, so their packet would silently miss a colleague's
+    # search in the same case. Reviewers: their unit's cases; auditors: any case, without the probe image.
+    Permission.CASE_PACKET: frozenset({_R, _A}),
     Permission.USERS_MANAGE: frozenset({_D}),
     Permission.TOKENS_OWN: frozenset({_I, _R, _A, _D}),
+    Permission.RETENTION_MANAGE: frozenset({_D}),
+    Permission.LEGAL_HOLD: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 

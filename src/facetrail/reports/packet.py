@@ -1,0 +1,339 @@
+"""A case's disclosure packet: everything FaceTrail recorded about the face searches of one case.
+
+Every search of the case is listed, including those that found nothing and those whose candidates were all
+rejected, with: the probe (its aligned face if the probe image was kept, else its SHA-256), who ran it and
+when, the approval and policy version (see the hooks below), the model and thresholds, the full candidate
+list with scores and estimated false-match rates (also those under the similarity floor, marked as never
+shown), every review decision with its author and time (the current ones and the full history from the audit
+log), and the search attempts that were refused. packet_pdf.py renders it; the JSON beside it holds the same.
+
+Generating a packet is audited ('case.packet') in the same transaction as its reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from facetrail.accounts.service import NotFoundError, Principal
+from facetrail.audit.log import append_audit, canonical_json
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.gallery.search import LEADS_NOTICE, probe_store
+from facetrail.policy.roles import Permission
+from facetrail.reports.common import (
+    RELEASE_REVIEWERS,
+    aware,
+    chain_status,
+    group_decisions,
+    iso,
+    thresholds_for,
+)
+from facetrail.storage.models import AuditRecord, CandidateReview, SearchRecord, Unit, User
+
+FORMAT_VERSION = 1
+NOT_RECORDED = "not recorded"
+
+
+class CaseNotFoundError(NotFoundError):
+    code = "case_not_found"
+
+
+@dataclass(frozen=True)
+class PacketScope:
+    """Whose searches the packet may cover, and whether it may show the probe's face."""
+
+    unit_id: int | None  # None: every unit (auditors, the local operator)
+    include_probe_images: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Packet:
+    case_number: str
+    audit_seq: int  # the 'case.packet' record of this generation
+    data: dict[str, Any]  # what the JSON file holds and the PDF shows
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def scope_for(who: Principal) -> PacketScope:
+    """Reviewers: their unit's searches, with the probe's face; auditors: every unit, never a face."""
+    from facetrail.cases.searches import may_see_results
+
+    if who.can(Permission.SEARCH_METADATA_ALL):
+        return PacketScope(None, False, "all units (auditor: probe images withheld, hashes only)")
+    if who.unit_id is None:
+        return PacketScope(-1, False, "no unit (the caller belongs to none)")
+    return PacketScope(who.unit_id, may_see_results(who), f"unit {who.unit_name}")
+
+
+OPERATOR_SCOPE = PacketScope(None, True, "all units (local operator)")
+
+
+# ------------------------------------------------------------------ hooks for the governance features
+# Issue 5's approvals, emergency searches and policy versions are not stored yet. Each hook answers None
+# ("not recorded") until its feature stores the data; then it returns a small dict / string for one search.
+
+
+def approval_of(session: Session, record: SearchRecord) -> dict[str, Any] | None:
+    """Who approved or denied the search request, when and why (approvals: not stored yet)."""
+    return None
+
+
+def emergency_of(session: Session, record: SearchRecord) -> dict[str, Any] | None:
+    """Whether the search was an emergency search and how its after-the-fact approval ended (not stored yet)."""
+    return None
+
+
+def policy_version_of(session: Session, record: SearchRecord) -> str | None:
+    """The policy version in force when the search ran (policy versions: not stored yet)."""
+    return None
+
+
+# ------------------------------------------------------------------ collecting
+
+
+def _person(users: dict[int, User], units: dict[int, str], user_id: int | None, actor: str) -> dict[str, Any]:
+    user = users.get(user_id) if user_id is not None else None
+    if user is None:
+        return {"actor": actor, "username": None, "display_name": None, "role": None, "unit": None}
+    return {"actor": actor, "username": user.username, "display_name": user.display_name or user.username,
+            "role": user.role, "unit": units.get(user.unit_id) if user.unit_id is not None else None}
+
+
+def _search_audit(session: Session, case_number: str) -> list[AuditRecord]:
+    """The audit log's 'search' records naming this case: the runs (outcome ok) and the refused attempts."""
+    needle = f'"case_number":{canonical_json(case_number)}'
+    query = (select(AuditRecord).where(AuditRecord.action == "search",
+                                       AuditRecord.details.contains(needle, autoescape=True))
+             .order_by(AuditRecord.seq))
+    return list(session.execute(query).scalars())
+
+
+def _decision_history(session: Session, search_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Every review decision ever made on these searches (changes of mind included), from the audit log."""
+    targets = [f"search:{i}" for i in search_ids]
+    rows = session.execute(select(AuditRecord).where(AuditRecord.action == "review.decide",
+                                                     AuditRecord.outcome == "ok", AuditRecord.target.in_(targets))
+                           .order_by(AuditRecord.seq)).scalars()
+    history: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rec in rows:
+        d = json.loads(rec.details)
+        history[int(d["search_id"])].append({
+            "audit_seq": rec.seq, "at": rec.ts, "reviewer": rec.actor, "rank": d.get("rank"),
+            "face_id": d.get("face_id"), "decision": d.get("decision"),
+            "previous_decision": d.get("previous_decision"), "notes": d.get("notes", ""),
+        })
+    return history
+
+
+def _candidates(ctx: AppContext, record: SearchRecord, reviews: list[dict[str, Any]],
+                decisions: dict[tuple[int, int], Any]) -> list[dict[str, Any]]:
+    floor = ctx.settings.server.similarity_floor
+    out = []
+    for c in record.candidates:
+        face_id = int(c["face_id"])
+        grouped = decisions.get((record.id, face_id))
+        out.append({
+            "rank": int(c["rank"]), "subject_id": int(c["subject_id"]),
+            "subject_external_id": str(c["subject_external_id"]), "face_id": face_id,
+            "similarity": float(c["similarity"]), "estimated_fmr": float(c["fmr"]),
+            "shown": float(c["similarity"]) >= floor,
+            "decisions": [r for r in reviews if r["face_id"] == face_id],
+            "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
+            "released": bool(grouped and grouped.released(record.user_id)),
+        })
+    return out
+
+
+def _outcome(candidates: list[dict[str, Any]]) -> str:
+    shown = [c for c in candidates if c["shown"]]
+    if not candidates:
+        return "no candidates (empty gallery or every face deleted)"
+    if not shown:
+        return "no candidate scored above the similarity floor"
+    if any(c["released"] for c in shown):
+        return f"released lead(s): candidate(s) marked a possible lead by {RELEASE_REVIEWERS} reviewers"
+    if any(c["possible_lead_votes"] for c in shown):
+        return f"possible lead(s) from fewer than {RELEASE_REVIEWERS} reviewers: not released"
+    if any(c["decisions"] for c in shown):
+        return "no lead: every reviewed candidate was rejected or inconclusive"
+    return "not reviewed"
+
+
+def _search_entry(ctx: AppContext, session: Session, record: SearchRecord, people: dict[str, Any],
+                  reviews: list[dict[str, Any]], history: list[dict[str, Any]], decisions: dict[Any, Any],
+                  audit_seq: int | None) -> dict[str, Any]:
+    candidates = _candidates(ctx, record, reviews, decisions)
+    return {
+        "search_id": record.id,
+        "run_at": iso(record.created_at),
+        "run_by": people["run_by"],
+        "audit_seq": audit_seq,
+        "approval": approval_of(session, record),
+        "emergency": emergency_of(session, record),
+        "policy_version": policy_version_of(session, record),
+        "gallery": record.gallery_name,
+        "offense": record.offense,
+        "legal_basis": record.legal_basis or None,
+        "justification": record.reason,
+        "model": thresholds_for(ctx, record.model_id),
+        "probe": {"sha256": record.probe_sha256, "image_kept": record.probe_stored, "face_index": record.face_index,
+                  "faces_in_probe": record.faces_in_probe, "thumbnail_jpeg_base64": None,
+                  "thumbnail_note": "probe image not kept: identified by its SHA-256 only"
+                  if not record.probe_stored else None},
+        "candidates_requested": record.candidates_requested,
+        "candidates": candidates,
+        "candidates_shown": sum(1 for c in candidates if c["shown"]),
+        "outcome": _outcome(candidates),
+        "review_history": history,
+    }
+
+
+def _refused_attempts(records: list[AuditRecord], scope: PacketScope, unit_of_actor: dict[str, int | None],
+                      ) -> list[dict[str, Any]]:
+    out = []
+    for rec in records:
+        if rec.outcome == "ok":
+            continue
+        if scope.unit_id is not None and unit_of_actor.get(rec.actor) != scope.unit_id:
+            continue
+        d = json.loads(rec.details)
+        error = d.get("error") if isinstance(d.get("error"), dict) else {}
+        out.append({"audit_seq": rec.seq, "at": rec.ts, "actor": rec.actor, "outcome": rec.outcome,
+                    "gallery": d.get("gallery"), "offense": d.get("offense"), "legal_basis": d.get("legal_basis"),
+                    "probe_sha256": d.get("probe_sha256"), "error_code": error.get("code"),
+                    "error": error.get("message")})
+    return out
+
+
+def _clean_case_number(case_number: str) -> str:
+    text = (case_number or "").strip()
+    if not text or len(text) > 100 or any(ord(c) < 32 for c in text):
+        raise BadInputError("case number must be 1-100 printable characters", field="case_number")
+    return text
+
+
+def collect_packet(ctx: AppContext, case_number: str, *, actor: str, scope: PacketScope,
+                   audit_context: dict[str, Any] | None = None) -> Packet:
+    """Read the case's records and audit the generation, in one transaction; then add the probe faces.
+
+    Raises CaseNotFoundError (audited, outcome 'not_found') when the scope holds no search for the case."""
+    case_number = _clean_case_number(case_number)
+    chain = chain_status(ctx)  # its own snapshot: the chain as it stands when the packet is made
+    generated_at = dt.datetime.now(dt.UTC)
+    with ctx.db.transaction() as s:
+        query = select(SearchRecord).where(SearchRecord.case_number == case_number)
+        if scope.unit_id is not None:
+            query = query.where(SearchRecord.unit_id == scope.unit_id)
+        records = list(s.execute(query.order_by(SearchRecord.id)).scalars())
+        if not records:
+            append_audit(s, actor=actor, action="case.packet", target=f"case:{case_number}", outcome="not_found",
+                         details={"scope": scope.description, **(audit_context or {})})
+            found = None
+        else:
+            found = _collect(ctx, s, case_number, records, scope, chain, generated_at, actor)
+            seq = append_audit(s, actor=actor, action="case.packet", target=f"case:{case_number}", details={
+                "scope": scope.description, "search_ids": [r.id for r in records],
+                "candidates": sum(len(r.candidates) for r in records),
+                "review_decisions": sum(len(e["review_history"]) for e in found["searches"]),
+                "probe_images_included": scope.include_probe_images,
+                "audit_chain_ok": chain["ok"], **(audit_context or {})}).seq
+    if found is None:
+        raise CaseNotFoundError(f"no search is recorded for case {case_number!r} in {scope.description}",
+                                case_number=case_number)
+    found["audit_seq"] = seq
+    if scope.include_probe_images:
+        for entry in found["searches"]:
+            _add_probe_thumbnail(ctx, entry)
+    return Packet(case_number, seq, found)
+
+
+def _collect(ctx: AppContext, s: Session, case_number: str, records: list[SearchRecord], scope: PacketScope,
+             chain: dict[str, Any], generated_at: dt.datetime, actor: str) -> dict[str, Any]:
+    ids = [r.id for r in records]
+    review_rows = list(s.execute(select(CandidateReview).where(CandidateReview.search_id.in_(ids))
+                                 .order_by(CandidateReview.search_id, CandidateReview.rank, CandidateReview.id))
+                       .scalars())
+    user_ids = {r.user_id for r in records if r.user_id is not None} | {r.reviewer_id for r in review_rows}
+    users = {u.id: u for u in s.execute(select(User).where(User.id.in_(user_ids))).scalars()}
+    units = {u.id: u.name for u in s.execute(select(Unit)).scalars()}
+    reviews_by_search: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in review_rows:
+        reviewer = _person(users, units, r.reviewer_id, "")
+        reviews_by_search[r.search_id].append({
+            "rank": r.rank, "face_id": r.face_id, "reviewer": reviewer["username"],
+            "reviewer_name": reviewer["display_name"], "decision": r.decision, "notes": r.notes,
+            "decided_at": iso(r.created_at)})
+    decisions = group_decisions(review_rows)
+    history = _decision_history(s, ids)
+    search_audit = _search_audit(s, case_number)
+    audit_seq_of = {json.loads(a.details).get("search_id"): a.seq for a in search_audit if a.outcome == "ok"}
+    actor_units = {f"user:{u.username}": u.unit_id for u in s.execute(select(User)).scalars()}
+    searches = [
+        _search_entry(ctx, s, r, {"run_by": _person(users, units, r.user_id, r.actor)},
+                      reviews_by_search.get(r.id, []), history.get(r.id, []), decisions, audit_seq_of.get(r.id))
+        for r in records
+    ]
+    refused = _refused_attempts(search_audit, scope, actor_units)
+    created = [aware(r.created_at) for r in records]
+    return {
+        "kind": "disclosure_packet",
+        "format_version": FORMAT_VERSION,
+        "case_number": case_number,
+        "generated_at": generated_at.isoformat(timespec="seconds"),
+        "generated_by": actor,
+        "scope": scope.description,
+        "notice": LEADS_NOTICE,
+        "audit_chain": chain,
+        "audit_seq": None,
+        "summary": {
+            "searches": len(records),
+            "first_search_at": min(created).isoformat(timespec="seconds"),
+            "last_search_at": max(created).isoformat(timespec="seconds"),
+            "searches_with_released_leads": sum(1 for e in searches if any(c["released"] for c in e["candidates"])),
+            "searches_without_candidates_shown": sum(1 for e in searches if e["candidates_shown"] == 0),
+            "review_decisions": sum(len(e["review_history"]) for e in searches),
+            "refused_attempts": len(refused),
+        },
+        "searches": searches,
+        "refused_attempts": refused,
+    }
+
+
+def _add_probe_thumbnail(ctx: AppContext, entry: dict[str, Any]) -> None:
+    """The searched face of a kept probe image, aligned as the model saw it (JPEG, base64), or why not."""
+    probe = entry["probe"]
+    if not probe["image_kept"]:
+        return
+    from facetrail.cases.probe import PIPELINE_LOCK, encode_jpeg
+    from facetrail.gallery.service import pipeline_for
+
+    path = probe_store(ctx).path_for(probe["sha256"])
+    if not path.exists():
+        probe["thumbnail_note"] = "probe image no longer in the store (removed under its retention rule)"
+        return
+    try:
+        pipeline = pipeline_for(ctx.settings)
+        with PIPELINE_LOCK:
+            image = pipeline.decode(path.read_bytes())
+            faces = pipeline.detect(image)
+            face = faces[probe["face_index"]] if 0 <= probe["face_index"] < len(faces) else None
+            crop = pipeline.embedder.aligned_crop(image.pixels, face) if face is not None else None
+    except FaceTrailError as exc:
+        probe["thumbnail_note"] = f"probe face could not be re-extracted: {exc.message}"
+        return
+    if crop is None:
+        probe["thumbnail_note"] = "probe face could not be re-extracted (detector found fewer faces)"
+        return
+    probe["thumbnail_jpeg_base64"] = base64.b64encode(encode_jpeg(crop)).decode("ascii")
+    probe["thumbnail_note"] = "aligned face re-extracted from the kept probe image"

@@ -1,0 +1,298 @@
+"""The disclosure packet as a PDF (reportlab): a cover, then one section per search, then refused attempts.
+
+Text is set in DejaVu Sans (shipped with matplotlib, a dependency) so that every character a case record may
+hold (accents, ≈, ≥, dashes) prints as itself, and so that the text can be extracted again from the PDF.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    Flowable,
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from facetrail.reports.common import chain_sentence
+from facetrail.reports.packet import NOT_RECORDED, Packet
+
+FONT, FONT_BOLD = "FaceTrailSans", "FaceTrailSans-Bold"
+PAGE_WIDTH = A4[0] - 36 * mm  # usable width between the margins
+GRID = colors.HexColor("#999999")
+HEADER_FILL = colors.HexColor("#e8e8e8")
+
+
+@lru_cache(maxsize=1)
+def _register_fonts() -> None:
+    import matplotlib
+
+    folder = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+    pdfmetrics.registerFont(TTFont(FONT, os.path.join(folder, "DejaVuSans.ttf")))
+    pdfmetrics.registerFont(TTFont(FONT_BOLD, os.path.join(folder, "DejaVuSans-Bold.ttf")))
+    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD)
+
+
+@lru_cache(maxsize=1)
+def _styles() -> dict[str, ParagraphStyle]:
+    _register_fonts()
+    base = getSampleStyleSheet()
+    return {
+        "title": ParagraphStyle("title", parent=base["Title"], fontName=FONT_BOLD, fontSize=22, leading=28),
+        "h1": ParagraphStyle("h1", parent=base["Heading1"], fontName=FONT_BOLD, fontSize=15, leading=19),
+        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontName=FONT_BOLD, fontSize=11.5, leading=15),
+        "body": ParagraphStyle("body", parent=base["BodyText"], fontName=FONT, fontSize=9.5, leading=12.5),
+        "cell": ParagraphStyle("cell", parent=base["BodyText"], fontName=FONT, fontSize=7.5, leading=9.5,
+                               splitLongWords=True),
+        "cell_bold": ParagraphStyle("cell_bold", parent=base["BodyText"], fontName=FONT_BOLD, fontSize=7.5,
+                                    leading=9.5),
+        "notice": ParagraphStyle("notice", parent=base["BodyText"], fontName=FONT_BOLD, fontSize=10, leading=13,
+                                 textColor=colors.HexColor("#7a0000")),
+    }
+
+
+def _p(text: Any, style: str = "cell") -> Paragraph:
+    return Paragraph(escape("" if text is None else str(text)), _styles()[style])
+
+
+def _table(header: list[str], rows: list[list[Any]], widths: list[float]) -> Table:
+    """A grid with a bold header row repeated on every page; every cell wraps."""
+    data = [[_p(h, "cell_bold") for h in header]] + [[_p(v) for v in row] for row in rows]
+    table = Table(data, colWidths=[w * PAGE_WIDTH for w in widths], repeatRows=1)
+    table.setStyle(TableStyle([
+        ("GRID", (0, 0), (-1, -1), 0.4, GRID),
+        ("BACKGROUND", (0, 0), (-1, 0), HEADER_FILL),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+    ]))
+    return table
+
+
+def _fields(rows: list[tuple[str, Any]]) -> Table:
+    """Label / value pairs as a two-column table."""
+    data = [[_p(label, "cell_bold"), _p(value)] for label, value in rows]
+    table = Table(data, colWidths=[0.27 * PAGE_WIDTH, 0.73 * PAGE_WIDTH])
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, GRID), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("BACKGROUND", (0, 0), (0, -1), HEADER_FILL)]))
+    return table
+
+
+def _when(ts: str) -> str:
+    """'2026-01-02T03:04:05.678+00:00' -> '2026-01-02 03:04:05' (every time in the packet is UTC)."""
+    return ts[:19].replace("T", " ")
+
+
+def _fmr(value: float) -> str:
+    return f"{value:.1e}"
+
+
+def _person(person: dict[str, Any]) -> str:
+    if person.get("username"):
+        unit = f", unit {person['unit']}" if person.get("unit") else ""
+        return f"{person['display_name']} ({person['username']}, {person['role']}{unit})"
+    return f"{person['actor']} (no user account: command line)"
+
+
+def _hooked(value: Any, what: str) -> str:
+    if value is None:
+        return f"{NOT_RECORDED} ({what} are not stored by this installation)"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+def _cover(packet: Packet) -> list[Flowable]:
+    d = packet.data
+    summary = d["summary"]
+    story: list[Flowable] = [
+        Spacer(1, 30 * mm),
+        Paragraph("Disclosure packet", _styles()["title"]),
+        Paragraph(escape(f"Case {d['case_number']}"), _styles()["title"]),
+        Spacer(1, 10 * mm),
+        _fields([
+            ("Case number", d["case_number"]),
+            ("Generated at (UTC)", d["generated_at"]),
+            ("Generated by", d["generated_by"]),
+            ("Scope", d["scope"]),
+            ("Audit chain", chain_sentence(d["audit_chain"])),
+            ("This packet's audit record", f"record {d['audit_seq']} (action case.packet)"),
+            ("Searches in the case", summary["searches"]),
+            ("First / last search", f"{summary['first_search_at']} / {summary['last_search_at']}"),
+            ("Searches with released leads", summary["searches_with_released_leads"]),
+            ("Searches with no candidate shown", summary["searches_without_candidates_shown"]),
+            ("Review decisions recorded", summary["review_decisions"]),
+            ("Refused search attempts", summary["refused_attempts"]),
+        ]),
+        Spacer(1, 8 * mm),
+        Paragraph(escape(d["notice"]), _styles()["notice"]),
+        Spacer(1, 4 * mm),
+        Paragraph(escape(
+            "This packet lists every face search FaceTrail recorded for the case, including searches that found "
+            "nothing and searches whose candidates were all rejected. Scores are cosine similarities of the "
+            "named model; the estimated false-match rate (FMR) is the share of comparisons between different "
+            "people that score at least as high. Candidates under the similarity floor were never shown to "
+            "anyone and are listed for completeness."), _styles()["body"]),
+    ]
+    if d["searches"]:
+        story += [Spacer(1, 6 * mm), Paragraph("Searches", _styles()["h2"]),
+                  _table(["Search", "Run at (UTC)", "Run by", "Gallery", "Outcome"],
+                         [[s["search_id"], _when(s["run_at"]), s["run_by"]["username"] or s["run_by"]["actor"],
+                           s["gallery"], s["outcome"]] for s in d["searches"]], [0.09, 0.2, 0.17, 0.17, 0.37])]
+    return [*story, PageBreak()]
+
+
+def _probe_image(probe: dict[str, Any]) -> Flowable | None:
+    if not probe.get("thumbnail_jpeg_base64"):
+        return None
+    data = base64.b64decode(probe["thumbnail_jpeg_base64"])
+    return Image(io.BytesIO(data), width=28 * mm, height=28 * mm)
+
+
+def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable]:
+    model, probe = s["model"], s["probe"]
+    threshold = model.get("decision_threshold")
+    story: list[Flowable] = [
+        Paragraph(escape(f"Search {s['search_id']} ({number} of {total})"), _styles()["h1"]),
+        _fields([
+            ("Run at (UTC)", s["run_at"]),
+            ("Run by", _person(s["run_by"])),
+            ("Approval", _hooked(s["approval"], "approvals")),
+            ("Emergency search", _hooked(s["emergency"], "emergency searches")),
+            ("Policy version", _hooked(s["policy_version"], "policy versions")),
+            ("Gallery searched", s["gallery"]),
+            ("Offense", s["offense"]),
+            ("Legal basis", s["legal_basis"] or "not stated (searched from the command line)"),
+            ("Justification", s["justification"]),
+            ("Model", model["model_id"]),
+            ("Similarity floor", f"{model['similarity_floor']} (candidates below it are never shown)"),
+            ("1:1 decision threshold", f"{threshold} at FMR {model['target_fmr']:g}" if threshold is not None
+             else f"unavailable: {model.get('calibration')}"),
+            ("Probe SHA-256", probe["sha256"]),
+            ("Probe image", "kept" if probe["image_kept"] else "not kept"),
+            ("Face searched", f"face {probe['face_index']} of {probe['faces_in_probe']} detected"),
+            ("Candidates requested / shown", f"{s['candidates_requested']} / {s['candidates_shown']}"),
+            ("Outcome", s["outcome"]),
+            ("Audit record", s["audit_seq"] if s["audit_seq"] is not None else "not found in the audit log"),
+        ]),
+    ]
+    image = _probe_image(probe)
+    if image is not None or probe.get("thumbnail_note"):
+        block: list[Flowable] = [Spacer(1, 3 * mm), Paragraph("Probe", _styles()["h2"])]
+        if image is not None:
+            block.append(image)
+        if probe.get("thumbnail_note"):
+            block.append(_p(probe["thumbnail_note"], "body"))
+        story.append(KeepTogether(block))
+    story += [Spacer(1, 3 * mm), Paragraph("Candidate list", _styles()["h2"])]
+    if s["candidates"]:
+        story.append(_table(
+            ["Rank", "Subject (external id)", "Subject id", "Face id", "Similarity", "Est. FMR", "Shown",
+             "Lead votes", "Released"],
+            [[c["rank"], c["subject_external_id"], c["subject_id"], c["face_id"], f"{c['similarity']:.4f}",
+              _fmr(c["estimated_fmr"]), "yes" if c["shown"] else "no (under floor)", c["possible_lead_votes"],
+              "yes" if c["released"] else "no"] for c in s["candidates"]],
+            [0.07, 0.2, 0.09, 0.08, 0.11, 0.1, 0.14, 0.09, 0.12]))
+    else:
+        story.append(_p("The search returned no candidates.", "body"))
+    story += [Spacer(1, 3 * mm), Paragraph("Review decisions in force", _styles()["h2"])]
+    decisions = [r for c in s["candidates"] for r in c["decisions"]]
+    if decisions:
+        story.append(_table(["Rank", "Reviewer", "Name", "Decision", "Decided at (UTC)", "Notes"],
+                            [[r["rank"], r["reviewer"], r["reviewer_name"], r["decision"], _when(r["decided_at"]),
+                              r["notes"]] for r in decisions],
+                            [0.07, 0.14, 0.17, 0.13, 0.17, 0.32]))
+    else:
+        story.append(_p("No reviewer has decided on any candidate of this search.", "body"))
+    if s["review_history"]:
+        story += [Spacer(1, 3 * mm), Paragraph("Every review decision, from the audit log", _styles()["h2"]),
+                  _table(["Audit record", "At (UTC)", "Reviewer", "Rank", "Decision", "Replaced", "Notes"],
+                         [[h["audit_seq"], _when(h["at"]), h["reviewer"], h["rank"], h["decision"],
+                           h["previous_decision"] or "", h["notes"]] for h in s["review_history"]],
+                         [0.09, 0.17, 0.15, 0.07, 0.13, 0.13, 0.26])]
+    return [*story, PageBreak()]
+
+
+def _refused(packet: Packet) -> list[Flowable]:
+    attempts = packet.data["refused_attempts"]
+    story: list[Flowable] = [Paragraph("Refused search attempts", _styles()["h1"])]
+    if not attempts:
+        return [*story, _p("No search attempt for this case was refused.", "body")]
+    return [*story, _p("Attempts that were refused before a search ran (nothing was compared).", "body"),
+            Spacer(1, 2 * mm),
+            _table(["Audit record", "At (UTC)", "Actor", "Gallery", "Offense", "Refused because"],
+                   [[a["audit_seq"], _when(a["at"]), a["actor"], a["gallery"], a["offense"],
+                     f"{a['error_code']}: {a['error']}"] for a in attempts],
+                   [0.1, 0.17, 0.15, 0.14, 0.12, 0.32])]
+
+
+def _page_canvas(case_number: str) -> type[Canvas]:
+    """A canvas that writes 'page N of M' and the case number at the foot of every page (two passes)."""
+
+    class NumberedCanvas(Canvas):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict[str, Any]] = []
+
+        def showPage(self) -> None:  # reportlab calls it by this name
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            total = len(self._pages)
+            for state in self._pages:
+                self.__dict__.update(state)
+                self.setFont(FONT, 8)
+                self.setFillColor(colors.HexColor("#444444"))
+                self.drawString(18 * mm, 10 * mm, f"Disclosure packet — case {case_number}")
+                self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {self._pageNumber} of {total}")
+                super().showPage()
+            super().save()
+
+    return NumberedCanvas
+
+
+def render_pdf(packet: Packet) -> bytes:
+    _register_fonts()
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
+                            bottomMargin=18 * mm, title=f"Disclosure packet, case {packet.case_number}",
+                            author=str(packet.data["generated_by"]), subject="FaceTrail disclosure packet")
+    story = _cover(packet)
+    searches = packet.data["searches"]
+    for number, search in enumerate(searches, start=1):
+        story += _search_section(search, number, len(searches))
+    story += _refused(packet)
+    doc.build(story, canvasmaker=_page_canvas(packet.case_number))
+    return buffer.getvalue()
+
+
+def write_packet_files(packet: Packet, pdf_path: Path) -> tuple[Path, Path]:
+    """The PDF at ``pdf_path`` and the same data as JSON beside it (same name, .json); each written whole
+    (to a temporary name, then renamed) so that a failure never leaves half a packet."""
+    json_path = pdf_path.with_suffix(".json")
+    pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    for path, content in ((pdf_path, render_pdf(packet)), (json_path, packet.to_json().encode("utf-8"))):
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(content)
+        os.replace(tmp, path)
+    return pdf_path, json_path

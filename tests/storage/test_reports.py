@@ -1,0 +1,197 @@
+"""Disclosure packets and transparency reports over a small real world: real photos enrolled and searched
+through the real pipeline, reviews through the review service; outputs read back (PDF text with pypdf, CSV)
+and compared with what the test computes itself from the records it made."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from index_helpers import create_gallery, enroll_photos
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
+from facetrail.accounts.service import Principal, principal_for
+from facetrail.cases.reviews import review_candidate
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError
+from facetrail.gallery.search import search_gallery
+from facetrail.gallery.service import GalleryNotFoundError
+from facetrail.reports.packet import OPERATOR_SCOPE, CaseNotFoundError, collect_packet, scope_for
+from facetrail.reports.packet_pdf import write_packet_files
+from facetrail.storage.models import AuditRecord, Unit, User
+
+CASE = "2026-0042"
+OTHER_CASE = "2026-0099"
+GALLERY = {"OBAMA": OBAMA, "BIDEN": BIDEN, "AMY": FACEAPI / "amy" / "amy1.png", "RAJ": FACEAPI / "raj" / "raj1.png"}
+
+
+@dataclass
+class World:
+    users: dict[str, Principal]
+    search_ids: dict[str, int]  # name -> search id
+
+
+def _user(ctx: AppContext, username: str, display: str, role: str, unit_id: int | None) -> Principal:
+    with ctx.db.transaction() as s:
+        user = User(username=username, display_name=display, role=role, unit_id=unit_id, password_hash="x",
+                    must_change_password=False, created_by="test")
+        s.add(user)
+        s.flush()
+        s.refresh(user, ["unit"])
+        return principal_for(user, "session")
+
+
+def _unit(ctx: AppContext, name: str) -> int:
+    with ctx.db.transaction() as s:
+        unit = Unit(name=name)
+        s.add(unit)
+        s.flush()
+        return unit.id
+
+
+def _search(ctx: AppContext, who: Principal, probe: Path, gallery: str, case: str, offense: str,
+            legal_basis: str = "warrant", candidates: int = 4) -> int:
+    return search_gallery(ctx, probe, gallery=gallery, case_number=case, offense=offense,
+                          reason=f"test search of {probe.name}", actor=who.actor, candidates=candidates,
+                          write_thumbnails=False, user_id=who.user_id, unit_id=who.unit_id,
+                          legal_basis=legal_basis).search_id
+
+
+@pytest.fixture
+def world(ctx: AppContext) -> World:
+    ctx.settings.keep_probe_images = True
+    ctx.settings.server.similarity_floor = -1.0  # every candidate shown, so that several can be reviewed
+    robbery, homicide = _unit(ctx, "Robbery"), _unit(ctx, "Homicide")
+    users = {
+        "inv": _user(ctx, "ivan.inv", "Ivan Investigator", "investigator", robbery),
+        "rita": _user(ctx, "rita.rev", "Rita Reviewer", "reviewer", robbery),
+        "rob": _user(ctx, "rob.rev", "Rob Second-Reviewer", "reviewer", robbery),
+        "hank": _user(ctx, "hank.inv", "Hank Homicide", "investigator", homicide),
+        "aud": _user(ctx, "ada.aud", "Ada Auditor", "auditor", None),
+    }
+    create_gallery(ctx, "bookings", ctx.pipeline.model_id)
+    create_gallery(ctx, "empty", ctx.pipeline.model_id)
+    enroll_photos(ctx, ctx.pipeline, 1, GALLERY)
+    inv, hank = users["inv"], users["hank"]
+    ids = {
+        "mated": _search(ctx, inv, OBAMA2, "bookings", CASE, "robbery"),
+        "nothing": _search(ctx, inv, OBAMA2, "empty", CASE, "robbery", legal_basis="court-order"),
+        "other_unit": _search(ctx, hank, OBAMA2, "bookings", CASE, "homicide"),
+        "other_case": _search(ctx, inv, OBAMA2, "bookings", OTHER_CASE, "fraud"),
+    }
+    mated, rita, rob = ids["mated"], users["rita"], users["rob"]
+    review_candidate(ctx, rita, mated, 1, "possible_lead", "eyes and ears agree")
+    review_candidate(ctx, rob, mated, 1, "possible_lead")
+    review_candidate(ctx, rita, mated, 2, "not_a_match")
+    review_candidate(ctx, rob, mated, 2, "inconclusive")
+    review_candidate(ctx, rita, mated, 3, "inconclusive")
+    review_candidate(ctx, rita, mated, 3, "not_a_match", "changed my mind")
+    return World(users, ids)
+
+
+def _pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+
+
+def _audit(ctx: AppContext, action: str) -> list[AuditRecord]:
+    with ctx.db.read() as s:
+        rows = list(s.execute(select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.seq))
+                    .scalars())
+        for row in rows:
+            s.expunge(row)
+        return rows
+
+
+# ------------------------------------------------------------------ disclosure packet
+
+
+def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(ctx: AppContext, world: World,
+                                                                          tmp_path: Path) -> None:
+    rita = world.users["rita"]
+    packet = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita), audit_context=rita.audit_context())
+    pdf, js = write_packet_files(packet, tmp_path / "out" / "packet.pdf")
+    assert js == tmp_path / "out" / "packet.json"
+    data = json.loads(js.read_text())
+    text = _pdf_text(pdf)
+
+    # the reviewer's unit: both of its searches in the case, including the one that found nothing
+    in_scope = [world.search_ids["mated"], world.search_ids["nothing"]]
+    assert [s["search_id"] for s in data["searches"]] == in_scope
+    assert CASE in text and "Disclosure packet" in text
+    for search_id in in_scope:
+        assert f"Search {search_id} " in text
+    assert f"Search {world.search_ids['other_unit']} " not in text
+    assert f"Search {world.search_ids['other_case']} " not in text
+
+    mated = data["searches"][0]
+    assert len(mated["candidates"]) == 4 and mated["candidates"][0]["subject_external_id"] == "OBAMA"
+    for candidate in mated["candidates"]:  # the full list, under the floor too
+        assert candidate["subject_external_id"] in text
+    assert "Rita Reviewer" in text and "rita.rev" in text and "rob.rev" in text and "Ivan Investigator" in text
+    assert mated["candidates"][0]["released"] and mated["candidates"][0]["possible_lead_votes"] == 2
+    assert not any(c["released"] for c in mated["candidates"][1:])
+    # every decision, including the one replaced by a change of mind
+    history = [(h["reviewer"], h["rank"], h["decision"], h["previous_decision"]) for h in mated["review_history"]]
+    assert history == [("user:rita.rev", 1, "possible_lead", None), ("user:rob.rev", 1, "possible_lead", None),
+                       ("user:rita.rev", 2, "not_a_match", None), ("user:rob.rev", 2, "inconclusive", None),
+                       ("user:rita.rev", 3, "inconclusive", None),
+                       ("user:rita.rev", 3, "not_a_match", "inconclusive")]
+    assert "changed my mind" in text
+    nothing = data["searches"][1]
+    assert nothing["candidates"] == [] and nothing["outcome"].startswith("no candidates")
+    assert nothing["legal_basis"] == "court-order"
+    # the model and thresholds; hooks say plainly what is not recorded
+    assert mated["model"]["model_id"] == ctx.pipeline.model_id and ctx.pipeline.model_id in text
+    assert mated["model"]["decision_threshold"] is not None
+    assert mated["approval"] is None and "not recorded" in text
+    # the probe image was kept: its aligned face is in the packet (a JPEG), and the PDF carries it
+    thumb = base64.b64decode(mated["probe"]["thumbnail_jpeg_base64"])
+    assert thumb[:3] == b"\xff\xd8\xff"
+    assert sum(len(page.images) for page in PdfReader(pdf).pages) == 2  # one probe face per search
+    assert "page 1 of" in text
+    assert data["audit_chain"]["ok"] and "intact" in text
+
+    [record] = _audit(ctx, "case.packet")
+    details = json.loads(record.details)
+    assert record.seq == data["audit_seq"] and record.actor == "user:rita.rev" and record.outcome == "ok"
+    assert details["search_ids"] == in_scope and details["review_decisions"] == 6
+
+
+def test_auditor_packet_covers_every_unit_without_probe_faces(ctx: AppContext, world: World, tmp_path: Path) -> None:
+    aud = world.users["aud"]
+    packet = collect_packet(ctx, CASE, actor=aud.actor, scope=scope_for(aud))
+    pdf, _ = write_packet_files(packet, tmp_path / "aud.pdf")
+    ids = [s["search_id"] for s in packet.data["searches"]]
+    assert ids == sorted([world.search_ids["mated"], world.search_ids["nothing"], world.search_ids["other_unit"]])
+    assert all(s["probe"]["thumbnail_jpeg_base64"] is None for s in packet.data["searches"])
+    text = _pdf_text(pdf)
+    assert "Hank Homicide" in text and world.users["hank"].unit_name == "Homicide"
+    assert sum(len(page.images) for page in PdfReader(pdf).pages) == 0
+    for search in packet.data["searches"]:
+        assert search["probe"]["sha256"] in text.replace("\n", "")
+
+
+def test_refused_attempts_of_the_case_are_listed(ctx: AppContext, world: World) -> None:
+    with pytest.raises(GalleryNotFoundError):
+        search_gallery(ctx, OBAMA2, gallery="no-such-gallery", case_number=CASE, offense="robbery",
+                       reason="typo in the gallery name", actor=world.users["inv"].actor)
+    packet = collect_packet(ctx, CASE, actor="cli:operator", scope=OPERATOR_SCOPE)
+    [attempt] = packet.data["refused_attempts"]
+    assert attempt["gallery"] == "no-such-gallery" and attempt["actor"] == "user:ivan.inv"
+    assert packet.data["summary"]["refused_attempts"] == 1
+
+
+def test_a_case_without_searches_is_a_clear_audited_error(ctx: AppContext, world: World) -> None:
+    rita = world.users["rita"]
+    with pytest.raises(CaseNotFoundError, match="no search is recorded for case 'NO-SUCH-CASE'"):
+        collect_packet(ctx, "NO-SUCH-CASE", actor=rita.actor, scope=scope_for(rita))
+    aud = world.users["aud"]
+    with pytest.raises(BadInputError, match="case number"):
+        collect_packet(ctx, "  ", actor=aud.actor, scope=scope_for(aud))  # blank: bad input, not a case
+    refusals = [r for r in _audit(ctx, "case.packet") if r.outcome == "not_found"]
+    assert [r.target for r in refusals] == ["case:NO-SUCH-CASE"]
