@@ -162,3 +162,22 @@ def test_approximate_index_from_config(tmp_path, database_url: str) -> None:  # 
         assert json.loads(meta_path.read_text())["kind"] == "approximate"
         assert [top_ids(context, gallery_id, [f.vector], k=1)[0][0] for f in faces] == [f.face_id for f in faces]
         assert index_sync.check_index(context, gallery_id, repair=False).consistent
+
+
+def test_a_reused_face_id_is_not_mistaken_for_the_old_face(ctx: AppContext) -> None:
+    """SQLite hands out max(id)+1 again after the newest row is deleted: same count, sum and max of ids."""
+    gallery_id = create_gallery(ctx, "reuse", ctx.pipeline.model_id)
+    photos = list(GALLERY_PHOTOS.items())
+    first = enroll_photos(ctx, ctx.pipeline, gallery_id, dict(photos[:3]))
+    assert index_sync.get_gallery_index(ctx, gallery_id).count == 3
+    with fresh_process(ctx.settings) as other:
+        with other.db.transaction() as session:
+            session.execute(delete(Face).where(Face.id == first[-1].face_id))
+        [replacement] = enroll_photos(other, ctx.pipeline, gallery_id, dict(photos[5:6]))
+    if ctx.db.is_sqlite:
+        assert replacement.face_id == first[-1].face_id  # the case this test is about
+    gi = index_sync.get_gallery_index(ctx, gallery_id)
+    scores, ids = gi.search(replacement.vector, 1)
+    assert ids[0] == replacement.face_id and scores[0] == pytest.approx(1.0, abs=1e-4)
+    assert gi.search(first[-1].vector, 1)[0][0] < 0.9  # the deleted face's vector is gone
+    assert index_sync.check_index(ctx, gallery_id, repair=False).consistent

@@ -6,8 +6,8 @@ The index is a derived copy of the gallery's (face id, embedding) rows, persiste
 - Loaded once per process (kept in ``ctx.extras``) and, at load, compared with the database: same count and
   same order-independent checksum of (face id, embedding bytes). A mismatch is logged, audited
   ('index.repair'), returned to the caller and repaired from the database; it is never ignored.
-- Before every search the gallery's cheap database fingerprint (count, sum and max of face ids, latest
-  enrolment time) is compared with the one the index was last verified against; if another process
+- Before every search the gallery's cheap database fingerprint (count, sum and max of face ids, enrolment
+  time of the newest) is compared with the one the index was last verified against; if another process
   enrolled or deleted faces meanwhile, the index is verified and repaired again before it is used.
 - ``add_faces`` / ``remove_faces`` apply committed enrolments and deletions to the loaded index and save it.
   If a process dies between its database commit and the index save, the next load repairs the file.
@@ -141,13 +141,18 @@ def read_db_vectors(session: Session, gallery_id: int) -> tuple[np.ndarray, np.n
 
 
 def db_fingerprint(session: Session, gallery_id: int) -> Fingerprint:
-    """Cheap summary that changes whenever faces are added to or deleted from the gallery."""
-    count, id_sum, id_max, latest = session.execute(
-        select(func.count(Face.id), func.sum(Face.id), func.max(Face.id), func.max(Face.enrolled_at)).where(
-            Face.gallery_id == gallery_id
-        )
+    """Cheap summary that changes whenever faces are added to or deleted from the gallery.
+
+    Count, sum and max of the ids come from the (gallery_id, ...) index alone. SQLite may reuse ids, but only
+    by giving out max(id)+1 again; for a set to regain the same count, sum and max, the row holding the max
+    must have been deleted and re-created, so that row's enrolment time (one primary-key lookup) completes
+    the fingerprint. PostgreSQL never reuses ids.
+    """
+    count, id_sum, id_max = session.execute(
+        select(func.count(Face.id), func.sum(Face.id), func.max(Face.id)).where(Face.gallery_id == gallery_id)
     ).one()
-    return int(count), int(id_sum or 0), int(id_max or 0), str(latest or "")
+    newest = session.execute(select(Face.enrolled_at).where(Face.id == id_max)).scalar() if id_max else None
+    return int(count), int(id_sum or 0), int(id_max or 0), str(newest or "")
 
 
 def _gallery(session: Session, gallery_id: int) -> Gallery:
