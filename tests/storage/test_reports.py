@@ -5,6 +5,8 @@ and compared with what the test computes itself from the records it made."""
 from __future__ import annotations
 
 import base64
+import csv
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +18,16 @@ from sqlalchemy import select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import Principal, principal_for
+from facetrail.audit.log import append_audit
 from facetrail.cases.reviews import review_candidate
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery.search import search_gallery
-from facetrail.gallery.service import GalleryNotFoundError
+from facetrail.gallery.service import GalleryNotFoundError, delete_subject
 from facetrail.reports.packet import OPERATOR_SCOPE, CaseNotFoundError, collect_packet, scope_for
 from facetrail.reports.packet_pdf import write_packet_files
-from facetrail.storage.models import AuditRecord, Unit, User
+from facetrail.reports.transparency import collect_report, write_report
+from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
 
 CASE = "2026-0042"
 OTHER_CASE = "2026-0099"
@@ -195,3 +199,74 @@ def test_a_case_without_searches_is_a_clear_audited_error(ctx: AppContext, world
         collect_packet(ctx, "  ", actor=aud.actor, scope=scope_for(aud))  # blank: bad input, not a case
     refusals = [r for r in _audit(ctx, "case.packet") if r.outcome == "not_found"]
     assert [r.target for r in refusals] == ["case:NO-SUCH-CASE"]
+
+
+# ------------------------------------------------------------------ transparency report
+
+
+def _csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_transparency_report_counts_match_the_world(ctx: AppContext, world: World, tmp_path: Path) -> None:
+    # one search long before the period: it must not be counted
+    with ctx.db.transaction() as s:
+        old = s.get(SearchRecord, world.search_ids["other_case"])
+        assert old is not None
+        old.created_at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    # what the gallery saw: the enrolment of the four photos (as the enrolment service records it), then one
+    # subject deleted through the gallery service
+    with ctx.db.transaction() as s:
+        append_audit(s, actor="t", action="enroll.batch", target="gallery:bookings",
+                     details={"gallery_id": 1, "enrolled": len(GALLERY), "face_ids": [1, 2, 3, 4]})
+    delete_subject(ctx, "bookings", "RAJ", actor="t", reason="expunged")
+
+    today = dt.datetime.now(dt.UTC).date()
+    report = collect_report(ctx, str(today - dt.timedelta(days=1)), str(today), actor="cli:clerk")
+    files = write_report(report, tmp_path / "report")
+    out = tmp_path / "report"
+    assert {p.name for p in files} >= {"index.html", "searches_by_unit.csv", "search_outcomes.png"}
+
+    # counted independently from what the fixture did: ivan ran 2 searches in the period (Robbery), hank 1
+    # (Homicide); the fourth search is outside the period
+    assert sorted(_csv(out / "searches_by_unit.csv")[1:]) == [["Homicide", "1"], ["Robbery", "2"]]
+    assert sorted(_csv(out / "searches_by_offense.csv")[1:]) == [["homicide", "1"], ["robbery", "2"]]
+    assert sorted(_csv(out / "searches_by_legal_basis.csv")[1:]) == [["court-order", "1"], ["warrant", "2"]]
+    outcomes = dict(_csv(out / "search_outcomes.csv")[1:])
+    assert outcomes == {"released lead": "1", "possible lead, not released": "0", "reviewed, no lead": "0",
+                        "not reviewed": "1", "no candidate shown": "1"}
+    # ranks 1 and 2 had two reviewers; they agreed on rank 1 and not on rank 2
+    assert _csv(out / "reviewer_disagreements.csv")[1:] == [["Robbery", "2", "1"]]
+    assert _csv(out / "gallery_changes.csv")[1:] == [["bookings", "4", "1", "1"]]
+    users = {row[0]: row[1:] for row in _csv(out / "users.csv")[1:]}
+    assert users == {"investigator": ["2", "2", "2", "not recorded"], "reviewer": ["2", "2", "0", "not recorded"],
+                     "auditor": ["1", "0", "0", "not recorded"]}
+    [model] = _csv(out / "model.csv")[1:]
+    assert model[:3] == [ctx.pipeline.model_id, "yes", "3"]
+    assert _csv(out / "audit_chain.csv")[1][0] == "True"
+    assert not (out / "approvals.csv").exists() and report.section("approvals").recorded is False
+
+    page = (out / "index.html").read_text()
+    assert "<script" not in page.lower() and "Not recorded" in page
+    for sec in report.sections:
+        if sec.chart is not None:
+            assert f'src="{sec.key}.png"' in page and (out / f"{sec.key}.png").read_bytes()[:4] == b"\x89PNG"
+    # no personal data of enrolled subjects or probes, and no case numbers
+    everything = "\n".join(p.read_text() for p in out.glob("*") if p.suffix in (".html", ".csv"))
+    for secret in ["OBAMA", "BIDEN", "Rita Reviewer", "ivan.inv", CASE, OTHER_CASE, "obama2.jpg"]:
+        assert secret not in everything
+    with ctx.db.read() as s:
+        probe_hashes = set(s.execute(select(SearchRecord.probe_sha256)).scalars())
+    assert not any(h in everything for h in probe_hashes)
+
+    [record] = _audit(ctx, "report.transparency")
+    assert record.seq == report.audit_seq and record.actor == "cli:clerk"
+    assert json.loads(record.details)["totals"]["searches_by_unit"] == 3
+
+
+def test_report_period_is_checked(ctx: AppContext) -> None:
+    with pytest.raises(BadInputError, match="before it starts"):
+        collect_report(ctx, "2026-02-01", "2026-01-01", actor="t")
+    with pytest.raises(BadInputError, match="YYYY-MM-DD"):
+        collect_report(ctx, "last year", "2026-01-01", actor="t")
