@@ -232,31 +232,38 @@ def save_gallery_index(ctx: AppContext, gi: GalleryIndex) -> None:
         gi.dirty, gi.last_saved = False, time.monotonic()
 
 
-def _load_file(ctx: AppContext, gallery_id: int, kind: str, model_id: str) -> tuple[AnyIndex | None, list[str]]:
-    """The persisted index and the problems found reading it (none: the file is whole and as described)."""
+def _load_file(
+    ctx: AppContext, gallery_id: int, kind: str, model_id: str
+) -> tuple[AnyIndex | None, list[str], str | None]:
+    """The persisted index, the problems found reading it (none: the file is whole and as described), and its
+    checksum when computed (so the comparison with the database need not compute it again)."""
     index_path, meta_path = index_paths(ctx, gallery_id, kind)
     if not meta_path.exists():
-        return None, ["no index file"]
+        return None, ["no index file"], None
     try:
         meta = json.loads(meta_path.read_text())
         index = load_index(index_path) if index_path.exists() else None
     except (OSError, ValueError, RuntimeError) as exc:  # faiss raises RuntimeError on corrupt data
-        return None, [f"index file unreadable: {exc}"]
+        return None, [f"index file unreadable: {exc}"], None
     problems = []
     if meta.get("model_id") != model_id:
         problems.append(f"index was built with model {meta.get('model_id')}, the gallery uses {model_id}")
     if meta.get("kind") != kind or (index is not None and index.kind != kind):
         problems.append(f"index kind {meta.get('kind')} differs from the configured {kind}")
     count = 0 if index is None else index.ntotal
+    checksum = None
     if meta.get("count") != count:
         problems.append(f"index file holds {count} vectors, its description says {meta.get('count')}")
-    elif meta.get("checksum") != _index_checksum(index):
+    elif meta.get("checksum") != (checksum := _index_checksum(index)):
         problems.append("index file content does not match its recorded checksum")
-    return index, problems
+    return index, problems, checksum
 
 
-def _compare(index: AnyIndex | None, db_ids: np.ndarray, db_vectors: np.ndarray) -> tuple[str, str, list[str]]:
-    db_sum, index_sum = _db_checksum(db_ids, db_vectors), _index_checksum(index)
+def _compare(
+    index: AnyIndex | None, db_ids: np.ndarray, db_vectors: np.ndarray, index_sum: str | None = None
+) -> tuple[str, str, list[str]]:
+    db_sum = _db_checksum(db_ids, db_vectors)
+    index_sum = index_sum or _index_checksum(index)
     count = 0 if index is None else index.ntotal
     problems = []
     if count != len(db_ids):
@@ -297,12 +304,17 @@ def _audit_repair(ctx: AppContext, check: IndexCheck, actor: str) -> None:
 
 
 def _verify_and_repair(
-    ctx: AppContext, gi: GalleryIndex, file_problems: Sequence[str], repair: bool, actor: str
+    ctx: AppContext,
+    gi: GalleryIndex,
+    file_problems: Sequence[str],
+    repair: bool,
+    actor: str,
+    index_checksum: str | None = None,  # of gi.index, if already known
 ) -> IndexCheck:
     with ctx.db.read() as session:
         fingerprint = db_fingerprint(session, gi.gallery_id)
         db_ids, db_vectors = read_db_vectors(session, gi.gallery_id)
-    db_sum, index_sum, problems = _compare(gi.index, db_ids, db_vectors)
+    db_sum, index_sum, problems = _compare(gi.index, db_ids, db_vectors, index_checksum)
     if file_problems == ["no index file"] and not problems:
         file_problems = []  # an empty gallery needs no file
     check = IndexCheck(
@@ -335,17 +347,17 @@ def _cache(ctx: AppContext) -> dict[int, GalleryIndex]:
         return cache
 
 
-def _load_unverified(ctx: AppContext, gallery_id: int) -> tuple[GalleryIndex, list[str]]:
+def _load_unverified(ctx: AppContext, gallery_id: int) -> tuple[GalleryIndex, list[str], str | None]:
     with ctx.db.read() as session:
         model_id = _gallery(session, gallery_id).model_id
     kind = ctx.settings.index.kind
-    index, file_problems = _load_file(ctx, gallery_id, kind, model_id)
-    return GalleryIndex(gallery_id, model_id, kind, index), file_problems
+    index, file_problems, checksum = _load_file(ctx, gallery_id, kind, model_id)
+    return GalleryIndex(gallery_id, model_id, kind, index), file_problems, checksum
 
 
 def _open(ctx: AppContext, gallery_id: int, repair: bool, actor: str) -> tuple[GalleryIndex, IndexCheck]:
-    gi, file_problems = _load_unverified(ctx, gallery_id)
-    check = _verify_and_repair(ctx, gi, file_problems, repair, actor)
+    gi, file_problems, checksum = _load_unverified(ctx, gallery_id)
+    check = _verify_and_repair(ctx, gi, file_problems, repair, actor, checksum)
     return gi, check
 
 
@@ -375,7 +387,7 @@ def _index_for_update(ctx: AppContext, gallery_id: int) -> GalleryIndex:
     with _CACHE_LOCK:
         gi = cache.get(gallery_id)
         if gi is None:
-            gi, file_problems = _load_unverified(ctx, gallery_id)
+            gi, file_problems, _ = _load_unverified(ctx, gallery_id)
             if file_problems and file_problems != ["no index file"]:
                 log.warning("index file of gallery %s set aside: %s", gallery_id, "; ".join(file_problems))
                 gi.index = None  # rebuilt from the database at the next verification
