@@ -110,6 +110,20 @@ class ServerSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    schedule_minutes: float = Field(
+        60.0, description="The server applies retention rules this often (minutes); 0 turns the schedule off."
+    )
+    first_run_delay_seconds: float = Field(300.0, description="Wait after server start before the first run.")
+    probe_retention_days: int = Field(
+        30, ge=0, description="Stored probe images older than this are deleted (their hash is kept)."
+    )
+    postgres_vacuum_full: bool = Field(
+        True, description="After deletions on PostgreSQL, VACUUM FULL the face tables so no dead tuple keeps "
+        "deleted bytes (locks those tables while it runs; see docs/retention.md)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -131,6 +145,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     verify: VerifySettings = VerifySettings()
     index: IndexSettings = IndexSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

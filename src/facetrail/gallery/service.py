@@ -204,42 +204,22 @@ def _load_subject(session: Session, gallery: Gallery, external_id: str) -> Subje
 
 def delete_subject(ctx: AppContext, gallery_name: str, external_id: str, *, actor: str,
                    reason: str = "") -> dict[str, Any]:
-    """Delete a subject and all its faces, their vectors and (if no other face uses them) their images."""
-    with ctx.db.transaction() as session:
-        gallery = load_gallery(session, gallery_name)
-        subject = _load_subject(session, gallery, external_id)
-        faces = list(session.execute(select(Face).where(Face.subject_id == subject.id)).scalars())
-        face_ids = [f.id for f in faces]
-        hashes = [f.image_sha256 for f in faces if f.image_stored]
-        for face in faces:
-            session.delete(face)
-        session.delete(subject)
-        session.flush()
-        append_audit(session, actor=actor, action="subject.delete", target=f"gallery:{gallery.name}", details={
-            "gallery_id": gallery.id, "external_id": external_id, "face_ids": face_ids, "reason": reason,
-        })
-        gallery_id = gallery.id
-    _after_delete(ctx, gallery_id, face_ids, hashes)
-    return {"gallery": gallery_name, "external_id": external_id, "deleted_face_ids": face_ids}
+    """Delete a subject and all its faces, their vectors and (if no other face uses them) their images, and
+    issue a deletion certificate (facetrail.retention.deletion). Refused while a legal hold is in force."""
+    from facetrail.retention.deletion import delete_verifiably
+
+    certificate = delete_verifiably(ctx, gallery_name, external_id, face_ids=None, actor=actor, reason=reason)
+    return {"gallery": gallery_name, "external_id": external_id, "deleted_face_ids": certificate["face_ids"],
+            "certificate_seq": certificate["seq"]}
 
 
 def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str, reason: str = "") -> dict[str, Any]:
-    """Delete one face (its subject stays, even if it has no face left), its vector and its image."""
-    with ctx.db.transaction() as session:
-        gallery = load_gallery(session, gallery_name)
-        face = session.get(Face, face_id)
-        if face is None or face.gallery_id != gallery.id:
-            raise FaceNotFoundError(f"gallery {gallery.name!r} has no face {face_id}",
-                                    gallery=gallery.name, face_id=face_id)
-        hashes = [face.image_sha256] if face.image_stored else []
-        session.delete(face)
-        session.flush()
-        append_audit(session, actor=actor, action="face.delete", target=f"gallery:{gallery.name}", details={
-            "gallery_id": gallery.id, "face_id": face_id, "image_sha256": face.image_sha256, "reason": reason,
-        })
-        gallery_id = gallery.id
-    _after_delete(ctx, gallery_id, [face_id], hashes)
-    return {"gallery": gallery_name, "deleted_face_ids": [face_id]}
+    """Delete one face (its subject stays, even if it has no face left), its vector and its image, with a
+    deletion certificate. Refused while the subject is under a legal hold."""
+    from facetrail.retention.deletion import delete_verifiably
+
+    certificate = delete_verifiably(ctx, gallery_name, None, face_ids=[face_id], actor=actor, reason=reason)
+    return {"gallery": gallery_name, "deleted_face_ids": [face_id], "certificate_seq": certificate["seq"]}
 
 
 def _after_delete(ctx: AppContext, gallery_id: int, face_ids: list[int], hashes: list[str]) -> None:

@@ -39,6 +39,7 @@ def _configure_sqlite(engine: Engine, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted faces are zeroed, not left in free pages (retention)
         cursor.close()
 
     @event.listens_for(engine, "begin")

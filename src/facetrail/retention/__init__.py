@@ -1,0 +1,1 @@
+"""Retention rules, legal holds, subject dispositions and verifiable deletion (docs/retention.md)."""
