@@ -61,6 +61,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/audit/records"): frozenset({AUD}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUD}),
     ("GET", "/api/v1/audit/export"): frozenset({AUD}),
+    ("GET", "/api/v1/retention/rules/{name}"): frozenset({ADM}),
+    ("PUT", "/api/v1/retention/rules/{name}"): frozenset({ADM}),
+    ("POST", "/api/v1/retention/run"): frozenset({ADM}),
+    ("GET", "/api/v1/retention/certificates/{seq}"): frozenset({AUD, ADM}),
+    ("PUT", "/api/v1/galleries/{name}/subjects/{external_id}/disposition"): frozenset({ADM}),
+    ("GET", "/api/v1/holds"): frozenset({ADM}),
+    ("POST", "/api/v1/holds"): frozenset({ADM}),
+    ("POST", "/api/v1/holds/{hold_id}/lift"): frozenset({ADM}),
 }
 
 _counter = iter(range(1, 10_000))
@@ -72,7 +80,8 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
     face_id = world.subject_face["B-OBAMA"]
     values = {"token_id": "999999", "username": "matrix.target", "name": world.gallery,
               "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
-              "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1"}
+              "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1",
+              "hold_id": "999999", "seq": "999999"}
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {
