@@ -23,7 +23,14 @@ from facetrail.audit.log import append_audit
 from facetrail.cases.probe import PIPELINE_LOCK, ProbeAnalysis, ProbeFace, analyze_upload
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.gallery.search import LEADS_NOTICE, MAX_CANDIDATES, MIN_CANDIDATES, search_gallery
+from facetrail.gallery.search import (
+    LEADS_NOTICE,
+    MAX_CANDIDATES,
+    MIN_CANDIDATES,
+    search_gallery,
+    validate_candidates,
+    validate_purpose,
+)
 from facetrail.policy.roles import Permission, PermissionDeniedError
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
 
@@ -157,13 +164,17 @@ def _refuse(ctx: AppContext, who: Principal, req: SearchRequest, error: FaceTrai
         append_audit(s, actor=who.actor, action="search", target=f"gallery:{req.gallery[:200]}", outcome="refused",
                      details={"case_number": req.case_number[:200], "offense": req.offense[:200],
                               "legal_basis": req.legal_basis[:200], "gallery": req.gallery[:200],
-                              "face_index": req.face_index, "probe_sha256": probe_sha256,
+                              "face_index": req.face_index, "candidates_requested": req.candidates,
+                              "probe_sha256": probe_sha256,
                               "error": {"code": error.code, "message": error.message[:500]},
                               **who.audit_context()})
     return error
 
 
-def _check_choice(ctx: AppContext, req: SearchRequest) -> None:
+def _check_fields(ctx: AppContext, req: SearchRequest) -> None:
+    """Everything but the probe, before the probe is analysed."""
+    validate_purpose(req.case_number, req.offense, req.justification)
+    validate_candidates(req.candidates)
     server = ctx.settings.server
     if req.offense not in server.offenses:
         raise BadInputError(f"offense {req.offense!r} is not one of the configured offenses", field="offense",
@@ -197,7 +208,7 @@ def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest
     who.require(Permission.SEARCH_RUN)
     sha: str | None = None
     try:
-        _check_choice(ctx, req)
+        _check_fields(ctx, req)
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
         chosen = _choose_face(analysis, req.face_index)

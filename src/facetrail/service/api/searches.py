@@ -140,7 +140,9 @@ def run_search(
     justification: Annotated[str, Form(min_length=1, max_length=2000, description="Why this search is needed")],
     face_index: Annotated[int | None, Form(ge=0, le=999, description="Which face of the probe (0 = largest); "
                                                                     "required when it has several")] = None,
-    candidates: Annotated[int, Form(ge=MIN_CANDIDATES, le=MAX_CANDIDATES)] = 20,
+    # Bounds checked by the core rather than the schema, so that a refused count is audited like any refusal.
+    candidates: Annotated[int, Form(description=f"Length of the candidate list, {MIN_CANDIDATES}-{MAX_CANDIDATES}; "
+                                                "others are refused (400, audited)")] = 20,
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SearchOut:
