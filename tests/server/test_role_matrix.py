@@ -61,6 +61,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/audit/records"): frozenset({AUD}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUD}),
     ("GET", "/api/v1/audit/export"): frozenset({AUD}),
+    ("GET", "/api/v1/cases/{case_number}/packet"): frozenset({REV, AUD}),
+    ("GET", "/api/v1/reports/transparency"): frozenset({AUD, ADM}),
     ("GET", "/api/v1/retention/rules/{name}"): frozenset({ADM}),
     ("PUT", "/api/v1/retention/rules/{name}"): frozenset({ADM}),
     ("POST", "/api/v1/retention/run"): frozenset({ADM}),
@@ -81,7 +83,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
     values = {"token_id": "999999", "username": "matrix.target", "name": world.gallery,
               "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
               "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1",
-              "hold_id": "999999", "seq": "999999"}
+              "hold_id": "999999", "seq": "999999", "case_number": "NO-SUCH-CASE"}
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {
@@ -104,6 +106,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
             "data": {"gallery": world.gallery, "case_number": "M-1", "offense": "not-an-offense",
                      "legal_basis": "warrant", "justification": "role matrix"}},
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
+        ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
     }
     return {"method": method, "url": url, **bodies.get((method, path), {})}
 

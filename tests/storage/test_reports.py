@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,3 +271,39 @@ def test_report_period_is_checked(ctx: AppContext) -> None:
         collect_report(ctx, "2026-02-01", "2026-01-01", actor="t")
     with pytest.raises(BadInputError, match="YYYY-MM-DD"):
         collect_report(ctx, "last year", "2026-01-01", actor="t")
+
+
+# ------------------------------------------------------------------ over HTTP
+
+
+def test_api_serves_packets_and_reports_to_the_right_roles_only(ctx: AppContext, world: World) -> None:
+    from fastapi.testclient import TestClient
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.service.app import create_app
+
+    client = TestClient(create_app(ctx))
+
+    def auth(name: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {create_api_token(ctx, world.users[name], 'test')[1]}"}
+
+    r = client.get(f"/api/v1/cases/{CASE}/packet", headers=auth("rita"))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(r.content)).pages)
+    assert CASE in text and f"Search {world.search_ids['mated']} " in text
+    r = client.get(f"/api/v1/cases/{CASE}/packet", params={"format": "json"}, headers=auth("aud"))
+    assert r.status_code == 200 and len(r.json()["searches"]) == 3
+    assert client.get(f"/api/v1/cases/{CASE}/packet", headers=auth("inv")).status_code == 403
+    assert client.get("/api/v1/cases/NOPE/packet", headers=auth("rita")).status_code == 404
+
+    period = {"from": "2020-01-01", "to": "2029-12-31"}  # every search of the world
+    r = client.get("/api/v1/reports/transparency", params=period, headers=auth("aud"))
+    assert r.status_code == 200 and "Searches by unit" in r.text and "<script" not in r.text
+    assert 'src="data:image/png;base64,' in r.text
+    r = client.get("/api/v1/reports/transparency", params={**period, "format": "csv", "table": "searches_by_unit"},
+                   headers=auth("aud"))
+    assert sorted(list(csv.reader(io.StringIO(r.text)))[1:]) == [["Homicide", "1"], ["Robbery", "3"]]
+    for name in ("inv", "rita"):
+        assert client.get("/api/v1/reports/transparency", params=period, headers=auth(name)).status_code == 403
+    denied = [r for r in _audit(ctx, "access.denied") if r.outcome == "denied"]
+    assert len(denied) == 3
