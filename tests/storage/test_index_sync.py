@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from facetrail.config import IndexSettings, Settings
 from facetrail.context import AppContext, open_context
 from facetrail.gallery import index_sync
-from facetrail.storage.models import AuditRecord, Face
+from facetrail.storage.models import AuditRecord, Face, Gallery
 
 
 @contextmanager
@@ -181,3 +181,24 @@ def test_a_reused_face_id_is_not_mistaken_for_the_old_face(ctx: AppContext) -> N
     assert ids[0] == replacement.face_id and scores[0] == pytest.approx(1.0, abs=1e-4)
     assert gi.search(first[-1].vector, 1)[0][0] < 0.9  # the deleted face's vector is gone
     assert index_sync.check_index(ctx, gallery_id, repair=False).consistent
+
+
+def test_stale_index_files_are_found_and_removed(ctx: AppContext, enrolled: tuple[int, list[EnrolledFace]]) -> None:
+    """Files the sync no longer maintains (another kind after a config change, a deleted gallery) may hold
+    vectors of deleted faces: `index check` finds and removes them."""
+    gallery_id, _ = enrolled
+    exact_files = set(index_sync.index_paths(ctx, gallery_id, "exact"))
+    assert index_sync.stale_index_files(ctx) == []
+    approximate = ctx.settings.model_copy(update={"index": IndexSettings(kind="approximate", params={"codec": "sq8"})})
+    with fresh_process(approximate) as other:
+        index_sync.get_gallery_index(other, gallery_id)  # builds the approximate index from the database
+        assert set(index_sync.stale_index_files(other)) == exact_files
+        assert set(index_sync.remove_stale_index_files(other, actor="t")) == exact_files
+        assert not any(p.exists() for p in exact_files)
+        assert index_sync.stale_index_files(other) == []
+        with other.db.transaction() as session:  # a gallery removed from the database leaves its files stale
+            session.execute(delete(Face))
+            session.execute(delete(Gallery))
+        assert set(index_sync.stale_index_files(other)) == set(index_sync.index_paths(other, gallery_id, "approximate"))
+    with ctx.db.read() as session:
+        assert session.execute(select(AuditRecord.action).where(AuditRecord.action == "index.remove_stale")).scalar()

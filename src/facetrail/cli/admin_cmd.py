@@ -136,21 +136,26 @@ def check_command(
 ) -> None:
     """Compare each saved index with the database (count and checksum); report and repair any mismatch.
 
-    Exit status 1 when a mismatch was found (even if repaired), so that monitoring notices.
+    Also finds stale index files (of deleted galleries, or of another index kind than configured), which may
+    still hold vectors of deleted faces, and removes them when repairing. Exit status 1 when a mismatch or a
+    stale file was found (even if repaired), so that monitoring notices.
     """
-    from facetrail.gallery.index_sync import check_index
+    from facetrail.gallery.index_sync import check_index, remove_stale_index_files, stale_index_files
 
     ctx = open_cli_context()
     try:
         reports = [{"gallery": name, **check_index(ctx, gid, repair=repair, actor=cli_actor()).to_dict()}
                    for gid, name in _galleries(ctx, gallery)]
+        stale = (remove_stale_index_files(ctx, actor=cli_actor()) if repair else stale_index_files(ctx)) if (
+            gallery is None) else []
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
         ctx.close()
-    consistent = all(r["consistent"] for r in reports)
+    consistent = all(r["consistent"] for r in reports) and not stale
     if as_json:
-        print_json({"ok": consistent, "galleries": reports})
+        print_json({"ok": consistent, "galleries": reports, "stale_files": [str(p) for p in stale],
+                    "stale_files_removed": bool(stale) and repair})
     else:
         table = Table(title="index check")
         for column in ("gallery", "kind", "db faces", "index faces", "status", "problems"):
@@ -161,5 +166,7 @@ def check_command(
             table.add_row(escape(r["gallery"]), r["kind"], str(r["db_count"]), str(r["index_count"]), status,
                           escape("; ".join(r["problems"])))
         console.print(table)
+        for path in stale:
+            console.print(f"stale index file {'removed' if repair else 'found'}: {escape(str(path))}")
     if not consistent:
         raise typer.Exit(MISMATCH_EXIT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -492,3 +493,35 @@ def rebuild_index(
     gi.fingerprint = fingerprint
     _cache(ctx)[gallery_id] = gi
     return check
+
+
+_INDEX_FILE = re.compile(r"^gallery-(\d+)\.([a-z]+)\.(faiss|json)$")
+
+
+def stale_index_files(ctx: AppContext) -> list[Path]:
+    """Index files no longer kept in step: of a gallery that no longer exists, or of another index kind than
+    the configured one (left by a configuration change). They may hold vectors of since-deleted faces."""
+    folder = index_dir(ctx)
+    if not folder.is_dir():
+        return []
+    with ctx.db.read() as session:
+        gallery_ids = set(session.execute(select(Gallery.id)).scalars())
+    kind = ctx.settings.index.kind
+    stale = []
+    for path in folder.iterdir():
+        match = _INDEX_FILE.match(path.name)
+        if match and (int(match[1]) not in gallery_ids or match[2] != kind):
+            stale.append(path)
+    return sorted(stale)
+
+
+def remove_stale_index_files(ctx: AppContext, *, actor: str) -> list[Path]:
+    """Delete the stale index files (audited as 'index.remove_stale'); returns what was removed."""
+    stale = stale_index_files(ctx)
+    if stale:
+        with ctx.db.transaction() as session:
+            append_audit(session, actor=actor, action="index.remove_stale", target=str(index_dir(ctx)),
+                         details={"files": [p.name for p in stale]})
+            for path in stale:
+                path.unlink(missing_ok=True)
+    return stale
