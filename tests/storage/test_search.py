@@ -319,3 +319,17 @@ def test_an_empty_gallery_gives_an_empty_list_still_recorded(ctx: AppContext) ->
     assert count(ctx, SearchRecord) == 1
     [(outcome, details)] = audit_rows(ctx)
     assert outcome == "ok" and details["candidates"] == []
+
+
+def test_cli_init_creates_the_data_dir_schema_and_key(ctx: AppContext, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "fresh-data"
+    result = cli("init", "--data-dir", target, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    key = target / "audit-checkpoint.key"
+    assert info["audit_key"] == str(key.resolve()) and info["audit_key_created"]
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert info["index_dir"] == str((target / "index").resolve())
+    again = json.loads(cli("init", "--data-dir", target, "--json").output)
+    assert not again["audit_key_created"]  # an existing key is never replaced
+    assert [o for o, _ in audit_rows(ctx, "system.init")] == ["ok", "ok"]
