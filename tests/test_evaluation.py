@@ -259,3 +259,31 @@ def test_eval_lfw_rejects_a_folder_without_pairs(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "lfw", "--data", str(tmp_path), "--json"])
     assert result.exit_code == 3
     assert json.loads(result.stdout)["error"]["code"] == "bad_input"
+
+
+def test_fusion_nested_kfold_with_only_w1_is_plain_sface_kfold() -> None:
+    from facetrail.evaluation.lfw import Pair
+    from facetrail.evaluation.runner import fusion_nested_kfold
+
+    rng = np.random.default_rng(5)
+    n_people, per = 40, 3
+    paths = [f"p{i}/{j}.jpg" for i in range(n_people) for j in range(per)]
+    centres = rng.normal(size=(n_people, 16))
+    raw = np.repeat(centres, per, axis=0) + rng.normal(scale=1.0, size=(len(paths), 16))
+    sface_vectors = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+    noise = rng.normal(size=(len(paths), 16))
+    dlib_vectors = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
+    faces = np.ones(len(paths), np.int32)
+    sface = EmbeddingSet("s@1", "d@1", paths, sface_vectors, faces)
+    dlib = EmbeddingSet("b@1", "d@1", paths, dlib_vectors, faces)
+    pairs = []
+    for i in range(n_people):
+        pairs.append(Pair(f"p{i}/0.jpg", f"p{i}/1.jpg", True, i % 4))
+        pairs.append(Pair(f"p{i}/2.jpg", f"p{(i + 1) % n_people}/2.jpg", False, i % 4))
+    result = fusion_nested_kfold(sface, dlib, pairs, grid=[1.0])
+    scores, _ = pair_scores(sface, pairs)
+    plain = kfold_accuracy(scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]))
+    assert result["fold_accuracies"] == plain.accuracies
+    assert result["fold_weights"] == [1.0] * 4
+    # With the full grid, pure noise from "dlib" is never worth more weight than SFace on these pairs.
+    assert all(w >= 0.5 for w in fusion_nested_kfold(sface, dlib, pairs)["fold_weights"])

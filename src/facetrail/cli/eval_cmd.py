@@ -85,6 +85,7 @@ def lfw(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    folds: Annotated[int, typer.Option("--folds", help="Use only the first N folds (quick checks).", min=2)] = 10,
 ) -> None:
     """LFW View 2 verification: 10-fold accuracy, ROC AUC, TAR at FAR 1e-2 / 1e-3, ROC and DET plots."""
     from facetrail.evaluation.lfw import open_lfw, pair_images, read_pairs
@@ -94,7 +95,7 @@ def lfw(
     start = time.perf_counter()
     try:
         lfw_data = open_lfw(data)
-        pairs = read_pairs(lfw_data.root / "pairs.txt")
+        pairs = [p for p in read_pairs(lfw_data.root / "pairs.txt") if p.fold < folds]
         run = _embed(data, pair_images(pairs), model, flip, workers, cache_dir, fusion_weight)
     except FaceTrailError as exc:
         _fail(exc, as_json)
@@ -231,19 +232,30 @@ def fusion_weight_cmd(
     as_json: JSON_OPTION = False,
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
+    view2_folds: Annotated[
+        int | None,
+        typer.Option("--view2-folds", min=2, help="Instead: nested k-fold on the first N View 2 folds "
+                     "(w and threshold chosen on the training folds, accuracy on the held-out fold)."),
+    ] = None,
 ) -> None:
     """Choose the SFace weight of the fusion on LFW View 1 (pairsDevTrain.txt), never on the test folds."""
     from facetrail.evaluation.lfw import open_lfw, pair_images, read_pairs
-    from facetrail.evaluation.runner import choose_fusion_weight
+    from facetrail.evaluation.runner import choose_fusion_weight, fusion_nested_kfold
 
     try:
         lfw_data = open_lfw(data)
-        pairs = read_pairs(lfw_data.root / "pairsDevTrain.txt")
+        if view2_folds is not None:
+            pairs = [p for p in read_pairs(lfw_data.root / "pairs.txt") if p.fold < view2_folds]
+        else:
+            pairs = read_pairs(lfw_data.root / "pairsDevTrain.txt")
         paths = pair_images(pairs)
         sface = _embed(data, paths, "sface", flip, workers, cache_dir).embeddings
         dlib = _embed(data, paths, "dlib", flip, workers, cache_dir).embeddings
     except FaceTrailError as exc:
         _fail(exc, as_json)
+        return
+    if view2_folds is not None:
+        print(json.dumps(fusion_nested_kfold(sface, dlib, pairs), indent=2))
         return
     same = np.array([p.same for p in pairs])
     weight, rows = choose_fusion_weight(sface, dlib, [p.a for p in pairs], [p.b for p in pairs], same)

@@ -26,6 +26,7 @@ from facetrail.errors import FaceTrailError
 from facetrail.faces.types import DetectedFace
 
 CHUNK = 48  # images per pool task: large enough to amortise the round trip, small for a smooth progress bar
+SAVE_EVERY = 960  # images between cache saves, so an interrupted run keeps most of its work
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "facetrail" / "eval"
 
 
@@ -166,7 +167,7 @@ def embed_images(
                 since_save += len(got_paths)
                 if progress:
                     progress(done, len(paths))
-                if since_save >= 2000:  # an interrupted run keeps most of its work
+                if since_save >= SAVE_EVERY:
                     save_cache(path, EmbeddingSet(model_id, detector_id, all_paths, np.concatenate(all_vectors),
                                                   np.concatenate(all_faces)))
                     since_save = 0

@@ -15,6 +15,7 @@ import numpy as np
 
 from facetrail.config import Settings, get_settings
 from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR, EmbeddingSet, embed_images
+from facetrail.evaluation.lfw import Pair
 
 WEIGHT_GRID = tuple(round(0.05 * step, 2) for step in range(21))
 
@@ -91,3 +92,43 @@ def choose_fusion_weight(
         rows.append({"weight": float(w), "accuracy": acc, "auc": roc_auc(scores, same)})
     best = max(rows, key=lambda r: (round(r["accuracy"], 9), r["auc"]))
     return best["weight"], rows
+
+
+def fusion_nested_kfold(
+    sface: EmbeddingSet, dlib: EmbeddingSet, pairs: Sequence[Pair], grid: Sequence[float] = WEIGHT_GRID
+) -> dict[str, object]:
+    """LFW View 2 accuracy of the fusion with w *and* the threshold chosen on the training folds only.
+
+    For each test fold, w is the grid value with the best accuracy on the other folds, then the threshold
+    is the best one for that w on the other folds; both are applied unchanged to the test fold.
+    """
+    from facetrail.evaluation.metrics import accuracy_at, best_threshold
+    from facetrail.evaluation.verification import pair_scores
+
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    cos_s, none_s = pair_scores(sface, list(pairs))
+    cos_d, none_d = pair_scores(dlib, list(pairs))
+    no_face = none_s | none_d
+    by_weight = {w: np.where(no_face, -1.0, w * w * cos_s + (1 - w * w) * cos_d) for w in grid}
+    accuracies, weights = [], []
+    for fold in np.unique(folds):
+        train = folds != fold
+
+        def train_accuracy(w: float, train: np.ndarray = train) -> float:
+            s = by_weight[w][train]
+            return accuracy_at(s, same[train], best_threshold(s, same[train]))
+
+        w = max(grid, key=train_accuracy)
+        s = by_weight[w]
+        threshold = best_threshold(s[train], same[train])
+        accuracies.append(accuracy_at(s[~train], same[~train], threshold))
+        weights.append(float(w))
+    return {
+        "folds": len(accuracies),
+        "accuracy_mean": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+        "fold_accuracies": accuracies,
+        "fold_weights": weights,
+        "no_face_pairs": int(no_face.sum()),
+    }

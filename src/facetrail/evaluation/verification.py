@@ -46,7 +46,8 @@ class VerificationReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "model_id": self.model_id,
-            "protocol": "LFW View 2 (pairs.txt): 10 folds, threshold chosen on 9 folds, applied to the 10th",
+            "protocol": f"LFW View 2 (pairs.txt): {len(self.fold_accuracies)} folds; each fold's threshold is "
+            "chosen on the other folds",
             "accuracy_mean": round(self.accuracy_mean, 5),
             "accuracy_std": round(self.accuracy_std, 5),
             "fold_accuracies": [round(a, 5) for a in self.fold_accuracies],
