@@ -5,7 +5,6 @@ absent and CI is not set (test_browser.py's pytestmark); under CI=true they alwa
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -76,7 +75,6 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
-    if SCREENSHOTS.exists():
-        shutil.rmtree(SCREENSHOTS)
-    SCREENSHOTS.mkdir(parents=True)
+    # Files are overwritten, never the folder removed: another test run may be writing into it at the same time.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS

@@ -8,6 +8,7 @@ The tests run in file order and build on each other (one server, one story), lik
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from pathlib import Path
@@ -46,6 +47,7 @@ UNLABELLED_FIELDS = """() => [...document.querySelectorAll('input:not([type=hidd
 def shoot(page: Any, folder: Path, name: str) -> None:
     """The page as it is, at 1280 px and at 390 px; and every form field on it has a label."""
     assert page.evaluate(UNLABELLED_FIELDS) == [], f"unlabelled fields on {name}"
+    folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}-1280.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(folder / f"{name}-390.png"), full_page=True)
@@ -70,6 +72,16 @@ def first_sign_in(page: Any, username: str, one_time: str) -> None:
     page.click("button:has-text('Change password')")
     page.wait_for_url(lambda url: not url.endswith("/password"))
     PASSWORDS[username] = new
+
+
+def drop_file(page: Any, selector: str, path: Path) -> None:
+    """Drop a file on an element as a user dragging it from their desktop would."""
+    transfer = page.evaluate_handle(
+        """([b64, name]) => { const dt = new DataTransfer();
+             const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+             dt.items.add(new File([bytes], name, {type: 'image/jpeg'})); return dt; }""",
+        [base64.b64encode(path.read_bytes()).decode(), path.name])
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
 def no_csp_violations(page: Any) -> None:
@@ -287,7 +299,9 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     shoot(page, screenshots, "32-refused-quality")
 
     page.goto("/search/new")
-    page.set_input_files("#probe", str(TWO_PEOPLE))
+    drop_file(page, "[data-dropzone=probe]", TWO_PEOPLE)  # dragged onto the page, not chosen
+    assert page.evaluate("() => document.getElementById('probe').files.length") == 1
+    assert page.locator(".drop-preview").evaluate("i => !i.hidden")
     page.fill("#case_number", "2026-RB-0042")
     page.select_option("#offense", "robbery")
     page.select_option("#legal_basis", "warrant")
