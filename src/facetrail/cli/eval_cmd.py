@@ -25,8 +25,12 @@ app = typer.Typer(help="Measure accuracy on LFW and build calibration tables.", 
 err_console = Console(stderr=True)
 
 DATA_OPTION = Annotated[Path, typer.Option("--data", help="LFW folder holding pairs.txt and the images.")]
-MODEL_OPTION = Annotated[str, typer.Option("--model", help="sface, dlib, fusion or onnx:/path/model.onnx")]
-FLIP_OPTION = Annotated[bool, typer.Option("--flip/--no-flip", help="Mirror-image averaging (SFace/ONNX).")]
+MODEL_OPTION = Annotated[
+    str | None, typer.Option("--model", help="sface, dlib, fusion or onnx:/path/model.onnx (default: settings).")
+]
+FLIP_OPTION = Annotated[
+    bool | None, typer.Option("--flip/--no-flip", help="Mirror-image averaging, SFace/ONNX (default: settings).")
+]
 OUT_OPTION = Annotated[Path, typer.Option("--out", help="Folder for the summary JSON and the plots.")]
 JSON_OPTION = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 WORKERS_OPTION = Annotated[int, typer.Option("--workers", help="Processes embedding images.", min=1)]
@@ -46,7 +50,8 @@ def _fail(exc: FaceTrailError, as_json: bool) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _embed(data_dir: Path, paths: list[str], model: str, flip: bool, workers: int, cache_dir: Path | None,
+def _embed(data_dir: Path, paths: list[str], model: str | None, flip: bool | None, workers: int,
+           cache_dir: Path | None,
            fusion_weight: float | None = None) -> EmbeddingRun:
     from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR
     from facetrail.evaluation.lfw import open_lfw
@@ -55,7 +60,7 @@ def _embed(data_dir: Path, paths: list[str], model: str, flip: bool, workers: in
     data = open_lfw(data_dir)
     columns = (TextColumn("embedding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(model, total=len(paths))
+        task = bar.add_task(model or "", total=len(paths))
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -78,8 +83,8 @@ def _label(model_id: str) -> str:
 @app.command("lfw")
 def lfw(
     data: DATA_OPTION,
-    model: MODEL_OPTION = "sface",
-    flip: FLIP_OPTION = True,
+    model: MODEL_OPTION = None,
+    flip: FLIP_OPTION = None,
     out: OUT_OPTION = Path("eval-out"),
     as_json: JSON_OPTION = False,
     workers: WORKERS_OPTION = 2,
@@ -139,8 +144,8 @@ def lfw(
 @app.command("identify")
 def identify(
     data: DATA_OPTION,
-    model: MODEL_OPTION = "sface",
-    flip: FLIP_OPTION = True,
+    model: MODEL_OPTION = None,
+    flip: FLIP_OPTION = None,
     out: OUT_OPTION = Path("eval-out"),
     as_json: JSON_OPTION = False,
     workers: WORKERS_OPTION = 2,
@@ -179,8 +184,8 @@ def identify(
 @app.command("calibrate")
 def calibrate(
     data: DATA_OPTION,
-    model: MODEL_OPTION = "sface",
-    flip: FLIP_OPTION = True,
+    model: MODEL_OPTION = None,
+    flip: FLIP_OPTION = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Where to write the table (default: the package's table).")
     ] = None,
@@ -228,7 +233,7 @@ def calibrate(
 @app.command("fusion-weight")
 def fusion_weight_cmd(
     data: DATA_OPTION,
-    flip: FLIP_OPTION = True,
+    flip: FLIP_OPTION = None,
     as_json: JSON_OPTION = False,
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,

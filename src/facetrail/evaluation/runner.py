@@ -20,9 +20,15 @@ from facetrail.evaluation.lfw import Pair
 WEIGHT_GRID = tuple(round(0.05 * step, 2) for step in range(21))
 
 
-def settings_for(model: str, flip: bool, base: Settings | None = None) -> Settings:
+def settings_for(model: str | None, flip: bool | None, base: Settings | None = None) -> Settings:
+    """The settings (from file and FACETRAIL_* environment) with the model and flip overridden where given."""
     base = base or get_settings()
-    embedding = base.embedding.model_copy(update={"embedder": model, "flip_augment": flip})
+    update: dict[str, object] = {}
+    if model is not None:
+        update["embedder"] = model
+    if flip is not None:
+        update["flip_augment"] = flip
+    embedding = base.embedding.model_copy(update=update)
     return base.model_copy(update={"embedding": embedding})
 
 
@@ -40,9 +46,9 @@ class EmbeddingRun:
 def embed_for_model(
     images_dir: Path,
     paths: Sequence[str],
-    model: str,
+    model: str | None,
     *,
-    flip: bool = True,
+    flip: bool | None = None,
     fusion_weight: float | None = None,
     workers: int = 2,
     cache_dir: Path = DEFAULT_CACHE_DIR,
@@ -50,6 +56,7 @@ def embed_for_model(
     base: Settings | None = None,
 ) -> EmbeddingRun:
     start = time.perf_counter()
+    model = model or (base or get_settings()).embedding.embedder
     if model != "fusion":
         emb, computed = embed_images(images_dir, paths, settings_for(model, flip, base), cache_dir=cache_dir,
                                      workers=workers, progress=progress)
