@@ -272,6 +272,7 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     page.wait_for_url("**/search/new")
     header = page.get_by_test_id("who").inner_text()
     assert "alice" in header and "investigator" in header and "Robbery North" in header
+    assert page.locator(".leads-banner").count() == 1 and page.locator(".notice").count() == 0
     shoot(page, screenshots, "30-new-search")
 
     # A photo without a face is refused before anything is searched.

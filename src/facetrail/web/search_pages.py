@@ -51,8 +51,11 @@ PAGE = 50
 
 def _form_page(request: Request, ctx: AppContext, who: Principal, fields: dict[str, str], status: int = 200,
                error: str | None = None, reasons: list[str] | None = None) -> Response:
+    options = search_options(ctx)
+    leads_notice = options.pop("notice")  # "notice" is the page's status message in base.html
     return render(request, "search_new.html", status=status, title="New search", fields=fields, error=error,
-                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx, who)], **search_options(ctx))
+                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx, who)],
+                  leads_notice=leads_notice, **options)
 
 
 def _fields(form: Any) -> dict[str, str]:
