@@ -19,8 +19,12 @@ $(BIN)/facetrail: pyproject.toml
 
 setup: $(BIN)/facetrail
 
-# First command: set up and run the main job.
+# First command: set up and run the main job: the server on the embedded default (SQLite + in-process index).
 run: setup
+	$(BIN)/facetrail serve
+
+# A short end-to-end run of the face pipeline (detect + verify) over the bundled photos.
+demo: setup
 	$(BIN)/facetrail demo
 
 # Second command: set up and run the whole test suite (lint, types, tests).
