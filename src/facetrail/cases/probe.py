@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -14,7 +14,7 @@ from facetrail.api import VerifyResult, verify
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.faces.pipeline import AnalyzedFace
-from facetrail.gallery.service import pipeline_for
+from facetrail.faces.types import DecodedImage, Embedding
 from facetrail.policy.roles import Permission
 
 # The detector (OpenCV) is not documented as thread-safe and the server runs sync routes in a thread pool:
@@ -47,6 +47,15 @@ class ProbeAnalysis:
     height: int
     format: str
     faces: list[ProbeFace]
+    image: DecodedImage = field(repr=False)
+    analyzed: list[AnalyzedFace] = field(repr=False)  # same order as faces; no embeddings
+
+    def embedded(self, ctx: AppContext, index: int) -> AnalyzedFace:
+        """Face ``index`` with its embedding: what a search compares (the probe is not detected again)."""
+        face = self.analyzed[index]
+        with PIPELINE_LOCK:
+            vector = ctx.pipeline.embedder.embed(self.image.pixels, [face.face])[0]
+        return replace(face, embedding=Embedding(vector, ctx.pipeline.model_id))
 
 
 def data_url(jpeg: bytes) -> str:
@@ -66,11 +75,12 @@ def probe_face(face: AnalyzedFace) -> ProbeFace:
 
 def analyze_upload(ctx: AppContext, data: bytes) -> ProbeAnalysis:
     """Decode (with the configured limits) and list every face, largest first, with its quality. No embedding."""
-    pipeline = pipeline_for(ctx.settings)
+    pipeline = ctx.pipeline  # the instance the search core uses: one set of models per process
     with PIPELINE_LOCK:
         image = pipeline.decode(data)
         faces = pipeline.analyze(image, embed=False)
-    return ProbeAnalysis(image.sha256, image.width, image.height, image.format, [probe_face(f) for f in faces])
+    return ProbeAnalysis(image.sha256, image.width, image.height, image.format, [probe_face(f) for f in faces],
+                         image, faces)
 
 
 def detect_upload(ctx: AppContext, who: Principal, data: bytes) -> ProbeAnalysis:
@@ -88,7 +98,7 @@ def verify_uploads(ctx: AppContext, who: Principal, a: bytes, b: bytes, *, face_
     """1:1: one face of each photo (largest unless chosen). Audited ('verify.upload') with both hashes."""
     who.require(Permission.VERIFY_RUN)
     with PIPELINE_LOCK:
-        result = verify(a, b, face_a=face_a, face_b=face_b, settings=pipeline_for(ctx.settings).settings)
+        result = verify(a, b, face_a=face_a, face_b=face_b, settings=ctx.settings)
     with ctx.db.transaction() as s:
         append_audit(s, actor=who.actor, action="verify.upload", target=f"image:{result.sha256_a}",
                      details={"image_a": result.sha256_a, "image_b": result.sha256_b,

@@ -224,16 +224,21 @@ class _Probe:
 
 
 def _prepare_probe(
-    ctx: AppContext, probe: bytes | str | Path, gallery: str, face_index: int | None, attempted: dict[str, Any]
+    ctx: AppContext, probe: bytes | str | Path, gallery: str, face_index: int | None, attempted: dict[str, Any],
+    analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
 ) -> _Probe:
     with ctx.db.read() as session:
         target = load_gallery(session, gallery)
         gallery_id, gallery_name, gallery_model = target.id, target.name, target.model_id
         model_id = check_model(ctx, target)
     data = bytes(probe) if isinstance(probe, bytes | bytearray) else read_image_bytes(probe, ctx.settings.images)
-    image = ctx.pipeline.decode(data)
-    attempted["probe_sha256"] = image.sha256
-    face, faces_in_probe = ctx.pipeline.analyze_one(image, face_index)
+    if analyzed is not None:
+        image, face, faces_in_probe = analyzed
+        attempted["probe_sha256"] = image.sha256
+    else:
+        image = ctx.pipeline.decode(data)
+        attempted["probe_sha256"] = image.sha256
+        face, faces_in_probe = ctx.pipeline.analyze_one(image, face_index)
     calibration = load_calibration(gallery_model)
     return _Probe(gallery_id, gallery_name, model_id, data, image, face, faces_in_probe, calibration)
 
@@ -253,11 +258,14 @@ def search_gallery(
     user_id: int | None = None,
     unit_id: int | None = None,
     legal_basis: str | None = None,
+    analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
 ) -> SearchResult:
     """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery.
 
     ``user_id``/``unit_id`` scope the record to its searcher and unit (the server's search history);
-    ``legal_basis`` is recorded with it when given."""
+    ``legal_basis`` is recorded with it when given. ``analyzed`` is the probe (``probe`` as bytes) already
+    decoded, with its chosen face embedded and its face count, from a caller that checked face choice and
+    quality first: the probe is then not analysed a second time."""
     attempted: dict[str, Any] = {
         "gallery": gallery, "case_number": case_number, "offense": offense, "reason": reason,
         "candidates_requested": candidates, "face_index": face_index,
@@ -268,7 +276,7 @@ def search_gallery(
     try:
         purpose = validate_purpose(case_number, offense, reason)
         k = validate_candidates(candidates)
-        p = _prepare_probe(ctx, probe, gallery, face_index, attempted)
+        p = _prepare_probe(ctx, probe, gallery, face_index, attempted, analyzed)
     except FaceTrailError as exc:
         _audit_refused(ctx, actor, "search", gallery, attempted, exc)
         raise
