@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-from live_server import FIXTURES, FR, PASSWORD, World, login
+from live_server import FIXTURES, FR, PASSWORD, World, login, make_user
 
 SEARCH_FIELDS = {"gallery": "bookings", "case_number": "2026-0042", "offense": "robbery", "legal_basis": "warrant",
                  "justification": "CCTV still from the bank robbery on 3 May"}
@@ -262,3 +262,19 @@ def test_audit_shows_the_actions_verifies_and_exports(world: World, searches: di
         assert page["has_more"] is True and len(page["records"]) == 1
     exports = _audit(world, action="audit.export")
     assert {r["details"]["format"] for r in exports} == {"jsonl", "csv"}
+
+
+def test_nobody_reviews_their_own_search(world: World) -> None:
+    """A searcher later made a reviewer of the same unit still may not review their own search."""
+    token = make_user(world.admin, world.server, "switch.user", "investigator", "north")
+    with world.server.client(token) as user:
+        r = _search(user, _photo("obama.jpg"), case_number="2026-0077")
+        assert r.status_code == 201, r.text
+        search_id = r.json()["search_id"]
+        r = world.admin.patch("/api/v1/users/switch.user", json={"role": "reviewer"})
+        assert r.status_code == 200 and r.json()["user"]["role"] == "reviewer"
+        r = user.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})
+        assert r.status_code == 403 and "own search" in r.json()["error"]["message"]
+    denied = [rec for rec in _audit(world, action="review.decide", outcome="denied")
+              if rec["target"] == f"search:{search_id}"]
+    assert denied and denied[0]["actor"] == "user:switch.user"
