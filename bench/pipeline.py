@@ -169,14 +169,16 @@ def throughput(init: Callable[..., None], work: Callable[[str], int], paths: lis
 
 
 def markdown(args: argparse.Namespace, command: str, photo_info: str, stages: dict[str, dict[str, float]],
-             folder: dict[str, tuple[float, int, int]], n_images: int, load_before: str) -> str:
+             folder: dict[str, tuple[float, int, int]], n_images: int, load_before: str,
+             started: str) -> str:
     ft, dl = stages["FaceTrail"], stages["dlib"]
     lines = [
         "## Pipeline",
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine_description()}  ",
-        f"Date: {now_utc()}; {load_before} at start, {load_note()} at end (other engineers share the CPU).",
+        f"Date: {started} to {now_utc()}; {load_before} at start, {load_note()} at end"
+        " (other engineers share the CPU).",
         "",
         "FaceTrail: the default pipeline (YuNet detector, 5-point similarity alignment, SFace with flip"
         " averaging, one ONNX thread per process). Baseline: the dlib pipeline face_recognition uses"
@@ -225,6 +227,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
     load_before = load_note()
+    started = now_utc()
 
     photo = args.photo.read_bytes()
     with Image.open(io.BytesIO(photo)) as im:
@@ -241,7 +244,7 @@ def main() -> None:
         ),
     }
     print(folder, flush=True)
-    text = markdown(args, command, photo_info, stages, folder, len(paths), load_before)
+    text = markdown(args, command, photo_info, stages, folder, len(paths), load_before, started)
     print(text)
     if not args.no_write:
         write_doc_section("pipeline", text)

@@ -188,13 +188,16 @@ def fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_before: str) -> str:
+def markdown(
+    rows: list[Row], args: argparse.Namespace, command: str, load_before: str, started: str
+) -> str:
     lines = [
         "## Search",
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine_description()}  ",
-        f"Date: {now_utc()}; {load_before} at start, {load_note()} at end (other engineers share the CPU).",
+        f"Date: {started} to {now_utc()}; {load_before} at start, {load_note()} at end"
+        " (other engineers share the CPU).",
         "",
         f"Synthetic 128-d embeddings with identity structure: {args.per_identity} enrolled samples per identity,"
         " sample = normalise(centre + noise), same-identity cosine 0.5–0.8, different-identity 0 ± 0.09"
@@ -235,12 +238,13 @@ def main() -> None:
     args.codecs = args.codecs.split(",")
     command = "python bench/search.py " + " ".join(sys.argv[1:])
     load_before = load_note()
+    started = now_utc()
     set_threads(1)
     faces = SyntheticFaces(samples_per_identity=args.per_identity)
     rows: list[Row] = []
     for size in (parse_size(s) for s in args.sizes.split(",")):
         rows += run_size(args, size, faces)
-    text = markdown(rows, args, command, load_before)
+    text = markdown(rows, args, command, load_before, started)
     print(text)
     if not args.no_write:
         write_doc_section("search", text)
