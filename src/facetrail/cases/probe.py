@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,9 +18,9 @@ from facetrail.faces.pipeline import AnalyzedFace
 from facetrail.faces.types import DecodedImage, Embedding
 from facetrail.policy.roles import Permission
 
-# The detector (OpenCV) is not documented as thread-safe and the server runs sync routes in a thread pool:
-# one analysis at a time per process. On a 2-core machine this costs little throughput.
-PIPELINE_LOCK = threading.Lock()
+# The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
+# analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
+PIPELINE_LOCK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 THUMBNAIL_JPEG_QUALITY = 90
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,14 +46,18 @@ class FacePipeline:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self._detector: FaceDetector | None = None
+        # OpenCV's YuNet object keeps per-call state: one detector per thread, so a server's worker threads
+        # can analyse photos at once. ONNX Runtime sessions (the embedder) are thread-safe and shared.
+        self._local = threading.local()
         self._embedder: FaceEmbedder | None = None
 
     @property
     def detector(self) -> FaceDetector:
-        if self._detector is None:
-            self._detector = make_detector(self.settings.detection, self.settings.embedding.onnx_threads)
-        return self._detector
+        detector: FaceDetector | None = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = make_detector(self.settings.detection, self.settings.embedding.onnx_threads)
+            self._local.detector = detector
+        return detector
 
     @property
     def embedder(self) -> FaceEmbedder:
