@@ -153,7 +153,8 @@ def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(ctx: Ap
     # the model and thresholds; hooks say plainly what is not recorded
     assert mated["model"]["model_id"] == ctx.pipeline.model_id and ctx.pipeline.model_id in text
     assert mated["model"]["decision_threshold"] is not None
-    assert mated["approval"] is None and "not recorded" in text
+    assert mated["approval"] is None and mated["emergency"] is None  # ran without needing approval
+    assert mated["policy_version"] is None or mated["policy_version"].isdigit()
     # the probe image was kept: its aligned face is in the packet (a JPEG), and the PDF carries it
     thumb = base64.b64decode(mated["probe"]["thumbnail_jpeg_base64"])
     assert thumb[:3] == b"\xff\xd8\xff"
@@ -241,15 +242,15 @@ def test_transparency_report_counts_match_the_world(ctx: AppContext, world: Worl
     assert _csv(out / "reviewer_disagreements.csv")[1:] == [["Robbery", "2", "1"]]
     assert _csv(out / "gallery_changes.csv")[1:] == [["bookings", "4", "1", "1"]]
     users = {row[0]: row[1:] for row in _csv(out / "users.csv")[1:]}
-    assert users == {"investigator": ["2", "2", "2", "not recorded"], "reviewer": ["2", "2", "0", "not recorded"],
-                     "auditor": ["1", "0", "0", "not recorded"]}
+    assert users == {"investigator": ["2", "2", "2", "0"], "reviewer": ["2", "2", "0", "0"],
+                     "auditor": ["1", "0", "0", "0"]}  # nobody's search training recorded in this world
     [model] = _csv(out / "model.csv")[1:]
     assert model[:3] == [ctx.pipeline.model_id, "yes", "3"]
     assert _csv(out / "audit_chain.csv")[1][0] == "True"
-    assert not (out / "approvals.csv").exists() and report.section("approvals").recorded is False
+    assert report.section("approvals").recorded is True and report.section("approvals").rows == []
 
     page = (out / "index.html").read_text()
-    assert "<script" not in page.lower() and "Not recorded" in page
+    assert "<script" not in page.lower()
     for sec in report.sections:
         if sec.chart is not None:
             assert f'src="{sec.key}.png"' in page and (out / f"{sec.key}.png").read_bytes()[:4] == b"\x89PNG"

@@ -115,7 +115,7 @@ def demo() -> None:
 # Each command module adds its commands with ``register(app)``: eval (evaluation), gallery + enroll,
 # search, audit, index and init. Kept in separate modules so each stays small.
 COMMAND_MODULES = ("eval_cmd", "gallery_cmd", "search_cmd", "audit_cmd", "admin_cmd", "serve_cmd", "report_cmd",
-                   "retention_cmd")
+                   "retention_cmd", "governance_cmd")
 
 
 def _register_subcommands() -> None:

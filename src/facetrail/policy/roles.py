@@ -35,6 +35,9 @@ class Permission(StrEnum):
     TOKENS_OWN = "tokens.own"  # create and revoke one's own API tokens
     RETENTION_MANAGE = "retention.manage"  # retention rules and runs, subject dispositions, certificates
     LEGAL_HOLD = "legal_hold.manage"  # place and lift legal holds
+    SEARCH_APPROVE = "search.approve"  # approve or deny a unit colleague's search request / emergency search
+    POLICY_MANAGE = "policy.manage"  # apply a new policy version (everyone signed in may read the one in force)
+    TRAINING_MANAGE = "training.manage"  # record users' search training
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -59,6 +62,9 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.TOKENS_OWN: frozenset({_I, _R, _A, _D}),
     Permission.RETENTION_MANAGE: frozenset({_D}),
     Permission.LEGAL_HOLD: frozenset({_D}),
+    Permission.SEARCH_APPROVE: frozenset({_R}),
+    Permission.POLICY_MANAGE: frozenset({_D}),
+    Permission.TRAINING_MANAGE: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 

@@ -13,12 +13,12 @@ from facetrail.audit.service import verify_audit
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.faces.calibration import load_calibration
+from facetrail.governance.release import RELEASE_REVIEWERS as RELEASE_REVIEWERS
 from facetrail.storage.models import CandidateReview
 
-# The two-person rule (issue 5): a candidate is a released lead once this many different reviewers, none of
-# them the searcher, have marked it a possible lead. Until the two-person review module stores releases
-# itself, both outputs derive them from the current review decisions with this rule.
-RELEASE_REVIEWERS = 2
+# The two-person rule (issue 5, facetrail.governance.release): a candidate is a released lead once
+# RELEASE_REVIEWERS different reviewers, none of them the searcher, have marked it a possible lead. Both
+# outputs derive releases from the current review decisions with that rule.
 POSSIBLE_LEAD = "possible_lead"
 
 

@@ -80,23 +80,27 @@ OPERATOR_SCOPE = PacketScope(None, True, "all units (local operator)")
 
 
 # ------------------------------------------------------------------ hooks for the governance features
-# Issue 5's approvals, emergency searches and policy versions are not stored yet. Each hook answers None
-# ("not recorded") until its feature stores the data; then it returns a small dict / string for one search.
+# Filled by facetrail.governance (issue 5): approvals, emergency searches and the policy version of a search.
+# None means "none" for approvals (no approval was needed) and "not recorded" for a search older than policies.
 
 
 def approval_of(session: Session, record: SearchRecord) -> dict[str, Any] | None:
-    """Who approved or denied the search request, when and why (approvals: not stored yet)."""
-    return None
+    """Who approved the search request, when and why (None: the search needed no prior approval)."""
+    from facetrail.governance.reporting import approval_entry
+
+    return approval_entry(session, record.id, "prior")
 
 
 def emergency_of(session: Session, record: SearchRecord) -> dict[str, Any] | None:
-    """Whether the search was an emergency search and how its after-the-fact approval ended (not stored yet)."""
-    return None
+    """Whether the search was an emergency search and how its after-the-fact approval ended."""
+    from facetrail.governance.reporting import approval_entry
+
+    return approval_entry(session, record.id, "emergency")
 
 
 def policy_version_of(session: Session, record: SearchRecord) -> str | None:
-    """The policy version in force when the search ran (policy versions: not stored yet)."""
-    return None
+    """The policy version in force when the search ran."""
+    return None if record.policy_version is None else str(record.policy_version)
 
 
 # ------------------------------------------------------------------ collecting
@@ -173,14 +177,16 @@ def _outcome(candidates: list[dict[str, Any]]) -> str:
 def _search_entry(ctx: AppContext, session: Session, record: SearchRecord, people: dict[str, Any],
                   reviews: list[dict[str, Any]], history: list[dict[str, Any]], decisions: dict[Any, Any],
                   audit_seq: int | None) -> dict[str, Any]:
-    candidates = _candidates(ctx, record, reviews, decisions)
+    emergency = emergency_of(session, record)
+    # A locked emergency search's results are seen by no one, in a packet neither; the entry says why.
+    candidates = [] if emergency and emergency["results_locked"] else _candidates(ctx, record, reviews, decisions)
     return {
         "search_id": record.id,
         "run_at": iso(record.created_at),
         "run_by": people["run_by"],
         "audit_seq": audit_seq,
         "approval": approval_of(session, record),
-        "emergency": emergency_of(session, record),
+        "emergency": emergency,
         "policy_version": policy_version_of(session, record),
         "gallery": record.gallery_name,
         "offense": record.offense,

@@ -114,8 +114,8 @@ def _person(person: dict[str, Any]) -> str:
 
 
 def _hooked(value: Any, what: str) -> str:
-    if value is None:
-        return f"{NOT_RECORDED} ({what} are not stored by this installation)"
+    if value is None:  # no approval needed / not an emergency search / a search older than policy versions
+        return f"none ({what}: none for this search)" if what != "policy versions" else NOT_RECORDED
     if isinstance(value, dict):
         return "; ".join(f"{k}: {v}" for k, v in value.items())
     return str(value)

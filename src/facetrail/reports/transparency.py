@@ -101,19 +101,24 @@ def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 
 def approval_rows(session: Session, low: dt.datetime, high: dt.datetime) -> list[list[Any]] | None:
-    """Approval requests decided in the period, by unit: approved, denied (approvals: not stored yet)."""
-    return None
+    """Approval requests decided in the period, by unit: approved, denied."""
+    from facetrail.governance.reporting import approval_counts
+
+    return approval_counts(session, low, high)
 
 
 def emergency_rows(session: Session, low: dt.datetime, high: dt.datetime) -> list[list[Any]] | None:
-    """Emergency searches in the period by outcome: approved after the fact, denied, window passed (not stored
-    yet)."""
-    return None
+    """Emergency searches in the period by outcome: approved after the fact, denied, window passed, pending."""
+    from facetrail.governance.reporting import emergency_counts
+
+    return emergency_counts(session, low, high)
 
 
 def trained_users(session: Session, at: dt.datetime) -> dict[int, bool] | None:
-    """Whose search training is valid at the end of the period, by user id (training: not stored yet)."""
-    return None
+    """Whose search training is valid at the end of the period, by user id."""
+    from facetrail.governance.reporting import trained_at
+
+    return trained_at(session, at)
 
 
 # ------------------------------------------------------------------ collecting

@@ -21,7 +21,8 @@ from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddle
 log = logging.getLogger(__name__)
 
 # Routers, each ``router`` (an APIRouter) in its own module under facetrail.service.api / facetrail.web.
-API_MODULES = ("auth", "users", "galleries", "faces", "searches", "audit", "system", "reports", "retention")
+API_MODULES = ("auth", "users", "galleries", "faces", "searches", "audit", "system", "reports", "retention",
+               "governance")
 WEB_MODULE = "facetrail.web.routes"
 
 

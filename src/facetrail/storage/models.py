@@ -115,6 +115,7 @@ class SearchRecord(Base):
     model_id: Mapped[str] = mapped_column(String(200))
     candidates_requested: Mapped[int] = mapped_column(Integer)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # rank, face_id, subject, score, fmr
+    policy_version: Mapped[int | None] = mapped_column(Integer)  # in force when it ran (governance, 0005)
 
 
 class AuditRecord(Base):

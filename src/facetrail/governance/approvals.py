@@ -1,0 +1,398 @@
+"""Search authorisation: the policy and training checks every search passes, prior-approval requests and
+emergency searches.
+
+- Every search (cases.searches.run_search calls ``authorize_search``): valid training, an allowed offense, a
+  legal basis of the policy, the required fields, a candidate count within the policy's bounds. Where the
+  policy asks for prior approval (offense or gallery), a search without an approved request is refused.
+- A prior REQUEST stores the probe in a separate pending store (data_dir/probes-pending) until decided: an
+  approval runs the search as the requester (results visible to them) and a denial drops the probe; either way
+  the pending copy is removed, and the kept-probe rule (keep_probe_images + retention) applies to the search.
+- An EMERGENCY search cites the policy's emergency legal basis and runs at once; a reviewer must approve it
+  within approval.emergency_window_hours, else (denied, or the window passed) its results are locked.
+Decisions are made by a reviewer of the requester's unit who is not the requester; a denial needs a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from facetrail.accounts.service import ConflictError, NotFoundError, Principal, principal_for
+from facetrail.audit.log import append_audit
+from facetrail.context import AppContext
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.gallery.imagestore import ImageStore
+from facetrail.governance.models import SearchApproval
+from facetrail.governance.policy import Policy, active_version
+from facetrail.governance.training import require_training
+from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.storage.models import SearchRecord, User, utcnow
+
+if TYPE_CHECKING:
+    from facetrail.cases.searches import SearchRequest, SearchView
+
+PRIOR, EMERGENCY = "prior", "emergency"
+PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
+MAX_REASON = 5000
+
+
+class ApprovalRequiredError(FaceTrailError):
+    """The policy asks for prior approval of this search: submit it as a request (POST /search-requests)."""
+
+    code = "approval_required"
+    http_status = 409
+    exit_code = 6
+
+
+class OffenseNotAllowedError(BadInputError):
+    code = "offense_not_allowed"
+
+
+class ResultsLockedError(FaceTrailError):
+    """An emergency search that was denied or not approved in time: its results are locked for everyone."""
+
+    code = "results_locked"
+    http_status = 403
+    exit_code = 6
+
+
+class RequestNotFoundError(NotFoundError):
+    code = "request_not_found"
+
+
+def pending_store(ctx: AppContext) -> ImageStore:
+    return ImageStore(ctx.data_dir / "probes-pending")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# ------------------------------------------------------------------ the checks every search passes
+
+
+def check_search_fields(policy: Policy, req: SearchRequest) -> None:
+    """Offense, legal basis, required fields and candidate count against the policy."""
+    rules = policy.search
+    if req.offense not in rules.allowed_offenses:
+        raise OffenseNotAllowedError(f"offense {req.offense!r} is not allowed for search by the policy",
+                                     field="offense", allowed=list(rules.allowed_offenses))
+    if ("legal_basis" in rules.required_fields or req.legal_basis) and req.legal_basis not in rules.legal_bases:
+        raise BadInputError(f"legal basis {req.legal_basis!r} is not one of the policy's legal bases",
+                            field="legal_basis", allowed=list(rules.legal_bases))
+    if not rules.min_candidates <= req.candidates <= rules.max_candidates:
+        raise BadInputError(f"candidates must be {rules.min_candidates}-{rules.max_candidates} (policy)",
+                            field="candidates")
+
+
+def authorize_search(ctx: AppContext, who: Principal, req: SearchRequest, approval_id: int | None) -> int:
+    """Raise unless this search may run now; returns the policy version in force. ``approval_id`` names the
+    approved request or the emergency declaration this run belongs to (set by this module only)."""
+    version, policy = active_version(ctx)
+    require_training(ctx, who)
+    check_search_fields(policy, req)
+    if approval_id is not None:
+        with ctx.db.read() as s:
+            row = s.get(SearchApproval, approval_id)
+            if row is not None:
+                s.expunge(row)
+        usable = row is not None and row.requester_id == who.user_id and row.search_id is None and (
+            (row.kind == PRIOR and row.status == APPROVED) or (row.kind == EMERGENCY and row.status == PENDING))
+        if not usable:
+            raise PermissionDeniedError(f"approval {approval_id} does not authorise this search")
+        return version
+    if policy.needs_prior_approval(req.offense, req.gallery):
+        raise ApprovalRequiredError(
+            f"the policy requires a reviewer's prior approval for {req.offense!r} searches of {req.gallery!r}: "
+            "submit it as a search request", offense=req.offense, gallery=req.gallery)
+    return version
+
+
+# ------------------------------------------------------------------ requests and emergency searches
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request: dict[str, Any]
+    search: SearchView | None  # emergency searches run at once
+
+
+def _refuse(ctx: AppContext, who: Principal, action: str, target: str, error: FaceTrailError,
+            extra: dict[str, Any] | None = None) -> FaceTrailError:
+    outcome = "denied" if isinstance(error, PermissionDeniedError) else "refused"
+    with ctx.db.transaction() as s:
+        append_audit(s, actor=who.actor, action=action, target=target, outcome=outcome,
+                     details={**(extra or {}), "error": {"code": error.code, "message": error.message[:500]},
+                              **who.audit_context()})
+    return error
+
+
+def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *, emergency: bool) -> Submitted:
+    """A prior-approval request (stored, with its probe, until a reviewer decides) or an emergency search
+    (runs now; to be approved within the policy's window). Refusals are audited."""
+    from facetrail.cases.probe import analyze_upload
+    from facetrail.cases.searches import _choose_face, run_search
+
+    action = "search.emergency" if emergency else "search.request"
+    target = f"case:{req.case_number[:100]}"
+    echo = {"case_number": req.case_number[:200], "offense": req.offense[:200], "gallery": req.gallery[:200],
+            "legal_basis": req.legal_basis[:200]}
+    try:
+        who.require(Permission.SEARCH_RUN)
+        version, policy = active_version(ctx)
+        require_training(ctx, who)
+        check_search_fields(policy, req)
+        if emergency and req.legal_basis != policy.approval.emergency_legal_basis:
+            raise BadInputError(f"an emergency search must cite {policy.approval.emergency_legal_basis!r}",
+                                field="legal_basis")
+        if not req.justification.strip():
+            raise BadInputError("justification is required", field="justification")
+        analysis = analyze_upload(ctx, probe)
+        chosen = _choose_face(analysis, req.face_index)
+        if chosen is None:
+            raise BadInputError("the probe has no usable face (or face_index is out of range)", field="probe")
+    except FaceTrailError as exc:
+        raise _refuse(ctx, who, action, target, exc, echo) from None
+    now = utcnow()
+    row = SearchApproval(
+        kind=EMERGENCY if emergency else PRIOR, status=PENDING, requester_id=who.user_id, unit_id=who.unit_id,
+        gallery_name=req.gallery, case_number=req.case_number.strip(), offense=req.offense,
+        legal_basis=req.legal_basis, justification=req.justification.strip(), candidates=req.candidates,
+        face_index=chosen.index, probe_sha256=analysis.sha256, probe_held=not emergency, policy_version=version,
+        requested_at=now, decision_reason="",
+        deadline=now + dt.timedelta(hours=policy.approval.emergency_window_hours) if emergency else None)
+    if not emergency:
+        pending_store(ctx).put(analysis.sha256, probe)
+        with ctx.db.transaction() as s:
+            s.add(row)
+            s.flush()
+            append_audit(s, actor=who.actor, action=action, target=f"request:{row.id}",
+                         details={**echo, "request_id": row.id, "probe_sha256": analysis.sha256,
+                                  "policy_version": version, **who.audit_context()})
+        return Submitted(request_dict(ctx, row), None)
+    with ctx.db.transaction() as s:
+        s.add(row)
+        s.flush()
+        row_id = row.id
+    try:
+        view = run_search(ctx, who, probe, req, approval_id=row_id)
+    except BaseException:
+        with ctx.db.transaction() as s:
+            s.delete(s.get(SearchApproval, row_id))
+        raise
+    with ctx.db.transaction() as s:
+        stored = s.get(SearchApproval, row_id)
+        assert stored is not None
+        stored.search_id = view.search_id
+        s.flush()
+        append_audit(s, actor=who.actor, action=action, target=f"search:{view.search_id}",
+                     details={**echo, "request_id": row_id, "search_id": view.search_id,
+                              "deadline": _aware(stored.deadline or now).isoformat(), "policy_version": version,
+                              **who.audit_context()})
+        return Submitted(request_dict(ctx, stored), view)
+
+
+def _load_for_decision(ctx: AppContext, who: Principal, request_id: int, action: str) -> SearchApproval:
+    target = f"request:{request_id}"
+    if not who.can(Permission.SEARCH_APPROVE):
+        raise _refuse(ctx, who, action, target,
+                      PermissionDeniedError(f"role '{who.role}' may not approve or deny searches"))
+    with ctx.db.read() as s:
+        row = s.get(SearchApproval, request_id)
+        if row is not None:
+            s.expunge(row)
+    if row is None or row.unit_id is None or row.unit_id != who.unit_id:
+        raise _refuse(ctx, who, action, target, RequestNotFoundError(f"no search request {request_id}"))
+    if row.requester_id == who.user_id:
+        raise _refuse(ctx, who, action, target, PermissionDeniedError("nobody approves or denies their own search"))
+    if row.status != PENDING:
+        raise _refuse(ctx, who, action, target, ConflictError(f"request {request_id} is already {row.status}"))
+    if row.kind == EMERGENCY and row.deadline is not None and _aware(row.deadline) < utcnow():
+        _expire(ctx, [row.id])
+        raise _refuse(ctx, who, action, target, ConflictError(
+            f"the approval window of emergency search {row.search_id} has passed: its results are locked"))
+    return row
+
+
+def _decide(ctx: AppContext, who: Principal, row_id: int, status: str, reason: str, action: str) -> SearchApproval:
+    with ctx.db.transaction() as s:
+        row = s.get(SearchApproval, row_id)
+        assert row is not None
+        if row.status != PENDING:  # decided concurrently
+            raise ConflictError(f"request {row_id} is already {row.status}")
+        row.status, row.decided_by_id, row.decided_at, row.decision_reason = status, who.user_id, utcnow(), reason
+        s.flush()
+        append_audit(s, actor=who.actor, action=action, target=f"request:{row_id}",
+                     details={"request_id": row_id, "kind": row.kind, "case_number": row.case_number,
+                              "search_id": row.search_id, "reason": reason, **who.audit_context()})
+        s.expunge(row)
+        return row
+
+
+def _clean_reason(reason: str, required: bool) -> str:
+    text = (reason or "").strip()
+    if required and not text:
+        raise BadInputError("a reason is required", field="reason")
+    if len(text) > MAX_REASON:
+        raise BadInputError(f"the reason is over {MAX_REASON} characters", field="reason")
+    return text
+
+
+def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") -> dict[str, Any]:
+    """Approve a pending request (it then runs as the requester) or an emergency search (after the fact)."""
+    text = _clean_reason(reason, required=False)
+    row = _load_for_decision(ctx, who, request_id, "search.approve")
+    row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")
+    if row.kind == PRIOR:
+        _run_approved(ctx, row)
+    with ctx.db.read() as s:
+        fresh = s.get(SearchApproval, row.id)
+        assert fresh is not None
+        return request_dict(ctx, fresh)
+
+
+def deny(ctx: AppContext, who: Principal, request_id: int, reason: str) -> dict[str, Any]:
+    """Deny a pending request (its probe is dropped) or an emergency search (its results lock). Reason required."""
+    try:
+        text = _clean_reason(reason, required=True)
+    except BadInputError as exc:
+        raise _refuse(ctx, who, "search.deny", f"request:{request_id}", exc) from None
+    row = _load_for_decision(ctx, who, request_id, "search.deny")
+    row = _decide(ctx, who, row.id, DENIED, text, "search.deny")
+    if row.kind == PRIOR:
+        _drop_probe(ctx, row.id)
+    with ctx.db.read() as s:
+        fresh = s.get(SearchApproval, row.id)
+        assert fresh is not None
+        return request_dict(ctx, fresh)
+
+
+def _drop_probe(ctx: AppContext, row_id: int) -> None:
+    with ctx.db.transaction() as s:
+        row = s.get(SearchApproval, row_id)
+        assert row is not None
+        row.probe_held = False
+        sha = row.probe_sha256
+        others = s.execute(select(SearchApproval.id).where(SearchApproval.probe_sha256 == sha,
+                                                           SearchApproval.probe_held.is_(True),
+                                                           SearchApproval.id != row_id).limit(1)).first()
+    if others is None:
+        pending_store(ctx).remove(sha)
+
+
+def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
+    """Run an approved request as its requester; the results are theirs. The pending probe is then dropped."""
+    from facetrail.cases.searches import SearchRequest, run_search
+
+    with ctx.db.read() as s:
+        user = s.get(User, row.requester_id)
+        assert user is not None
+        requester = principal_for(user, via="approval")
+    probe = pending_store(ctx).path_for(row.probe_sha256).read_bytes()
+    req = SearchRequest(gallery=row.gallery_name, case_number=row.case_number, offense=row.offense,
+                        legal_basis=row.legal_basis, justification=row.justification, candidates=row.candidates,
+                        face_index=row.face_index)
+    try:
+        view = run_search(ctx, requester, probe, req, approval_id=row.id)
+    finally:
+        _drop_probe(ctx, row.id)
+    with ctx.db.transaction() as s:
+        stored = s.get(SearchApproval, row.id)
+        assert stored is not None
+        stored.search_id = view.search_id
+
+
+def _expire(ctx: AppContext, ids: list[int]) -> None:
+    with ctx.db.transaction() as s:
+        for row in s.execute(select(SearchApproval).where(SearchApproval.id.in_(ids),
+                                                          SearchApproval.status == PENDING)).scalars():
+            row.status, row.decided_at = EXPIRED, utcnow()
+            append_audit(s, actor="system", action="search.emergency.expired", target=f"search:{row.search_id}",
+                         details={"request_id": row.id, "case_number": row.case_number,
+                                  "deadline": _aware(row.deadline or utcnow()).isoformat()})
+
+
+def expire_overdue(ctx: AppContext) -> int:
+    """Mark pending emergency searches past their window as expired (their results are locked either way)."""
+    now = utcnow()
+    with ctx.db.read() as s:
+        ids = [r.id for r in s.execute(select(SearchApproval).where(
+            SearchApproval.kind == EMERGENCY, SearchApproval.status == PENDING)).scalars()
+            if r.deadline is not None and _aware(r.deadline) < now]
+    if ids:
+        _expire(ctx, ids)
+    return len(ids)
+
+
+# ------------------------------------------------------------------ locked results
+
+
+def is_locked(row: SearchApproval | None) -> bool:
+    if row is None or row.kind != EMERGENCY:
+        return False
+    if row.status in (DENIED, EXPIRED):
+        return True
+    return row.status == PENDING and row.deadline is not None and _aware(row.deadline) < utcnow()
+
+
+def approval_for_search(ctx: AppContext, search_id: int) -> SearchApproval | None:
+    with ctx.db.read() as s:
+        row = s.execute(select(SearchApproval).where(SearchApproval.search_id == search_id)).scalar_one_or_none()
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+def results_locked(ctx: AppContext, search_id: int) -> bool:
+    return is_locked(approval_for_search(ctx, search_id))
+
+
+def require_unlocked(ctx: AppContext, who: Principal, record: SearchRecord, action: str) -> None:
+    """Refuse (audited) any view of a locked emergency search's results, whoever asks."""
+    if not results_locked(ctx, record.id):
+        return
+    raise _refuse(ctx, who, action, f"search:{record.id}", ResultsLockedError(
+        f"search {record.id} was an emergency search that was not approved in time (or was denied): "
+        "its results are locked", search_id=record.id))
+
+
+# ------------------------------------------------------------------ listing
+
+
+def request_dict(ctx: AppContext, row: SearchApproval) -> dict[str, Any]:
+    with ctx.db.read() as s:
+        names = dict(s.execute(select(User.id, User.username).where(
+            User.id.in_([i for i in (row.requester_id, row.decided_by_id) if i is not None]))).all())
+    return {"id": row.id, "kind": row.kind, "status": EXPIRED if is_locked(row) and row.status == PENDING
+            else row.status, "requester": names.get(row.requester_id), "gallery": row.gallery_name,
+            "case_number": row.case_number, "offense": row.offense, "legal_basis": row.legal_basis,
+            "justification": row.justification, "candidates": row.candidates, "probe_sha256": row.probe_sha256,
+            "probe_held": row.probe_held, "policy_version": row.policy_version, "search_id": row.search_id,
+            "requested_at": _aware(row.requested_at),
+            "deadline": _aware(row.deadline) if row.deadline else None,
+            "decided_by": names.get(row.decided_by_id) if row.decided_by_id else None,
+            "decided_at": _aware(row.decided_at) if row.decided_at else None,
+            "decision_reason": row.decision_reason, "results_locked": is_locked(row)}
+
+
+def list_requests(ctx: AppContext, who: Principal, *, status: str | None = None) -> list[dict[str, Any]]:
+    """Investigators: their own requests; reviewers: their unit's; auditors: all. Others: refused (audited)."""
+    expire_overdue(ctx)
+    query = select(SearchApproval).order_by(SearchApproval.id.desc())
+    if who.can(Permission.SEARCH_METADATA_ALL):
+        pass
+    elif who.can(Permission.SEARCH_APPROVE) and who.unit_id is not None:
+        query = query.where(SearchApproval.unit_id == who.unit_id)
+    elif who.can(Permission.SEARCH_RUN) and who.user_id is not None:
+        query = query.where(SearchApproval.requester_id == who.user_id)
+    else:
+        raise _refuse(ctx, who, "search.request.list", "requests",
+                      PermissionDeniedError(f"role '{who.role}' may not view search requests"))
+    if status:
+        query = query.where(SearchApproval.status == status)
+    with ctx.db.read() as s:
+        rows = list(s.execute(query.limit(500)).scalars())
+        return [request_dict(ctx, r) for r in rows]

@@ -1,0 +1,433 @@
+"""Governance rules, each tried through every interface that offers it (core service, REST API through the
+app, CLI): the policy document, the training gate, prior approval and emergency searches, two-person review.
+Each attempt to break a rule must be refused AND the refusal audited. Real photos through the real pipeline.
+
+The web UI has no governance forms yet (search requests, approvals, training): its search form goes through
+cases.searches.run_search, the same gate these tests exercise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from index_helpers import create_gallery, enroll_photos
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
+from facetrail.accounts.service import Principal, create_api_token, principal_for
+from facetrail.cases.reviews import list_reviews, review_candidate
+from facetrail.cases.searches import SearchRequest, candidate_thumbnail, get_search, run_search
+from facetrail.cli.main import app as cli_app
+from facetrail.config import get_settings
+from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
+from facetrail.governance import approvals
+from facetrail.governance.models import SearchApproval, TrainingRecord
+from facetrail.governance.policy import PolicyError, active_version, apply_policy, default_policy_text
+from facetrail.governance.release import DecisionFinalError
+from facetrail.governance.training import TrainingRequiredError, record_training
+from facetrail.policy.roles import PermissionDeniedError
+from facetrail.service.app import create_app
+from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
+
+GALLERY = {"OBAMA": OBAMA, "BIDEN": BIDEN, "AMY": FACEAPI / "amy" / "amy1.png", "RAJ": FACEAPI / "raj" / "raj1.png"}
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+@dataclass
+class World:
+    ctx: AppContext
+    users: dict[str, Principal]
+    client: TestClient
+    tokens: dict[str, str]
+
+    def api(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+
+    def api_search(self, who: str, path: str = "/searches", **fields: Any) -> Any:
+        data = {"gallery": "bookings", "case_number": "2026-0042", "offense": "robbery", "legal_basis": "warrant",
+                "justification": "armed robbery, store camera still", "candidates": "4", **fields}
+        return self.api(who, "POST", path, data=data, files={"probe": ("p.jpg", OBAMA2.read_bytes(), "image/jpeg")})
+
+
+def _user(ctx: AppContext, username: str, role: str, unit_id: int | None) -> Principal:
+    with ctx.db.transaction() as s:
+        user = User(username=username, role=role, unit_id=unit_id, password_hash="x", must_change_password=False)
+        s.add(user)
+        s.flush()
+        s.refresh(user, ["unit"])
+        return principal_for(user, "session")
+
+
+def _unit(ctx: AppContext, name: str) -> int:
+    with ctx.db.transaction() as s:
+        unit = Unit(name=name)
+        s.add(unit)
+        s.flush()
+        return unit.id
+
+
+def _req(offense: str = "robbery", legal_basis: str = "warrant") -> SearchRequest:
+    return SearchRequest(gallery="bookings", case_number="2026-0042", offense=offense, legal_basis=legal_basis,
+                         justification="armed robbery, store camera still", candidates=4)
+
+
+def _audits(ctx: AppContext, action: str, outcome: str | None = None) -> list[dict[str, Any]]:
+    with ctx.db.read() as s:
+        query = select(AuditRecord).where(AuditRecord.action == action)
+        if outcome:
+            query = query.where(AuditRecord.outcome == outcome)
+        return [{"actor": r.actor, "outcome": r.outcome, "target": r.target, **json.loads(r.details)}
+                for r in s.execute(query.order_by(AuditRecord.seq)).scalars()]
+
+
+@pytest.fixture
+def world(ctx: AppContext) -> Iterator[World]:
+    ctx.settings.server.similarity_floor = -1.0  # seeds policy v1: every candidate shown, so several can be reviewed
+    robbery, homicide = _unit(ctx, "Robbery"), _unit(ctx, "Homicide")
+    users = {
+        "inv": _user(ctx, "ivan.inv", "investigator", robbery),
+        "rita": _user(ctx, "rita.rev", "reviewer", robbery),
+        "rob": _user(ctx, "rob.rev", "reviewer", robbery),
+        "hank": _user(ctx, "hank.rev", "reviewer", homicide),
+        "new": _user(ctx, "nora.new", "investigator", robbery),
+        "admin": _user(ctx, "adam.admin", "administrator", None),
+        "aud": _user(ctx, "ada.aud", "auditor", None),
+    }
+    create_gallery(ctx, "bookings", ctx.pipeline.model_id)
+    enroll_photos(ctx, ctx.pipeline, 1, GALLERY)
+    record_training(ctx, "ivan.inv", TODAY - dt.timedelta(days=10), "FR-101", actor="user:adam.admin")
+    tokens = {name: create_api_token(ctx, who, "test")[1] for name, who in users.items()}
+    with TestClient(create_app(ctx)) as client:
+        yield World(ctx, users, client, tokens)
+
+
+# ------------------------------------------------------------------ policy
+
+
+def test_policy_is_versioned_applied_with_an_audited_diff_and_stamped_on_searches(world: World) -> None:
+    ctx = world.ctx
+    version, policy = active_version(ctx)
+    assert version == 1 and policy.search.similarity_floor == -1.0  # seeded from the settings
+    first = run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req())
+    text = default_policy_text().replace("similarity_floor = 0.30", "similarity_floor = 0.25")
+    r = world.api("admin", "PUT", "/policy", json={"text": text})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    applied = _audits(ctx, "policy.apply", "ok")
+    assert [a["version"] for a in applied] == [1, 2]
+    assert "-similarity_floor = -1.0" in applied[1]["diff"] and "+similarity_floor = 0.25" in applied[1]["diff"]
+    second = run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req())
+    with ctx.db.read() as s:
+        assert s.get(SearchRecord, first.search_id).policy_version == 1  # type: ignore[union-attr]
+        assert s.get(SearchRecord, second.search_id).policy_version == 2  # type: ignore[union-attr]
+    assert second.similarity_floor == 0.25 and first.similarity_floor == -1.0
+    assert world.api("inv", "GET", "/policy").json()["version"] == 2  # everyone signed in reads it
+    assert [v["version"] for v in world.api("aud", "GET", "/policy/history").json()] == [2, 1]
+
+
+def test_policy_changes_are_refused_to_non_administrators_and_invalid_documents(world: World) -> None:
+    ctx = world.ctx
+    good = default_policy_text()
+    r = world.api("rita", "PUT", "/policy", json={"text": good.replace("0.30", "0.10")})
+    assert r.status_code == 403
+    assert _audits(ctx, "access.denied", "denied")[-1]["reason"].endswith("policy.manage")
+    bad = good.replace("max_candidates = 50", "max_candidates = 500")
+    r = world.api("admin", "PUT", "/policy", json={"text": bad})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "policy_invalid"
+    assert "max_candidates" in r.json()["error"]["message"]
+    with pytest.raises(PolicyError):
+        apply_policy(ctx, "[search]\nallowed_offenses = []\n", actor="cli:test")
+    assert len(_audits(ctx, "policy.apply", "refused")) == 2
+    assert active_version(ctx)[0] == 1  # nothing applied
+
+
+def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", world.ctx.settings.resolved_database_url)
+    monkeypatch.setenv("FACETRAIL_DATA_DIR", str(world.ctx.data_dir))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        bad = tmp_path / "bad.toml"
+        bad.write_text(default_policy_text().replace('offenses = ["burglary", "fraud"]', 'offenses = ["jaywalking"]'))
+        result = runner.invoke(cli_app, ["policy", "validate", str(bad)])
+        assert result.exit_code != 0
+        result = runner.invoke(cli_app, ["policy", "apply", str(bad)])
+        assert result.exit_code != 0 and _audits(world.ctx, "policy.apply", "refused")
+        good = tmp_path / "good.toml"
+        good.write_text(default_policy_text())
+        assert runner.invoke(cli_app, ["policy", "validate", str(good)]).exit_code == 0
+        result = runner.invoke(cli_app, ["policy", "apply", str(good), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["version"] == 2
+        history = json.loads(runner.invoke(cli_app, ["policy", "history", "--json"]).output)
+        assert [v["version"] for v in history] == [2, 1]
+        assert "similarity_floor = 0.30" in runner.invoke(cli_app, ["policy", "show"]).output
+        # training through the CLI: nora can search afterwards
+        result = runner.invoke(cli_app, ["user", "train", "nora.new", "--date", str(TODAY), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["valid"] is True
+        assert runner.invoke(cli_app, ["user", "train", "nobody", "--date", str(TODAY)]).exit_code != 0
+    finally:
+        get_settings.cache_clear()
+    assert run_search(world.ctx, world.users["new"], OBAMA2.read_bytes(), _req()).candidates is not None
+    assert _audits(world.ctx, "training.record")[-1]["target"] == "user:nora.new"
+
+
+# ------------------------------------------------------------------ training gate
+
+
+def test_search_without_valid_training_is_refused_and_audited(world: World) -> None:
+    ctx = world.ctx
+    with pytest.raises(TrainingRequiredError):
+        run_search(ctx, world.users["new"], OBAMA2.read_bytes(), _req())
+    r = world.api_search("new")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "training_required"
+    r = world.api_search("new", path="/search-requests", emergency="true", legal_basis="exigent-circumstances")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "training_required"
+    refused = [a for a in _audits(ctx, "search", "refused") if a["error"]["code"] == "training_required"]
+    assert len(refused) == 2 and all(a["actor"] == "user:nora.new" for a in refused)
+    assert _audits(ctx, "search.emergency", "refused")[-1]["error"]["code"] == "training_required"
+    # training expires after the policy's validity period
+    record_training(ctx, "nora.new", TODAY - dt.timedelta(days=400), "FR-101", actor="user:adam.admin")
+    with pytest.raises(TrainingRequiredError, match="expired"):
+        run_search(ctx, world.users["new"], OBAMA2.read_bytes(), _req())
+    # only administrators record training
+    r = world.api("rita", "POST", "/users/nora.new/training", json={"completed_on": str(TODAY), "course": "x"})
+    assert r.status_code == 403
+    r = world.api("admin", "POST", "/users/nora.new/training", json={"completed_on": str(TODAY), "course": "FR-101"})
+    assert r.status_code == 201 and r.json()["valid"] is True
+    assert world.api_search("new").status_code == 201
+    with ctx.db.read() as s:
+        assert len(list(s.execute(select(TrainingRecord)).scalars())) == 3
+
+
+def test_search_for_a_disallowed_offense_is_refused_and_audited(world: World) -> None:
+    ctx = world.ctx
+    with pytest.raises(FaceTrailError) as caught:
+        run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req(offense="jaywalking"))
+    assert caught.value.code == "offense_not_allowed"
+    r = world.api_search("inv", offense="jaywalking")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "offense_not_allowed"
+    r = world.api_search("inv", path="/search-requests", offense="jaywalking")
+    assert r.status_code == 400
+    assert sum(a["error"]["code"] == "offense_not_allowed" for a in _audits(ctx, "search", "refused")) == 2
+    assert _audits(ctx, "search.request", "refused")[-1]["offense"] == "jaywalking"
+    with ctx.db.read() as s:
+        assert s.execute(select(SearchRecord)).first() is None
+
+
+# ------------------------------------------------------------------ prior approval
+
+
+def test_prior_approval_request_approved_by_a_colleague_runs_for_the_requester(world: World) -> None:
+    ctx = world.ctx
+    with pytest.raises(approvals.ApprovalRequiredError):
+        run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req(offense="burglary"))
+    r = world.api_search("inv", offense="burglary")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "approval_required"
+    assert sum(a["error"]["code"] == "approval_required" for a in _audits(ctx, "search", "refused")) == 2
+
+    r = world.api_search("inv", path="/search-requests", offense="burglary")
+    assert r.status_code == 201, r.text
+    request = r.json()["request"]
+    assert request["status"] == "pending" and request["probe_held"] and r.json()["search"] is None
+    assert approvals.pending_store(ctx).exists(request["probe_sha256"])
+    rid = request["id"]
+    # the requester cannot approve it (an investigator may not approve at all); another unit's reviewer
+    # does not even see it
+    r = world.api("inv", "POST", f"/search-requests/{rid}/approve", json={})
+    assert r.status_code == 403
+    r = world.api("hank", "POST", f"/search-requests/{rid}/approve", json={})
+    assert r.status_code == 404
+    assert [a["outcome"] for a in _audits(ctx, "search.approve")] == ["denied", "refused"]
+    assert [x["id"] for x in world.api("rita", "GET", "/search-requests").json()] == [rid]
+    assert world.api("hank", "GET", "/search-requests").json() == []
+
+    r = world.api("rita", "POST", f"/search-requests/{rid}/approve", json={"reason": "burglary series"})
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["status"] == "approved" and done["decided_by"] == "rita.rev" and done["search_id"]
+    assert not done["probe_held"] and not approvals.pending_store(ctx).exists(request["probe_sha256"])
+    view = get_search(ctx, world.users["inv"], done["search_id"])
+    assert view.actor == "user:ivan.inv" and view.candidates
+    r = world.api("rita", "POST", f"/search-requests/{rid}/approve", json={})
+    assert r.status_code == 409  # decided once
+
+
+def test_approving_ones_own_request_is_refused(world: World) -> None:
+    ctx = world.ctx
+    rid = world.api_search("inv", path="/search-requests", offense="burglary").json()["request"]["id"]
+    # a reviewer who files a request (as an investigator before a role change) may not decide it
+    with ctx.db.transaction() as s:
+        s.execute(update(SearchApproval).where(SearchApproval.id == rid)
+                  .values(requester_id=world.users["rita"].user_id))
+    with pytest.raises(PermissionDeniedError, match="own"):
+        approvals.approve(ctx, world.users["rita"], rid)
+    r = world.api("rita", "POST", f"/search-requests/{rid}/deny", json={"reason": "no"})
+    assert r.status_code == 403
+    refused = [a for a in _audits(ctx, "search.approve") + _audits(ctx, "search.deny")
+               if "own" in a["error"]["message"]]
+    assert len(refused) == 2
+
+
+def test_denied_request_drops_the_probe_needs_a_reason_and_is_reported(world: World) -> None:
+    ctx = world.ctx
+    request = world.api_search("inv", path="/search-requests", offense="burglary").json()["request"]
+    r = world.api("rob", "POST", f"/search-requests/{request['id']}/deny", json={"reason": "  "})
+    assert r.status_code == 400 and _audits(ctx, "search.deny", "refused")
+    r = world.api("rob", "POST", f"/search-requests/{request['id']}/deny", json={"reason": "no burglary series"})
+    assert r.status_code == 200 and r.json()["status"] == "denied" and r.json()["search_id"] is None
+    assert not approvals.pending_store(ctx).exists(request["probe_sha256"])
+    assert _audits(ctx, "search.deny", "ok")[0]["reason"] == "no burglary series"
+    from facetrail.reports.transparency import collect_report
+
+    report = collect_report(ctx, str(TODAY), str(TODAY), actor="test")
+    approvals_section = next(sec for sec in report.sections if sec.key == "approvals")
+    assert approvals_section.rows == [["Robbery", 0, 1]]
+
+
+# ------------------------------------------------------------------ emergency searches
+
+
+def _emergency(world: World) -> dict[str, Any]:
+    r = world.api_search("inv", path="/search-requests", emergency="true", legal_basis="exigent-circumstances",
+                         justification="child missing, abductor photographed")
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_emergency_search_runs_at_once_and_is_approved_within_the_window(world: World) -> None:
+    ctx = world.ctx
+    r = world.api_search("inv", path="/search-requests", emergency="true")  # must cite exigent circumstances
+    assert r.status_code == 400 and _audits(ctx, "search.emergency", "refused")
+    done = _emergency(world)
+    assert done["search"]["candidates"] and done["request"]["status"] == "pending"
+    deadline = dt.datetime.fromisoformat(done["request"]["deadline"])
+    requested = dt.datetime.fromisoformat(done["request"]["requested_at"])
+    assert (deadline - requested) == dt.timedelta(hours=48)
+    r = world.api("rita", "POST", f"/search-requests/{done['request']['id']}/approve", json={"reason": "ok"})
+    assert r.status_code == 200 and r.json()["status"] == "approved" and not r.json()["results_locked"]
+    assert get_search(ctx, world.users["inv"], done["search"]["search_id"]).candidates
+
+
+def test_locked_results_of_denied_or_late_emergency_searches_cannot_be_seen(world: World) -> None:
+    ctx = world.ctx
+    denied, late = _emergency(world), _emergency(world)
+    world.api("rita", "POST", f"/search-requests/{denied['request']['id']}/deny", json={"reason": "not exigent"})
+    with ctx.db.transaction() as s:  # the window passes
+        s.execute(update(SearchApproval).where(SearchApproval.id == late["request"]["id"])
+                  .values(deadline=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+    for item in (denied, late):
+        sid = item["search"]["search_id"]
+        for who in ("inv", "rita"):
+            with pytest.raises(approvals.ResultsLockedError):
+                get_search(ctx, world.users[who], sid)
+            r = world.api(who, "GET", f"/searches/{sid}")
+            assert r.status_code == 403 and r.json()["error"]["code"] == "results_locked"
+            assert world.api(who, "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 403
+        with pytest.raises(approvals.ResultsLockedError):
+            candidate_thumbnail(ctx, world.users["inv"], sid, 1)
+        with pytest.raises(approvals.ResultsLockedError):
+            review_candidate(ctx, world.users["rob"], sid, 1, "possible_lead")
+    r = world.api("rob", "POST", f"/search-requests/{late['request']['id']}/approve", json={})
+    assert r.status_code == 409 and "window" in r.json()["error"]["message"]
+    locked = _audits(ctx, "search.view", "refused") + _audits(ctx, "search.thumbnail", "refused")
+    assert len(locked) >= 8 and all(a["error"]["code"] == "results_locked" for a in locked)
+    assert _audits(ctx, "search.emergency.expired")
+    # the packet names the case's locked searches without their candidates
+    from facetrail.reports.packet import OPERATOR_SCOPE, collect_packet
+
+    packet = collect_packet(ctx, "2026-0042", actor="test", scope=OPERATOR_SCOPE)
+    entries = {e["search_id"]: e for e in packet.data["searches"]}
+    for item in (denied, late):
+        entry = entries[item["search"]["search_id"]]
+        assert entry["emergency"]["results_locked"] and entry["candidates"] == []
+    from facetrail.reports.transparency import collect_report
+
+    report = collect_report(ctx, str(TODAY), str(TODAY), actor="test")
+    rows = dict(map(tuple, next(sec for sec in report.sections if sec.key == "emergency_searches").rows))
+    assert rows["denied (results locked)"] == 1 and rows["window passed (results locked)"] == 1
+
+
+# ------------------------------------------------------------------ two-person review
+
+
+def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
+    ctx = world.ctx
+    users = world.users
+    sid = run_search(ctx, users["inv"], OBAMA2.read_bytes(), _req()).search_id
+    review_candidate(ctx, users["rita"], sid, 1, "possible_lead", "same ears")
+    review_candidate(ctx, users["rita"], sid, 2, "possible_lead")
+    # rob has not decided: he does not see rita's decisions (view, review list, API)
+    rob_view = get_search(ctx, users["rob"], sid)
+    assert rob_view.candidates and all(c.reviews == [] for c in rob_view.candidates)
+    assert list_reviews(ctx, users["rob"], sid) == []
+    api_view = world.api("rob", "GET", f"/searches/{sid}").json()
+    assert all(c["reviews"] == [] for c in api_view["candidates"])
+    assert world.api("rob", "GET", f"/searches/{sid}/reviews").json() == []
+    # the investigator sees every candidate "under review": no identity, no face
+    inv_view = get_search(ctx, users["inv"], sid)
+    assert inv_view.candidates and all(c.subject_external_id == "under review" for c in inv_view.candidates)
+    assert world.api("inv", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 403
+    assert _audits(ctx, "search.thumbnail", "denied")[-1]["reason"].startswith("candidate under review")
+
+    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
+    assert r.status_code == 200
+    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/2/review", json={"decision": "not_a_match"})
+    assert r.status_code == 200
+    # rank 1 released: the investigator sees who and the face; rank 2 a recorded disagreement, shown to both
+    inv_view = get_search(ctx, users["inv"], sid)
+    assert inv_view.candidates
+    assert inv_view.candidates[0].subject_external_id != "under review"
+    assert inv_view.candidates[1].subject_external_id == "under review"
+    assert world.api("inv", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 200
+    assert len(_audits(ctx, "lead.released")) == 1
+    disagreement = _audits(ctx, "review.disagreement")
+    assert len(disagreement) == 1 and disagreement[0]["rank"] == 2
+    for who in ("rita", "rob"):
+        seen = get_search(ctx, users[who], sid).candidates
+        assert seen and {r["decision"] for r in seen[1].reviews} == {"possible_lead", "not_a_match"}
+    # decisions are final once both reviewers decided: no change of mind after seeing the other's
+    with pytest.raises(DecisionFinalError):
+        review_candidate(ctx, users["rita"], sid, 2, "not_a_match")
+    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/2/review", json={"decision": "possible_lead"})
+    assert r.status_code == 409
+    assert len(_audits(ctx, "review.decide", "refused")) == 2
+
+
+def test_reviewing_ones_own_search_is_refused(world: World) -> None:
+    ctx = world.ctx
+    sid = run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req()).search_id
+    with ctx.db.transaction() as s:  # the searcher becomes a reviewer of the same unit
+        s.execute(update(User).where(User.id == world.users["inv"].user_id).values(role="reviewer"))
+    as_reviewer = Principal(**{**world.users["inv"].__dict__, "role": "reviewer"})
+    with pytest.raises(PermissionDeniedError, match="own search"):
+        review_candidate(ctx, as_reviewer, sid, 1, "possible_lead")
+    r = world.api("inv", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
+    assert r.status_code == 403
+    assert len([a for a in _audits(ctx, "review.decide", "denied") if "own search" in a["reason"]]) == 2
+
+
+# ------------------------------------------------------------------ audit records
+
+
+def test_audit_records_cannot_be_edited_or_deleted_through_any_interface(world: World) -> None:
+    routes = [(m, r.path) for r in world.client.app.routes for m in getattr(r, "methods", set())]  # type: ignore[attr-defined]
+    assert not [(m, p) for m, p in routes if p.startswith("/api/v1/audit") and m in {"PUT", "PATCH", "DELETE"}]
+    for method in ("DELETE", "PUT", "PATCH"):
+        r = world.api("admin", method, "/audit/1", json={})
+        assert r.status_code in (404, 405)
+    result = CliRunner().invoke(cli_app, ["audit", "--help"])
+    assert result.exit_code == 0 and "delete" not in result.output.lower() and "edit" not in result.output.lower()
+    with world.ctx.db.read() as s:
+        assert s.execute(select(AuditRecord).limit(1)).first() is not None
