@@ -22,15 +22,16 @@ from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit
 from facetrail.cases.probe import PIPELINE_LOCK, ProbeAnalysis, ProbeFace, analyze_upload
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import FaceTrailError
 from facetrail.gallery.search import (
     LEADS_NOTICE,
-    MAX_CANDIDATES,
-    MIN_CANDIDATES,
     search_gallery,
     validate_candidates,
     validate_purpose,
 )
+from facetrail.governance import approvals as governance
+from facetrail.governance import release
+from facetrail.governance.policy import active_policy, similarity_floor_for
 from facetrail.policy.roles import Permission, PermissionDeniedError
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
 
@@ -152,10 +153,11 @@ def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) 
 
 
 def search_options(ctx: AppContext) -> dict[str, Any]:
-    server = ctx.settings.server
-    return {"offenses": list(server.offenses), "legal_bases": list(server.legal_bases),
-            "min_candidates": MIN_CANDIDATES, "max_candidates": MAX_CANDIDATES, "default_candidates": 20,
-            "similarity_floor": server.similarity_floor, "notice": LEADS_NOTICE}
+    rules = active_policy(ctx).search  # the policy document supersedes the server settings
+    return {"offenses": list(rules.allowed_offenses), "legal_bases": list(rules.legal_bases),
+            "min_candidates": rules.min_candidates, "max_candidates": rules.max_candidates,
+            "default_candidates": rules.default_candidates, "similarity_floor": rules.similarity_floor,
+            "notice": LEADS_NOTICE}
 
 
 def _refuse(ctx: AppContext, who: Principal, req: SearchRequest, error: FaceTrailError, probe_sha256: str | None,
@@ -174,14 +176,7 @@ def _refuse(ctx: AppContext, who: Principal, req: SearchRequest, error: FaceTrai
 def _check_fields(ctx: AppContext, req: SearchRequest) -> None:
     """Everything but the probe, before the probe is analysed."""
     validate_purpose(req.case_number, req.offense, req.justification)
-    validate_candidates(req.candidates)
-    server = ctx.settings.server
-    if req.offense not in server.offenses:
-        raise BadInputError(f"offense {req.offense!r} is not one of the configured offenses", field="offense",
-                            allowed=list(server.offenses))
-    if req.legal_basis not in server.legal_bases:
-        raise BadInputError(f"legal basis {req.legal_basis!r} is not one of the configured legal bases",
-                            field="legal_basis", allowed=list(server.legal_bases))
+    validate_candidates(req.candidates)  # offense, legal basis and the policy's bounds: governance.authorize_search
 
 
 def _choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace | None:
@@ -202,12 +197,15 @@ def _choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace |
     return chosen
 
 
-def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest) -> SearchView:
-    """Run a 1:N search for the caller's case. Refusals (bad fields, several faces and no choice, failed
-    quality) are audited with outcome 'refused'; the search itself is recorded and audited by the core."""
+def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
+               approval_id: int | None = None) -> SearchView:
+    """Run a 1:N search for the caller's case. Refusals (no valid training, outside the policy, approval
+    required, bad fields, several faces and no choice, failed quality) are audited with outcome 'refused'; the
+    search itself is recorded and audited by the core. ``approval_id``: set by facetrail.governance only."""
     who.require(Permission.SEARCH_RUN)
     sha: str | None = None
     try:
+        governance.authorize_search(ctx, who, req, approval_id)
         _check_fields(ctx, req)
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
@@ -247,7 +245,7 @@ def review_dict(review: CandidateReview, reviewer: str) -> dict[str, Any]:
 
 
 def shown_candidates(ctx: AppContext, record: SearchRecord) -> list[dict[str, Any]]:
-    floor = ctx.settings.server.similarity_floor
+    floor = similarity_floor_for(ctx, record.policy_version)
     return [c for c in record.candidates if float(c["similarity"]) >= floor]
 
 
@@ -261,6 +259,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
                                     similarity=float(c["similarity"]), estimated_fmr=float(c["fmr"]),
                                     reviews=reviews.get(int(c["face_id"]), []))
                       for c in shown]
+        candidates = release.visible_candidates(ctx, who, record, candidates)  # blind two-person review
     created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
     return SearchView(
         search_id=record.id, created_at=created, actor=record.actor, user_id=record.user_id, unit=unit,
@@ -268,7 +267,8 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         offense=record.offense, legal_basis=record.legal_basis, justification=record.reason,
         probe_sha256=record.probe_sha256, probe_stored=record.probe_stored, face_index=record.face_index,
         faces_in_probe=record.faces_in_probe, candidates_requested=record.candidates_requested,
-        candidates_shown=len(shown), similarity_floor=ctx.settings.server.similarity_floor, candidates=candidates,
+        candidates_shown=len(shown), similarity_floor=similarity_floor_for(ctx, record.policy_version),
+        candidates=candidates,
         reviews_count=sum(len(v) for v in reviews.values()),
     )
 
@@ -286,6 +286,8 @@ def get_search(ctx: AppContext, who: Principal, search_id: int, *, audit: bool =
     if not can_view_searches(who):
         raise deny(ctx, who, "search.view", f"search:{search_id}", f"role '{who.role}' may not view searches")
     record = load_in_scope(ctx, who, search_id, "search.view")
+    if may_see_results(who):
+        governance.require_unlocked(ctx, who, record, "search.view")
     view = _view(ctx, who, record, _unit_name(ctx, record.unit_id))
     if audit:
         with ctx.db.transaction() as s:
@@ -316,9 +318,9 @@ def list_searches(ctx: AppContext, who: Principal, *, limit: int = 50, offset: i
         ids = [record.id for record, _ in rows]
         counts = dict(s.execute(select(CandidateReview.search_id, func.count())
                                 .where(CandidateReview.search_id.in_(ids)).group_by(CandidateReview.search_id)).all())
-        floor = ctx.settings.server.similarity_floor
         items = []
         for record, unit in rows:
+            floor = similarity_floor_for(ctx, record.policy_version)
             items.append(SearchView(
                 search_id=record.id, created_at=record.created_at if record.created_at.tzinfo
                 else record.created_at.replace(tzinfo=dt.UTC), actor=record.actor, user_id=record.user_id,
@@ -338,7 +340,10 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
         raise deny(ctx, who, "search.thumbnail", f"search:{search_id}",
                       f"role '{who.role}' may not see candidates' faces")
     record = load_in_scope(ctx, who, search_id, "search.thumbnail")
+    governance.require_unlocked(ctx, who, record, "search.thumbnail")
     match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
+    if match:
+        release.require_released(ctx, who, record, int(match[0]["face_id"]), rank)
     with ctx.db.transaction() as s:
         face = s.get(Face, int(match[0]["face_id"])) if match else None
         if face is None:
