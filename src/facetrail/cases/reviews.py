@@ -15,6 +15,7 @@ from facetrail.audit.log import append_audit
 from facetrail.cases.searches import SearchNotFoundError, deny, load_in_scope, review_dict, shown_candidates
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
+from facetrail.governance import approvals, release
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, utcnow
 
@@ -44,11 +45,13 @@ def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int,
     record = load_in_scope(ctx, who, search_id, "review.decide")  # the unit's searches only, else 404
     if record.user_id is not None and record.user_id == who.user_id:
         raise deny(ctx, who, "review.decide", target, "nobody reviews their own search")
+    approvals.require_unlocked(ctx, who, record, "review.decide")
     match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
     if not match:
         raise SearchNotFoundError(f"search {search_id} shows no candidate at rank {rank}", search_id=search_id,
                                   rank=rank)
     face_id = int(match[0]["face_id"])
+    release.check_may_decide(ctx, who, record, face_id, rank)
     with ctx.db.transaction() as s:
         review = s.execute(select(CandidateReview).where(
             CandidateReview.search_id == search_id, CandidateReview.face_id == face_id,
@@ -64,7 +67,9 @@ def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int,
         append_audit(s, actor=who.actor, action="review.decide", target=target, details={
             "search_id": search_id, "case_number": record.case_number, "rank": rank, "face_id": face_id,
             "decision": choice.value, "previous_decision": previous, "notes": notes, **who.audit_context()})
-        return review_dict(review, who.username)
+        decided = review_dict(review, who.username)
+    release.after_decision(ctx, who, record, face_id, rank)
+    return decided
 
 
 def list_reviews(ctx: AppContext, who: Principal, search_id: int) -> list[dict[str, Any]]:
@@ -74,9 +79,10 @@ def list_reviews(ctx: AppContext, who: Principal, search_id: int) -> list[dict[s
 
     if not can_view_searches(who):
         raise deny(ctx, who, "review.list", f"search:{search_id}", f"role '{who.role}' may not view searches")
-    load_in_scope(ctx, who, search_id, "review.list")
+    record = load_in_scope(ctx, who, search_id, "review.list")
     with ctx.db.read() as s:
         rows = s.execute(select(CandidateReview, User.username).join(User, User.id == CandidateReview.reviewer_id)
                          .where(CandidateReview.search_id == search_id).order_by(CandidateReview.rank,
                                                                                  CandidateReview.id)).all()
-        return [review_dict(r, name) for r, name in rows]
+        listed = [review_dict(r, name) for r, name in rows]
+    return release.visible_review_list(ctx, who, record, listed)  # blind two-person review
