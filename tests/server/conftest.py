@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -47,6 +48,10 @@ def world(live_server: LiveServer) -> Iterator[World]:
         key = f"{role}_south"
         w.usernames[key] = f"{role[:5]}.south"
         w.tokens[key] = make_user(admin, live_server, w.usernames[key], role, "south")
+    for key in ("investigator", "investigator_south"):  # the training gate: nobody searches untrained
+        r = admin.post(f"/api/v1/users/{w.usernames[key]}/training",
+                       json={"completed_on": str(dt.date.today()), "course": "FR-101"})
+        assert r.status_code == 201, r.text
     r = admin.post("/api/v1/galleries", json={"name": w.gallery, "legal_basis": "Booking photos, statute 12-3",
                                               "source_system": "county-rms"})
     assert r.status_code == 201, r.text

@@ -4,6 +4,7 @@ verify, a search with a multi-face probe, scope between units, review, and the a
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from contextlib import closing
@@ -149,7 +150,7 @@ def test_detect_lists_faces_and_verify_compares_two_photos(world: World) -> None
     assert same["estimated_fmr"] < other["estimated_fmr"]
 
 
-def test_multi_face_probe_needs_a_choice_and_each_face_finds_its_person(searches: dict[str, Any]) -> None:
+def test_multi_face_probe_needs_a_choice_and_each_face_finds_its_person(world: World, searches: dict[str, Any]) -> None:
     choice = searches["choice"]
     assert choice["code"] == "face_choice_required"
     assert [f["index"] for f in choice["details"]["faces"]] == [0, 1]
@@ -163,7 +164,10 @@ def test_multi_face_probe_needs_a_choice_and_each_face_finds_its_person(searches
         candidates = result["candidates"]
         assert candidates and all(c["similarity"] >= result["similarity_floor"] for c in candidates)
         assert [c["rank"] for c in candidates] == list(range(1, len(candidates) + 1))
-        tops.add(candidates[0]["subject_external_id"])
+        assert candidates[0]["subject_external_id"] == "under review"  # to the investigator, until released
+        with world.as_role("reviewer") as reviewer:
+            tops.add(reviewer.get(f"/api/v1/searches/{result['search_id']}").json()["candidates"][0]
+                     ["subject_external_id"])
     assert tops == {"B-OBAMA", "B-BIDEN"}
 
 
@@ -195,8 +199,8 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
     with world.as_role("investigator") as investigator:
         ids = [s["search_id"] for s in investigator.get("/api/v1/searches").json()["items"]]
         assert search_id in ids
-        thumb = investigator.get(f"{path}/candidates/1/thumbnail")
-        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        thumb = investigator.get(f"{path}/candidates/1/thumbnail")  # under review until two reviewers release it
+        assert thumb.status_code == 403
         assert investigator.put(f"{path}/candidates/1/review", json={"decision": "possible_lead"}).status_code == 403
     for outsider in ("investigator_south", "reviewer_south"):
         with world.as_role(outsider) as other:
@@ -225,7 +229,8 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
         assert [(x["rank"], x["decision"], x["notes"]) for x in reviews] == [(1, "inconclusive", "second look")]
     with world.as_role("investigator") as investigator:
         shown = investigator.get(path).json()
-    assert shown["candidates"][0]["reviews"][0]["decision"] == "inconclusive"
+    # one reviewer so far: the investigator sees the candidate "under review", without decisions (governance)
+    assert shown["candidates"][0]["reviews"] == [] and shown["candidates"][0]["subject_external_id"] == "under review"
 
     decided = [r for r in _audit(world, action="review.decide") if r["target"] == f"search:{search_id}"]
     assert [(r["details"]["decision"], r["details"]["previous_decision"]) for r in decided[:2]] == [
@@ -267,6 +272,9 @@ def test_audit_shows_the_actions_verifies_and_exports(world: World, searches: di
 def test_nobody_reviews_their_own_search(world: World) -> None:
     """A searcher later made a reviewer of the same unit still may not review their own search."""
     token = make_user(world.admin, world.server, "switch.user", "investigator", "north")
+    r = world.admin.post("/api/v1/users/switch.user/training", json={"completed_on": str(dt.date.today()),
+                                                                      "course": "FR-101"})
+    assert r.status_code == 201, r.text
     with world.server.client(token) as user:
         r = _search(user, _photo("obama.jpg"), case_number="2026-0077")
         assert r.status_code == 201, r.text

@@ -71,6 +71,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/holds"): frozenset({ADM}),
     ("POST", "/api/v1/holds"): frozenset({ADM}),
     ("POST", "/api/v1/holds/{hold_id}/lift"): frozenset({ADM}),
+    ("GET", "/api/v1/policy"): EVERYONE,
+    ("GET", "/api/v1/policy/history"): EVERYONE,
+    ("POST", "/api/v1/policy/validate"): EVERYONE,
+    ("PUT", "/api/v1/policy"): frozenset({ADM}),
+    ("POST", "/api/v1/users/{username}/training"): frozenset({ADM}),
+    ("GET", "/api/v1/users/{username}/training"): frozenset({ADM}),
+    ("POST", "/api/v1/search-requests"): frozenset({INV}),
+    ("GET", "/api/v1/search-requests"): frozenset({INV, REV, AUD}),
+    ("POST", "/api/v1/search-requests/{request_id}/approve"): frozenset({REV}),
+    ("POST", "/api/v1/search-requests/{request_id}/deny"): frozenset({REV}),
 }
 
 _counter = iter(range(1, 10_000))
