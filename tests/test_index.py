@@ -132,9 +132,9 @@ def test_removed_vector_bytes_are_absent_from_the_saved_file(
     assert gallery[124].tobytes() in data
 
 
-@pytest.mark.parametrize("kind", ["exact", "approximate"])
-def test_save_load_round_trip(kind: str, rng: np.random.Generator, tmp_path: Path) -> None:
-    params = {"nlist": 16, "nprobe": 4, "min_train_size": 1000} if kind == "approximate" else {}
+@pytest.mark.parametrize(("kind", "codec"), [("exact", ""), ("approximate", "pq-fastscan"), ("approximate", "sq8")])
+def test_save_load_round_trip(kind: str, codec: str, rng: np.random.Generator, tmp_path: Path) -> None:
+    params = {"nlist": 16, "nprobe": 4, "min_train_size": 1000, "codec": codec} if kind == "approximate" else {}
     index = make_index(kind, DIM, **params)
     _, gallery, _ = clustered(rng, 600, 3)
     index.add(np.arange(len(gallery)) * 2, gallery)
