@@ -93,7 +93,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
     values = {"token_id": "999999", "username": "matrix.target", "name": world.gallery,
               "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
               "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1",
-              "hold_id": "999999", "seq": "999999", "case_number": "NO-SUCH-CASE"}
+              "hold_id": "999999", "seq": "999999", "case_number": "NO-SUCH-CASE", "request_id": "999999"}
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {

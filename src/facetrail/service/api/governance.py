@@ -159,13 +159,13 @@ def list_requests(status: Annotated[str | None, Query(max_length=20)] = None, ct
 
 @router.post("/search-requests/{request_id}/approve", response_model=RequestOut,
              summary="Approve a colleague's request (it runs) or emergency search (reviewers of the unit; audited)")
-def approve(request_id: IdPath, body: DecisionIn, ctx: AppContext = Depends(get_ctx),
-            who: Principal = Depends(current_principal)) -> RequestOut:
-    return RequestOut(**approvals.approve(ctx, who, request_id, body.reason))
+def approve(request_id: IdPath, body: DecisionIn | None = None, ctx: AppContext = Depends(get_ctx),
+         who: Principal = Depends(require(Permission.SEARCH_APPROVE))) -> RequestOut:
+    return RequestOut(**approvals.approve(ctx, who, request_id, body.reason if body else ""))
 
 
 @router.post("/search-requests/{request_id}/deny", response_model=RequestOut,
              summary="Deny a colleague's request or emergency search, with a reason (audited)")
-def deny(request_id: IdPath, body: DecisionIn, ctx: AppContext = Depends(get_ctx),
-         who: Principal = Depends(current_principal)) -> RequestOut:
-    return RequestOut(**approvals.deny(ctx, who, request_id, body.reason))
+def deny(request_id: IdPath, body: DecisionIn | None = None, ctx: AppContext = Depends(get_ctx),
+         who: Principal = Depends(require(Permission.SEARCH_APPROVE))) -> RequestOut:
+    return RequestOut(**approvals.deny(ctx, who, request_id, body.reason if body else ""))
