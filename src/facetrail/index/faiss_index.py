@@ -160,7 +160,12 @@ class ApproximateIndex:
     quantisation, 1 byte per dimension, more precise, slower to scan). See docs/benchmarks.md for the measured
     recall and latency of both. The coarse quantiser needs training; below ``min_train_size`` vectors
     (``nlist × 39`` by default, faiss's own minimum) searches are exact, and the IVF is trained on a sample and
-    filled the first time the gallery reaches that size. Scores returned are exact inner products.
+    filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the training:
+    tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
+
+    Defaults (nlist 4096, nprobe 1024, 100 re-ranked) measured on 128-d synthetic identities: ≥ 99.5% mate
+    recall to 1M faces at ~1.5 ms; at 10M, 99.2% at ~11 ms (docs/benchmarks.md). Raise ``nprobe`` for recall,
+    lower it for speed; recall follows the fraction of lists probed.
     """
 
     kind = "approximate"
