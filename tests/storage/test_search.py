@@ -229,26 +229,65 @@ def cli(ctx: AppContext, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
     get_settings.cache_clear()
 
 
+def investigator_token(ctx: AppContext, *, trained: bool = True) -> str:
+    """An API token of a unit's investigator (the CLI searches as a signed-in user, like the web UI and API)."""
+    import datetime as dt
+
+    from facetrail.accounts.service import Principal, create_api_token, create_unit, create_user, principal_for
+    from facetrail.governance.training import record_training
+    from facetrail.storage.models import User
+
+    admin = Principal(user_id=None, username="admin", role="administrator", unit_id=None, unit_name=None, via="cli")
+    create_unit(ctx, admin, "Robbery")
+    create_user(ctx, admin, username="ivy.inv", role="investigator", unit="Robbery")
+    if trained:
+        record_training(ctx, "ivy.inv", dt.date.today() - dt.timedelta(days=3), "FR-101", actor="admin")
+    with ctx.db.read() as session:
+        user = session.execute(select(User).where(User.username == "ivy.inv")).scalar_one()
+        who = principal_for(user, "token")
+    return create_api_token(ctx, who, "cli")[1]
+
+
+CLI_PURPOSE = ["--case", "C-1", "--offense", "robbery", "--legal-basis", "warrant", "--reason", "CCTV still, 5th St"]
+
+
 def test_cli_search_text_and_json(ctx: AppContext, gallery: list[EnrolledFace], cli) -> None:  # type: ignore[no-untyped-def]
-    args = ["search", OBAMA2, "--gallery", "bookings", "--case", "C-1", "--offense", "211", "--reason", "lead"]
+    token = investigator_token(ctx)
+    args = ["search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--token", token]
     text = cli(*args, "--candidates", "3")
     assert text.exit_code == 0, text.output
     assert "Investigative leads only — not an identification" in text.output
-    assert "OBAMA" in text.output
+    assert "under review" in text.output  # not released as leads until two reviewers agree
     result = cli(*args, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] and data["kind"] == "candidate_list" and data["notice"] == LEADS_NOTICE
-    assert data["candidates"][0]["subject_external_id"] == "OBAMA"
-    assert len(data["candidates"]) == len(GALLERY_PHOTOS)
+    assert 0 < len(data["candidates"]) <= len(GALLERY_PHOTOS)
     first = data["candidates"][0]
-    assert set(first) >= {"rank", "similarity", "estimated_fmr", "subject_external_id", "face_id", "thumbnail_path"}
+    assert set(first) >= {"rank", "similarity", "estimated_fmr", "subject_external_id", "face_id"}
+    with ctx.db.read() as session:
+        record = session.get(SearchRecord, data["search_id"])
+        assert record is not None and record.actor == "user:ivy.inv" and record.legal_basis == "warrant"
+        assert record.candidates[0]["subject_external_id"] == "OBAMA"  # the true mate ranks first
     assert audit_rows(ctx)[-1][1]["search_id"] == data["search_id"]
 
 
+def test_cli_search_needs_a_signed_in_trained_user(ctx: AppContext, gallery: list[EnrolledFace], cli) -> None:  # type: ignore[no-untyped-def]
+    """No operator bypass: without a token, or as an untrained investigator, the CLI refuses like the API."""
+    anonymous = cli("search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--json")
+    assert anonymous.exit_code == 6
+    assert json.loads(anonymous.output)["error"]["code"] == "unauthenticated"
+    untrained = cli("search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--json",
+                    "--token", investigator_token(ctx, trained=False))
+    assert untrained.exit_code != 0
+    assert json.loads(untrained.output)["error"]["code"] == "training_required"
+    assert count(ctx, SearchRecord) == 0
+    assert audit_rows(ctx)[-1][0] == "refused"
+
+
 def test_cli_search_blank_field_is_a_clear_error(ctx: AppContext, gallery: list[EnrolledFace], cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("search", OBAMA2, "--gallery", "bookings", "--case", " ", "--offense", "211", "--reason", "r",
-                 "--json")
+    result = cli("search", OBAMA2, "--gallery", "bookings", "--case", " ", "--offense", "robbery",
+                 "--legal-basis", "warrant", "--reason", "r", "--json", "--token", investigator_token(ctx))
     assert result.exit_code == 3
     error = json.loads(result.output)["error"]
     assert error["code"] == "bad_input" and error["details"]["field"] == "case_number"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
+from facetrail.accounts.service import Principal
+from facetrail.cli.common import JsonOption, console, fail, open_cli_context, print_json
 from facetrail.errors import FaceTrailError
 
 
@@ -18,55 +19,84 @@ def register(app: typer.Typer) -> None:
     app.command("verify-subject")(verify_subject_command)
 
 
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="FACETRAIL_API_TOKEN", show_default=False,
+                 help="Your FaceTrail API token (or FACETRAIL_API_TOKEN). Searches are run as a signed-in user."),
+]
+
+
+def signed_in(ctx: Any, token: str | None) -> Principal:
+    """The user behind an API token: CLI searches pass the same gates (role, unit, training, policy, approval,
+    two-person review) as the web UI and the REST API; there is no operator bypass."""
+    from facetrail.accounts.service import resolve_api_token
+    from facetrail.policy.roles import AuthenticationError
+
+    principal = resolve_api_token(ctx, token or "", user_agent="facetrail-cli") if token else None
+    if principal is None:
+        raise AuthenticationError(
+            "searching needs a signed-in user: pass --token or set FACETRAIL_API_TOKEN to your API token "
+            "(create one in the web UI under Tokens)"
+        )
+    return principal
+
+
 def search_command(
     image: Annotated[Path, typer.Argument(help="The probe photo (local file). It is never added to a gallery.")],
     gallery: Annotated[str, typer.Option("--gallery", help="Gallery to search.")],
     case_number: Annotated[str, typer.Option("--case", help="Case number the search is for (required).")],
-    offense: Annotated[str, typer.Option("--offense", help="Offense code under investigation (required).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why this search is needed (required).")],
+    offense: Annotated[str, typer.Option("--offense", help="Offense code from the policy's list (required).")],
+    reason: Annotated[str, typer.Option("--reason", help="Justification: why this search is needed (required).")],
+    legal_basis: Annotated[str, typer.Option("--legal-basis", help="Legal basis from the policy's list (required).")],
     candidates: Annotated[int, typer.Option("--candidates", help="Length of the candidate list, 2-50.")] = 20,
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search a gallery. The result is a candidate list of investigative leads, never an identification."""
-    from facetrail.gallery.search import LEADS_NOTICE, search_gallery
+    from facetrail.cases.searches import SearchRequest, run_search
+    from facetrail.faces.decode import read_image_bytes
 
     ctx = open_cli_context()
     try:
-        result = search_gallery(ctx, image, gallery=gallery, case_number=case_number, offense=offense, reason=reason,
-                                actor=cli_actor(), candidates=candidates, face_index=face)
+        who = signed_in(ctx, token)
+        probe = read_image_bytes(image, ctx.settings.images)
+        request = SearchRequest(gallery=gallery, case_number=case_number, offense=offense, legal_basis=legal_basis,
+                                justification=reason, candidates=candidates, face_index=face)
+        view = run_search(ctx, who, probe, request)
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
         ctx.close()
+    rows = view.candidates or []
     if as_json:
-        print_json({"ok": True, **result.to_dict()})
+        print_json({
+            "ok": True, "kind": "candidate_list", "notice": view.notice, "search_id": view.search_id,
+            "gallery": view.gallery, "gallery_size": view.gallery_size, "case_number": view.case_number,
+            "offense": view.offense, "legal_basis": view.legal_basis, "model_id": view.model_id,
+            "probe_sha256": view.probe_sha256, "face_index": view.face_index, "faces_in_probe": view.faces_in_probe,
+            "similarity_floor": view.similarity_floor, "candidates_shown": view.candidates_shown,
+            "candidates": [{"rank": c.rank, "similarity": c.similarity, "estimated_fmr": c.estimated_fmr,
+                            "subject_external_id": c.subject_external_id, "face_id": c.face_id} for c in rows],
+        })
         return
-    console.print(f"[bold yellow]{LEADS_NOTICE}[/]")
+    console.print(f"[bold yellow]{escape(view.notice)}[/]")
     console.print(
-        f"search {result.search_id} of gallery {escape(result.gallery)} ({result.gallery_size} faces), "
-        f"case {escape(result.purpose.case_number)}, offense {escape(result.purpose.offense)}"
+        f"search {view.search_id} of gallery {escape(view.gallery)} ({view.gallery_size} faces), "
+        f"case {escape(view.case_number)}, offense {escape(view.offense)}, legal basis {escape(view.legal_basis)}"
     )
-    console.print(
-        f"probe sha256 {result.probe_sha256[:16]}…: face {result.face_index} of {result.faces_in_probe} "
-        f"detected (quality {result.probe_quality}); model {result.model_id}"
-    )
-    table = Table(title=f"{len(result.candidates)} candidate(s) for human review")
-    for column in ("rank", "similarity", "est. false-match rate", "expected strangers ≥ score", "subject", "face id",
-                   "thumbnail"):
+    console.print(f"probe sha256 {view.probe_sha256[:16]}…: face {view.face_index} of {view.faces_in_probe}; "
+                  f"model {view.model_id}; nothing below similarity {view.similarity_floor:g} is shown")
+    table = Table(title=f"{len(rows)} candidate(s) for human review")
+    for column in ("rank", "similarity", "est. false-match rate", "subject"):
         table.add_column(column)
-    for c in result.candidates:
-        table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}",
-                      f"{result.expected_false_matches(c):.2g}", escape(c.subject_external_id), str(c.face_id),
-                      c.thumbnail_path.name if c.thumbnail_path else "")
+    for c in rows:
+        table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}", escape(c.subject_external_id))
     console.print(table)
-    if result.results_dir is not None:
-        console.print(f"thumbnails: {result.results_dir}")
-    console.print("[dim]Estimated false-match rate: the share of different-person comparisons that score at least "
-                  "this high; expected strangers: about how many different-person faces in a gallery of this size "
-                  "would. A high rank or score does not establish identity.[/]")
+    console.print("[dim]Candidates stay 'under review' until two reviewers release them as leads. A high rank or "
+                  "score does not establish identity.[/]")
 
 
 def verify_subject_command(
@@ -76,18 +106,28 @@ def verify_subject_command(
     case_number: Annotated[str, typer.Option("--case", help="Case number the comparison is for (required).")],
     offense: Annotated[str, typer.Option("--offense", help="Offense code under investigation (required).")],
     reason: Annotated[str, typer.Option("--reason", help="Why this comparison is needed (required).")],
+    legal_basis: Annotated[str, typer.Option("--legal-basis", help="Legal basis from the policy's list (required).")],
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """1:1: compare the probe with one enrolled subject's faces. Audited; a lead, never an identification."""
+    from facetrail.cases.searches import SearchRequest
     from facetrail.gallery.search import LEADS_NOTICE, verify_subject
+    from facetrail.governance.approvals import authorize_search
+    from facetrail.policy.roles import Permission
 
     ctx = open_cli_context()
     try:
+        who = signed_in(ctx, token)
+        who.require(Permission.SEARCH_RUN)
+        # the same gates as a 1:N search of that gallery: training, policy fields, prior approval
+        authorize_search(ctx, who, SearchRequest(gallery=gallery, case_number=case_number, offense=offense,
+                                                 legal_basis=legal_basis, justification=reason), None)
         result = verify_subject(ctx, image, gallery=gallery, subject=subject, case_number=case_number,
-                                offense=offense, reason=reason, actor=cli_actor(), face_index=face)
+                                offense=offense, reason=reason, actor=who.actor, face_index=face)
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
