@@ -283,3 +283,56 @@ def test_retention_run_applies_age_and_disposition_rules_and_dry_run_changes_not
         ("faces", "raj"), ("subject", "amy"), ("subject", "sheldon")]
     assert _audit(ctx)[-1].action == "retention.run"
     assert run_retention(ctx, dry_run=False, actor="tester").actions == []  # nothing left due
+
+
+def test_kept_probe_images_follow_the_policy_retention_and_case_holds(ctx: AppContext) -> None:
+    """A kept probe image is deleted after the policy's probe_image_days (its hash stays), unless its case is held."""
+    from facetrail.gallery.search import probe_store, search_gallery
+    from facetrail.governance.policy import active_policy, apply_policy
+    from facetrail.storage.models import SearchRecord
+
+    _gallery(ctx)
+    ctx.settings.keep_probe_images = True
+    probes = {case: FACEAPI / person / sorted(p.name for p in (FACEAPI / person).iterdir())[0]
+              for case, person in (("C-FREE", "amy"), ("C-HELD", "raj"))}
+    for case, probe in probes.items():
+        search_gallery(ctx, probe, gallery="bookings", case_number=case, offense="robbery", reason="test",
+                       actor="tester")
+    add_hold(ctx, actor="tester", reason="appeal pending", case_number="C-HELD")
+    store = probe_store(ctx)
+    with ctx.db.read() as s:
+        sha = {r.case_number: r.probe_sha256 for r in s.execute(select(SearchRecord)).scalars()}
+    assert all(store.path_for(h).exists() for h in sha.values())
+
+    days = active_policy(ctx).retention.probe_image_days
+    not_yet = dt.date.today() + dt.timedelta(days=days - 1)
+    assert [a for a in run_retention(ctx, dry_run=False, actor="tester", today=not_yet).actions
+            if a.kind == "probe"] == []
+
+    longer = apply_policy(ctx, active_policy_text(ctx).replace(f"probe_image_days = {days}",
+                                                               f"probe_image_days = {days + 30}"), actor="tester")
+    assert longer["version"] >= 2
+    later = dt.date.today() + dt.timedelta(days=days + 1)
+    assert [a for a in run_retention(ctx, dry_run=True, actor="tester", today=later).actions
+            if a.kind == "probe" and a.status == "due"] == []  # the policy now keeps them longer
+
+    much_later = dt.date.today() + dt.timedelta(days=days + 31)
+    report = run_retention(ctx, dry_run=False, actor="tester", today=much_later)
+    statuses = {a.status for a in report.actions if a.kind == "probe"}
+    assert "deleted" in statuses
+    assert not store.path_for(sha["C-FREE"]).exists()
+    assert store.path_for(sha["C-HELD"]).exists()  # the held case keeps its probe
+    with ctx.db.read() as s:
+        rows = {r.case_number: (r.probe_sha256, r.probe_stored) for r in s.execute(select(SearchRecord)).scalars()}
+    assert rows["C-FREE"] == (sha["C-FREE"], False)  # the hash stays, the image is gone
+    assert rows["C-HELD"] == (sha["C-HELD"], True)
+    certs = [json.loads(r.details) for r in _audit(ctx) if r.action == "deletion.certificate"]
+    assert any(c["scope"] == "probes" and c["basis"]["days"] == days + 30 for c in certs)
+    with ctx.db.read() as s:
+        assert verify_chain(s).ok
+
+
+def active_policy_text(ctx: AppContext) -> str:
+    from facetrail.governance.policy import show_policy
+
+    return str(show_policy(ctx)["text"])

@@ -115,10 +115,17 @@ def _plan_gallery(session: Any, gallery: Gallery, rule: RetentionRule, today: dt
     return out
 
 
+def probe_retention_days(ctx: AppContext) -> int:
+    """How long kept probe images live: the policy in force decides (docs/policy.md, retention.probe_image_days)."""
+    from facetrail.governance.policy import active_policy
+
+    return active_policy(ctx).retention.probe_image_days
+
+
 def _plan_probes(ctx: AppContext, session: Any, today: dt.date) -> list[PlannedAction]:
     """Stored probe images older than the probe retention period, unless their case is held. A file shared
     by several searches goes only when no search that still keeps it refers to it."""
-    days = ctx.settings.retention.probe_retention_days
+    days = probe_retention_days(ctx)
     cutoff = dt.datetime.combine(today - dt.timedelta(days=days), dt.time(), dt.UTC)
     cases = held_cases(session)
     stored = session.execute(select(SearchRecord.id, SearchRecord.probe_sha256, SearchRecord.case_number,
@@ -239,7 +246,7 @@ def _delete_probe(ctx: AppContext, action: PlannedAction, actor: str) -> Pending
     return PendingCertificate(
         scope="probes", gallery=None, gallery_id=None, external_id=None, actor=actor,
         reason=f"retention: {action.reason}", basis={"kind": "probe_retention",
-                                                      "days": ctx.settings.retention.probe_retention_days},
+                                                      "days": probe_retention_days(ctx)},
         deleted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), probes=probes,
         images_removed=[sha] if file_removed else [],
         images_still_referenced=[sha] if still_kept is not None else [],
