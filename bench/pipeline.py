@@ -198,7 +198,8 @@ def markdown(args: argparse.Namespace, command: str, photo_info: str, stages: di
         "dlib's *align* is the 5-point shape predictor; its chip extraction happens inside the descriptor call,"
         " so it is counted in *embed*. FaceTrail's *embed* runs the model twice (the face and its mirror).",
         "",
-        f"### Folder, {n_images} images from `{args.folder}`, process pool of {args.workers}",
+        f"### Folder, {n_images} images from `{args.folder}`, process pool of {args.workers},"
+        f" best of {args.rounds} alternating rounds",
         "",
         "| pipeline | images/s | faces found | images with no face |",
         "|---|---:|---:|---:|",
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400, help="images taken from the folder")
     parser.add_argument("--workers", type=int, default=2, help="process pool size")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per stage")
+    parser.add_argument("--rounds", type=int, default=2, help="folder runs per pipeline, alternating; best kept")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
@@ -236,13 +238,19 @@ def main() -> None:
     print(stages, flush=True)
 
     paths = folder_images(args.folder, args.images)
-    folder = {
-        "FaceTrail": throughput(_facetrail_init, _facetrail_image, paths, args.workers),
-        "dlib (face_recognition)": throughput(_dlib_init, _dlib_image, paths, args.workers),
-        "FaceTrail, flip_augment off (one embedder run per face)": throughput(
-            _facetrail_init, _facetrail_image, paths, args.workers, (False,)
-        ),
+    contenders: dict[str, tuple[Callable[..., None], Callable[[str], int], tuple[Any, ...]]] = {
+        "FaceTrail": (_facetrail_init, _facetrail_image, ()),
+        "dlib (face_recognition)": (_dlib_init, _dlib_image, ()),
+        "FaceTrail, flip_augment off (one embedder run per face)": (_facetrail_init, _facetrail_image, (False,)),
     }
+    # rounds alternate between the pipelines so a burst of load from other jobs hits them alike; best round wins
+    folder: dict[str, tuple[float, int, int]] = {}
+    for _ in range(args.rounds):
+        for name, (init, work, init_args) in contenders.items():
+            result = throughput(init, work, paths, args.workers, init_args)
+            print(name, result, flush=True)
+            if name not in folder or result[0] > folder[name][0]:
+                folder[name] = result
     print(folder, flush=True)
     text = markdown(args, command, photo_info, stages, folder, len(paths), load_before, started)
     print(text)
