@@ -432,3 +432,30 @@ def test_audit_records_cannot_be_edited_or_deleted_through_any_interface(world: 
     assert result.exit_code == 0 and "delete" not in result.output.lower() and "edit" not in result.output.lower()
     with world.ctx.db.read() as s:
         assert s.execute(select(AuditRecord).limit(1)).first() is not None
+
+
+def test_a_reviewers_disclosure_packet_does_not_break_blind_review(world: World) -> None:
+    """Rob has not decided yet: his packet must not show Rita's decisions on that search's candidates."""
+    from facetrail.reports.packet import collect_packet, scope_for
+
+    ctx = world.ctx
+    users = world.users
+    sid = run_search(ctx, users["inv"], OBAMA2.read_bytes(), _req()).search_id
+    review_candidate(ctx, users["rita"], sid, 1, "possible_lead", "same ears")
+
+    def rob_packet() -> dict[str, Any]:
+        made = collect_packet(ctx, "2026-0042", actor=users["rob"].actor, scope=scope_for(users["rob"]))
+        [entry] = [e for e in made.data["searches"] if e["search_id"] == sid]
+        return entry
+
+    entry = rob_packet()
+    first = entry["candidates"][0]
+    assert first["decisions"] == [] and first["decisions_withheld"]
+    assert all(h["reviewer"] != "user:rita.rev" for h in entry["review_history"])
+    assert "same ears" not in json.dumps(entry)
+    # the auditor's packet (no blind review to protect) and, once Rob decided, his own show both decisions
+    audit_entry = collect_packet(ctx, "2026-0042", actor=users["aud"].actor, scope=scope_for(users["aud"]))
+    assert any(d["reviewer"] == "rita.rev" for d in audit_entry.data["searches"][0]["candidates"][0]["decisions"])
+    review_candidate(ctx, users["rob"], sid, 1, "possible_lead")
+    first = rob_packet()["candidates"][0]
+    assert {d["reviewer"] for d in first["decisions"]} == {"rita.rev", "rob.rev"} and first["released"]

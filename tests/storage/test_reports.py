@@ -308,3 +308,34 @@ def test_api_serves_packets_and_reports_to_the_right_roles_only(ctx: AppContext,
         assert client.get("/api/v1/reports/transparency", params=period, headers=auth(name)).status_code == 403
     denied = [r for r in _audit(ctx, "access.denied") if r.outcome == "denied"]
     assert len(denied) == 3
+
+
+def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(ctx: AppContext, world: World, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.cli.main import app
+    from facetrail.config import get_settings
+
+    monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    out = tmp_path / "packet.pdf"
+    try:
+        anonymous = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json"])
+        assert anonymous.exit_code == 6 and json.loads(anonymous.output)["error"]["code"] == "unauthenticated"
+        inv = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json",
+                                  "--token", create_api_token(ctx, world.users["inv"], "t")[1]])
+        assert inv.exit_code == 6 and json.loads(inv.output)["error"]["code"] == "forbidden"
+        assert not out.exists()
+        aud = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json",
+                                  "--token", create_api_token(ctx, world.users["aud"], "t")[1]])
+        assert aud.exit_code == 0, aud.output
+    finally:
+        get_settings.cache_clear()
+    assert CASE in _pdf_text(out)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["generated_by"] == world.users["aud"].actor
+    assert all(not e["probe"]["thumbnail_jpeg_base64"] for e in data["searches"])  # auditors: hashes only

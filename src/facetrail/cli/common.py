@@ -5,12 +5,15 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from facetrail.errors import FaceTrailError
+
+if TYPE_CHECKING:
+    from facetrail.accounts.service import Principal
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,3 +42,26 @@ def open_cli_context() -> Any:
     from facetrail.context import open_context
 
     return open_context()
+
+
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="FACETRAIL_API_TOKEN", show_default=False,
+                 help="Your FaceTrail API token (or FACETRAIL_API_TOKEN): the command runs as that signed-in user."),
+]
+
+
+def signed_in(ctx: Any, token: str | None) -> Principal:
+    """The user behind an API token. Commands that run searches or reveal faces act as a signed-in user and
+    pass the same gates (role, unit, training, policy, approval, two-person review) as the web UI and the
+    REST API: there is no operator bypass."""
+    from facetrail.accounts.service import resolve_api_token
+    from facetrail.policy.roles import AuthenticationError
+
+    principal = resolve_api_token(ctx, token or "", user_agent="facetrail-cli") if token else None
+    if principal is None:
+        raise AuthenticationError(
+            "this command needs a signed-in user: pass --token or set FACETRAIL_API_TOKEN to your API token "
+            "(create one in the web UI under Tokens)"
+        )
+    return principal

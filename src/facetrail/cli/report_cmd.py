@@ -1,7 +1,8 @@
 """``facetrail case packet`` (a case's disclosure packet) and ``facetrail report`` (the transparency report).
 
-The command line is the local operator, who already holds the database and the image store: the packet covers
-every unit and includes the probe faces that were kept. Both are audited under the CLI actor.
+A packet names people and may show probe faces: it is made as a signed-in user (API token) with that user's
+scope, exactly as over the API (reviewers: their unit, blind review kept; auditors: every unit, hashes only).
+The transparency report holds aggregate counts only; it is audited under the CLI actor.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    TokenOption,
+    cli_actor,
+    console,
+    fail,
+    open_cli_context,
+    print_json,
+    signed_in,
+)
 from facetrail.errors import FaceTrailError
 
 case_app = typer.Typer(help="Cases: the disclosure packet of a case's face searches.", no_args_is_help=True)
@@ -26,17 +36,21 @@ def register(app: typer.Typer) -> None:
 def packet_cmd(
     case_number: Annotated[str, typer.Argument(help="The case number the searches were run for.")],
     out: Annotated[Path, typer.Option("--out", help="The PDF to write; the JSON goes beside it (.json).")],
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every search of the case (also those that found nothing), its probe, searcher, model and thresholds,
     the full candidate list and every review decision: a PDF and the same data as JSON. Audited."""
-    from facetrail.reports.packet import OPERATOR_SCOPE, collect_packet
+    from facetrail.policy.roles import Permission
+    from facetrail.reports.packet import collect_packet, scope_for
     from facetrail.reports.packet_pdf import write_packet_files
 
     ctx = open_cli_context()
     try:
-        packet = collect_packet(ctx, case_number, actor=cli_actor(), scope=OPERATOR_SCOPE,
-                                audit_context={"via": "cli"})
+        who = signed_in(ctx, token)
+        who.require(Permission.CASE_PACKET)
+        packet = collect_packet(ctx, case_number, actor=who.actor, scope=scope_for(who),
+                                audit_context=who.audit_context())
         pdf, js = write_packet_files(packet, out)
     except FaceTrailError as exc:
         fail(exc, as_json)

@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facetrail.accounts.service import Principal
-from facetrail.cli.common import JsonOption, console, fail, open_cli_context, print_json
+from facetrail.cli.common import JsonOption, TokenOption, console, fail, open_cli_context, print_json, signed_in
 from facetrail.errors import FaceTrailError
 
 
 def register(app: typer.Typer) -> None:
     app.command("search")(search_command)
     app.command("verify-subject")(verify_subject_command)
-
-
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="FACETRAIL_API_TOKEN", show_default=False,
-                 help="Your FaceTrail API token (or FACETRAIL_API_TOKEN). Searches are run as a signed-in user."),
-]
-
-
-def signed_in(ctx: Any, token: str | None) -> Principal:
-    """The user behind an API token: CLI searches pass the same gates (role, unit, training, policy, approval,
-    two-person review) as the web UI and the REST API; there is no operator bypass."""
-    from facetrail.accounts.service import resolve_api_token
-    from facetrail.policy.roles import AuthenticationError
-
-    principal = resolve_api_token(ctx, token or "", user_agent="facetrail-cli") if token else None
-    if principal is None:
-        raise AuthenticationError(
-            "searching needs a signed-in user: pass --token or set FACETRAIL_API_TOKEN to your API token "
-            "(create one in the web UI under Tokens)"
-        )
-    return principal
 
 
 def search_command(

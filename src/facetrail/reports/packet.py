@@ -53,6 +53,9 @@ class PacketScope:
     unit_id: int | None  # None: every unit (auditors, the local operator)
     include_probe_images: bool
     description: str
+    # A reviewer's packet must not break blind two-person review: other reviewers' decisions on a candidate
+    # stay withheld until this reviewer has decided it too or the review is complete.
+    blind_reviewer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def scope_for(who: Principal) -> PacketScope:
         return PacketScope(None, False, "all units (auditor: probe images withheld, hashes only)")
     if who.unit_id is None:
         return PacketScope(-1, False, "no unit (the caller belongs to none)")
-    return PacketScope(who.unit_id, may_see_results(who), f"unit {who.unit_name}")
+    blind = who.username if who.can(Permission.REVIEW_DECIDE) else None
+    return PacketScope(who.unit_id, may_see_results(who), f"unit {who.unit_name}", blind)
 
 
 OPERATOR_SCOPE = PacketScope(None, True, "all units (local operator)")
@@ -142,7 +146,9 @@ def _decision_history(session: Session, search_ids: list[int]) -> dict[int, list
 
 def _candidates(ctx: AppContext, record: SearchRecord, reviews: list[dict[str, Any]],
                 decisions: dict[tuple[int, int], Any]) -> list[dict[str, Any]]:
-    floor = ctx.settings.server.similarity_floor
+    from facetrail.governance.policy import similarity_floor_for
+
+    floor = similarity_floor_for(ctx, record.policy_version)  # the floor of the policy the search ran under
     out = []
     for c in record.candidates:
         face_id = int(c["face_id"])
@@ -290,6 +296,9 @@ def _collect(ctx: AppContext, s: Session, case_number: str, records: list[Search
                       reviews_by_search.get(r.id, []), history.get(r.id, []), decisions, audit_seq_of.get(r.id))
         for r in records
     ]
+    if scope.blind_reviewer is not None:
+        for entry in searches:
+            _withhold_undecided(entry, scope.blind_reviewer)
     refused = _refused_attempts(search_audit, scope, actor_units)
     created = [aware(r.created_at) for r in records]
     return {
@@ -314,6 +323,23 @@ def _collect(ctx: AppContext, s: Session, case_number: str, records: list[Search
         "searches": searches,
         "refused_attempts": refused,
     }
+
+
+def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:
+    """Blind review: hide others' decisions on candidates the viewer has not decided while the review is open."""
+    searcher = entry["run_by"].get("username")
+    withheld: set[int] = set()
+    for c in entry["candidates"]:
+        deciders = {d["reviewer"] for d in c["decisions"] if d["reviewer"] != searcher}
+        if viewer not in deciders and len(deciders) < RELEASE_REVIEWERS and deciders:
+            withheld.add(c["face_id"])
+            c["decisions"] = []
+            c["possible_lead_votes"] = None
+            c["decisions_withheld"] = "withheld until you decide (blind two-person review)"
+    entry["review_history"] = [h for h in entry["review_history"]
+                               if h["face_id"] not in withheld or h["reviewer"] == f"user:{viewer}"]
+    if withheld:
+        entry["outcome"] = "under two-person review: " + entry["outcome"]
 
 
 def _add_probe_thumbnail(ctx: AppContext, entry: dict[str, Any]) -> None:
