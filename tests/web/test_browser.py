@@ -1,7 +1,10 @@
 """The web UI in a real browser against a real server: first login and forced password change, units and users,
-gallery creation and upload (photos and a manifest), browsing and deleting a subject, a search with a
-two-face probe (the second face), the results page, a review, the audit page showing those actions, and an
-investigator of another unit refused. Every page is saved as a screenshot at 1280 px and 390 px.
+search training recorded, gallery creation and upload (photos and a manifest), browsing and deleting a subject,
+a search with a two-face probe (the second face), candidates "under review" until two reviewers release a lead
+(blind review), an investigator of another unit refused, an untrained investigator refused, a prior-approval
+request approved by a reviewer of the unit (never by the requester), an emergency search denied and locked,
+the audit page showing those actions, reports and the case packet, the policy page and legal holds. Every page
+is saved as a screenshot at 1280 px and 390 px.
 
 The tests run in file order and build on each other (one server, one story), like an investigation does.
 """
@@ -145,7 +148,8 @@ def test_administrator_creates_units_users_and_tokens(browser: Any, server: Serv
     shoot(page, screenshots, "10-units")
 
     accounts = [("alice", "investigator", "Robbery North"), ("bob", "reviewer", "Robbery North"),
-                ("carol", "investigator", "Fraud South"), ("dave", "auditor", ""), ("erin", "auditor", "")]
+                ("frank", "reviewer", "Robbery North"), ("carol", "investigator", "Fraud South"),
+                ("dave", "auditor", ""), ("erin", "auditor", "")]
     for username, role, unit in accounts:
         page.goto("/admin/users")
         page.fill("#new-username", username)
@@ -160,6 +164,14 @@ def test_administrator_creates_units_users_and_tokens(browser: Any, server: Serv
     page.goto("/admin/users")
     assert "investigator" in page.get_by_test_id("user-alice").inner_text()
     assert "must change password" in page.get_by_test_id("user-alice").inner_text()
+    assert "none: may not search" in page.get_by_test_id("training-alice").inner_text()
+    # Searching needs recorded training: alice gets it; carol (another unit) is left without it.
+    alice = page.get_by_test_id("user-alice")
+    alice.get_by_label("Course completed by alice").fill("Face search and its limits (8 h)")
+    alice.get_by_role("button", name="Record training").click()
+    page.wait_for_url("**/admin/users?done=training")
+    assert "valid" in page.get_by_test_id("training-alice").inner_text()
+    assert "Face search and its limits" in page.get_by_test_id("training-alice").inner_text()
     shoot(page, screenshots, "12-users")
 
     page.goto("/tokens")
@@ -325,9 +337,12 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     assert "face 2 of 2" in page.content()
     ranks = [int(c.locator(".rank").inner_text()) for c in candidates.all()]
     assert ranks == list(range(1, len(ranks) + 1))
-    assert candidates.first.get_by_test_id("subject-id").inner_text() == _expected_top_subject()
-    for img in page.locator(".candidate .pair img").all():
-        assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+    # Until two reviewers release a candidate, the investigator sees neither its identity nor its face.
+    assert {c.get_by_test_id("subject-id").inner_text() for c in candidates.all()} == {"under review"}
+    assert page.get_by_test_id("under-review").count() == candidates.count()
+    assert page.locator(".candidate img").count() == 0
+    assert page.request.get(f"/searches/{STATE['search_id']}/candidates/1/thumbnail.jpg").status == 403
+    STATE["candidates"] = candidates.count()
     shoot(page, screenshots, "34-results")
 
     page.goto("/searches")
@@ -344,6 +359,8 @@ def test_reviewer_of_the_unit_reviews_a_candidate(browser: Any, server: Server, 
     page.goto("/searches")
     page.click(f"a:has-text('Search {STATE['search_id']}')")
     first = page.get_by_test_id("candidate").first
+    assert first.get_by_test_id("subject-id").inner_text() == _expected_top_subject()
+    assert first.get_by_test_id("release-state").inner_text().startswith("blind review")
     first.get_by_label("Possible lead").check()
     first.get_by_label("Notes").fill("Same ear shape and scar; compare with the booking record.")
     first.get_by_role("button", name="Save review").click()
@@ -351,7 +368,49 @@ def test_reviewer_of_the_unit_reviews_a_candidate(browser: Any, server: Server, 
     first = page.get_by_test_id("candidate").first
     assert "Possible lead by bob" in first.locator(".reviews").inner_text()
     assert first.get_by_label("Possible lead").is_checked()
+    assert first.get_by_test_id("release-state").inner_text() == "awaiting a second reviewer"
     shoot(page, screenshots, "40-review")
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_second_reviewer_decides_blind_and_releases_the_lead(browser: Any, server: Server, screenshots: Path,
+                                                               calibrated: None) -> None:
+    page = new_page(browser, server)
+    first_sign_in(page, "frank", STATE["one_time:frank"])
+    page.goto(f"/searches/{STATE['search_id']}")
+    first = page.get_by_test_id("candidate").first
+    # Blind: bob's decision is nowhere on frank's page until frank has decided.
+    assert "bob" not in first.inner_text() and first.locator(".reviews").count() == 0
+    assert first.get_by_test_id("release-state").inner_text().startswith("blind review")
+    shoot(page, screenshots, "41-blind-review")
+    first.get_by_label("Possible lead").check()
+    first.get_by_label("Notes").fill("Agree: same face shape, ears and hairline.")
+    first.get_by_role("button", name="Save review").click()
+    page.wait_for_url(re.compile(r".*\?done=review.*"))
+    first = page.get_by_test_id("candidate").first
+    reviews = first.locator(".reviews").inner_text()
+    assert "Possible lead by bob" in reviews and "Possible lead by frank" in reviews
+    assert first.get_by_test_id("release-state").inner_text().startswith("released lead")
+    assert first.locator("form.review-form").count() == 0 and "decisions are final" in first.inner_text()
+    shoot(page, screenshots, "42-lead-released")
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_investigator_sees_the_released_lead(browser: Any, server: Server, screenshots: Path,
+                                             calibrated: None) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    page.goto(f"/searches/{STATE['search_id']}")
+    candidates = page.get_by_test_id("candidate")
+    first = candidates.first
+    assert first.get_by_test_id("subject-id").inner_text() == _expected_top_subject()
+    assert first.get_by_test_id("release-state").inner_text().startswith("released lead")
+    assert first.locator(".pair img").last.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert "Possible lead by frank" in first.locator(".reviews").inner_text()
+    assert page.get_by_test_id("under-review").count() == STATE["candidates"] - 1  # the others are not released
+    shoot(page, screenshots, "43-investigator-released-lead")
     no_csp_violations(page)
     page.context.close()
 
@@ -373,6 +432,123 @@ def test_investigator_of_another_unit_is_refused(browser: Any, server: Server, s
     page.context.close()
 
 
+def _fill_search(page: Any, case_number: str, offense: str, legal_basis: str, probe: Path = OBAMA) -> None:
+    page.goto("/search/new")
+    page.set_input_files("#probe", str(probe))
+    page.fill("#case_number", case_number)
+    page.select_option("#offense", offense)
+    page.select_option("#legal_basis", legal_basis)
+    page.fill("#justification", f"{offense} investigation; the suspect was photographed at the scene.")
+    page.click("button:has-text('Find faces in the photo')")
+    page.wait_for_selector(".face-choice")
+
+
+def test_investigator_without_training_is_refused(browser: Any, server: Server, screenshots: Path,
+                                                  calibrated: None) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "carol", PASSWORDS["carol"])
+    page.goto("/search/new")
+    assert "no search training on record" in page.get_by_test_id("training-problem").inner_text()
+    _fill_search(page, "2026-FR-0100", "robbery", "warrant")
+    page.click("button:has-text('Search with the chosen face')")
+    refusal = page.locator(".error-box").first.inner_text()
+    assert "Refused: carol has no search training on record" in refusal, refusal
+    shoot(page, screenshots, "51-refused-no-training")
+    page.goto("/searches")
+    assert "2026-FR-0100" not in page.content()  # nothing was searched
+    page.context.close()
+
+
+def test_prior_approval_request_is_approved_by_a_unit_reviewer(browser: Any, server: Server, screenshots: Path,
+                                                               calibrated: None) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    page.goto("/search/new")
+    assert "burglary" in page.get_by_test_id("approval-rules").inner_text()  # the default policy's list
+    _fill_search(page, "2026-BU-0007", "burglary", "warrant")
+    assert page.get_by_test_id("request-explained").is_visible()
+    shoot(page, screenshots, "70-request-explained")
+    page.click("button:has-text('Submit the request for approval')")
+    page.wait_for_url("**/requests?done=submitted*")
+    request = page.locator("section[data-testid^=request-]", has_text="2026-BU-0007").first
+    request_id = int((request.get_attribute("id") or "").removeprefix("request-"))
+    assert request.get_by_test_id("request-status").inner_text() == "pending"
+    # The requester has no control to approve it, and a hand-made approval is refused.
+    assert page.locator("button:has-text('Approve')").count() == 0
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    crafted = page.request.post(f"/requests/{request_id}/approve", form={"csrf_token": csrf or "", "reason": "me"})
+    assert crafted.status == 403
+    shoot(page, screenshots, "71-request-pending")
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "bob", PASSWORDS["bob"])
+    page.goto("/requests")
+    shoot(page, screenshots, "72-reviewer-pending-requests")
+    mine = page.get_by_test_id(f"request-{request_id}")
+    mine.get_by_label("Note (optional)").fill("Warrant seen; scope matches the case.")
+    mine.get_by_role("button", name="Approve and run the search").click()
+    page.wait_for_url("**/requests?done=approved*")
+    mine = page.get_by_test_id(f"request-{request_id}")
+    assert mine.get_by_test_id("request-status").inner_text() == "approved"
+    assert "approved by bob" in mine.get_by_test_id("request-decision").inner_text()
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    page.goto("/requests")
+    mine = page.get_by_test_id(f"request-{request_id}")
+    assert mine.get_by_test_id("request-status").inner_text() == "approved"
+    mine.locator("a:has-text('Search')").click()
+    page.wait_for_url(re.compile(r".*/searches/\d+$"))
+    assert "2026-BU-0007" in page.locator("h1").inner_text()
+    assert page.get_by_test_id("candidate").count() >= 1
+    assert "approved" in page.get_by_test_id("approval-state").inner_text()
+    shoot(page, screenshots, "73-approved-search-results")
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_emergency_search_denied_after_the_fact_is_locked(browser: Any, server: Server, screenshots: Path,
+                                                          calibrated: None) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    page.goto("/search/new")
+    page.set_input_files("#probe", str(OBAMA))
+    page.fill("#case_number", "2026-RB-0911")
+    page.select_option("#offense", "robbery")
+    page.select_option("#legal_basis", "exigent-circumstances")
+    page.fill("#justification", "Armed robbery in progress; the suspect holds a hostage.")
+    page.check("#emergency")
+    page.click("button:has-text('Find faces in the photo')")
+    assert page.get_by_test_id("emergency-explained").is_visible()
+    page.click("button:has-text('Run the emergency search')")
+    page.wait_for_url(re.compile(r".*/searches/\d+$"))
+    search_path = page.url.replace(server.url, "")
+    assert "a reviewer must approve it by" in page.get_by_test_id("approval-state").inner_text()
+    shoot(page, screenshots, "74-emergency-search")
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "bob", PASSWORDS["bob"])
+    page.goto("/requests")
+    emergency = page.locator("section[data-testid^=request-]", has_text="2026-RB-0911").first
+    emergency.get_by_role("button", name="Deny").click()  # the reason is required: the browser keeps the form
+    assert "/requests/" not in page.url and "done=denied" not in page.url
+    emergency.get_by_label("Reason for denying").fill("No exigency: the hostage report was false.")
+    emergency.get_by_role("button", name="Deny").click()
+    page.wait_for_url("**/requests?done=denied*")
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    response = page.goto(search_path)
+    assert response.status == 403
+    assert "results are locked" in page.get_by_test_id("locked-notice").inner_text()
+    shoot(page, screenshots, "75-locked-results")
+    page.context.close()
+
+
 def test_auditor_sees_the_actions_verifies_and_exports(browser: Any, server: Server, screenshots: Path,
                                                        calibrated: None) -> None:
     page = new_page(browser, server)
@@ -381,7 +557,8 @@ def test_auditor_sees_the_actions_verifies_and_exports(browser: Any, server: Ser
     actions = set(page.locator(".audit-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.action)"))
     expected = {"user.bootstrap", "auth.login", "user.password_change", "unit.create", "user.create",
                 "gallery.create", "subject.delete", "search", "search.view", "review.decide", "token.create",
-                "token.revoke"}
+                "token.revoke", "training.record", "lead.released", "search.request", "search.approve",
+                "search.emergency", "search.deny"}
     assert expected <= actions, expected - actions
     shoot(page, screenshots, "60-audit")
 
@@ -406,5 +583,69 @@ def test_auditor_sees_the_actions_verifies_and_exports(browser: Any, server: Ser
     page.goto(STATE["search_url"].replace(server.url, ""))
     assert "metadata only" in page.content()
     assert page.get_by_test_id("candidate").count() == 0
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_reports_page_and_case_packet(browser: Any, server: Server, screenshots: Path, calibrated: None) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "dave", PASSWORDS["dave"])
+    page.goto("/reports")
+    page.click("button:has-text('Show the report')")
+    report = page.get_by_test_id("transparency-report")
+    assert report.is_visible()
+    charts = page.locator(".report img.chart")
+    assert charts.count() >= 1
+    assert all(c.evaluate("i => i.complete && i.naturalWidth > 0") for c in charts.all())
+    shoot(page, screenshots, "80-transparency-report")
+    with page.expect_download() as info:
+        page.locator("a:has-text('Download CSV')").first.click()
+    assert Path(info.value.path()).read_text().count("\n") >= 1
+
+    page.fill("#packet-case", "2026-RB-0042")
+    with page.expect_download() as info:
+        page.click("button:has-text('Download packet')")
+    assert Path(info.value.path()).read_bytes().startswith(b"%PDF")
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_policy_page_validates_and_applies(browser: Any, server: Server, screenshots: Path) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", PASSWORDS["admin"])
+    page.goto("/policy")
+    assert "burglary" in page.get_by_test_id("policy-approval").inner_text()
+    original = page.input_value("#policy-text")
+    page.fill("#policy-text", original.replace("min_candidates = 2", "min_candidates = 1"))
+    page.click("button:has-text('Apply as the next version')")
+    assert "min_candidates" in page.get_by_test_id("policy-problems").inner_text()
+    shoot(page, screenshots, "90-policy-invalid")
+    page.fill("#policy-text", original.replace('offenses = ["burglary", "fraud"]', 'offenses = ["fraud"]'))
+    page.click("button:has-text('Apply as the next version')")
+    page.wait_for_url("**/policy?done=applied")
+    assert page.get_by_test_id("policy-version").inner_text().startswith("Version 2")
+    assert "burglary" not in page.get_by_test_id("policy-approval").inner_text()
+    page.get_by_test_id("policy-v2").locator("summary").click()
+    assert '+offenses = ["fraud"]' in page.get_by_test_id("policy-v2").locator(".diff").inner_text()
+    shoot(page, screenshots, "91-policy-applied")
+    no_csp_violations(page)
+    page.context.close()
+
+
+def test_legal_holds_are_placed_and_lifted(browser: Any, server: Server, screenshots: Path) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", PASSWORDS["admin"])
+    page.goto("/holds")
+    page.fill("#hold-case", "2026-RB-0042")
+    page.fill("#hold-reason", "Pending trial: preserve every record of the case.")
+    page.click("button:has-text('Place hold')")
+    page.wait_for_url("**/holds?done=added")
+    row = page.locator("tr[data-testid^=hold-]", has_text="2026-RB-0042").first
+    assert "in force" in row.inner_text()
+    shoot(page, screenshots, "95-legal-holds")
+    row.get_by_label("Reason for lifting").fill("Trial concluded.")
+    row.get_by_role("button", name="Lift").click()
+    page.wait_for_url("**/holds?done=lifted")
+    assert "lifted by user:admin" in page.locator("tr[data-testid^=hold-]", has_text="2026-RB-0042").first.inner_text()
     no_csp_violations(page)
     page.context.close()

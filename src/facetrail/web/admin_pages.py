@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
@@ -9,19 +11,23 @@ from starlette.datastructures import FormData
 from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.governance import training
 from facetrail.policy.roles import Permission, Role
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_require
 
 router = APIRouter(include_in_schema=False)
 ROLES = [r.value for r in Role]
-NOTICES = {"updated": "Saved.", "unit": "Unit created.", "revoked": "Token revoked."}
+NOTICES = {"updated": "Saved.", "unit": "Unit created.", "revoked": "Token revoked.",
+           "training": "Training recorded."}
 
 
 def _users_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, **extra: object) -> Response:
-    return render(request, "admin_users.html", status=status, title="Users", users=accounts.list_users(ctx, who),
-                  units=accounts.list_units(ctx), roles=ROLES, **extra)
+    users = accounts.list_users(ctx, who)
+    return render(request, "admin_users.html", status=status, title="Users", users=users,
+                  units=accounts.list_units(ctx), roles=ROLES, today=dt.datetime.now(dt.UTC).date().isoformat(),
+                  training={u["username"]: training.training_status(ctx, u["username"]) for u in users}, **extra)
 
 
 @router.get("/admin/users")
@@ -68,6 +74,24 @@ def update_user(username: str, request: Request, ctx: AppContext = Depends(get_c
     except FaceTrailError as exc:
         return _users_page(request, ctx, who, status=422, error=f"{username}: {exc.message}")
     return see_other("/admin/users?done=updated")
+
+
+@router.post("/admin/users/{username}/training")
+def record_training(username: str, request: Request, ctx: AppContext = Depends(get_ctx),
+                    who: Principal = web_require(Permission.TRAINING_MANAGE),
+                    form: FormData = Depends(form_data)) -> Response:
+    """Record a user's completed search training (audited by the core); searching needs a valid one."""
+    csrf_ok(request, form)
+    try:
+        try:
+            completed_on = dt.date.fromisoformat(str(form.get("completed_on") or ""))
+        except ValueError:
+            raise BadInputError("the completion date must be a date (YYYY-MM-DD)", field="completed_on") from None
+        training.record_training(ctx, username, completed_on, str(form.get("course") or ""), actor=who.actor,
+                                 audit_context=who.audit_context())
+    except FaceTrailError as exc:
+        return _users_page(request, ctx, who, status=422, error=f"{username}: {exc.message}")
+    return see_other("/admin/users?done=training")
 
 
 @router.get("/admin/units")

@@ -102,13 +102,21 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
     if who.can(Permission.SEARCH_VIEW_OWN) or who.can(Permission.SEARCH_VIEW_UNIT) or who.can(
             Permission.SEARCH_METADATA_ALL):
         items.append(("/searches", "Searches"))
+    if who.can(Permission.SEARCH_RUN) or who.can(Permission.SEARCH_APPROVE) or who.can(
+            Permission.SEARCH_METADATA_ALL):
+        items.append(("/requests", "Requests"))
     if who.can(Permission.GALLERY_MANAGE):
         items.append(("/galleries", "Galleries"))
     if who.can(Permission.AUDIT_READ):
         items.append(("/audit", "Audit"))
+    if who.can(Permission.REPORT_READ) or who.can(Permission.CASE_PACKET):
+        items.append(("/reports", "Reports"))
     if who.can(Permission.USERS_MANAGE):
         items.append(("/admin/users", "Users"))
         items.append(("/admin/units", "Units"))
+    if who.can(Permission.LEGAL_HOLD):
+        items.append(("/holds", "Legal holds"))
+    items.append(("/policy", "Policy"))
     items.append(("/tokens", "API tokens"))
     return items
 

@@ -1,7 +1,9 @@
 """Searching (investigators), results and history (in the caller's scope), and review (reviewers).
 
 A web search has two steps: upload the probe with the case's fields → see the detected faces with their
-quality and pick one → the search runs. Everything else is the cases core: facetrail.cases.
+quality and pick one → the search runs. Where the policy asks for prior approval the second step submits a
+request instead (facetrail.governance.approvals), and an emergency search runs at once, to be approved after
+the fact. Everything else is the cases and governance core: facetrail.cases, facetrail.governance.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from facetrail.cases.searches import (
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.gallery.browse import list_galleries
+from facetrail.governance import approvals, release, training
+from facetrail.governance.policy import active_policy
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
@@ -43,7 +47,7 @@ from facetrail.web.probes import (
 )
 
 router = APIRouter(include_in_schema=False)
-FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates")
+FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
 DECISION_LABELS = {Decision.POSSIBLE_LEAD.value: "Possible lead", Decision.NOT_A_MATCH.value: "Not a match",
                    Decision.INCONCLUSIVE.value: "Inconclusive"}
 PAGE = 50
@@ -53,13 +57,28 @@ def _form_page(request: Request, ctx: AppContext, who: Principal, fields: dict[s
                error: str | None = None, reasons: list[str] | None = None) -> Response:
     options = search_options(ctx)
     leads_notice = options.pop("notice")  # "notice" is the page's status message in base.html
+    try:
+        training.require_training(ctx, who)
+        training_problem = None
+    except training.TrainingRequiredError as exc:
+        training_problem = exc.message
     return render(request, "search_new.html", status=status, title="New search", fields=fields, error=error,
                   reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx, who)],
-                  leads_notice=leads_notice, **options)
+                  leads_notice=leads_notice, approval=active_policy(ctx).approval,
+                  training_problem=training_problem, **options)
 
 
 def _fields(form: Any) -> dict[str, str]:
-    return {name: str(form.get(name) or "").strip() for name in FIELDS}
+    fields = {name: str(form.get(name) or "").strip() for name in FIELDS}
+    fields["emergency"] = "on" if fields["emergency"] else ""
+    return fields
+
+
+def _mode(ctx: AppContext, fields: dict[str, str]) -> str:
+    """'emergency', 'request' (the policy asks for prior approval) or 'search'."""
+    if fields.get("emergency"):
+        return "emergency"
+    return "request" if active_policy(ctx).needs_prior_approval(fields["offense"], fields["gallery"]) else "search"
 
 
 @router.get("/search/new")
@@ -98,6 +117,7 @@ def _pick_page(request: Request, ctx: AppContext, token: str, data: bytes, analy
                status: int = 200, error: str | None = None) -> Response:
     usable = [f for f in analysis.faces if f.passes_quality]
     return render(request, "search_pick.html", status=status, title="Choose the face", token=token, fields=fields,
+                  mode=_mode(ctx, fields), approval=active_policy(ctx).approval,
                   preview=data_url(annotated_preview(ctx, data, analysis)), faces=analysis.faces,
                   crops={f.index: data_url(f.aligned_jpeg) for f in analysis.faces}, usable=usable, error=error,
                   chosen=usable[0].index if len(usable) == 1 else None)
@@ -125,8 +145,16 @@ def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
     req = SearchRequest(gallery=f["gallery"], case_number=f["case_number"], offense=f["offense"],
                         legal_basis=f["legal_basis"], justification=f["justification"], candidates=candidates,
                         face_index=int(choice))
+    mode = _mode(ctx, f)
     try:
-        view = run_search(ctx, who, pending.data, req)
+        if mode == "search":
+            view = run_search(ctx, who, pending.data, req)
+        else:
+            submitted = approvals.submit(ctx, who, pending.data, req, emergency=mode == "emergency")
+            if submitted.search is None:  # a request: it waits for a reviewer
+                take_probe(token, who.user_id)
+                return see_other(f"/requests?done=submitted#request-{submitted.request['id']}")
+            view = submitted.search
     except ProbeQualityError as exc:
         take_probe(token, who.user_id)
         listed = exc.details.get("reasons")
@@ -156,16 +184,47 @@ def searches(request: Request, page: int = 1, case: str = "", ctx: AppContext = 
 @router.get("/searches/{search_id}")
 def search_result(search_id: int, request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
                   who: Principal = Depends(web_principal)) -> Response:
-    view = get_search(ctx, who, search_id)
+    try:
+        view = get_search(ctx, who, search_id)
+    except approvals.ResultsLockedError as exc:  # refused and audited by the core; say so plainly
+        return render(request, "search_locked.html", status=403, title=f"Search {search_id} locked",
+                      search_id=search_id, message=exc.message)
     probe_jpeg = None
     if view.candidates is not None:
         probe_jpeg = searched_face(ctx, search_id, view.probe_sha256, view.probe_stored, view.face_index)
     own = view.user_id is not None and view.user_id == who.user_id
+    approval = approvals.approval_for_search(ctx, search_id)
     return render(request, "search_result.html", title=f"Search {search_id}", s=view,
                   probe=data_url(probe_jpeg) if probe_jpeg else None,
                   may_review=who.can(Permission.REVIEW_DECIDE) and not own,
                   decisions=DECISION_LABELS, mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
+                  states=_release_states(ctx, who, view), under_review=release.UNDER_REVIEW,
+                  approval=approvals.request_dict(ctx, approval) if approval else None,
                   notice="Review saved." if done == "review" else None)
+
+
+def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str]:
+    """Per rank, what the caller may know of the two-person review. Investigators: 'under_review' or
+    'released_lead' (the core masks what is not released). Reviewers: 'blind' until they have decided (the other
+    reviewer's decision, and so the outcome, stays hidden), then 'awaiting_second', and once two reviewers have
+    decided (decisions final) 'released_lead', 'disagreement' or 'agreed' (both the same, not a lead)."""
+    if not view.candidates:
+        return {}
+    if not who.can(Permission.REVIEW_DECIDE):
+        return {c.rank: "under_review" if c.subject_external_id == release.UNDER_REVIEW else "released_lead"
+                for c in view.candidates}
+    decided = release.decisions_on(ctx, view.search_id)
+    states = {}
+    for c in view.candidates:
+        on_candidate = decided.get(c.face_id, {})
+        if who.user_id not in on_candidate:
+            states[c.rank] = "blind"
+        elif len(on_candidate) < release.RELEASE_REVIEWERS:
+            states[c.rank] = "awaiting_second"
+        else:
+            outcome = release.release_status(on_candidate, view.user_id)
+            states[c.rank] = "agreed" if outcome == "under_review" else outcome
+    return states
 
 
 def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] | None:
