@@ -504,8 +504,36 @@ def test_prior_approval_request_is_approved_by_a_unit_reviewer(browser: Any, ser
     assert "2026-BU-0007" in page.locator("h1").inner_text()
     assert page.get_by_test_id("candidate").count() >= 1
     assert "approved" in page.get_by_test_id("approval-state").inner_text()
+    STATE["approved_search"] = page.url.replace(server.url, "")
     shoot(page, screenshots, "73-approved-search-results")
     no_csp_violations(page)
+    page.context.close()
+
+
+def test_reviewers_who_disagree_see_both_decisions(browser: Any, server: Server, screenshots: Path,
+                                                   calibrated: None) -> None:
+    for reviewer, decision in (("bob", "Not a match"), ("frank", "Possible lead")):
+        page = new_page(browser, server)
+        sign_in(page, reviewer, PASSWORDS[reviewer])
+        page.goto(STATE["approved_search"])
+        first = page.get_by_test_id("candidate").first
+        assert first.locator(".reviews").count() == 0  # blind until this reviewer decides
+        first.get_by_label(decision).check()
+        first.get_by_role("button", name="Save review").click()
+        page.wait_for_url(re.compile(r".*\?done=review.*"))
+        if reviewer == "bob":
+            page.context.close()
+    first = page.get_by_test_id("candidate").first
+    reviews = first.locator(".reviews").inner_text()
+    assert "Not a match by bob" in reviews and "Possible lead by frank" in reviews
+    assert first.get_by_test_id("release-state").inner_text().startswith("reviewers disagreed")
+    shoot(page, screenshots, "76-reviewers-disagree")
+    page.context.close()
+
+    page = new_page(browser, server)  # the investigator: still under review, nothing released
+    sign_in(page, "alice", PASSWORDS["alice"])
+    page.goto(STATE["approved_search"])
+    assert page.get_by_test_id("candidate").first.get_by_test_id("subject-id").inner_text() == "under review"
     page.context.close()
 
 
@@ -558,7 +586,7 @@ def test_auditor_sees_the_actions_verifies_and_exports(browser: Any, server: Ser
     expected = {"user.bootstrap", "auth.login", "user.password_change", "unit.create", "user.create",
                 "gallery.create", "subject.delete", "search", "search.view", "review.decide", "token.create",
                 "token.revoke", "training.record", "lead.released", "search.request", "search.approve",
-                "search.emergency", "search.deny"}
+                "search.emergency", "search.deny", "review.disagreement"}
     assert expected <= actions, expected - actions
     shoot(page, screenshots, "60-audit")
 

@@ -178,6 +178,8 @@ def report_download(fmt: str, date_from: str, date_to: str, table: str = "", ctx
 def packet_download(case: str, format: str = "pdf", ctx: AppContext = Depends(get_ctx),
                     who: Principal = web_require(Permission.CASE_PACKET)) -> Response:
     """A case's disclosure packet in the caller's scope (generation audited by the core)."""
+    if format not in ("pdf", "json"):
+        raise BadInputError("format must be pdf or json", field="format")
     made = collect_packet(ctx, case, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context())
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in made.case_number)[:100]
     headers = {"content-disposition": f'attachment; filename="disclosure-packet-{safe}.{format}"'}
