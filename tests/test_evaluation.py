@@ -287,3 +287,28 @@ def test_fusion_nested_kfold_with_only_w1_is_plain_sface_kfold() -> None:
     assert result["fold_weights"] == [1.0] * 4
     # With the full grid, pure noise from "dlib" is never worth more weight than SFace on these pairs.
     assert all(w >= 0.5 for w in fusion_nested_kfold(sface, dlib, pairs)["fold_weights"])
+
+
+def test_dlib_and_fusion_embedders_on_real_photos(pipeline) -> None:
+    pytest.importorskip("dlib")
+    from face_fixtures import BIDEN, OBAMA, OBAMA2
+    from facetrail.faces.embed_dlib import FUSION_WEIGHT, DlibEmbedder, FusionEmbedder
+
+    dlib_embedder = DlibEmbedder()
+    fusion = FusionEmbedder(pipeline.embedder, dlib=dlib_embedder)
+    assert dlib_embedder.model_id.startswith("dlib-resnet-v1@") and fusion.dim == pipeline.embedder.dim + 128
+    vectors = {}
+    for name, path in (("obama", OBAMA), ("obama2", OBAMA2), ("biden", BIDEN)):
+        image = pipeline.decode_path(path)
+        face = pipeline.detect(image)[0]
+        assert dlib_embedder.aligned_crop(image.pixels, face).shape == (150, 150, 3)
+        vectors[name] = (pipeline.embedder.embed(image.pixels, [face])[0],
+                         dlib_embedder.embed(image.pixels, [face])[0], fusion.embed(image.pixels, [face])[0])
+    for s, d, f in vectors.values():
+        assert np.linalg.norm(d) == pytest.approx(1.0, abs=1e-5) and np.linalg.norm(f) == pytest.approx(1.0, abs=1e-5)
+    w2 = FUSION_WEIGHT**2
+    for a, b in (("obama", "obama2"), ("obama", "biden")):
+        expected = w2 * vectors[a][0] @ vectors[b][0] + (1 - w2) * vectors[a][1] @ vectors[b][1]
+        assert vectors[a][2] @ vectors[b][2] == pytest.approx(expected, abs=1e-5)
+    # dlib, too, scores the same person above two different people
+    assert vectors["obama"][1] @ vectors["obama2"][1] > vectors["obama"][1] @ vectors["biden"][1]
