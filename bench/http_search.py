@@ -16,16 +16,19 @@ any transport error). Results go to the "HTTP search" section of docs/benchmarks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,7 +230,9 @@ def client_for(base_url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=120)
 
 
-def run_single(base_url: str, token: str, probe: bytes, warmup: int, count: int) -> tuple[Tally, float]:
+def run_single(base_url: str, token: str, probe: bytes, warmup: int, count: int,
+               profile: contextlib.AbstractContextManager[None]) -> tuple[Tally, float]:
+    """Sequential searches on one connection; ``profile`` wraps the timed ones (not the warm-up)."""
     with client_for(base_url, token) as client:
         warm = Tally()
         for _ in range(warmup):
@@ -235,10 +240,11 @@ def run_single(base_url: str, token: str, probe: bytes, warmup: int, count: int)
         if warm.errors:
             raise RuntimeError(f"warm-up searches failed: {warm.errors[:3]}")
         tally = Tally()
-        start = time.perf_counter()
-        for _ in range(count):
-            search_once(client, probe, case_number(1), tally)
-        return tally, time.perf_counter() - start
+        with profile:
+            start = time.perf_counter()
+            for _ in range(count):
+                search_once(client, probe, case_number(1), tally)
+            return tally, time.perf_counter() - start
 
 
 def run_concurrent(base_url: str, token: str, probe: bytes, clients: int, duration: float) -> tuple[Tally, float]:
@@ -257,6 +263,22 @@ def run_concurrent(base_url: str, token: str, probe: bytes, clients: int, durati
     for t in threads:
         t.join()
     return tally, time.perf_counter() - start  # the last requests finish after the deadline
+
+
+@contextlib.contextmanager
+def profiling(server: Server, out: Path | None) -> Iterator[None]:
+    """py-spy sampling the server process (sampling from outside: the server runs unmodified)."""
+    if out is None:
+        yield
+        return
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.process.pid),
+                            "--rate", "250", "--idle", "--format", "raw", "--output", str(out)])
+    time.sleep(2)  # attached before the first timed request
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on interrupt
+        spy.wait(timeout=60)
 
 
 @dataclass(frozen=True)
@@ -329,8 +351,11 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=60, help="sequential searches with one client")
     parser.add_argument("--warmup", type=int, default=5, help="searches before timing starts")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--notes", type=Path, help="markdown appended to the section (e.g. profile findings)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--profile", type=Path, help="record the server with py-spy during the one-client run"
+                        " (collapsed stacks, idle time included) into this file")
     args = parser.parse_args()
     facts = {"command": "python bench/http_search.py " + " ".join(sys.argv[1:]), "started": now_utc(),
              "load_before": load_note()}
@@ -354,7 +379,9 @@ def main() -> None:
         probe, facts["probe"] = make_probe()
         print(facts, flush=True)
         try:
-            rows = [summarise(1, *run_single(server.base_url, token, probe, args.warmup, args.single), data_dir)]
+            single = run_single(server.base_url, token, probe, args.warmup, args.single,
+                                profiling(server, args.profile))
+            rows = [summarise(1, *single, data_dir)]
             rows.append(summarise(args.clients,
                                   *run_concurrent(server.base_url, token, probe, args.clients, args.duration),
                                   data_dir))
@@ -367,6 +394,8 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["load_after"] = load_note()
     text = markdown(rows, args, facts)
+    if args.notes:
+        text += "\n\n" + args.notes.read_text().strip()
     print(text)
     if not args.no_write:
         write_doc_section("http", text, args.out)

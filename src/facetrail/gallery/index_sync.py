@@ -6,9 +6,10 @@ The index is a derived copy of the gallery's (face id, embedding) rows, persiste
 - Loaded once per process (kept in ``ctx.extras``) and, at load, compared with the database: same count and
   same order-independent checksum of (face id, embedding bytes). A mismatch is logged, audited
   ('index.repair'), returned to the caller and repaired from the database; it is never ignored.
-- Before every search the gallery's cheap database fingerprint (count, sum and max of face ids, enrolment
-  time of the newest) is compared with the one the index was last verified against; if another process
-  enrolled or deleted faces meanwhile, the index is verified and repaired again before it is used.
+- Before every search the gallery's database fingerprint (its ``faces_version`` change counter, bumped by
+  triggers on every face insert, delete or re-embedding) is compared with the one the index was last verified
+  against; if another process enrolled or deleted faces meanwhile, the index is verified and repaired again
+  before it is used.
 - ``add_faces`` / ``remove_faces`` apply committed enrolments and deletions to the loaded index and save it.
   If a process dies between its database commit and the index save, the next load repairs the file.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import append_audit
@@ -47,7 +48,7 @@ EAGER_SAVE_MAX_VECTORS = 200_000
 LAZY_SAVE_INTERVAL_S = 30.0
 
 AnyIndex = ExactIndex | ApproximateIndex
-Fingerprint = tuple[int, int, int, str]
+Fingerprint = tuple[int, str]  # (galleries.faces_version, created_at)
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -142,18 +143,16 @@ def read_db_vectors(session: Session, gallery_id: int) -> tuple[np.ndarray, np.n
 
 
 def db_fingerprint(session: Session, gallery_id: int) -> Fingerprint:
-    """Cheap summary that changes whenever faces are added to or deleted from the gallery.
+    """Cheap summary that changes whenever faces are added to, deleted from or re-embedded in the gallery.
 
-    Count, sum and max of the ids come from the (gallery_id, ...) index alone. SQLite may reuse ids, but only
-    by giving out max(id)+1 again; for a set to regain the same count, sum and max, the row holding the max
-    must have been deleted and re-created, so that row's enrolment time (one primary-key lookup) completes
-    the fingerprint. PostgreSQL never reuses ids.
+    ``faces_version`` is bumped by database triggers in the same transaction as every such change (migration
+    0006), whoever makes it; one primary-key lookup instead of a pass over the gallery's face ids. The creation
+    time tells apart a new gallery that was given the id of a deleted one (SQLite may reuse it).
     """
-    count, id_sum, id_max = session.execute(
-        select(func.count(Face.id), func.sum(Face.id), func.max(Face.id)).where(Face.gallery_id == gallery_id)
-    ).one()
-    newest = session.execute(select(Face.enrolled_at).where(Face.id == id_max)).scalar() if id_max else None
-    return int(count), int(id_sum or 0), int(id_max or 0), str(newest or "")
+    row = session.execute(
+        select(Gallery.faces_version, Gallery.created_at).where(Gallery.id == gallery_id)
+    ).one_or_none()
+    return (-1, "") if row is None else (int(row[0]), str(row[1]))
 
 
 def _gallery(session: Session, gallery_id: int) -> Gallery:

@@ -50,6 +50,9 @@ class Gallery(Base):
     keep_images: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+    # Bumped by database triggers on every insert, delete or re-embedding of one of its faces (0006), so a
+    # loaded index can tell cheaply whether it still mirrors the database. Never set by the application.
+    faces_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     subjects: Mapped[list[Subject]] = relationship(back_populates="gallery", passive_deletes=True)
 
