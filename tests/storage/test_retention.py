@@ -28,6 +28,7 @@ from facetrail.gallery.enroll import EnrollOptions, enroll
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.gallery.manifest import EnrollItem, items_from_paths
 from facetrail.gallery.service import create_gallery, delete_face, delete_subject, get_subject
+from facetrail.governance.policy import active_policy
 from facetrail.retention.deletion import get_certificate
 from facetrail.retention.holds import LegalHoldError, add_hold, lift_hold
 from facetrail.retention.rules import RetentionRuleError, parse_rule, set_disposition, set_rule
@@ -148,7 +149,7 @@ def test_deleted_subject_leaves_no_byte_of_image_embedding_or_thumbnail(ctx: App
         leftovers.update(_postgres_pages_holding(ctx, needles))
         with ctx.db.read() as s:  # nothing SELECT-visible either
             assert not s.execute(select(Face.id).where(Face.image_sha256 == image_sha)).first()
-    assert leftovers == {}
+    assert leftovers == {}, f"deleted bytes remain; purge said: {result.get('storage', result)}"
 
     cert = get_certificate(ctx, result["certificate_seq"])
     details = cert["details"]
@@ -264,6 +265,7 @@ def test_retention_run_applies_age_and_disposition_rules_and_dry_run_changes_not
     add_hold(ctx, actor="tester", reason="appeal pending", case_number="C-1")  # a case hold holds no subject
     raj_old = next(f["face_id"] for f in get_subject(ctx, "bookings", "raj")["faces"] if f["capture_date"])
 
+    active_policy(ctx)  # the shipped policy comes into force (version 1, audited) on first use, not in the dry run
     before = (len(_audit(ctx)), ImageStore.for_data_dir(ctx.data_dir).stored_hashes())
     dry = run_retention(ctx, dry_run=True, actor="tester")
     planned = {(a.kind, a.external_id, tuple(a.face_ids) if a.kind == "faces" else (), a.status)

@@ -240,22 +240,31 @@ FACE_TABLES = ("faces", "subjects", "subject_dispositions")
 
 def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
     # VACUUM keeps a deleted row that a snapshot older than the deletion may still see (e.g. an ANALYZE that
-    # autovacuum started meanwhile), so first wait, briefly, for such transactions in this database to end.
+    # autovacuum started meanwhile), so first wait, briefly, for such transactions in this database to end; if
+    # one was still open while vacuuming, wait and vacuum once more.
     started = dt.datetime.now(dt.UTC)
     older = -1
+    passes = 0  # how many VACUUM rounds ran
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for _ in range(120):
-            older = int(conn.exec_driver_sql(
+        def older_snapshots() -> int:
+            return int(conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL AND xact_start < %(t)s",
                 {"t": started}).scalar_one())
-            if not older:
+
+        while passes < 2:
+            passes += 1
+            for _ in range(120):
+                older = older_snapshots()
+                if not older:
+                    break
+                time.sleep(0.25)
+            for table in FACE_TABLES:
+                conn.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
+            if older == 0 and older_snapshots() == 0:
                 break
-            time.sleep(0.25)
-        for table in FACE_TABLES:
-            conn.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
     return {"backend": "postgresql", "vacuum": "full" if full else "plain", "tables": list(FACE_TABLES),
-            "older_snapshots_left": older}
+            "older_snapshots_left": older, "vacuum_passes": passes}
 
 
 def issue_certificates(ctx: AppContext, pendings: Sequence[PendingCertificate],
