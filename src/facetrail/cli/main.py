@@ -1,7 +1,7 @@
 """The ``facetrail`` command. Commands are thin: they parse, call core functions, and print.
 
 Exit codes (stable, documented in docs/cli.md): 0 success, 1 other error, 2 usage error,
-3 bad input (image or argument), 4 no face found, 5 model error.
+3 bad input (image or argument), 4 no face found, 5 model error, 6 not signed in or not allowed.
 """
 
 from __future__ import annotations
