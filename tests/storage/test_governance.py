@@ -459,3 +459,26 @@ def test_a_reviewers_disclosure_packet_does_not_break_blind_review(world: World)
     review_candidate(ctx, users["rob"], sid, 1, "possible_lead")
     first = rob_packet()["candidates"][0]
     assert {d["reviewer"] for d in first["decisions"]} == {"rita.rev", "rob.rev"} and first["released"]
+
+
+def test_an_undecided_request_expires_and_its_held_probe_is_deleted(world: World) -> None:
+    ctx = world.ctx
+    r = world.api_search("inv", path="/search-requests", offense="burglary")
+    assert r.status_code == 201, r.text
+    request = r.json()["request"]
+    hours = active_version(ctx)[1].approval.request_expiry_hours
+    assert request["deadline"] is not None
+    assert approvals.pending_store(ctx).exists(request["probe_sha256"])
+    with ctx.db.transaction() as s:  # time passes: nobody decided within the policy's window
+        s.execute(update(SearchApproval).where(SearchApproval.id == request["id"]).values(
+            deadline=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+            requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours + 1)))
+    r = world.api("rita", "POST", f"/search-requests/{request['id']}/approve", json={"reason": "late"})
+    assert r.status_code == 409 and "expired" in r.json()["error"]["message"]
+    assert not approvals.pending_store(ctx).exists(request["probe_sha256"])
+    [listed] = world.api("inv", "GET", "/search-requests").json()
+    assert listed["status"] == "expired" and not listed["probe_held"] and listed["search_id"] is None
+    assert [a["request_id"] for a in _audits(ctx, "search.request.expired")] == [request["id"]]
+    assert [a["outcome"] for a in _audits(ctx, "search.approve")] == ["refused"]
+    with ctx.db.read() as s:
+        assert s.execute(select(SearchRecord)).first() is None  # it never ran

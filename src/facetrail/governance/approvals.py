@@ -163,7 +163,8 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         legal_basis=req.legal_basis, justification=req.justification.strip(), candidates=req.candidates,
         face_index=chosen.index, probe_sha256=analysis.sha256, probe_held=not emergency, policy_version=version,
         requested_at=now, decision_reason="",
-        deadline=now + dt.timedelta(hours=policy.approval.emergency_window_hours) if emergency else None)
+        deadline=now + dt.timedelta(hours=policy.approval.emergency_window_hours if emergency
+                                    else policy.approval.request_expiry_hours))
     if not emergency:
         pending_store(ctx).put(analysis.sha256, probe)
         with ctx.db.transaction() as s:
@@ -210,8 +211,11 @@ def _load_for_decision(ctx: AppContext, who: Principal, request_id: int, action:
         raise _refuse(ctx, who, action, target, PermissionDeniedError("nobody approves or denies their own search"))
     if row.status != PENDING:
         raise _refuse(ctx, who, action, target, ConflictError(f"request {request_id} is already {row.status}"))
-    if row.kind == EMERGENCY and row.deadline is not None and _aware(row.deadline) < utcnow():
+    if row.deadline is not None and _aware(row.deadline) < utcnow():
         _expire(ctx, [row.id])
+        if row.kind == PRIOR:
+            raise _refuse(ctx, who, action, target, ConflictError(
+                f"request {request_id} expired undecided; its probe was deleted: the investigator may ask again"))
         raise _refuse(ctx, who, action, target, ConflictError(
             f"the approval window of emergency search {row.search_id} has passed: its results are locked"))
     return row
@@ -306,22 +310,31 @@ def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
 
 
 def _expire(ctx: AppContext, ids: list[int]) -> None:
+    expired_requests = []
     with ctx.db.transaction() as s:
         for row in s.execute(select(SearchApproval).where(SearchApproval.id.in_(ids),
                                                           SearchApproval.status == PENDING)).scalars():
             row.status, row.decided_at = EXPIRED, utcnow()
-            append_audit(s, actor="system", action="search.emergency.expired", target=f"search:{row.search_id}",
-                         details={"request_id": row.id, "case_number": row.case_number,
-                                  "deadline": _aware(row.deadline or utcnow()).isoformat()})
+            details = {"request_id": row.id, "case_number": row.case_number,
+                       "deadline": _aware(row.deadline or utcnow()).isoformat()}
+            if row.kind == EMERGENCY:
+                append_audit(s, actor="system", action="search.emergency.expired", target=f"search:{row.search_id}",
+                             details=details)
+            else:
+                append_audit(s, actor="system", action="search.request.expired", target=f"request:{row.id}",
+                             details={**details, "probe_sha256": row.probe_sha256})
+                expired_requests.append(row.id)
+    for row_id in expired_requests:  # an undecided request's held probe goes with it
+        _drop_probe(ctx, row_id)
 
 
 def expire_overdue(ctx: AppContext) -> int:
-    """Mark pending emergency searches past their window as expired (their results are locked either way)."""
+    """Expire what is past its deadline: emergency searches not approved in their window (results lock) and
+    prior-approval requests nobody decided in time (their held probes are deleted)."""
     now = utcnow()
     with ctx.db.read() as s:
-        ids = [r.id for r in s.execute(select(SearchApproval).where(
-            SearchApproval.kind == EMERGENCY, SearchApproval.status == PENDING)).scalars()
-            if r.deadline is not None and _aware(r.deadline) < now]
+        ids = [r.id for r in s.execute(select(SearchApproval).where(SearchApproval.status == PENDING)).scalars()
+               if r.deadline is not None and _aware(r.deadline) < now]
     if ids:
         _expire(ctx, ids)
     return len(ids)

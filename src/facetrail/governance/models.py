@@ -61,7 +61,8 @@ class SearchApproval(Base):
     policy_version: Mapped[int | None] = mapped_column(Integer)
     search_id: Mapped[int | None] = mapped_column(ForeignKey("searches.id", ondelete="SET NULL"), index=True)
     requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    deadline: Mapped[dt.datetime | None] = mapped_column()  # emergency: approve by then or the results lock
+    # emergency: approve by then or its results lock; prior request: decide by then or it expires
+    deadline: Mapped[dt.datetime | None] = mapped_column()
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     decided_at: Mapped[dt.datetime | None] = mapped_column()
     decision_reason: Mapped[str] = mapped_column(Text, default="")

@@ -72,6 +72,7 @@ class ApprovalRules(_Strict):
     offenses: list[str] = Field(default_factory=list)
     galleries: list[str] = Field(default_factory=list)
     emergency_window_hours: float = Field(48.0, gt=0, le=24 * 30)
+    request_expiry_hours: float = Field(168.0, gt=0, le=24 * 90)
     emergency_legal_basis: str = "exigent-circumstances"
 
 
