@@ -357,6 +357,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record the server with py-spy during the one-client run"
                         " (collapsed stacks, idle time included) into this file")
     args = parser.parse_args()
+    notes = args.notes.read_text().strip() if args.notes else ""  # read now: a missing file fails early
     facts = {"command": "python bench/http_search.py " + " ".join(sys.argv[1:]), "started": now_utc(),
              "load_before": load_note()}
     workdir = Path(tempfile.mkdtemp(prefix="facetrail-http-bench-"))
@@ -394,8 +395,8 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["load_after"] = load_note()
     text = markdown(rows, args, facts)
-    if args.notes:
-        text += "\n\n" + args.notes.read_text().strip()
+    if notes:
+        text += "\n\n" + notes
     print(text)
     if not args.no_write:
         write_doc_section("http", text, args.out)
