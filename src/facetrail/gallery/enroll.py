@@ -426,8 +426,11 @@ class _BatchWriter:
                     session.add(subject)
                     subjects[item.subject_id] = subject
                     created.append(item.subject_id)
-                elif item.name and not subject.name:
-                    subject.name = item.name
+                else:  # rows of one subject may come in any order: keep the first non-empty name and notes
+                    if item.name and not subject.name:
+                        subject.name = item.name
+                    if item.notes and not subject.notes:
+                        subject.notes = item.notes
                 face = Face(gallery_id=self.gallery_id, subject=subject, image_sha256=acc.sha256,
                             image_stored=acc.stored, source_system=self.source_system,
                             source_record_id=item.source_record_id, capture_date=item.capture_date,

@@ -239,17 +239,20 @@ FACE_TABLES = ("faces", "subjects", "subject_dispositions")
 
 
 def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
-    # VACUUM keeps a deleted row that a snapshot older than the deletion may still see (e.g. an ANALYZE that
-    # autovacuum started meanwhile), so first wait, briefly, for such transactions in this database to end; if
-    # one was still open while vacuuming, wait and vacuum once more.
+    # VACUUM keeps a deleted row that a transaction older than the deletion may still see (e.g. an ANALYZE that
+    # autovacuum started meanwhile), so first wait, briefly, for such transactions to end; if one was still
+    # open while vacuuming, wait and vacuum once more.
     started = dt.datetime.now(dt.UTC)
     older = -1
     passes = 0  # how many VACUUM rounds ran
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         def older_snapshots() -> int:
             return int(conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL AND xact_start < %(t)s",
+                # A snapshot (backend_xmin) or a running write (backend_xid: it may hold no snapshot between
+                # statements) that began before the deletion can keep the deleted rows alive for VACUUM. Observed:
+                # transactions in *other* databases of the server too, so every database is considered.
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start < %(t)s",
                 {"t": started}).scalar_one())
 
         while passes < 2:
