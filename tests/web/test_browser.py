@@ -32,6 +32,15 @@ PASSWORDS: dict[str, str] = {"admin": ADMIN_PASSWORD}
 STATE: dict[str, Any] = {}
 
 
+
+def loaded(img: Any, timeout_s: float = 30.0) -> bool:
+    """True once the image has finished loading with real pixels (on a busy machine that takes a moment)."""
+    try:
+        img.page.wait_for_function("i => i.complete", arg=img.element_handle(), timeout=timeout_s * 1000)
+    except Exception:
+        return False
+    return bool(img.evaluate("i => i.naturalWidth > 0"))
+
 def new_page(browser: Any, server: Server) -> Any:
     context = browser.new_context(viewport=WIDE, base_url=server.url)
     context.set_default_timeout(60_000)
@@ -102,6 +111,7 @@ def test_first_login_forces_a_password_change(browser: Any, server: Server, scre
 
     # By keyboard alone: the username field has the focus, Tab moves on, Enter submits.
     page.goto("/login")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")  # autofocus
     page.keyboard.type("admin")
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN_PASSWORD)
@@ -241,7 +251,7 @@ def test_gallery_creation_upload_browse_and_delete(browser: Any, server: Server,
     page.click("a:has-text('P-100')")
     images = page.locator(".face-grid img")
     assert images.count() == 2
-    assert all(img.evaluate("i => i.complete && i.naturalWidth > 0") for img in images.all())
+    assert all(loaded(img) for img in images.all())
     shoot(page, screenshots, "24-subject")
 
     page.goto("/galleries/bookings/subjects/raj1")
@@ -407,7 +417,7 @@ def test_investigator_sees_the_released_lead(browser: Any, server: Server, scree
     first = candidates.first
     assert first.get_by_test_id("subject-id").inner_text() == _expected_top_subject()
     assert first.get_by_test_id("release-state").inner_text().startswith("released lead")
-    assert first.locator(".pair img").last.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert loaded(first.locator(".pair img").last)
     assert "Possible lead by frank" in first.locator(".reviews").inner_text()
     assert page.get_by_test_id("under-review").count() == STATE["candidates"] - 1  # the others are not released
     shoot(page, screenshots, "43-investigator-released-lead")
@@ -624,7 +634,7 @@ def test_reports_page_and_case_packet(browser: Any, server: Server, screenshots:
     assert report.is_visible()
     charts = page.locator(".report img.chart")
     assert charts.count() >= 1
-    assert all(c.evaluate("i => i.complete && i.naturalWidth > 0") for c in charts.all())
+    assert all(loaded(c) for c in charts.all())
     shoot(page, screenshots, "80-transparency-report")
     with page.expect_download() as info:
         page.locator("a:has-text('Download CSV')").first.click()
