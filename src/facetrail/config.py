@@ -59,6 +59,11 @@ class EmbeddingSettings(BaseModel):
         True, description="Average the embedding of the face and its mirror image (measured: see docs/accuracy.md)."
     )
     onnx_threads: int = Field(1, description="Threads per ONNX session (parallelism comes from processes).")
+    backend: str = Field(
+        "opencv",
+        description="Runtime for ONNX embedders: 'opencv' (OpenCV DNN; 1.5× faster for SFace here, same vectors) "
+        "or 'onnxruntime'.",
+    )
 
 
 class VerifySettings(BaseModel):
