@@ -687,3 +687,26 @@ def test_legal_holds_are_placed_and_lifted(browser: Any, server: Server, screens
     assert "lifted by user:admin" in page.locator("tr[data-testid^=hold-]", has_text="2026-RB-0042").first.inner_text()
     no_csp_violations(page)
     page.context.close()
+
+
+def test_a_held_subject_cannot_be_deleted_from_the_ui(browser: Any, server: Server, screenshots: Path) -> None:
+    """Legal holds bind the web UI too: the delete form is refused with the reason, the subject stays."""
+    page = new_page(browser, server)
+    sign_in(page, "admin", PASSWORDS["admin"])
+    page.goto("/holds")
+    page.fill("#hold-gallery", "bookings")
+    page.fill("#hold-subject", "amy1")
+    page.fill("#hold-reason", "Civil suit: preserve the booking photo.")
+    page.click("button:has-text('Place hold')")
+    page.wait_for_url("**/holds?done=added")
+
+    page.goto("/galleries/bookings/subjects/amy1")
+    page.click("a:has-text('Delete this subject')")
+    page.fill("#reason", "trying to delete a held subject")
+    page.click("button:has-text('Delete subject')")
+    assert "legal hold" in page.content()
+    shoot(page, screenshots, "96-held-subject-refused")
+    page.goto("/galleries/bookings/subjects/amy1")
+    assert page.locator(".face-grid img").count() >= 1  # still there
+    no_csp_violations(page)
+    page.context.close()
