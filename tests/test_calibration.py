@@ -76,3 +76,19 @@ def test_a_table_refuses_another_models_weights() -> None:
         load_calibration("sface-2021dec-int8bq+flip@0000000000000000")
     with pytest.raises(ModelError):
         load_calibration("no-such-model@0000000000000000")
+
+
+@pytest.mark.parametrize("embedder", ["dlib", "fusion"])
+def test_dlib_and_fusion_ship_tables_that_separate_a_same_and_a_different_pair(embedder: str) -> None:
+    """The shipped tables match the embedders' exact model ids (weights hashes), so verify works with them."""
+    from face_fixtures import FIXTURES
+    from facetrail.api import verify
+    from facetrail.config import EmbeddingSettings, Settings
+
+    settings = Settings(embedding=EmbeddingSettings(embedder=embedder))
+    people = FIXTURES / "face_recognition"
+    same = verify(people / "obama.jpg", people / "obama2.jpg", settings=settings)
+    different = verify(people / "obama.jpg", people / "biden.jpg", settings=settings)
+    assert same.model_id == different.model_id and same.model_id.startswith(embedder.split("-")[0])
+    assert same.above_threshold and not different.above_threshold
+    assert same.estimated_fmr < 1e-4 < different.estimated_fmr
