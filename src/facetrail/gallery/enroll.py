@@ -40,13 +40,11 @@ from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace, FacePipeline
 from facetrail.faces.quality import assess_quality
 from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.index_sync import add_faces, check_index, flush_indexes
 from facetrail.gallery.manifest import EnrollItem, check_names_agree
 from facetrail.gallery.service import (
     check_model,
     image_store,
-    index_add,
-    index_check,
-    index_flush,
     load_gallery,
     pipeline_for,
     sweep_image_store,
@@ -279,7 +277,7 @@ def enroll(
     check_names_agree(items, known_names)  # before anything is stored
 
     summary.swept_orphan_images = sweep_image_store(ctx)
-    index_check(ctx, gallery_id, actor)
+    check_index(ctx, gallery_id, repair=True, actor=actor)  # e.g. after a run killed before it saved
     store = image_store(ctx) if keep_images else None
     pipeline = pipeline_for(ctx.settings)
     writer = _BatchWriter(ctx, gallery_id, gallery_name, model_id, source_system, actor, source, summary)
@@ -307,7 +305,7 @@ def enroll(
         if stop.requested:
             summary.interrupted = True
         writer.finish()
-    index_flush(ctx)
+    flush_indexes(ctx)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -401,7 +399,7 @@ class _BatchWriter:
         self.summary.batches += 1
         self.summary.face_ids.extend(face_ids)
         if face_ids:
-            index_add(self.ctx, self.gallery_id, face_ids, np.vstack(vectors))
+            add_faces(self.ctx, self.gallery_id, face_ids, np.vstack(vectors))
 
     def _commit(self, batch: list[tuple[EnrollItem, _Accepted]]) -> tuple[list[int], list[np.ndarray], int, int]:
         with self.ctx.db.transaction() as session:

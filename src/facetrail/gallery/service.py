@@ -4,13 +4,10 @@ transaction; deletions also remove the vectors from the index and the originals 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -222,22 +219,6 @@ def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str,
     return {"gallery": gallery_name, "deleted_face_ids": [face_id], "certificate_seq": certificate["seq"]}
 
 
-def _after_delete(ctx: AppContext, gallery_id: int, face_ids: list[int], hashes: list[str]) -> None:
-    if face_ids:
-        index_remove(ctx, gallery_id, face_ids)
-    if not hashes:
-        return
-    store = image_store(ctx)
-    with store.exclusive_lock_if_free() as locked:
-        if not locked:  # an enrollment is running; the next sweep removes what is no longer referenced
-            return
-        with ctx.db.read() as session:
-            still_used = set(session.execute(
-                select(Face.image_sha256).where(Face.image_sha256.in_(hashes), Face.image_stored.is_(True))
-            ).scalars())
-        store.remove_unreferenced(hashes, still_used)
-
-
 def referenced_hashes(session: Session) -> set[str]:
     return set(session.execute(select(Face.image_sha256).where(Face.image_stored.is_(True)).distinct()).scalars())
 
@@ -251,43 +232,6 @@ def sweep_image_store(ctx: AppContext) -> int | None:
         with ctx.db.read() as session:
             referenced = referenced_hashes(session)
         return store.sweep(referenced)
-
-
-# The vector index is kept in step by facetrail.gallery.index_sync (written alongside search). It is
-# imported lazily so galleries work, and tests run, whether or not an index module is installed.
-def _index_sync() -> ModuleType | None:
-    try:
-        return importlib.import_module("facetrail.gallery.index_sync")
-    except ModuleNotFoundError as exc:
-        if exc.name == "facetrail.gallery.index_sync":
-            return None
-        raise
-
-
-def index_add(ctx: AppContext, gallery_id: int, face_ids: list[int], vectors: np.ndarray) -> None:
-    module = _index_sync()
-    if module is not None:
-        module.add_faces(ctx, gallery_id, face_ids, vectors)
-
-
-def index_check(ctx: AppContext, gallery_id: int, actor: str) -> None:
-    """Compare the persisted index with the database and repair it (e.g. after a run killed before it saved)."""
-    module = _index_sync()
-    if module is not None and hasattr(module, "check_index"):
-        module.check_index(ctx, gallery_id, repair=True, actor=actor)
-
-
-def index_flush(ctx: AppContext) -> None:
-    """Save loaded indexes with unsaved changes (the end of an enrollment run)."""
-    module = _index_sync()
-    if module is not None and hasattr(module, "flush_indexes"):
-        module.flush_indexes(ctx)
-
-
-def index_remove(ctx: AppContext, gallery_id: int, face_ids: list[int]) -> None:
-    module = _index_sync()
-    if module is not None:
-        module.remove_faces(ctx, gallery_id, face_ids)
 
 
 __all__ = [

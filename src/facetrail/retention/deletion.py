@@ -28,12 +28,11 @@ from sqlalchemy.orm import Session
 
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
+from facetrail.gallery.index_sync import flush_indexes, remove_faces
 from facetrail.gallery.service import (
     FaceNotFoundError,
     _load_subject,
     image_store,
-    index_flush,
-    index_remove,
     load_gallery,
 )
 from facetrail.retention.holds import LegalHoldError, lock_subject, subject_hold_ids
@@ -181,8 +180,8 @@ def _secure_delete(session: Session) -> None:
 def _remove_copies(ctx: AppContext, pending: PendingCertificate) -> None:
     ids = [f["face_id"] for f in pending.faces]
     if ids and pending.gallery_id is not None:
-        index_remove(ctx, pending.gallery_id, ids)
-        index_flush(ctx)  # large indexes save lazily; a deletion is written out now
+        remove_faces(ctx, pending.gallery_id, ids)
+        flush_indexes(ctx)  # large indexes save lazily; a deletion is written out now
         pending.index_entries_removed = len(ids)
     hashes = sorted({f["image_sha256"] for f in pending.faces if f["image_stored"]})
     if not hashes:
