@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facetrail.cli.common import fail
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
@@ -40,14 +41,6 @@ CACHE_OPTION = Annotated[
 WEIGHT_OPTION = Annotated[
     float | None, typer.Option("--fusion-weight", help="SFace weight w for --model fusion (default: shipped).")
 ]
-
-
-def _fail(exc: FaceTrailError, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"ok": False, "error": exc.to_dict()}))
-    else:
-        err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
-    raise typer.Exit(exc.exit_code)
 
 
 def _embed(data_dir: Path, paths: list[str], model: str | None, flip: bool | None, workers: int,
@@ -103,8 +96,7 @@ def lfw(
         pairs = [p for p in read_pairs(lfw_data.root / "pairs.txt") if p.fold < folds]
         run = _embed(data, pair_images(pairs), model, flip, workers, cache_dir, fusion_weight)
     except FaceTrailError as exc:
-        _fail(exc, as_json)
-        return
+        fail(exc, as_json)
     report, scores, same = verify_pairs(run.embeddings, pairs)
     rate = run.images_per_second
     report.extra = {
@@ -159,11 +151,10 @@ def identify(
 
     try:
         people = all_images(open_lfw(data))
-        paths = [p for images in people.values() for p in images]
-        run = _embed(data, paths, model, flip, workers, cache_dir, fusion_weight)
+        run = _embed(data, [p for images in people.values() for p in images], model, flip, workers, cache_dir,
+                     fusion_weight)
     except FaceTrailError as exc:
-        _fail(exc, as_json)
-        return
+        fail(exc, as_json)
     report, curve = run_identification(people, run.embeddings)
     out.mkdir(parents=True, exist_ok=True)
     name = _label(run.embeddings.model_id)
@@ -200,11 +191,10 @@ def calibrate(
 
     try:
         people = all_images(open_lfw(data))
-        paths = [p for images in people.values() for p in images]
-        run = _embed(data, paths, model, flip, workers, cache_dir, fusion_weight)
+        run = _embed(data, [p for images in people.values() for p in images], model, flip, workers, cache_dir,
+                     fusion_weight)
     except FaceTrailError as exc:
-        _fail(exc, as_json)
-        return
+        fail(exc, as_json)
     emb = run.embeddings
     labels = np.array([p.split("/")[0] for p in emb.paths])
     found = emb.found
@@ -257,8 +247,7 @@ def fusion_weight_cmd(
         sface = _embed(data, paths, "sface", flip, workers, cache_dir).embeddings
         dlib = _embed(data, paths, "dlib", flip, workers, cache_dir).embeddings
     except FaceTrailError as exc:
-        _fail(exc, as_json)
-        return
+        fail(exc, as_json)
     if view2_folds is not None:
         print(json.dumps(fusion_nested_kfold(sface, dlib, pairs), indent=2))
         return
