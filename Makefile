@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHARED ?= $(abspath ../shared)
 export FACETRAIL_SHARED_DATA ?= $(SHARED)/data
 
-.PHONY: run test setup lint typecheck clean demo
+.PHONY: run test setup lint fmt typecheck clean demo
 
 $(BIN)/facetrail: pyproject.toml
 	@test -n "$(PY)" && command -v $(PY) >/dev/null || { echo "Python 3.11 is required (python3.11, or python3 being 3.11)"; exit 1; }
@@ -29,12 +29,18 @@ demo: setup
 
 # Second command: set up and run the whole test suite (lint, types, tests).
 test: setup
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: setup
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
+
+fmt: setup
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

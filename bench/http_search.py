@@ -52,8 +52,13 @@ PASSWORD = "Correct-horse-battery-9"
 GALLERY = "bookings"
 INVESTIGATOR = "inves.bench"
 MATE = "B-OBAMA"  # the probe is obama2.jpg; obama.jpg is enrolled under this id
-SEARCH_FIELDS = {"gallery": GALLERY, "offense": "robbery", "legal_basis": "warrant",
-                 "justification": "HTTP search benchmark", "candidates": "20"}
+SEARCH_FIELDS = {
+    "gallery": GALLERY,
+    "offense": "robbery",
+    "legal_basis": "warrant",
+    "justification": "HTTP search benchmark",
+    "candidates": "20",
+}
 
 
 @dataclass
@@ -76,7 +81,10 @@ def start_server(data_dir: Path, port: int) -> Server:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", "from facetrail.cli.main import app; app()", "serve", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -119,30 +127,47 @@ def populate_accounts_and_gallery(base_url: str) -> str:
     """Administrator's first login, a unit, a trained investigator (returns their API token), the gallery with
     three really enrolled photos."""
     admin = login(base_url, "admin", ADMIN_FIRST_PASSWORD)
-    expect(admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD,
-                                                      "new_password": PASSWORD}), 200)
+    expect(
+        admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD}),
+        200,
+    )
     expect(admin.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}), 201)
-    r = expect(admin.post("/api/v1/users", json={"username": INVESTIGATOR, "role": "investigator",
-                                                 "unit": "north"}), 201)
+    r = expect(
+        admin.post("/api/v1/users", json={"username": INVESTIGATOR, "role": "investigator", "unit": "north"}), 201
+    )
     one_time = r.json()["one_time_password"]
     # Governance: nobody searches without recorded training (where the server has that gate).
-    r = admin.post(f"/api/v1/users/{INVESTIGATOR}/training",
-                   json={"completed_on": dt.date.today().isoformat(), "course": "FaceTrail search training"})
+    r = admin.post(
+        f"/api/v1/users/{INVESTIGATOR}/training",
+        json={"completed_on": dt.date.today().isoformat(), "course": "FaceTrail search training"},
+    )
     if r.status_code not in (201, 404, 405):
         raise RuntimeError(f"recording training: {r.status_code} {r.text}")
     investigator = login(base_url, INVESTIGATOR, one_time)
-    expect(investigator.post("/api/v1/auth/password", json={"current_password": one_time,
-                                                             "new_password": PASSWORD}), 200)
-    token = str(expect(investigator.post("/api/v1/auth/tokens", json={"name": "bench", "days": 1}), 201)
-                .json()["secret"])
+    expect(
+        investigator.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD}), 200
+    )
+    token = str(
+        expect(investigator.post("/api/v1/auth/tokens", json={"name": "bench", "days": 1}), 201).json()["secret"]
+    )
     investigator.close()
-    expect(admin.post("/api/v1/galleries", json={"name": GALLERY, "legal_basis": "Booking photos, statute 12-3",
-                                                  "source_system": "county-rms"}), 201)
+    expect(
+        admin.post(
+            "/api/v1/galleries",
+            json={"name": GALLERY, "legal_basis": "Booking photos, statute 12-3", "source_system": "county-rms"},
+        ),
+        201,
+    )
     files = [("files", (name, (FR / name).read_bytes(), "image/jpeg")) for name in ("obama.jpg", "biden.jpg")]
     files.append(("files", ("amy1.png", (FIXTURES / "faceapi" / "amy" / "amy1.png").read_bytes(), "image/png")))
-    r = expect(admin.post(f"/api/v1/galleries/{GALLERY}/enroll", files=files,
-                          data={"subject_ids": [MATE, "B-BIDEN", "B-AMY"], "source_record_ids": ["r1", "r2", "r3"]}),
-               200)
+    r = expect(
+        admin.post(
+            f"/api/v1/galleries/{GALLERY}/enroll",
+            files=files,
+            data={"subject_ids": [MATE, "B-BIDEN", "B-AMY"], "source_record_ids": ["r1", "r2", "r3"]},
+        ),
+        200,
+    )
     if any(f["status"] != "enrolled" for f in r.json()["files"]):
         raise RuntimeError(f"enrolment: {r.text}")
     admin.close()
@@ -167,17 +192,41 @@ def add_synthetic_faces(data_dir: Path, n: int, chunk: int = 10_000) -> tuple[in
         for ids, vectors in faces.gallery_chunks(n, chunk):
             identities = np.unique(ids // faces.samples_per_identity)
             with ctx.db.transaction() as s:
-                s.execute(insert(Subject), [
-                    {"id": subject_base + int(i), "gallery_id": gallery_id, "external_id": f"S-{int(i):07d}",
-                     "name": None, "notes": "", "created_at": now} for i in identities])
-                s.execute(insert(Face), [
-                    {"id": face_base + int(i), "gallery_id": gallery_id,
-                     "subject_id": subject_base + int(i) // faces.samples_per_identity,
-                     "image_sha256": hashlib.sha256(b"synthetic-%d" % i).hexdigest(), "image_stored": False,
-                     "source_system": "synthetic", "source_record_id": None, "capture_date": None,
-                     "enrolled_by": "bench", "enrolled_at": now, "model_id": model_id,
-                     "embedding": vector.astype("<f4").tobytes(), **template}
-                    for i, vector in zip(ids, vectors, strict=True)])
+                s.execute(
+                    insert(Subject),
+                    [
+                        {
+                            "id": subject_base + int(i),
+                            "gallery_id": gallery_id,
+                            "external_id": f"S-{int(i):07d}",
+                            "name": None,
+                            "notes": "",
+                            "created_at": now,
+                        }
+                        for i in identities
+                    ],
+                )
+                s.execute(
+                    insert(Face),
+                    [
+                        {
+                            "id": face_base + int(i),
+                            "gallery_id": gallery_id,
+                            "subject_id": subject_base + int(i) // faces.samples_per_identity,
+                            "image_sha256": hashlib.sha256(b"synthetic-%d" % i).hexdigest(),
+                            "image_stored": False,
+                            "source_system": "synthetic",
+                            "source_record_id": None,
+                            "capture_date": None,
+                            "enrolled_by": "bench",
+                            "enrolled_at": now,
+                            "model_id": model_id,
+                            "embedding": vector.astype("<f4").tobytes(),
+                            **template,
+                        }
+                        for i, vector in zip(ids, vectors, strict=True)
+                    ],
+                )
         check = rebuild_index(ctx, gallery_id, actor="bench")
         return check.db_count, time.perf_counter() - start
     finally:
@@ -189,8 +238,9 @@ def make_probe(megapixels: float = 1.0) -> tuple[bytes, str]:
     image = cv2.imread(str(FR / "obama2.jpg"))
     assert image is not None
     scale = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
-    resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                         interpolation=cv2.INTER_CUBIC)
+    resized = cv2.resize(
+        image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_CUBIC
+    )
     ok, jpeg = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     return jpeg.tobytes(), f"{resized.shape[1]}×{resized.shape[0]} JPEG, {len(jpeg) / 1e3:.0f} kB"
@@ -207,8 +257,11 @@ class Tally:
 def search_once(client: httpx.Client, probe: bytes, case_number: str, tally: Tally) -> None:
     start = time.perf_counter()
     try:
-        r = client.post("/api/v1/searches", files={"probe": ("probe.jpg", probe, "image/jpeg")},
-                        data={**SEARCH_FIELDS, "case_number": case_number})
+        r = client.post(
+            "/api/v1/searches",
+            files={"probe": ("probe.jpg", probe, "image/jpeg")},
+            data={**SEARCH_FIELDS, "case_number": case_number},
+        )
     except httpx.HTTPError as exc:
         with tally.lock:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
@@ -230,8 +283,9 @@ def client_for(base_url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=120)
 
 
-def run_single(base_url: str, token: str, probe: bytes, warmup: int, count: int,
-               profile: contextlib.AbstractContextManager[None]) -> tuple[Tally, float]:
+def run_single(
+    base_url: str, token: str, probe: bytes, warmup: int, count: int, profile: contextlib.AbstractContextManager[None]
+) -> tuple[Tally, float]:
     """Sequential searches on one connection; ``profile`` wraps the timed ones (not the warm-up)."""
     with client_for(base_url, token) as client:
         warm = Tally()
@@ -271,8 +325,21 @@ def profiling(server: Server, out: Path | None) -> Iterator[None]:
     if out is None:
         yield
         return
-    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.process.pid),
-                            "--rate", "250", "--idle", "--format", "raw", "--output", str(out)])
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--rate",
+            "250",
+            "--idle",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ]
+    )
     time.sleep(2)  # attached before the first timed request
     try:
         yield
@@ -298,8 +365,11 @@ def mate_rank1(data_dir: Path, clients: int) -> float:
     ctx = open_context(Settings(data_dir=data_dir), migrate=False)
     try:
         with ctx.db.read() as s:
-            lists = s.execute(select(SearchRecord.candidates)
-                              .where(SearchRecord.case_number == case_number(clients))).scalars().all()
+            lists = (
+                s.execute(select(SearchRecord.candidates).where(SearchRecord.case_number == case_number(clients)))
+                .scalars()
+                .all()
+            )
     finally:
         ctx.close()
     return float(np.mean([bool(c) and c[0]["subject_external_id"] == MATE for c in lists])) if lists else float("nan")
@@ -336,10 +406,15 @@ def markdown(rows: list[Row], args: argparse.Namespace, facts: dict[str, str]) -
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.clients} | {r.searches} | {r.p50_ms:.0f} | {r.p99_ms:.0f} |"
-                     f" {r.searches / r.wall_s:.2f} | {r.errors} | {r.mate_rank1:.2f} |")
-    lines += ["", f"Setup: {facts['setup']}. Goal (issue 4): p50 ≤ 250 ms with one client; no error under 8"
-              " concurrent clients for 60 s."]
+        lines.append(
+            f"| {r.clients} | {r.searches} | {r.p50_ms:.0f} | {r.p99_ms:.0f} |"
+            f" {r.searches / r.wall_s:.2f} | {r.errors} | {r.mate_rank1:.2f} |"
+        )
+    lines += [
+        "",
+        f"Setup: {facts['setup']}. Goal (issue 4): p50 ≤ 250 ms with one client; no error under 8"
+        " concurrent clients for 60 s.",
+    ]
     return "\n".join(lines)
 
 
@@ -354,12 +429,19 @@ def main() -> None:
     parser.add_argument("--notes", type=Path, help="markdown appended to the section (e.g. profile findings)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
-    parser.add_argument("--profile", type=Path, help="record the server with py-spy during the one-client run"
-                        " (collapsed stacks, idle time included) into this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the server with py-spy during the one-client run"
+        " (collapsed stacks, idle time included) into this file",
+    )
     args = parser.parse_args()
     notes = args.notes.read_text().strip() if args.notes else ""  # read now: a missing file fails early
-    facts = {"command": "python bench/http_search.py " + " ".join(sys.argv[1:]), "started": now_utc(),
-             "load_before": load_note()}
+    facts = {
+        "command": "python bench/http_search.py " + " ".join(sys.argv[1:]),
+        "started": now_utc(),
+        "load_before": load_note(),
+    }
     workdir = Path(tempfile.mkdtemp(prefix="facetrail-http-bench-"))
     data_dir = workdir / "data"
     data_dir.mkdir()
@@ -373,19 +455,24 @@ def main() -> None:
             stop_server(server)
         size, insert_s = add_synthetic_faces(data_dir, args.faces)
         server = start_server(data_dir, port)
-        facts["setup"] = (f"world and gallery of {size:,} faces built in {time.perf_counter() - t0:.0f} s"
-                          f" (synthetic rows + index {insert_s:.0f} s)")
+        facts["setup"] = (
+            f"world and gallery of {size:,} faces built in {time.perf_counter() - t0:.0f} s"
+            f" (synthetic rows + index {insert_s:.0f} s)"
+        )
         facts["gallery_size"] = f"{size:,}"
         facts["index_kind"] = Settings(data_dir=data_dir).index.kind
         probe, facts["probe"] = make_probe()
         print(facts, flush=True)
         try:
-            single = run_single(server.base_url, token, probe, args.warmup, args.single,
-                                profiling(server, args.profile))
+            single = run_single(
+                server.base_url, token, probe, args.warmup, args.single, profiling(server, args.profile)
+            )
             rows = [summarise(1, *single, data_dir)]
-            rows.append(summarise(args.clients,
-                                  *run_concurrent(server.base_url, token, probe, args.clients, args.duration),
-                                  data_dir))
+            rows.append(
+                summarise(
+                    args.clients, *run_concurrent(server.base_url, token, probe, args.clients, args.duration), data_dir
+                )
+            )
         finally:
             stop_server(server)
     finally:

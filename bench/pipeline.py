@@ -157,8 +157,13 @@ def _noop(_: int) -> int:
     return 0
 
 
-def throughput(init: Callable[..., None], work: Callable[[str], int], paths: list[str], workers: int,
-               init_args: tuple[Any, ...] = ()) -> tuple[float, int, int]:
+def throughput(
+    init: Callable[..., None],
+    work: Callable[[str], int],
+    paths: list[str],
+    workers: int,
+    init_args: tuple[Any, ...] = (),
+) -> tuple[float, int, int]:
     with ProcessPoolExecutor(max_workers=workers, initializer=init, initargs=init_args) as pool:
         list(pool.map(_noop, range(workers * 4)))  # start every worker and load its models first
         list(pool.map(work, paths[: workers * 2]))  # and warm them up
@@ -168,9 +173,16 @@ def throughput(init: Callable[..., None], work: Callable[[str], int], paths: lis
     return len(paths) / seconds, sum(faces), sum(1 for f in faces if f == 0)
 
 
-def markdown(args: argparse.Namespace, command: str, photo_info: str, stages: dict[str, dict[str, float]],
-             folder: dict[str, tuple[float, int, int]], n_images: int, load_before: str,
-             started: str) -> str:
+def markdown(
+    args: argparse.Namespace,
+    command: str,
+    photo_info: str,
+    stages: dict[str, dict[str, float]],
+    folder: dict[str, tuple[float, int, int]],
+    n_images: int,
+    load_before: str,
+    started: str,
+) -> str:
     ft, dl = stages["FaceTrail"], stages["dlib"]
     lines = [
         "## Pipeline",

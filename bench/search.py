@@ -109,8 +109,9 @@ def build(faces: SyntheticFaces, size: int, **params: object) -> tuple[Approxima
     gc.collect()
     build_s = time.perf_counter() - start
     rss = rss_bytes() - rss_before
-    print(f"[{size:,}] {params} built in {build_s:.0f} s (trained: {index.trained}), RSS +{rss / 1e9:.2f} GB",
-          flush=True)
+    print(
+        f"[{size:,}] {params} built in {build_s:.0f} s (trained: {index.trained}), RSS +{rss / 1e9:.2f} GB", flush=True
+    )
     return index, build_s, rss
 
 
@@ -131,21 +132,46 @@ def measure_exact(
 
     floor_s = bandwidth_floor(gallery)
     gbps = gallery.nbytes / floor_s / 1e9
-    rows.append(Row(size, "memory-bandwidth floor (one pass over the vectors)", floor_s * 1e3, floor_s * 1e3,
-                    None, None, None, None, f"{gbps:.1f} GB/s"))
+    rows.append(
+        Row(
+            size,
+            "memory-bandwidth floor (one pass over the vectors)",
+            floor_s * 1e3,
+            floor_s * 1e3,
+            None,
+            None,
+            None,
+            None,
+            f"{gbps:.1f} GB/s",
+        )
+    )
 
     n_slow = max(10, min(args.latency_queries, int(args.latency_queries * 1_000_000 / size)))
     seconds, found = time_queries(lambda q: numpy_brute_force(gallery, gallery_ids, q, k), probes, n_slow)
-    rows.append(Row(size, "numpy brute force (gallery @ q, argpartition)", percentile_ms(seconds, 50),
-                    percentile_ms(seconds, 99), gallery.itemsize * exact.dim,
-                    *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
-                    f"{n_slow} queries"))
+    rows.append(
+        Row(
+            size,
+            "numpy brute force (gallery @ q, argpartition)",
+            percentile_ms(seconds, 50),
+            percentile_ms(seconds, 99),
+            gallery.itemsize * exact.dim,
+            *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
+            f"{n_slow} queries",
+        )
+    )
 
     seconds, found = time_queries(lambda q: exact.search(q, k)[1][0], probes, n_slow)
-    rows.append(Row(size, "ExactIndex (faiss flat IP, 1 thread)", percentile_ms(seconds, 50),
-                    percentile_ms(seconds, 99), exact.memory_bytes() / size,
-                    *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
-                    f"{n_slow} queries"))
+    rows.append(
+        Row(
+            size,
+            "ExactIndex (faiss flat IP, 1 thread)",
+            percentile_ms(seconds, 50),
+            percentile_ms(seconds, 99),
+            exact.memory_bytes() / size,
+            *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
+            f"{n_slow} queries",
+        )
+    )
 
     return truth_best, rows
 
@@ -167,18 +193,40 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
             del index
             index, build_s, rss = build(faces, size, codec=codec, **params)
         for nprobe in args.nprobe if index.trained else args.nprobe[:1]:
-            seconds, _ = time_queries(lambda q, n=nprobe, ix=index: ix.search(q, k, nprobe=n)[1][0], probes,
-                                      args.latency_queries)
+            seconds, _ = time_queries(
+                lambda q, n=nprobe, ix=index: ix.search(q, k, nprobe=n)[1][0], probes, args.latency_queries
+            )
             _, approx_ids = index.search(probes, k, nprobe=nprobe)
-            label = (f"ApproximateIndex IVF{nlist} {codec} + re-rank {args.rerank}, nprobe {nprobe}"
-                     if index.trained else "ApproximateIndex (below training threshold: exact)")
-            rows.append(Row(size, label, percentile_ms(seconds, 50), percentile_ms(seconds, 99),
-                            index.memory_bytes() / size,
-                            *quality(approx_ids, truth_best, probe_identities, per_identity),
-                            f"{args.latency_queries} queries"))
+            label = (
+                f"ApproximateIndex IVF{nlist} {codec} + re-rank {args.rerank}, nprobe {nprobe}"
+                if index.trained
+                else "ApproximateIndex (below training threshold: exact)"
+            )
+            rows.append(
+                Row(
+                    size,
+                    label,
+                    percentile_ms(seconds, 50),
+                    percentile_ms(seconds, 99),
+                    index.memory_bytes() / size,
+                    *quality(approx_ids, truth_best, probe_identities, per_identity),
+                    f"{args.latency_queries} queries",
+                )
+            )
             print(rows[-1], flush=True)
-        rows.append(Row(size, f"(process RSS growth while building the {codec} index)", float("nan"),
-                        float("nan"), rss / size, None, None, None, f"build {build_s:.0f} s"))
+        rows.append(
+            Row(
+                size,
+                f"(process RSS growth while building the {codec} index)",
+                float("nan"),
+                float("nan"),
+                rss / size,
+                None,
+                None,
+                None,
+                f"build {build_s:.0f} s",
+            )
+        )
     return rows
 
 
@@ -188,9 +236,7 @@ def fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def markdown(
-    rows: list[Row], args: argparse.Namespace, command: str, load_before: str, started: str
-) -> str:
+def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_before: str, started: str) -> str:
     lines = [
         "## Search",
         "",

@@ -19,8 +19,14 @@ SFACE_FLIP_ID = "sface-2021dec-int8bq+flip@fb143eea07838aa5"
 def _from_json(data: dict[str, object]) -> Calibration:
     text = json.loads(json.dumps(data))  # through real JSON text, as the shipped file is
     table = np.array(text["table"], dtype=np.float64)
-    return Calibration(text["model_id"], text["impostor_comparisons"], text["genuine_comparisons"],
-                       table[:, 0], table[:, 1], text["source"])
+    return Calibration(
+        text["model_id"],
+        text["impostor_comparisons"],
+        text["genuine_comparisons"],
+        table[:, 0],
+        table[:, 1],
+        text["source"],
+    )
 
 
 def test_impostor_scores_are_every_different_label_pair_once() -> None:
@@ -28,8 +34,9 @@ def test_impostor_scores_are_every_different_label_pair_once() -> None:
     vectors = rng.normal(size=(37, 8)).astype(np.float32)
     labels = rng.integers(0, 9, size=37)
     scores, genuine = impostor_scores(vectors, labels, block=5)  # several blocks, ragged last one
-    expected = sorted(float(vectors[i] @ vectors[j]) for i in range(37) for j in range(i + 1, 37)
-                      if labels[i] != labels[j])
+    expected = sorted(
+        float(vectors[i] @ vectors[j]) for i in range(37) for j in range(i + 1, 37) if labels[i] != labels[j]
+    )
     assert np.allclose(np.sort(scores), expected, atol=1e-5)
     counts = np.bincount(labels)
     assert genuine == int(sum(c * (c - 1) // 2 for c in counts))

@@ -155,8 +155,17 @@ def calibrated(pipeline: FacePipeline) -> None:
 def test_verify_json_same_person(calibrated: None, pipeline: FacePipeline) -> None:
     out = _json(["verify", "--json", str(OBAMA), str(OBAMA2)], 0)
     assert set(out) >= {
-        "ok", "similarity", "threshold", "target_fmr", "above_threshold", "decision", "estimated_fmr", "meaning",
-        "model_id", "image_a", "image_b",
+        "ok",
+        "similarity",
+        "threshold",
+        "target_fmr",
+        "above_threshold",
+        "decision",
+        "estimated_fmr",
+        "meaning",
+        "model_id",
+        "image_a",
+        "image_b",
     }
     assert out["ok"] is True
     assert out["model_id"] == pipeline.model_id

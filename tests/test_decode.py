@@ -67,8 +67,9 @@ def _assert_upright_bgr(decoded_pixels: np.ndarray, reference_bgr: np.ndarray, t
         ("TIFF", {"compression": "tiff_lzw"}, "TIFF", 0.01),
     ],
 )
-def test_rgb_formats_decode_to_bgr(obama_rgb: Image.Image, fmt: str, params: dict, expected_format: str,
-                                   tolerance: float) -> None:
+def test_rgb_formats_decode_to_bgr(
+    obama_rgb: Image.Image, fmt: str, params: dict, expected_format: str, tolerance: float
+) -> None:
     decoded = decode_image(encode(obama_rgb, fmt, **params), LIMITS)
     assert decoded.format == expected_format
     # channel order matters: a swapped decoder would differ by far more than compression noise
@@ -376,8 +377,9 @@ def test_truncations(sample: bytes, fraction: float) -> None:
 
 
 @FUZZ_SETTINGS
-@given(st.sampled_from(REAL_SAMPLES), st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), min_size=1,
-                                               max_size=8))
+@given(
+    st.sampled_from(REAL_SAMPLES), st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), min_size=1, max_size=8)
+)
 def test_bit_flips(sample: bytes, flips: list[tuple[float, int]]) -> None:
     data = bytearray(sample)
     for position, bit in flips:

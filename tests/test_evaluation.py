@@ -103,12 +103,14 @@ def test_tar_at_far_admits_at_most_the_allowed_impostors() -> None:
 
 
 def test_mate_ranks_and_cmc_on_a_hand_made_matrix() -> None:
-    similarity = np.array([
-        [0.9, 0.2, 0.1],  # mate 0 at rank 1
-        [0.8, 0.7, 0.1],  # mate 1 at rank 2
-        [0.5, 0.5, 0.4],  # mate 0 tied with 1: ranked pessimistically, rank 2
-        [0.1, 0.2, 0.3],  # mate unknown (-1): beyond the gallery
-    ])
+    similarity = np.array(
+        [
+            [0.9, 0.2, 0.1],  # mate 0 at rank 1
+            [0.8, 0.7, 0.1],  # mate 1 at rank 2
+            [0.5, 0.5, 0.4],  # mate 0 tied with 1: ranked pessimistically, rank 2
+            [0.1, 0.2, 0.3],  # mate unknown (-1): beyond the gallery
+        ]
+    )
     ranks = mate_ranks(similarity, np.array([0, 1, 0, -1]))
     assert ranks.tolist() == [1, 2, 2, 4]
     assert cmc(ranks, 3).tolist() == [0.25, 0.75, 0.75]
@@ -135,12 +137,14 @@ def test_eval_face_choice_prefers_a_large_face_near_the_centre() -> None:
 
 def test_no_face_pairs_score_minus_one() -> None:
     vectors = np.eye(3, dtype=np.float32)
-    emb = EmbeddingSet("m@1", "d@1", ["a/a_0001.jpg", "a/a_0002.jpg", "b/b_0001.jpg"], vectors,
-                       np.array([1, 0, 1], np.int32))
+    emb = EmbeddingSet(
+        "m@1", "d@1", ["a/a_0001.jpg", "a/a_0002.jpg", "b/b_0001.jpg"], vectors, np.array([1, 0, 1], np.int32)
+    )
     from facetrail.evaluation.lfw import Pair
 
-    scores, no_face = pair_scores(emb, [Pair("a/a_0001.jpg", "a/a_0002.jpg", True, 0),
-                                        Pair("a/a_0001.jpg", "b/b_0001.jpg", False, 0)])
+    scores, no_face = pair_scores(
+        emb, [Pair("a/a_0001.jpg", "a/a_0002.jpg", True, 0), Pair("a/a_0001.jpg", "b/b_0001.jpg", False, 0)]
+    )
     assert scores.tolist() == [NO_FACE_SCORE, 0.0]
     assert no_face.tolist() == [True, False]
 
@@ -227,8 +231,19 @@ def test_eval_lfw_end_to_end_and_cached_rerun(tiny_lfw: Path, tmp_path: Path) ->
     assert [p.fold for p in pairs] == [0] * 4 + [1] * 4
     assert [p.same for p in pairs] == [True, True, False, False] * 2
     out, cache = tmp_path / "out", tmp_path / "cache"
-    args = ["eval", "lfw", "--data", str(tiny_lfw), "--out", str(out), "--cache-dir", str(cache),
-            "--workers", "1", "--json"]
+    args = [
+        "eval",
+        "lfw",
+        "--data",
+        str(tiny_lfw),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--workers",
+        "1",
+        "--json",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -302,8 +317,11 @@ def test_dlib_and_fusion_embedders_on_real_photos(pipeline) -> None:
         image = pipeline.decode_path(path)
         face = pipeline.detect(image)[0]
         assert dlib_embedder.aligned_crop(image.pixels, face).shape == (150, 150, 3)
-        vectors[name] = (pipeline.embedder.embed(image.pixels, [face])[0],
-                         dlib_embedder.embed(image.pixels, [face])[0], fusion.embed(image.pixels, [face])[0])
+        vectors[name] = (
+            pipeline.embedder.embed(image.pixels, [face])[0],
+            dlib_embedder.embed(image.pixels, [face])[0],
+            fusion.embed(image.pixels, [face])[0],
+        )
     for s, d, f in vectors.values():
         assert np.linalg.norm(d) == pytest.approx(1.0, abs=1e-5) and np.linalg.norm(f) == pytest.approx(1.0, abs=1e-5)
     w2 = FUSION_WEIGHT**2

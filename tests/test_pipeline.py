@@ -211,7 +211,13 @@ def test_quality_dict_schema(pipeline: FacePipeline) -> None:
     d = face.quality.to_dict()
     assert set(d) == {"verdict", "reasons", "measures"}
     assert set(d["measures"]) == {  # type: ignore[arg-type]
-        "eye_distance_px", "sharpness", "brightness", "clipped_fraction", "yaw_deg", "pitch_deg", "roll_deg",
+        "eye_distance_px",
+        "sharpness",
+        "brightness",
+        "clipped_fraction",
+        "yaw_deg",
+        "pitch_deg",
+        "roll_deg",
         "detection_score",
     }
 

@@ -101,8 +101,17 @@ class ServerSettings(BaseModel):
     )
     offenses: list[str] = Field(
         default_factory=lambda: [
-            "homicide", "robbery", "sexual-assault", "aggravated-assault", "kidnapping", "human-trafficking",
-            "child-exploitation", "burglary", "arson", "fraud", "missing-person",
+            "homicide",
+            "robbery",
+            "sexual-assault",
+            "aggravated-assault",
+            "kidnapping",
+            "human-trafficking",
+            "child-exploitation",
+            "burglary",
+            "arson",
+            "fraud",
+            "missing-person",
         ],
         description="Offense codes a search may name (the governance issue moves this into the policy document).",
     )
@@ -124,8 +133,9 @@ class RetentionSettings(BaseModel):
         30, ge=0, description="Stored probe images older than this are deleted (their hash is kept)."
     )
     postgres_vacuum_full: bool = Field(
-        True, description="After deletions on PostgreSQL, VACUUM FULL the face tables so no dead tuple keeps "
-        "deleted bytes (locks those tables while it runs; see docs/retention.md)."
+        True,
+        description="After deletions on PostgreSQL, VACUUM FULL the face tables so no dead tuple keeps "
+        "deleted bytes (locks those tables while it runs; see docs/retention.md).",
     )
 
 

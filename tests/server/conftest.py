@@ -49,16 +49,23 @@ def world(live_server: LiveServer) -> Iterator[World]:
         w.usernames[key] = f"{role[:5]}.south"
         w.tokens[key] = make_user(admin, live_server, w.usernames[key], role, "south")
     for key in ("investigator", "investigator_south"):  # the training gate: nobody searches untrained
-        r = admin.post(f"/api/v1/users/{w.usernames[key]}/training",
-                       json={"completed_on": str(dt.date.today()), "course": "FR-101"})
+        r = admin.post(
+            f"/api/v1/users/{w.usernames[key]}/training",
+            json={"completed_on": str(dt.date.today()), "course": "FR-101"},
+        )
         assert r.status_code == 201, r.text
-    r = admin.post("/api/v1/galleries", json={"name": w.gallery, "legal_basis": "Booking photos, statute 12-3",
-                                              "source_system": "county-rms"})
+    r = admin.post(
+        "/api/v1/galleries",
+        json={"name": w.gallery, "legal_basis": "Booking photos, statute 12-3", "source_system": "county-rms"},
+    )
     assert r.status_code == 201, r.text
     files = [("files", (name, (FR / name).read_bytes(), "image/jpeg")) for name in ("obama.jpg", "biden.jpg")]
     files.append(("files", ("amy1.png", (FIXTURES / "faceapi" / "amy" / "amy1.png").read_bytes(), "image/png")))
-    r = admin.post(f"/api/v1/galleries/{w.gallery}/enroll", files=files,
-                   data={"subject_ids": ["B-OBAMA", "B-BIDEN", "B-AMY"], "source_record_ids": ["r1", "r2", "r3"]})
+    r = admin.post(
+        f"/api/v1/galleries/{w.gallery}/enroll",
+        files=files,
+        data={"subject_ids": ["B-OBAMA", "B-BIDEN", "B-AMY"], "source_record_ids": ["r1", "r2", "r3"]},
+    )
     assert r.status_code == 200, r.text
     for f in r.json()["files"]:
         assert f["status"] == "enrolled", f

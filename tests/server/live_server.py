@@ -46,13 +46,30 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Liv
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(data_dir), "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
-           "FACETRAIL_EMBEDDING__ONNX_THREADS": "1", **(env_extra or {})}
+    env = {
+        **os.environ,
+        "FACETRAIL_DATA_DIR": str(data_dir),
+        "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
+        "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
+        **(env_extra or {}),
+    }
     env.pop("FACETRAIL_DATABASE_URL", None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from facetrail.cli.main import app; app()", "serve", "--port", str(port),
-             "--workers", "4"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-c",
+                "from facetrail.cli.main import app; app()",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "4",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", data_dir, log_path, process)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -15,8 +15,13 @@ import httpx
 import pytest
 from live_server import FIXTURES, FR, PASSWORD, World, login, make_user
 
-SEARCH_FIELDS = {"gallery": "bookings", "case_number": "2026-0042", "offense": "robbery", "legal_basis": "warrant",
-                 "justification": "CCTV still from the bank robbery on 3 May"}
+SEARCH_FIELDS = {
+    "gallery": "bookings",
+    "case_number": "2026-0042",
+    "offense": "robbery",
+    "legal_basis": "warrant",
+    "justification": "CCTV still from the bank robbery on 3 May",
+}
 
 
 def _photo(name: str) -> tuple[str, bytes, str]:
@@ -55,8 +60,13 @@ def test_first_start_prints_the_administrator_and_forces_a_password_change(world
     assert "First start: an administrator account was created" in log
     with world.server.client() as client:
         r = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
-    assert r.json()["user"] == {"username": "admin", "role": "administrator", "unit": None,
-                                "must_change_password": False, "via": "session"}
+    assert r.json()["user"] == {
+        "username": "admin",
+        "role": "administrator",
+        "unit": None,
+        "must_change_password": False,
+        "via": "session",
+    }
 
 
 def test_session_changes_need_the_csrf_header(world: World) -> None:
@@ -100,11 +110,17 @@ def test_users_reset_disable_and_token_revocation(world: World) -> None:
 
 def test_enrollment_by_upload_reports_each_file_and_is_idempotent(world: World) -> None:
     admin = world.admin
-    files = [("files", _photo("obama.jpg")), ("files", _photo("two_people.jpg")),
-             ("files", ("blank.png", (FIXTURES / "nonface" / "blank_white.png").read_bytes(), "image/png")),
-             ("files", ("raj1.png", (FIXTURES / "faceapi" / "raj" / "raj1.png").read_bytes(), "image/png"))]
-    r = admin.post("/api/v1/galleries/bookings/enroll", files=files,
-                   data={"subject_ids": ["B-OBAMA", "B-PAIR", "B-BLANK", "B-RAJ"], "capture_dates": ["2020-01-31"]})
+    files = [
+        ("files", _photo("obama.jpg")),
+        ("files", _photo("two_people.jpg")),
+        ("files", ("blank.png", (FIXTURES / "nonface" / "blank_white.png").read_bytes(), "image/png")),
+        ("files", ("raj1.png", (FIXTURES / "faceapi" / "raj" / "raj1.png").read_bytes(), "image/png")),
+    ]
+    r = admin.post(
+        "/api/v1/galleries/bookings/enroll",
+        files=files,
+        data={"subject_ids": ["B-OBAMA", "B-PAIR", "B-BLANK", "B-RAJ"], "capture_dates": ["2020-01-31"]},
+    )
     assert r.status_code == 200, r.text
     by_name = {f["filename"]: f for f in r.json()["files"]}
     assert by_name["obama.jpg"]["status"] == "duplicate"
@@ -138,13 +154,16 @@ def test_detect_lists_faces_and_verify_compares_two_photos(world: World) -> None
         assert r.status_code == 200
         faces = r.json()["faces"]
         assert [f["index"] for f in faces] == [0, 1]
-        assert faces[0]["box"]["width"] * faces[0]["box"]["height"] >= faces[1]["box"]["width"] * faces[1]["box"][
-            "height"]
+        assert (
+            faces[0]["box"]["width"] * faces[0]["box"]["height"] >= faces[1]["box"]["width"] * faces[1]["box"]["height"]
+        )
         assert faces[0]["thumbnail_data_url"].startswith("data:image/jpeg;base64,")
-        same = investigator.post("/api/v1/verify", files={"image_a": _photo("obama.jpg"),
-                                                          "image_b": _photo("obama2.jpg")}).json()
-        other = investigator.post("/api/v1/verify", files={"image_a": _photo("obama.jpg"),
-                                                           "image_b": _photo("biden.jpg")}).json()
+        same = investigator.post(
+            "/api/v1/verify", files={"image_a": _photo("obama.jpg"), "image_b": _photo("obama2.jpg")}
+        ).json()
+        other = investigator.post(
+            "/api/v1/verify", files={"image_a": _photo("obama.jpg"), "image_b": _photo("biden.jpg")}
+        ).json()
     assert same["decision"] == "same_person_likely" and other["decision"] == "not_established"
     assert same["similarity"] > other["similarity"]
     assert same["estimated_fmr"] < other["estimated_fmr"]
@@ -166,8 +185,9 @@ def test_multi_face_probe_needs_a_choice_and_each_face_finds_its_person(world: W
         assert [c["rank"] for c in candidates] == list(range(1, len(candidates) + 1))
         assert candidates[0]["subject_external_id"] == "under review"  # to the investigator, until released
         with world.as_role("reviewer") as reviewer:
-            tops.add(reviewer.get(f"/api/v1/searches/{result['search_id']}").json()["candidates"][0]
-                     ["subject_external_id"])
+            tops.add(
+                reviewer.get(f"/api/v1/searches/{result['search_id']}").json()["candidates"][0]["subject_external_id"]
+            )
     assert tops == {"B-OBAMA", "B-BIDEN"}
 
 
@@ -187,8 +207,11 @@ def test_search_refusals_name_the_problem(world: World) -> None:
         assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "candidates"
         r = _search(investigator, _photo("obama.jpg"), gallery="nope")
         assert r.status_code == 404
-    refused = [rec for rec in _audit(world, action="search", outcome="refused")
-               if rec["actor"] == f"user:{world.usernames['investigator']}"]
+    refused = [
+        rec
+        for rec in _audit(world, action="search", outcome="refused")
+        if rec["actor"] == f"user:{world.usernames['investigator']}"
+    ]
     codes = {rec["details"]["error"]["code"] for rec in refused}
     assert {"probe_quality_failed", "bad_input", "face_choice_required", "gallery_not_found"} <= codes
 
@@ -234,23 +257,43 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
 
     decided = [r for r in _audit(world, action="review.decide") if r["target"] == f"search:{search_id}"]
     assert [(r["details"]["decision"], r["details"]["previous_decision"]) for r in decided[:2]] == [
-        ("inconclusive", "possible_lead"), ("possible_lead", None)]
-    hidden = [r for r in _audit(world, action="search.view", outcome="not_found")
-              if r["target"] == f"search:{search_id}"]
-    assert {r["actor"] for r in hidden} >= {f"user:{world.usernames['investigator_south']}",
-                                           f"user:{world.usernames['reviewer_south']}"}
+        ("inconclusive", "possible_lead"),
+        ("possible_lead", None),
+    ]
+    hidden = [
+        r for r in _audit(world, action="search.view", outcome="not_found") if r["target"] == f"search:{search_id}"
+    ]
+    assert {r["actor"] for r in hidden} >= {
+        f"user:{world.usernames['investigator_south']}",
+        f"user:{world.usernames['reviewer_south']}",
+    }
 
 
 def test_audit_shows_the_actions_verifies_and_exports(world: World, searches: dict[str, Any]) -> None:
     records = _audit(world)
     actions = {r["action"] for r in records}
-    assert {"user.bootstrap", "user.create", "unit.create", "gallery.create", "enroll.batch", "enroll.run",
-            "search", "search.view", "search.thumbnail", "detect", "verify.upload", "face.view", "subject.view",
-            "auth.login", "user.password_change", "access.denied", "audit.read"} <= actions
+    assert {
+        "user.bootstrap",
+        "user.create",
+        "unit.create",
+        "gallery.create",
+        "enroll.batch",
+        "enroll.run",
+        "search",
+        "search.view",
+        "search.thumbnail",
+        "detect",
+        "verify.upload",
+        "face.view",
+        "subject.view",
+        "auth.login",
+        "user.password_change",
+        "access.denied",
+        "audit.read",
+    } <= actions
     ran = [r for r in records if r["action"] == "search" and r["outcome"] == "ok"]
     assert {r["details"]["search_id"] for r in ran} >= {searches[0]["search_id"], searches[1]["search_id"]}
-    assert all(r["details"]["legal_basis"] == "warrant" and r["details"]["request"]["ip"] == "127.0.0.1"
-               for r in ran)
+    assert all(r["details"]["legal_basis"] == "warrant" and r["details"]["request"]["ip"] == "127.0.0.1" for r in ran)
     since = _audit(world, since="2000-01-01", until="2000-01-02")
     assert since == []
     with world.as_role("auditor") as auditor:
@@ -272,8 +315,9 @@ def test_audit_shows_the_actions_verifies_and_exports(world: World, searches: di
 def test_nobody_reviews_their_own_search(world: World) -> None:
     """A searcher later made a reviewer of the same unit still may not review their own search."""
     token = make_user(world.admin, world.server, "switch.user", "investigator", "north")
-    r = world.admin.post("/api/v1/users/switch.user/training", json={"completed_on": str(dt.date.today()),
-                                                                      "course": "FR-101"})
+    r = world.admin.post(
+        "/api/v1/users/switch.user/training", json={"completed_on": str(dt.date.today()), "course": "FR-101"}
+    )
     assert r.status_code == 201, r.text
     with world.server.client(token) as user:
         r = _search(user, _photo("obama.jpg"), case_number="2026-0077")
@@ -283,6 +327,7 @@ def test_nobody_reviews_their_own_search(world: World) -> None:
         assert r.status_code == 200 and r.json()["user"]["role"] == "reviewer"
         r = user.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})
         assert r.status_code == 403 and "own search" in r.json()["error"]["message"]
-    denied = [rec for rec in _audit(world, action="review.decide", outcome="denied")
-              if rec["target"] == f"search:{search_id}"]
+    denied = [
+        rec for rec in _audit(world, action="review.decide", outcome="denied") if rec["target"] == f"search:{search_id}"
+    ]
     assert denied and denied[0]["actor"] == "user:switch.user"

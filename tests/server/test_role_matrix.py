@@ -90,10 +90,19 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
     """A well-formed, harmless request for the operation: made-up ids where a real one would change data."""
     unique = next(_counter)
     face_id = world.subject_face["B-OBAMA"]
-    values = {"token_id": "999999", "username": "matrix.target", "name": world.gallery,
-              "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
-              "face_id": str(face_id) if method == "GET" else "999999", "search_id": "999999", "rank": "1",
-              "hold_id": "999999", "seq": "999999", "case_number": "NO-SUCH-CASE", "request_id": "999999"}
+    values = {
+        "token_id": "999999",
+        "username": "matrix.target",
+        "name": world.gallery,
+        "external_id": "B-OBAMA" if method == "GET" else "NO-SUCH-SUBJECT",
+        "face_id": str(face_id) if method == "GET" else "999999",
+        "search_id": "999999",
+        "rank": "1",
+        "hold_id": "999999",
+        "seq": "999999",
+        "case_number": "NO-SUCH-CASE",
+        "request_id": "999999",
+    }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {
@@ -103,18 +112,30 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         ("POST", "/api/v1/users"): {"json": {"username": f"matrix.{unique}", "role": "auditor"}},
         ("PATCH", "/api/v1/users/{username}"): {"json": {}},
         ("POST", "/api/v1/units"): {"json": {"name": f"matrix unit {unique}"}},
-        ("POST", "/api/v1/galleries"): {"json": {"name": f"matrix {unique}", "legal_basis": "test",
-                                                 "source_system": "test"}},
+        ("POST", "/api/v1/galleries"): {
+            "json": {"name": f"matrix {unique}", "legal_basis": "test", "source_system": "test"}
+        },
         ("POST", "/api/v1/galleries/{name}/enroll"): {
-            "files": [("files", ("blank.png", (FIXTURES / "nonface" / "blank_white.png").read_bytes(),
-                                 "image/png"))], "data": {"subject_ids": ["MATRIX"]}},
+            "files": [("files", ("blank.png", (FIXTURES / "nonface" / "blank_white.png").read_bytes(), "image/png"))],
+            "data": {"subject_ids": ["MATRIX"]},
+        },
         ("POST", "/api/v1/detect"): {"files": {"image": ("obama.jpg", photo, "image/jpeg")}},
-        ("POST", "/api/v1/verify"): {"files": {"image_a": ("a.jpg", photo, "image/jpeg"),
-                                               "image_b": ("b.jpg", (FR / "obama2.jpg").read_bytes(), "image/jpeg")}},
+        ("POST", "/api/v1/verify"): {
+            "files": {
+                "image_a": ("a.jpg", photo, "image/jpeg"),
+                "image_b": ("b.jpg", (FR / "obama2.jpg").read_bytes(), "image/jpeg"),
+            }
+        },
         ("POST", "/api/v1/searches"): {  # an offense not configured: allowed roles get 400, after the role check
             "files": {"probe": ("obama.jpg", photo, "image/jpeg")},
-            "data": {"gallery": world.gallery, "case_number": "M-1", "offense": "not-an-offense",
-                     "legal_basis": "warrant", "justification": "role matrix"}},
+            "data": {
+                "gallery": world.gallery,
+                "case_number": "M-1",
+                "offense": "not-an-offense",
+                "legal_basis": "warrant",
+                "justification": "role matrix",
+            },
+        },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
     }
@@ -145,7 +166,8 @@ def test_role_matrix_cell(operation: tuple[str, str], who: str, matrix_world: Wo
     method, path = operation
     expected = EXPECTED[operation]
     client_for: Callable[[], httpx.Client] = (
-        matrix_world.server.client if who == "anonymous" else lambda: matrix_world.as_role(who))
+        matrix_world.server.client if who == "anonymous" else lambda: matrix_world.as_role(who)
+    )
     with client_for() as client:
         r = client.request(**_request_for(method, path, matrix_world))
     assert r.status_code < 500, r.text
@@ -167,7 +189,10 @@ def test_denials_are_audited(matrix_world: World) -> None:
     with matrix_world.as_role(AUD) as auditor:
         r = auditor.get("/api/v1/audit/records", params={"action": "access.denied", "limit": 1000})
     assert r.status_code == 200
-    denied = [rec for rec in r.json()["records"]
-              if rec["actor"] == f"user:{matrix_world.usernames[INV]}" and rec["target"] == "GET /api/v1/audit/records"]
+    denied = [
+        rec
+        for rec in r.json()["records"]
+        if rec["actor"] == f"user:{matrix_world.usernames[INV]}" and rec["target"] == "GET /api/v1/audit/records"
+    ]
     assert denied and denied[0]["outcome"] == "denied"
     assert denied[0]["details"]["request"]["user_agent"].startswith("python-httpx")

@@ -41,13 +41,17 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live
     try:
         admin, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)
         with closing(admin):
-            admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD,
-                                                      "new_password": PASSWORD}).raise_for_status()
+            admin.post(
+                "/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD}
+            ).raise_for_status()
             admin.post("/api/v1/units", json={"name": "north"}).raise_for_status()
-            admin.post("/api/v1/galleries", json={"name": "fuzz", "legal_basis": "test", "source_system": "test"}
-                       ).raise_for_status()
-            tokens = {"administrator": make_user(admin, server, "fuzz.admin", "administrator", None),
-                      "investigator": make_user(admin, server, "fuzz.inv", "investigator", "north")}
+            admin.post(
+                "/api/v1/galleries", json={"name": "fuzz", "legal_basis": "test", "source_system": "test"}
+            ).raise_for_status()
+            tokens = {
+                "administrator": make_user(admin, server, "fuzz.admin", "administrator", None),
+                "investigator": make_user(admin, server, "fuzz.inv", "investigator", "north"),
+            }
         yield server, tokens
     finally:
         stop_server(server)
@@ -63,11 +67,33 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     beside = Path(sys.executable).parent / "schemathesis"
     exe = str(beside) if beside.exists() else shutil.which("schemathesis")
     assert exe, "schemathesis is a dev dependency"
-    command = [exe, "run", f"{server.base_url}/api/v1/openapi.json", "--url", server.base_url,
-               "--header", f"Authorization: Bearer {tokens[role]}", "--checks", CHECKS,
-               "--max-examples", "12", "--seed", "20261126", "--no-shrink", "--workers", "1",
-               "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
-               "--request-timeout", "30", "--no-color", "--suppress-health-check", "all"]
+    command = [
+        exe,
+        "run",
+        f"{server.base_url}/api/v1/openapi.json",
+        "--url",
+        server.base_url,
+        "--header",
+        f"Authorization: Bearer {tokens[role]}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "12",
+        "--seed",
+        "20261126",
+        "--no-shrink",
+        "--workers",
+        "1",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        "--suppress-health-check",
+        "all",
+    ]
     for operation_id in EXCLUDED:
         command += ["--exclude-operation-id", operation_id]
     run = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=tmp_path)

@@ -40,6 +40,7 @@ N_RECORDS = 10
 
 # --- helpers: the attacker's raw SQL, and the honest writer --------------------------------------------------
 
+
 def sql(ctx: AppContext, statement: str, **params: Any) -> None:
     with ctx.db.engine.begin() as conn:
         conn.execute(text(statement), params)
@@ -61,8 +62,13 @@ def drop_triggers(ctx: AppContext) -> None:
 def fill(ctx: AppContext, n: int = N_RECORDS) -> None:
     for i in range(1, n + 1):
         with ctx.db.transaction() as s:
-            append_audit(s, actor=f"officer{i % 3}", action="search" if i % 2 else "gallery.create",
-                         target=f"gallery-{i}", details={"case": f"C-{i}", "candidates": [i, i + 1]})
+            append_audit(
+                s,
+                actor=f"officer{i % 3}",
+                action="search" if i % 2 else "gallery.create",
+                target=f"gallery-{i}",
+                details={"case": f"C-{i}", "candidates": [i, i + 1]},
+            )
 
 
 def verify(ctx: AppContext) -> Any:
@@ -77,13 +83,19 @@ def verify_with_checkpoints(ctx: AppContext) -> Any:
 def row(ctx: AppContext, seq: int) -> dict[str, Any]:
     with ctx.db.read() as s:
         rec = s.execute(select(AuditRecord).where(AuditRecord.seq == seq)).scalar_one()
-        return {c: getattr(rec, c) for c in ("seq", "ts", "actor", "action", "target", "outcome", "details",
-                                             "prev_hash", "hash")}
+        return {
+            c: getattr(rec, c)
+            for c in ("seq", "ts", "actor", "action", "target", "outcome", "details", "prev_hash", "hash")
+        }
 
 
 def insert_row(ctx: AppContext, r: dict[str, Any]) -> None:
-    sql(ctx, "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, details, prev_hash, hash) "
-             "VALUES (:seq, :ts, :actor, :action, :target, :outcome, :details, :prev_hash, :hash)", **r)
+    sql(
+        ctx,
+        "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, details, prev_hash, hash) "
+        "VALUES (:seq, :ts, :actor, :action, :target, :outcome, :details, :prev_hash, :hash)",
+        **r,
+    )
 
 
 def set_head(ctx: AppContext, seq: int) -> None:
@@ -98,6 +110,7 @@ def count_records(ctx: AppContext) -> int:
 
 # --- the untouched chain and the triggers -----------------------------------------------------------------
 
+
 def test_untouched_chain_verifies(ctx: AppContext) -> None:
     fill(ctx)
     result = verify(ctx)
@@ -111,8 +124,11 @@ def test_untouched_chain_verifies(ctx: AppContext) -> None:
 def test_triggers_refuse_update_delete_and_truncate(ctx: AppContext) -> None:
     fill(ctx, 5)
     truncate = "DELETE FROM audit_log" if is_sqlite(ctx) else "TRUNCATE audit_log"
-    for statement in ("UPDATE audit_log SET actor = 'someone else' WHERE seq = 3",
-                      "DELETE FROM audit_log WHERE seq = 3", truncate):
+    for statement in (
+        "UPDATE audit_log SET actor = 'someone else' WHERE seq = 3",
+        "DELETE FROM audit_log WHERE seq = 3",
+        truncate,
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             sql(ctx, statement)
     assert count_records(ctx) == 5
@@ -122,14 +138,18 @@ def test_triggers_refuse_update_delete_and_truncate(ctx: AppContext) -> None:
 
 # --- each tampering, detected at the right record ----------------------------------------------------------
 
-@pytest.mark.parametrize(("column", "value"), [
-    ("actor", "officer9"),
-    ("action", "gallery.create"),
-    ("target", "another-gallery"),
-    ("details", canonical_json({"case": "C-5", "candidates": [5]})),
-    ("ts", "2001-01-01T00:00:00.000000+00:00"),
-    ("outcome", "denied"),
-])
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("actor", "officer9"),
+        ("action", "gallery.create"),
+        ("target", "another-gallery"),
+        ("details", canonical_json({"case": "C-5", "candidates": [5]})),
+        ("ts", "2001-01-01T00:00:00.000000+00:00"),
+        ("outcome", "denied"),
+    ],
+)
 def test_edited_field_is_detected(ctx: AppContext, column: str, value: str) -> None:
     fill(ctx)
     drop_triggers(ctx)
@@ -187,8 +207,16 @@ def test_inserted_record_with_forged_hash_is_detected(ctx: AppContext) -> None:
     # Make room after record 5, then insert a record whose hash the attacker computes correctly.
     sql(ctx, "UPDATE audit_log SET seq = seq + 1000000 WHERE seq > 5")
     sql(ctx, "UPDATE audit_log SET seq = seq - 999999 WHERE seq > 1000000")
-    forged = {"seq": 6, "ts": before["ts"], "actor": "officer1", "action": "search", "target": "gallery-x",
-              "outcome": "ok", "details": canonical_json({"case": "C-FAKE"}), "prev_hash": before["hash"]}
+    forged = {
+        "seq": 6,
+        "ts": before["ts"],
+        "actor": "officer1",
+        "action": "search",
+        "target": "gallery-x",
+        "outcome": "ok",
+        "details": canonical_json({"case": "C-FAKE"}),
+        "prev_hash": before["hash"],
+    }
     forged["hash"] = record_hash(**forged)
     insert_row(ctx, forged)
     set_head(ctx, N_RECORDS + 1)
@@ -284,6 +312,7 @@ def test_checkpoint_refuses_to_sign_a_broken_chain(ctx: AppContext) -> None:
 
 # --- concurrent writers ------------------------------------------------------------------------------------
 
+
 def assert_gapless(ctx: AppContext, expected: int) -> list[dict[str, Any]]:
     result = verify(ctx)
     assert result.ok, result.problems
@@ -340,8 +369,12 @@ def test_concurrent_processes_make_one_gapless_chain(ctx: AppContext, tmp_path: 
     processes, per_process = 3, 25
     go = tmp_path / "go"
     children = [
-        subprocess.Popen([sys.executable, "-c", CHILD_WRITER, ctx.db.url, str(w), str(per_process), str(go)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD_WRITER, ctx.db.url, str(w), str(per_process), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for w in range(processes)
     ]
     for child in children:  # all connected before any writes, so the writes overlap
@@ -352,12 +385,11 @@ def test_concurrent_processes_make_one_gapless_chain(ctx: AppContext, tmp_path: 
         _, err = child.communicate(timeout=300)
         assert child.returncode == 0, err
     details = assert_gapless(ctx, processes * per_process)
-    assert sorted((d["w"], d["i"]) for d in details) == [
-        (w, i) for w in range(processes) for i in range(per_process)
-    ]
+    assert sorted((d["w"], d["i"]) for d in details) == [(w, i) for w in range(processes) for i in range(per_process)]
 
 
 # --- an action whose audit record cannot be written does not happen ------------------------------------------
+
 
 def add_gallery(session: Any, name: str) -> None:
     session.add(Gallery(name=name, legal_basis="test", source_system="test", model_id="m", created_by="t"))
@@ -380,8 +412,11 @@ def refuse_audit_inserts(ctx: AppContext) -> None:
     if is_sqlite(ctx):
         sql(ctx, "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no space'); END")
     else:
-        sql(ctx, "CREATE FUNCTION audit_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space'; END; "
-                 "$$ LANGUAGE plpgsql")
+        sql(
+            ctx,
+            "CREATE FUNCTION audit_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no space'; END; "
+            "$$ LANGUAGE plpgsql",
+        )
         sql(ctx, "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_fail()")
 
 
@@ -412,7 +447,10 @@ def test_action_does_not_happen_when_its_audit_record_cannot_be_written(ctx: App
 # --- hostile text round-trips exactly ------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
     max_leaves=12,
@@ -446,8 +484,9 @@ def test_hostile_text_round_trips_and_verifies(
     assert (stored["actor"], stored["target"]) == (actor, target)
     assert stored["details"] == canonical_json(details)
     assert json.loads(stored["details"]) == details
-    assert stored["hash"] == record_hash(*(stored[k] for k in ("seq", "ts", "actor", "action", "target",
-                                                                "outcome", "details", "prev_hash")))
+    assert stored["hash"] == record_hash(
+        *(stored[k] for k in ("seq", "ts", "actor", "action", "target", "outcome", "details", "prev_hash"))
+    )
     assert verify(ctx).ok
 
 
@@ -456,10 +495,12 @@ def test_canonical_json_ignores_key_order(details: dict[str, Any]) -> None:
     reordered = dict(reversed(list(details.items())))
     assert canonical_json(reordered) == canonical_json(details)
     assert record_hash(1, "t", "a", "b", "c", "ok", canonical_json(reordered), GENESIS_HASH) == record_hash(
-        1, "t", "a", "b", "c", "ok", canonical_json(details), GENESIS_HASH)
+        1, "t", "a", "b", "c", "ok", canonical_json(details), GENESIS_HASH
+    )
 
 
 # --- export and listing are themselves audited ---------------------------------------------------------------
+
 
 def test_export_is_audited_in_the_same_transaction(ctx: AppContext, tmp_path: Path) -> None:
     fill(ctx)
@@ -469,8 +510,9 @@ def test_export_is_audited_in_the_same_transaction(ctx: AppContext, tmp_path: Pa
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["seq"] for r in lines] == list(range(4, N_RECORDS + 1)) and result.count == len(lines)
     for r in lines:  # every hashed field is exported exactly as stored
-        assert r["hash"] == record_hash(*(r[k] for k in ("seq", "ts", "actor", "action", "target", "outcome",
-                                                          "details", "prev_hash")))
+        assert r["hash"] == record_hash(
+            *(r[k] for k in ("seq", "ts", "actor", "action", "target", "outcome", "details", "prev_hash"))
+        )
     logged = row(ctx, result.audit_seq)
     assert logged["action"] == "audit.export" and logged["actor"] == "auditor"
     assert json.loads(logged["details"])["count"] == len(lines)
@@ -510,6 +552,7 @@ def test_log_listing_filters_and_is_audited(ctx: AppContext) -> None:
 
 
 # --- the commands --------------------------------------------------------------------------------------------
+
 
 def test_cli_verify_checkpoint_export_log(ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from facetrail.cli.main import app

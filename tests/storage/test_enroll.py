@@ -38,12 +38,17 @@ INLINE = EnrollOptions(workers=0, batch_size=3)
 
 
 def _gallery(ctx: AppContext, name: str = "bookings", keep_images: bool = True) -> None:
-    create_gallery(ctx, name, legal_basis="Statute 12(3)", source_system="county-rms", actor="tester",
-                   keep_images=keep_images)
+    create_gallery(
+        ctx, name, legal_basis="Statute 12(3)", source_system="county-rms", actor="tester", keep_images=keep_images
+    )
 
 
-def _manifest(tmp_path: Path, rows: list[str], header: str = "path,subject_id,name,source_record_id,capture_date,notes",
-              name: str = "m.csv") -> Path:
+def _manifest(
+    tmp_path: Path,
+    rows: list[str],
+    header: str = "path,subject_id,name,source_record_id,capture_date,notes",
+    name: str = "m.csv",
+) -> Path:
     path = tmp_path / name
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
@@ -51,20 +56,25 @@ def _manifest(tmp_path: Path, rows: list[str], header: str = "path,subject_id,na
 
 def _faces(ctx: AppContext) -> list[tuple[str, str]]:
     with ctx.db.read() as s:
-        return [tuple(r) for r in s.execute(
-            select(Face.image_sha256, Subject.external_id).join(Subject).order_by(Face.id)).all()]
+        return [
+            tuple(r)
+            for r in s.execute(select(Face.image_sha256, Subject.external_id).join(Subject).order_by(Face.id)).all()
+        ]
 
 
 def test_manifest_enrollment_provenance_rejections_and_rerun(ctx: AppContext, tmp_path: Path) -> None:
     _gallery(ctx)
-    manifest = _manifest(tmp_path, [
-        f"{FACEAPI / 'amy' / 'amy1.png'},B-1001,Amy F,rec-1,2019-04-02,first booking",
-        f"{FACEAPI / 'amy' / 'amy2.png'},B-1001,,rec-2,,",
-        f"{FACEAPI / 'raj' / 'raj1.png'},B-1002,Raj K,rec-3,2020-01-31,",
-        "missing/nowhere.jpg,B-1003,,rec-4,,",
-        f"{BLANK},B-1004,,rec-5,,",
-        f"{TWO_PEOPLE},B-1005,,rec-6,,",
-    ])
+    manifest = _manifest(
+        tmp_path,
+        [
+            f"{FACEAPI / 'amy' / 'amy1.png'},B-1001,Amy F,rec-1,2019-04-02,first booking",
+            f"{FACEAPI / 'amy' / 'amy2.png'},B-1001,,rec-2,,",
+            f"{FACEAPI / 'raj' / 'raj1.png'},B-1002,Raj K,rec-3,2020-01-31,",
+            "missing/nowhere.jpg,B-1003,,rec-4,,",
+            f"{BLANK},B-1004,,rec-5,,",
+            f"{TWO_PEOPLE},B-1005,,rec-6,,",
+        ],
+    )
     items = read_manifest(manifest)
     summary = enroll(ctx, "bookings", items, actor="tester", options=INLINE)
     assert (summary.enrolled, summary.skipped_duplicate, summary.subjects_created) == (3, 0, 2)
@@ -85,11 +95,12 @@ def test_manifest_enrollment_provenance_rejections_and_rerun(ctx: AppContext, tm
         thumb = cv2.imdecode(np.frombuffer(face.thumbnail, np.uint8), cv2.IMREAD_COLOR)
         assert thumb.shape == (112, 112, 3)
         assert face.quality["verdict"] in ("pass", "warn") and set(face.box) == {"x", "y", "width", "height"}
-        batches = [json.loads(d) for d in s.execute(
-            select(AuditRecord.details).where(AuditRecord.action == "enroll.batch")).scalars()]
+        batches = [
+            json.loads(d)
+            for d in s.execute(select(AuditRecord.details).where(AuditRecord.action == "enroll.batch")).scalars()
+        ]
         assert sum(b["enrolled"] for b in batches) == 3
-        assert sorted(i for b in batches for i in b["face_ids"]) == sorted(
-            s.execute(select(Face.id)).scalars().all())
+        assert sorted(i for b in batches for i in b["face_ids"]) == sorted(s.execute(select(Face.id)).scalars().all())
     store = ImageStore.for_data_dir(ctx.data_dir)
     assert store.stored_hashes() == {sha for sha, _ in _faces(ctx)}
 
@@ -141,11 +152,15 @@ def test_manifest_size_conflicts_and_jsonl(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"subject '7': line 2 names 'Ann', line 4 names 'Anne'"):
         read_manifest(conflict)
     jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text('{"path": "x/a.png", "subject_id": 5, "capture_date": "2021-06-30"}\n\n'
-                     '{"path": "b.png", "subject_id": "6", "name": null}\n')
+    jsonl.write_text(
+        '{"path": "x/a.png", "subject_id": 5, "capture_date": "2021-06-30"}\n\n'
+        '{"path": "b.png", "subject_id": "6", "name": null}\n'
+    )
     items = read_manifest(jsonl)
     assert [(i.path, i.subject_id, i.capture_date, i.row) for i in items] == [
-        (tmp_path / "x" / "a.png", "5", dt.date(2021, 6, 30), 1), (tmp_path / "b.png", "6", None, 3)]
+        (tmp_path / "x" / "a.png", "5", dt.date(2021, 6, 30), 1),
+        (tmp_path / "b.png", "6", None, 3),
+    ]
     jsonl.write_text('{"path": "a.png"}\n')
     with pytest.raises(ManifestError, match=r"line 1.*'subject_id' is missing"):
         read_manifest(jsonl)
@@ -158,14 +173,18 @@ def test_name_conflict_with_stored_subject_changes_nothing(ctx: AppContext, tmp_
     first = _manifest(tmp_path, [f"{FACEAPI / 'amy' / 'amy1.png'},B-1,Amy F,,,"], name="first.csv")
     enroll(ctx, "bookings", read_manifest(first), actor="tester", options=INLINE)
     before = (_faces(ctx), get_gallery(ctx, "bookings"))
-    second = _manifest(tmp_path, [f"{FACEAPI / 'raj' / 'raj1.png'},B-2,Raj,,,",
-                                  f"{FACEAPI / 'amy' / 'amy2.png'},B-1,Amy G,,,"], name="second.csv")
+    second = _manifest(
+        tmp_path,
+        [f"{FACEAPI / 'raj' / 'raj1.png'},B-2,Raj,,,", f"{FACEAPI / 'amy' / 'amy2.png'},B-1,Amy G,,,"],
+        name="second.csv",
+    )
     with pytest.raises(ManifestError, match="line 3 names 'Amy G' but the gallery already has it as 'Amy F'"):
         enroll(ctx, "bookings", read_manifest(second), actor="tester", options=INLINE)
     assert (_faces(ctx), get_gallery(ctx, "bookings")) == before
 
 
 # ---------------------------------------------------------------- interruption of a real process
+
 
 def _lfw_folders(min_images: int) -> list[Path]:
     if not LFW.is_dir():
@@ -191,12 +210,28 @@ def _expected_hashes(ctx: AppContext, folders: list[Path]) -> set[str]:
 
 
 def _start_enroll(ctx: AppContext, folders: list[Path]) -> subprocess.Popen[str]:
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(ctx.data_dir),
-           "FACETRAIL_DATABASE_URL": ctx.settings.resolved_database_url, "FACETRAIL_ACTOR": "kill-test"}
-    args = [sys.executable, "-m", "facetrail.cli.main", "enroll", "--gallery", "lfw", "--largest-face",
-            "--batch-size", "4", "--json", *map(str, folders)]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "FACETRAIL_DATA_DIR": str(ctx.data_dir),
+        "FACETRAIL_DATABASE_URL": ctx.settings.resolved_database_url,
+        "FACETRAIL_ACTOR": "kill-test",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "facetrail.cli.main",
+        "enroll",
+        "--gallery",
+        "lfw",
+        "--largest-face",
+        "--batch-size",
+        "4",
+        "--json",
+        *map(str, folders),
+    ]
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def _wait_for_faces(ctx: AppContext, proc: subprocess.Popen[str], at_least: int) -> None:
@@ -217,8 +252,10 @@ def _assert_complete_and_consistent(ctx: AppContext, expected: set[str]) -> None
     assert set(hashes) == expected, "faces lost or extra"
     with ctx.db.read() as s:
         assert verify_chain(s).ok
-        batches = [json.loads(d) for d in s.execute(
-            select(AuditRecord.details).where(AuditRecord.action == "enroll.batch")).scalars()]
+        batches = [
+            json.loads(d)
+            for d in s.execute(select(AuditRecord.details).where(AuditRecord.action == "enroll.batch")).scalars()
+        ]
     assert sorted(i for b in batches for i in b["face_ids"]) == sorted(_face_ids(ctx))  # every face audited once
     assert ImageStore.for_data_dir(ctx.data_dir).stored_hashes() == expected
     assert not [p for p in ImageStore.for_data_dir(ctx.data_dir).iter_files() if p.name.startswith(".tmp")]
@@ -232,9 +269,7 @@ def _face_ids(ctx: AppContext) -> list[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_enrollment_resumes_without_duplicates_or_loss(
-    ctx: AppContext, sig: signal.Signals
-) -> None:
+def test_interrupted_enrollment_resumes_without_duplicates_or_loss(ctx: AppContext, sig: signal.Signals) -> None:
     folders = _lfw_folders(40)
     _gallery(ctx, "lfw")
     expected = _expected_hashes(ctx, folders)

@@ -43,8 +43,9 @@ def test_a_subject_deleted_by_hand_is_gone_from_the_next_search(ctx: AppContext)
     other = open_context(ctx.settings)  # another process
     try:
         with other.db.transaction() as session:
-            session.execute(delete(Subject).where(Subject.external_id == gone.subject_external_id,
-                                                  Subject.gallery_id == gallery_id))
+            session.execute(
+                delete(Subject).where(Subject.external_id == gone.subject_external_id, Subject.gallery_id == gallery_id)
+            )
     finally:
         other.close()
     gi = index_sync.get_gallery_index(ctx, gallery_id)

@@ -46,13 +46,19 @@ def _audit(ctx: AppContext) -> list[tuple[str, dict[str, object]]]:
 
 
 def _make(ctx: AppContext, name: str = "bookings", **kw: object) -> None:
-    create_gallery(ctx, name, legal_basis="Statute 12(3)", source_system="county-rms", actor="tester",
-                   **kw)  # type: ignore[arg-type]
+    create_gallery(ctx, name, legal_basis="Statute 12(3)", source_system="county-rms", actor="tester", **kw)  # type: ignore[arg-type]
 
 
 def test_create_list_show_and_audit(ctx: AppContext) -> None:
-    summary = create_gallery(ctx, "bookings", legal_basis="Statute 12(3)", source_system="county-rms",
-                             actor="tester", description="booking photos", retention_rule="7 years")
+    summary = create_gallery(
+        ctx,
+        "bookings",
+        legal_basis="Statute 12(3)",
+        source_system="county-rms",
+        actor="tester",
+        description="booking photos",
+        retention_rule="7 years",
+    )
     assert summary.model_id == pipeline_for(ctx.settings).model_id
     assert (summary.subjects, summary.faces, summary.keep_images) == (0, 0, True)
     _make(ctx, "second", keep_images=False)
@@ -104,7 +110,9 @@ def test_delete_subject_and_face_remove_rows_images_and_audit(ctx: AppContext) -
     with ctx.db.read() as s:
         stored = set(s.execute(select(Face.image_sha256)).scalars())
         assert s.execute(select(Subject.external_id).order_by(Subject.external_id)).scalars().all() == [
-            "raj", "sheldon"]
+            "raj",
+            "sheldon",
+        ]
         assert verify_chain(s).ok
     assert store.stored_hashes() == stored and len(stored) == 3
     records = [r for r in _audit(ctx) if r[0] != "deletion.certificate"]  # each deletion is also certified
@@ -135,15 +143,25 @@ def test_model_mismatch_refuses_enrollment_and_stores_nothing(ctx: AppContext) -
 
 
 def test_cli_gallery_create_list_show_json(settings: Settings) -> None:
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(settings.data_dir),
-           "FACETRAIL_DATABASE_URL": settings.resolved_database_url}
+    env = {
+        **os.environ,
+        "FACETRAIL_DATA_DIR": str(settings.data_dir),
+        "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "facetrail.cli.main", *args], env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "facetrail.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
-    created = cli("gallery", "create", "mugs", "--legal-basis", "Act 1", "--source", "rms", "--no-keep-images",
-                  "--json")
+    created = cli(
+        "gallery", "create", "mugs", "--legal-basis", "Act 1", "--source", "rms", "--no-keep-images", "--json"
+    )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["gallery"]["keep_images"] is False
     assert cli("gallery", "create", "mugs", "--legal-basis", "Act 1", "--source", "rms").returncode == 3

@@ -53,8 +53,15 @@ class World:
         return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
 
     def api_search(self, who: str, path: str = "/searches", **fields: Any) -> Any:
-        data = {"gallery": "bookings", "case_number": "2026-0042", "offense": "robbery", "legal_basis": "warrant",
-                "justification": "armed robbery, store camera still", "candidates": "4", **fields}
+        data = {
+            "gallery": "bookings",
+            "case_number": "2026-0042",
+            "offense": "robbery",
+            "legal_basis": "warrant",
+            "justification": "armed robbery, store camera still",
+            "candidates": "4",
+            **fields,
+        }
         return self.api(who, "POST", path, data=data, files={"probe": ("p.jpg", OBAMA2.read_bytes(), "image/jpeg")})
 
 
@@ -76,8 +83,14 @@ def _unit(ctx: AppContext, name: str) -> int:
 
 
 def _req(offense: str = "robbery", legal_basis: str = "warrant") -> SearchRequest:
-    return SearchRequest(gallery="bookings", case_number="2026-0042", offense=offense, legal_basis=legal_basis,
-                         justification="armed robbery, store camera still", candidates=4)
+    return SearchRequest(
+        gallery="bookings",
+        case_number="2026-0042",
+        offense=offense,
+        legal_basis=legal_basis,
+        justification="armed robbery, store camera still",
+        candidates=4,
+    )
 
 
 def _audits(ctx: AppContext, action: str, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -85,8 +98,10 @@ def _audits(ctx: AppContext, action: str, outcome: str | None = None) -> list[di
         query = select(AuditRecord).where(AuditRecord.action == action)
         if outcome:
             query = query.where(AuditRecord.outcome == outcome)
-        return [{"actor": r.actor, "outcome": r.outcome, "target": r.target, **json.loads(r.details)}
-                for r in s.execute(query.order_by(AuditRecord.seq)).scalars()]
+        return [
+            {"actor": r.actor, "outcome": r.outcome, "target": r.target, **json.loads(r.details)}
+            for r in s.execute(query.order_by(AuditRecord.seq)).scalars()
+        ]
 
 
 @pytest.fixture
@@ -150,8 +165,7 @@ def test_policy_changes_are_refused_to_non_administrators_and_invalid_documents(
     assert active_version(ctx)[0] == 1  # nothing applied
 
 
-def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-                                                ) -> None:
+def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACETRAIL_DATABASE_URL", world.ctx.settings.resolved_database_url)
     monkeypatch.setenv("FACETRAIL_DATA_DIR", str(world.ctx.data_dir))
     get_settings.cache_clear()
@@ -270,14 +284,16 @@ def test_approving_ones_own_request_is_refused(world: World) -> None:
     rid = world.api_search("inv", path="/search-requests", offense="burglary").json()["request"]["id"]
     # a reviewer who files a request (as an investigator before a role change) may not decide it
     with ctx.db.transaction() as s:
-        s.execute(update(SearchApproval).where(SearchApproval.id == rid)
-                  .values(requester_id=world.users["rita"].user_id))
+        s.execute(
+            update(SearchApproval).where(SearchApproval.id == rid).values(requester_id=world.users["rita"].user_id)
+        )
     with pytest.raises(PermissionDeniedError, match="own"):
         approvals.approve(ctx, world.users["rita"], rid)
     r = world.api("rita", "POST", f"/search-requests/{rid}/deny", json={"reason": "no"})
     assert r.status_code == 403
-    refused = [a for a in _audits(ctx, "search.approve") + _audits(ctx, "search.deny")
-               if "own" in a["error"]["message"]]
+    refused = [
+        a for a in _audits(ctx, "search.approve") + _audits(ctx, "search.deny") if "own" in a["error"]["message"]
+    ]
     assert len(refused) == 2
 
 
@@ -301,8 +317,13 @@ def test_denied_request_drops_the_probe_needs_a_reason_and_is_reported(world: Wo
 
 
 def _emergency(world: World) -> dict[str, Any]:
-    r = world.api_search("inv", path="/search-requests", emergency="true", legal_basis="exigent-circumstances",
-                         justification="child missing, abductor photographed")
+    r = world.api_search(
+        "inv",
+        path="/search-requests",
+        emergency="true",
+        legal_basis="exigent-circumstances",
+        justification="child missing, abductor photographed",
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -326,8 +347,11 @@ def test_locked_results_of_denied_or_late_emergency_searches_cannot_be_seen(worl
     denied, late = _emergency(world), _emergency(world)
     world.api("rita", "POST", f"/search-requests/{denied['request']['id']}/deny", json={"reason": "not exigent"})
     with ctx.db.transaction() as s:  # the window passes
-        s.execute(update(SearchApproval).where(SearchApproval.id == late["request"]["id"])
-                  .values(deadline=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+        s.execute(
+            update(SearchApproval)
+            .where(SearchApproval.id == late["request"]["id"])
+            .values(deadline=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        )
     for item in (denied, late):
         sid = item["search"]["search_id"]
         for who in ("inv", "rita"):
@@ -470,9 +494,14 @@ def test_an_undecided_request_expires_and_its_held_probe_is_deleted(world: World
     assert request["deadline"] is not None
     assert approvals.pending_store(ctx).exists(request["probe_sha256"])
     with ctx.db.transaction() as s:  # time passes: nobody decided within the policy's window
-        s.execute(update(SearchApproval).where(SearchApproval.id == request["id"]).values(
-            deadline=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
-            requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours + 1)))
+        s.execute(
+            update(SearchApproval)
+            .where(SearchApproval.id == request["id"])
+            .values(
+                deadline=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours + 1),
+            )
+        )
     r = world.api("rita", "POST", f"/search-requests/{request['id']}/approve", json={"reason": "late"})
     assert r.status_code == 409 and "expired" in r.json()["error"]["message"]
     assert not approvals.pending_store(ctx).exists(request["probe_sha256"])

@@ -132,9 +132,7 @@ def test_rebuild_gives_the_same_results(ctx: AppContext, enrolled: tuple[int, li
     assert report.consistent and report.index_count == len(faces)
     assert top_ids(ctx, gallery_id, queries, k=4) == before
     with ctx.db.read() as session:
-        details = session.execute(
-            select(AuditRecord.details).where(AuditRecord.action == "index.rebuild")
-        ).scalar_one()
+        details = session.execute(select(AuditRecord.details).where(AuditRecord.action == "index.rebuild")).scalar_one()
     assert json.loads(details)["count"] == len(faces)
 
 

@@ -43,8 +43,15 @@ class World:
 
 def _user(ctx: AppContext, username: str, display: str, role: str, unit_id: int | None) -> Principal:
     with ctx.db.transaction() as s:
-        user = User(username=username, display_name=display, role=role, unit_id=unit_id, password_hash="x",
-                    must_change_password=False, created_by="test")
+        user = User(
+            username=username,
+            display_name=display,
+            role=role,
+            unit_id=unit_id,
+            password_hash="x",
+            must_change_password=False,
+            created_by="test",
+        )
         s.add(user)
         s.flush()
         s.refresh(user, ["unit"])
@@ -59,12 +66,30 @@ def _unit(ctx: AppContext, name: str) -> int:
         return unit.id
 
 
-def _search(ctx: AppContext, who: Principal, probe: Path, gallery: str, case: str, offense: str,
-            legal_basis: str = "warrant", candidates: int = 4) -> int:
-    return search_gallery(ctx, probe, gallery=gallery, case_number=case, offense=offense,
-                          reason=f"test search of {probe.name}", actor=who.actor, candidates=candidates,
-                          write_thumbnails=False, user_id=who.user_id, unit_id=who.unit_id,
-                          legal_basis=legal_basis).search_id
+def _search(
+    ctx: AppContext,
+    who: Principal,
+    probe: Path,
+    gallery: str,
+    case: str,
+    offense: str,
+    legal_basis: str = "warrant",
+    candidates: int = 4,
+) -> int:
+    return search_gallery(
+        ctx,
+        probe,
+        gallery=gallery,
+        case_number=case,
+        offense=offense,
+        reason=f"test search of {probe.name}",
+        actor=who.actor,
+        candidates=candidates,
+        write_thumbnails=False,
+        user_id=who.user_id,
+        unit_id=who.unit_id,
+        legal_basis=legal_basis,
+    ).search_id
 
 
 @pytest.fixture
@@ -105,8 +130,9 @@ def _pdf_text(path: Path) -> str:
 
 def _audit(ctx: AppContext, action: str) -> list[AuditRecord]:
     with ctx.db.read() as s:
-        rows = list(s.execute(select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.seq))
-                    .scalars())
+        rows = list(
+            s.execute(select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.seq)).scalars()
+        )
         for row in rows:
             s.expunge(row)
         return rows
@@ -115,8 +141,9 @@ def _audit(ctx: AppContext, action: str) -> list[AuditRecord]:
 # ------------------------------------------------------------------ disclosure packet
 
 
-def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(ctx: AppContext, world: World,
-                                                                          tmp_path: Path) -> None:
+def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(
+    ctx: AppContext, world: World, tmp_path: Path
+) -> None:
     rita = world.users["rita"]
     packet = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita), audit_context=rita.audit_context())
     pdf, js = write_packet_files(packet, tmp_path / "out" / "packet.pdf")
@@ -142,10 +169,14 @@ def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(ctx: Ap
     assert not any(c["released"] for c in mated["candidates"][1:])
     # every decision, including the one replaced by a change of mind
     history = [(h["reviewer"], h["rank"], h["decision"], h["previous_decision"]) for h in mated["review_history"]]
-    assert history == [("user:rita.rev", 1, "possible_lead", None), ("user:rob.rev", 1, "possible_lead", None),
-                       ("user:rita.rev", 2, "not_a_match", None), ("user:rob.rev", 2, "inconclusive", None),
-                       ("user:rita.rev", 3, "inconclusive", None),
-                       ("user:rita.rev", 3, "not_a_match", "inconclusive")]
+    assert history == [
+        ("user:rita.rev", 1, "possible_lead", None),
+        ("user:rob.rev", 1, "possible_lead", None),
+        ("user:rita.rev", 2, "not_a_match", None),
+        ("user:rob.rev", 2, "inconclusive", None),
+        ("user:rita.rev", 3, "inconclusive", None),
+        ("user:rita.rev", 3, "not_a_match", "inconclusive"),
+    ]
     assert "changed my mind" in text
     nothing = data["searches"][1]
     assert nothing["candidates"] == [] and nothing["outcome"].startswith("no candidates")
@@ -184,8 +215,15 @@ def test_auditor_packet_covers_every_unit_without_probe_faces(ctx: AppContext, w
 
 def test_refused_attempts_of_the_case_are_listed(ctx: AppContext, world: World) -> None:
     with pytest.raises(GalleryNotFoundError):
-        search_gallery(ctx, OBAMA2, gallery="no-such-gallery", case_number=CASE, offense="robbery",
-                       reason="typo in the gallery name", actor=world.users["inv"].actor)
+        search_gallery(
+            ctx,
+            OBAMA2,
+            gallery="no-such-gallery",
+            case_number=CASE,
+            offense="robbery",
+            reason="typo in the gallery name",
+            actor=world.users["inv"].actor,
+        )
     packet = collect_packet(ctx, CASE, actor="cli:operator", scope=OPERATOR_SCOPE)
     [attempt] = packet.data["refused_attempts"]
     assert attempt["gallery"] == "no-such-gallery" and attempt["actor"] == "user:ivan.inv"
@@ -220,8 +258,13 @@ def test_transparency_report_counts_match_the_world(ctx: AppContext, world: Worl
     # what the gallery saw: the enrolment of the four photos (as the enrolment service records it), then one
     # subject deleted through the gallery service
     with ctx.db.transaction() as s:
-        append_audit(s, actor="t", action="enroll.batch", target="gallery:bookings",
-                     details={"gallery_id": 1, "enrolled": len(GALLERY), "face_ids": [1, 2, 3, 4]})
+        append_audit(
+            s,
+            actor="t",
+            action="enroll.batch",
+            target="gallery:bookings",
+            details={"gallery_id": 1, "enrolled": len(GALLERY), "face_ids": [1, 2, 3, 4]},
+        )
     delete_subject(ctx, "bookings", "RAJ", actor="t", reason="expunged")
 
     today = dt.datetime.now(dt.UTC).date()
@@ -236,14 +279,22 @@ def test_transparency_report_counts_match_the_world(ctx: AppContext, world: Worl
     assert sorted(_csv(out / "searches_by_offense.csv")[1:]) == [["homicide", "1"], ["robbery", "2"]]
     assert sorted(_csv(out / "searches_by_legal_basis.csv")[1:]) == [["court-order", "1"], ["warrant", "2"]]
     outcomes = dict(_csv(out / "search_outcomes.csv")[1:])
-    assert outcomes == {"released lead": "1", "possible lead, not released": "0", "reviewed, no lead": "0",
-                        "not reviewed": "1", "no candidate shown": "1"}
+    assert outcomes == {
+        "released lead": "1",
+        "possible lead, not released": "0",
+        "reviewed, no lead": "0",
+        "not reviewed": "1",
+        "no candidate shown": "1",
+    }
     # ranks 1 and 2 had two reviewers; they agreed on rank 1 and not on rank 2
     assert _csv(out / "reviewer_disagreements.csv")[1:] == [["Robbery", "2", "1"]]
     assert _csv(out / "gallery_changes.csv")[1:] == [["bookings", "4", "1", "1"]]
     users = {row[0]: row[1:] for row in _csv(out / "users.csv")[1:]}
-    assert users == {"investigator": ["2", "2", "2", "0"], "reviewer": ["2", "2", "0", "0"],
-                     "auditor": ["1", "0", "0", "0"]}  # nobody's search training recorded in this world
+    assert users == {
+        "investigator": ["2", "2", "2", "0"],
+        "reviewer": ["2", "2", "0", "0"],
+        "auditor": ["1", "0", "0", "0"],
+    }  # nobody's search training recorded in this world
     [model] = _csv(out / "model.csv")[1:]
     assert model[:3] == [ctx.pipeline.model_id, "yes", "3"]
     assert _csv(out / "audit_chain.csv")[1][0] == "True"
@@ -301,8 +352,11 @@ def test_api_serves_packets_and_reports_to_the_right_roles_only(ctx: AppContext,
     r = client.get("/api/v1/reports/transparency", params=period, headers=auth("aud"))
     assert r.status_code == 200 and "Searches by unit" in r.text and "<script" not in r.text
     assert 'src="data:image/png;base64,' in r.text
-    r = client.get("/api/v1/reports/transparency", params={**period, "format": "csv", "table": "searches_by_unit"},
-                   headers=auth("aud"))
+    r = client.get(
+        "/api/v1/reports/transparency",
+        params={**period, "format": "csv", "table": "searches_by_unit"},
+        headers=auth("aud"),
+    )
     assert sorted(list(csv.reader(io.StringIO(r.text)))[1:]) == [["Homicide", "1"], ["Robbery", "3"]]
     for name in ("inv", "rita"):
         assert client.get("/api/v1/reports/transparency", params=period, headers=auth(name)).status_code == 403
@@ -310,8 +364,9 @@ def test_api_serves_packets_and_reports_to_the_right_roles_only(ctx: AppContext,
     assert len(denied) == 3
 
 
-def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(ctx: AppContext, world: World, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(
+    ctx: AppContext, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from facetrail.accounts.service import create_api_token
@@ -326,12 +381,34 @@ def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(ctx: AppConte
     try:
         anonymous = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json"])
         assert anonymous.exit_code == 6 and json.loads(anonymous.output)["error"]["code"] == "unauthenticated"
-        inv = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json",
-                                  "--token", create_api_token(ctx, world.users["inv"], "t")[1]])
+        inv = runner.invoke(
+            app,
+            [
+                "case",
+                "packet",
+                CASE,
+                "--out",
+                str(out),
+                "--json",
+                "--token",
+                create_api_token(ctx, world.users["inv"], "t")[1],
+            ],
+        )
         assert inv.exit_code == 6 and json.loads(inv.output)["error"]["code"] == "forbidden"
         assert not out.exists()
-        aud = runner.invoke(app, ["case", "packet", CASE, "--out", str(out), "--json",
-                                  "--token", create_api_token(ctx, world.users["aud"], "t")[1]])
+        aud = runner.invoke(
+            app,
+            [
+                "case",
+                "packet",
+                CASE,
+                "--out",
+                str(out),
+                "--json",
+                "--token",
+                create_api_token(ctx, world.users["aud"], "t")[1],
+            ],
+        )
         assert aud.exit_code == 0, aud.output
     finally:
         get_settings.cache_clear()

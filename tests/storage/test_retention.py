@@ -50,8 +50,13 @@ def _gallery(ctx: AppContext, items: list[EnrollItem] | None = None) -> None:
 def _audit(ctx: AppContext) -> list[Any]:
     """(seq, action, actor, outcome, details) rows, in order."""
     with ctx.db.read() as s:
-        return list(s.execute(select(AuditRecord.seq, AuditRecord.action, AuditRecord.actor, AuditRecord.outcome,
-                                     AuditRecord.details).order_by(AuditRecord.seq)).all())
+        return list(
+            s.execute(
+                select(
+                    AuditRecord.seq, AuditRecord.action, AuditRecord.actor, AuditRecord.outcome, AuditRecord.details
+                ).order_by(AuditRecord.seq)
+            ).all()
+        )
 
 
 def _subjects(ctx: AppContext) -> list[str]:
@@ -66,7 +71,7 @@ CHUNK = 32  # SQLite splits a row across pages (4-byte headers on overflow pages
 
 
 def _chunks(data: bytes) -> list[bytes]:
-    return [data[i:i + CHUNK] for i in range(0, len(data) - CHUNK + 1, CHUNK)]
+    return [data[i : i + CHUNK] for i in range(0, len(data) - CHUNK + 1, CHUNK)]
 
 
 def _holds(data: bytes, chunks: list[bytes]) -> bool:
@@ -93,8 +98,9 @@ def _postgres_pages_holding(ctx: AppContext, needles: dict[str, list[bytes]]) ->
         relations = []
         for table in ("faces", "subjects"):
             relations.append(table)
-            toast = conn.execute(text("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = :t"),
-                                 {"t": table}).scalar_one()
+            toast = conn.execute(
+                text("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = :t"), {"t": table}
+            ).scalar_one()
             if toast and toast != "-":
                 relations.append(toast)
         for rel in relations:
@@ -124,8 +130,7 @@ def test_deleted_subject_leaves_no_byte_of_image_embedding_or_thumbnail(ctx: App
         embedding, thumbnail, image_sha = bytes(face.embedding), bytes(face.thumbnail), face.image_sha256
     image = ImageStore.for_data_dir(ctx.data_dir).path_for(image_sha).read_bytes()
     # Every chunk of the vector; the thumbnail and image past their headers (shared by every JPEG and PNG).
-    needles = {"embedding": _chunks(embedding), "thumbnail": _chunks(thumbnail[1024:]),
-               "image": _chunks(image[1024:])}
+    needles = {"embedding": _chunks(embedding), "thumbnail": _chunks(thumbnail[1024:]), "image": _chunks(image[1024:])}
     assert len(embedding) >= 256 and len(thumbnail) > 2048 and len(needles["image"]) > 100
 
     # The search is sensitive: before deletion every needle is found where it is stored.
@@ -164,8 +169,12 @@ def test_deleted_subject_leaves_no_byte_of_image_embedding_or_thumbnail(ctx: App
     assert entry["embedding_sha256"] == hashlib.sha256(embedding).hexdigest()
     assert entry["thumbnail_sha256"] == hashlib.sha256(thumbnail).hexdigest()
     if ctx.db.is_sqlite:
-        assert details["storage"] == {"backend": "sqlite", "secure_delete": True, "wal_truncated": True,
-                                      "vacuum": False}
+        assert details["storage"] == {
+            "backend": "sqlite",
+            "secure_delete": True,
+            "wal_truncated": True,
+            "vacuum": False,
+        }
     else:
         assert details["storage"]["vacuum"] == "full"
     # Only hashes and counts: no encoding of the biometric bytes anywhere in the certificate.
@@ -193,10 +202,20 @@ def _admin_client(ctx: AppContext) -> TestClient:
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(settings.data_dir),
-           "FACETRAIL_DATABASE_URL": settings.resolved_database_url, "FACETRAIL_ACTOR": "cli:tester"}
-    return subprocess.run([sys.executable, "-m", "facetrail.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
+    env = {
+        **os.environ,
+        "FACETRAIL_DATA_DIR": str(settings.data_dir),
+        "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
+        "FACETRAIL_ACTOR": "cli:tester",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "facetrail.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_held_subject_cannot_be_deleted_by_service_cli_api_or_retention(ctx: AppContext, settings: Settings) -> None:
@@ -226,8 +245,12 @@ def test_held_subject_cannot_be_deleted_by_service_cli_api_or_retention(ctx: App
 
     refusals = [r for r in _audit(ctx) if r.outcome == "refused"]
     assert [(r.action, r.actor) for r in refusals] == [
-        ("subject.delete", "tester"), ("face.delete", "tester"), ("subject.delete", "cli:tester"),
-        ("subject.delete", "user:admin"), ("face.delete", "user:admin")]
+        ("subject.delete", "tester"),
+        ("face.delete", "tester"),
+        ("subject.delete", "cli:tester"),
+        ("subject.delete", "user:admin"),
+        ("face.delete", "user:admin"),
+    ]
     assert all(json.loads(r.details)["hold_ids"] == [hold_id] for r in refusals)
     assert json.loads(_audit(ctx)[-1].details)["held"][0]["hold_ids"] == [hold_id]
 
@@ -268,10 +291,12 @@ def test_retention_run_applies_age_and_disposition_rules_and_dry_run_changes_not
     active_policy(ctx)  # the shipped policy comes into force (version 1, audited) on first use, not in the dry run
     before = (len(_audit(ctx)), ImageStore.for_data_dir(ctx.data_dir).stored_hashes())
     dry = run_retention(ctx, dry_run=True, actor="tester")
-    planned = {(a.kind, a.external_id, tuple(a.face_ids) if a.kind == "faces" else (), a.status)
-               for a in dry.actions}
-    assert planned == {("subject", "amy", (), "due"), ("faces", "raj", (raj_old,), "due"),
-                       ("subject", "sheldon", (), "due")}
+    planned = {(a.kind, a.external_id, tuple(a.face_ids) if a.kind == "faces" else (), a.status) for a in dry.actions}
+    assert planned == {
+        ("subject", "amy", (), "due"),
+        ("faces", "raj", (raj_old,), "due"),
+        ("subject", "sheldon", (), "due"),
+    }
     assert (len(_audit(ctx)), ImageStore.for_data_dir(ctx.data_dir).stored_hashes()) == before
     assert _subjects(ctx) == ["amy", "raj", "sheldon"]
 
@@ -282,7 +307,10 @@ def test_retention_run_applies_age_and_disposition_rules_and_dry_run_changes_not
     assert len(ImageStore.for_data_dir(ctx.data_dir).stored_hashes()) == 1
     certs = [json.loads(r.details) for r in _audit(ctx) if r.action == "deletion.certificate"]
     assert sorted((c["scope"], c["external_id"]) for c in certs) == [
-        ("faces", "raj"), ("subject", "amy"), ("subject", "sheldon")]
+        ("faces", "raj"),
+        ("subject", "amy"),
+        ("subject", "sheldon"),
+    ]
     assert _audit(ctx)[-1].action == "retention.run"
     assert run_retention(ctx, dry_run=False, actor="tester").actions == []  # nothing left due
 
@@ -295,11 +323,14 @@ def test_kept_probe_images_follow_the_policy_retention_and_case_holds(ctx: AppCo
 
     _gallery(ctx)
     ctx.settings.keep_probe_images = True
-    probes = {case: FACEAPI / person / sorted(p.name for p in (FACEAPI / person).iterdir())[0]
-              for case, person in (("C-FREE", "amy"), ("C-HELD", "raj"))}
+    probes = {
+        case: FACEAPI / person / sorted(p.name for p in (FACEAPI / person).iterdir())[0]
+        for case, person in (("C-FREE", "amy"), ("C-HELD", "raj"))
+    }
     for case, probe in probes.items():
-        search_gallery(ctx, probe, gallery="bookings", case_number=case, offense="robbery", reason="test",
-                       actor="tester")
+        search_gallery(
+            ctx, probe, gallery="bookings", case_number=case, offense="robbery", reason="test", actor="tester"
+        )
     add_hold(ctx, actor="tester", reason="appeal pending", case_number="C-HELD")
     store = probe_store(ctx)
     with ctx.db.read() as s:
@@ -308,15 +339,22 @@ def test_kept_probe_images_follow_the_policy_retention_and_case_holds(ctx: AppCo
 
     days = active_policy(ctx).retention.probe_image_days
     not_yet = dt.date.today() + dt.timedelta(days=days - 1)
-    assert [a for a in run_retention(ctx, dry_run=False, actor="tester", today=not_yet).actions
-            if a.kind == "probe"] == []
+    assert [
+        a for a in run_retention(ctx, dry_run=False, actor="tester", today=not_yet).actions if a.kind == "probe"
+    ] == []
 
-    longer = apply_policy(ctx, active_policy_text(ctx).replace(f"probe_image_days = {days}",
-                                                               f"probe_image_days = {days + 30}"), actor="tester")
+    longer = apply_policy(
+        ctx,
+        active_policy_text(ctx).replace(f"probe_image_days = {days}", f"probe_image_days = {days + 30}"),
+        actor="tester",
+    )
     assert longer["version"] >= 2
     later = dt.date.today() + dt.timedelta(days=days + 1)
-    assert [a for a in run_retention(ctx, dry_run=True, actor="tester", today=later).actions
-            if a.kind == "probe" and a.status == "due"] == []  # the policy now keeps them longer
+    assert [
+        a
+        for a in run_retention(ctx, dry_run=True, actor="tester", today=later).actions
+        if a.kind == "probe" and a.status == "due"
+    ] == []  # the policy now keeps them longer
 
     much_later = dt.date.today() + dt.timedelta(days=days + 31)
     report = run_retention(ctx, dry_run=False, actor="tester", today=much_later)

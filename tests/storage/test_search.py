@@ -151,8 +151,9 @@ def test_missing_blank_or_bad_fields_are_refused_and_audited(
 
 
 def test_fields_are_trimmed(ctx: AppContext, gallery: list[EnrolledFace]) -> None:
-    result = search_gallery(ctx, OBAMA2, gallery="bookings", actor="t",
-                            case_number="  2026-9 ", offense=" 187 ", reason=" lead ")
+    result = search_gallery(
+        ctx, OBAMA2, gallery="bookings", actor="t", case_number="  2026-9 ", offense=" 187 ", reason=" lead "
+    )
     assert (result.purpose.case_number, result.purpose.offense, result.purpose.reason) == ("2026-9", "187", "lead")
 
 
@@ -277,8 +278,16 @@ def test_cli_search_needs_a_signed_in_trained_user(ctx: AppContext, gallery: lis
     anonymous = cli("search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--json")
     assert anonymous.exit_code == 6
     assert json.loads(anonymous.output)["error"]["code"] == "unauthenticated"
-    untrained = cli("search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--json",
-                    "--token", investigator_token(ctx, trained=False))
+    untrained = cli(
+        "search",
+        OBAMA2,
+        "--gallery",
+        "bookings",
+        *CLI_PURPOSE,
+        "--json",
+        "--token",
+        investigator_token(ctx, trained=False),
+    )
     assert untrained.exit_code != 0
     assert json.loads(untrained.output)["error"]["code"] == "training_required"
     assert count(ctx, SearchRecord) == 0
@@ -286,8 +295,23 @@ def test_cli_search_needs_a_signed_in_trained_user(ctx: AppContext, gallery: lis
 
 
 def test_cli_search_blank_field_is_a_clear_error(ctx: AppContext, gallery: list[EnrolledFace], cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("search", OBAMA2, "--gallery", "bookings", "--case", " ", "--offense", "robbery",
-                 "--legal-basis", "warrant", "--reason", "r", "--json", "--token", investigator_token(ctx))
+    result = cli(
+        "search",
+        OBAMA2,
+        "--gallery",
+        "bookings",
+        "--case",
+        " ",
+        "--offense",
+        "robbery",
+        "--legal-basis",
+        "warrant",
+        "--reason",
+        "r",
+        "--json",
+        "--token",
+        investigator_token(ctx),
+    )
     assert result.exit_code == 3
     error = json.loads(result.output)["error"]
     assert error["code"] == "bad_input" and error["details"]["field"] == "case_number"

@@ -27,15 +27,24 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("web-server")
     port = _free_port()
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(root / "data"), "FACETRAIL_ADMIN_PASSWORD": ADMIN_PASSWORD,
-           # reviewers compare the searched face with the candidates later, so the probe is kept
-           "FACETRAIL_KEEP_PROBE_IMAGES": "true"}
+    env = {
+        **os.environ,
+        "FACETRAIL_DATA_DIR": str(root / "data"),
+        "FACETRAIL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # reviewers compare the searched face with the candidates later, so the probe is kept
+        "FACETRAIL_KEEP_PROBE_IMAGES": "true",
+    }
     env.pop("FACETRAIL_DATABASE_URL", None)  # the embedded default: SQLite in the data folder
     log = root / "server.log"
     facetrail = Path(sys.executable).parent / "facetrail"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(facetrail), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "4"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+        proc = subprocess.Popen(
+            [str(facetrail), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "4"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -64,9 +73,17 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         try:
             yield b
         finally:

@@ -24,13 +24,14 @@ from web_helpers import ADMIN_PASSWORD, CHROMIUM, UNDER_CI, Server
 
 from face_fixtures import BIDEN, BLANK_WHITE, FACEAPI, OBAMA, OBAMA2, TWO_PEOPLE, calibration_tables
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not UNDER_CI,
-                                reason="Debian's chromium is not installed (/usr/bin/chromium); CI installs it")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() and not UNDER_CI,
+    reason="Debian's chromium is not installed (/usr/bin/chromium); CI installs it",
+)
 
 WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 PASSWORDS: dict[str, str] = {"admin": ADMIN_PASSWORD}
 STATE: dict[str, Any] = {}
-
 
 
 def loaded(img: Any, timeout_s: float = 30.0) -> bool:
@@ -40,6 +41,7 @@ def loaded(img: Any, timeout_s: float = 30.0) -> bool:
     except Exception:
         return False
     return bool(img.evaluate("i => i.naturalWidth > 0"))
+
 
 def new_page(browser: Any, server: Server) -> Any:
     context = browser.new_context(viewport=WIDE, base_url=server.url)
@@ -92,7 +94,8 @@ def drop_file(page: Any, selector: str, path: Path) -> None:
         """([b64, name]) => { const dt = new DataTransfer();
              const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
              dt.items.add(new File([bytes], name, {type: 'image/jpeg'})); return dt; }""",
-        [base64.b64encode(path.read_bytes()).decode(), path.name])
+        [base64.b64encode(path.read_bytes()).decode(), path.name],
+    )
     page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
@@ -139,8 +142,9 @@ def test_first_login_forces_a_password_change(browser: Any, server: Server, scre
     assert "admin" in header and "administrator" in header and "Sign out" in header
     # The first Tab reaches the skip link, and the focus is visible.
     page.keyboard.press("Tab")
-    focused = page.evaluate("() => [document.activeElement.textContent.trim(),"
-                            " getComputedStyle(document.activeElement).outlineStyle]")
+    focused = page.evaluate(
+        "() => [document.activeElement.textContent.trim(), getComputedStyle(document.activeElement).outlineStyle]"
+    )
     assert focused == ["Skip to content", "solid"]
     no_csp_violations(page)
     page.context.close()
@@ -157,9 +161,14 @@ def test_administrator_creates_units_users_and_tokens(browser: Any, server: Serv
         assert page.get_by_role("cell", name=unit).count() == 1
     shoot(page, screenshots, "10-units")
 
-    accounts = [("alice", "investigator", "Robbery North"), ("bob", "reviewer", "Robbery North"),
-                ("frank", "reviewer", "Robbery North"), ("carol", "investigator", "Fraud South"),
-                ("dave", "auditor", ""), ("erin", "auditor", "")]
+    accounts = [
+        ("alice", "investigator", "Robbery North"),
+        ("bob", "reviewer", "Robbery North"),
+        ("frank", "reviewer", "Robbery North"),
+        ("carol", "investigator", "Fraud South"),
+        ("dave", "auditor", ""),
+        ("erin", "auditor", ""),
+    ]
     for username, role, unit in accounts:
         page.goto("/admin/users")
         page.fill("#new-username", username)
@@ -209,8 +218,9 @@ def test_repeated_failures_lock_the_account(browser: Any, server: Server, screen
     page.context.close()
 
 
-def test_gallery_creation_upload_browse_and_delete(browser: Any, server: Server, screenshots: Path,
-                                                    tmp_path: Path) -> None:
+def test_gallery_creation_upload_browse_and_delete(
+    browser: Any, server: Server, screenshots: Path, tmp_path: Path
+) -> None:
     page = new_page(browser, server)
     sign_in(page, "admin", PASSWORDS["admin"])
     page.goto("/galleries")
@@ -223,8 +233,9 @@ def test_gallery_creation_upload_browse_and_delete(browser: Any, server: Server,
 
     # A manifest names each photo's subject: two photos of one man, one of another.
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("path,subject_id,name\nobama.jpg,P-100,Person One\nobama2.jpg,P-100,Person One\n"
-                        "biden.jpg,P-200,Person Two\n")
+    manifest.write_text(
+        "path,subject_id,name\nobama.jpg,P-100,Person One\nobama2.jpg,P-100,Person One\nbiden.jpg,P-200,Person Two\n"
+    )
     page.set_input_files("#photos", [str(OBAMA), str(OBAMA2), str(BIDEN)])
     page.set_input_files("#manifest", str(manifest))
     page.click("button:has-text('Upload and enroll')")
@@ -234,12 +245,19 @@ def test_gallery_creation_upload_browse_and_delete(browser: Any, server: Server,
 
     # Photos named after their subjects, one already enrolled, one with no face.
     page.goto("/galleries/bookings")
-    photos = [FACEAPI / "amy" / "amy1.png", FACEAPI / "raj" / "raj1.png", FACEAPI / "sheldon" / "sheldon1.png",
-              OBAMA, BLANK_WHITE]
+    photos = [
+        FACEAPI / "amy" / "amy1.png",
+        FACEAPI / "raj" / "raj1.png",
+        FACEAPI / "sheldon" / "sheldon1.png",
+        OBAMA,
+        BLANK_WHITE,
+    ]
     page.set_input_files("#photos", [str(p) for p in photos])
     page.click("button:has-text('Upload and enroll')")
-    rows = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(2).inner_text()
-            for r in page.get_by_test_id("upload-results").locator("tbody tr").all()}
+    rows = {
+        r.locator("td").nth(0).inner_text(): r.locator("td").nth(2).inner_text()
+        for r in page.get_by_test_id("upload-results").locator("tbody tr").all()
+    }
     assert rows["amy1.png"].startswith("enrolled") and rows["raj1.png"].startswith("enrolled")
     assert rows["obama.jpg"].startswith("duplicate")
     assert rows["blank_white.png"].startswith("rejected")
@@ -287,8 +305,9 @@ def _expected_top_subject() -> str:
     return max(scores, key=lambda s: scores[s])
 
 
-def test_investigator_searches_with_the_second_face(browser: Any, server: Server, screenshots: Path,
-                                                    calibrated: None, tmp_path: Path) -> None:
+def test_investigator_searches_with_the_second_face(
+    browser: Any, server: Server, screenshots: Path, calibrated: None, tmp_path: Path
+) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "alice", STATE["one_time:alice"])
     page.wait_for_url("**/search/new")
@@ -362,8 +381,9 @@ def test_investigator_searches_with_the_second_face(browser: Any, server: Server
     page.context.close()
 
 
-def test_reviewer_of_the_unit_reviews_a_candidate(browser: Any, server: Server, screenshots: Path,
-                                                  calibrated: None) -> None:
+def test_reviewer_of_the_unit_reviews_a_candidate(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "bob", STATE["one_time:bob"])
     page.goto("/searches")
@@ -384,8 +404,9 @@ def test_reviewer_of_the_unit_reviews_a_candidate(browser: Any, server: Server, 
     page.context.close()
 
 
-def test_second_reviewer_decides_blind_and_releases_the_lead(browser: Any, server: Server, screenshots: Path,
-                                                               calibrated: None) -> None:
+def test_second_reviewer_decides_blind_and_releases_the_lead(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "frank", STATE["one_time:frank"])
     page.goto(f"/searches/{STATE['search_id']}")
@@ -408,8 +429,7 @@ def test_second_reviewer_decides_blind_and_releases_the_lead(browser: Any, serve
     page.context.close()
 
 
-def test_investigator_sees_the_released_lead(browser: Any, server: Server, screenshots: Path,
-                                             calibrated: None) -> None:
+def test_investigator_sees_the_released_lead(browser: Any, server: Server, screenshots: Path, calibrated: None) -> None:
     page = new_page(browser, server)
     sign_in(page, "alice", PASSWORDS["alice"])
     page.goto(f"/searches/{STATE['search_id']}")
@@ -425,8 +445,9 @@ def test_investigator_sees_the_released_lead(browser: Any, server: Server, scree
     page.context.close()
 
 
-def test_investigator_of_another_unit_is_refused(browser: Any, server: Server, screenshots: Path,
-                                                 calibrated: None) -> None:
+def test_investigator_of_another_unit_is_refused(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "carol", STATE["one_time:carol"])
     page.goto("/searches")
@@ -453,8 +474,9 @@ def _fill_search(page: Any, case_number: str, offense: str, legal_basis: str, pr
     page.wait_for_selector(".face-choice")
 
 
-def test_investigator_without_training_is_refused(browser: Any, server: Server, screenshots: Path,
-                                                  calibrated: None) -> None:
+def test_investigator_without_training_is_refused(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     sign_in(page, "carol", PASSWORDS["carol"])
     page.goto("/search/new")
@@ -469,8 +491,9 @@ def test_investigator_without_training_is_refused(browser: Any, server: Server, 
     page.context.close()
 
 
-def test_prior_approval_request_is_approved_by_a_unit_reviewer(browser: Any, server: Server, screenshots: Path,
-                                                               calibrated: None) -> None:
+def test_prior_approval_request_is_approved_by_a_unit_reviewer(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     sign_in(page, "alice", PASSWORDS["alice"])
     page.goto("/search/new")
@@ -520,8 +543,9 @@ def test_prior_approval_request_is_approved_by_a_unit_reviewer(browser: Any, ser
     page.context.close()
 
 
-def test_reviewers_who_disagree_see_both_decisions(browser: Any, server: Server, screenshots: Path,
-                                                   calibrated: None) -> None:
+def test_reviewers_who_disagree_see_both_decisions(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     for reviewer, decision in (("bob", "Not a match"), ("frank", "Possible lead")):
         page = new_page(browser, server)
         sign_in(page, reviewer, PASSWORDS[reviewer])
@@ -547,8 +571,9 @@ def test_reviewers_who_disagree_see_both_decisions(browser: Any, server: Server,
     page.context.close()
 
 
-def test_emergency_search_denied_after_the_fact_is_locked(browser: Any, server: Server, screenshots: Path,
-                                                          calibrated: None) -> None:
+def test_emergency_search_denied_after_the_fact_is_locked(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     sign_in(page, "alice", PASSWORDS["alice"])
     page.goto("/search/new")
@@ -587,16 +612,34 @@ def test_emergency_search_denied_after_the_fact_is_locked(browser: Any, server: 
     page.context.close()
 
 
-def test_auditor_sees_the_actions_verifies_and_exports(browser: Any, server: Server, screenshots: Path,
-                                                       calibrated: None) -> None:
+def test_auditor_sees_the_actions_verifies_and_exports(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
     page = new_page(browser, server)
     first_sign_in(page, "dave", STATE["one_time:dave"])
     page.goto("/audit?limit=200")
     actions = set(page.locator(".audit-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.action)"))
-    expected = {"user.bootstrap", "auth.login", "user.password_change", "unit.create", "user.create",
-                "gallery.create", "subject.delete", "search", "search.view", "review.decide", "token.create",
-                "token.revoke", "training.record", "lead.released", "search.request", "search.approve",
-                "search.emergency", "search.deny", "review.disagreement"}
+    expected = {
+        "user.bootstrap",
+        "auth.login",
+        "user.password_change",
+        "unit.create",
+        "user.create",
+        "gallery.create",
+        "subject.delete",
+        "search",
+        "search.view",
+        "review.decide",
+        "token.create",
+        "token.revoke",
+        "training.record",
+        "lead.released",
+        "search.request",
+        "search.approve",
+        "search.emergency",
+        "search.deny",
+        "review.disagreement",
+    }
     assert expected <= actions, expected - actions
     shoot(page, screenshots, "60-audit")
 

@@ -73,9 +73,7 @@ class Principal:
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
-            raise PermissionDeniedError(
-                f"role '{self.role}' may not {permission.value}", permission=permission.value
-            )
+            raise PermissionDeniedError(f"role '{self.role}' may not {permission.value}", permission=permission.value)
 
     def audit_context(self) -> dict[str, Any]:
         return {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
@@ -120,11 +118,24 @@ def bootstrap_admin(ctx: AppContext) -> tuple[str, str] | None:
             return None
         password = os.environ.get("FACETRAIL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         check_password_rule(password)
-        s.add(User(username=username, display_name="Administrator", role=Role.ADMINISTRATOR.value,
-                   password_hash=hash_password(password), must_change_password=True, created_by="system"))
+        s.add(
+            User(
+                username=username,
+                display_name="Administrator",
+                role=Role.ADMINISTRATOR.value,
+                password_hash=hash_password(password),
+                must_change_password=True,
+                created_by="system",
+            )
+        )
         from_env = bool(os.environ.get("FACETRAIL_ADMIN_PASSWORD"))
-        append_audit(s, actor="system", action="user.bootstrap", target=f"user:{username}",
-                     details={"role": "administrator", "password_from_env": from_env})
+        append_audit(
+            s,
+            actor="system",
+            action="user.bootstrap",
+            target=f"user:{username}",
+            details={"role": "administrator", "password_from_env": from_env},
+        )
     return username, password
 
 
@@ -151,8 +162,13 @@ def create_unit(ctx: AppContext, by: Principal, name: str, agency: str = "") -> 
         unit = Unit(name=name, agency=agency)
         s.add(unit)
         s.flush()
-        append_audit(s, actor=by.actor, action="unit.create", target=f"unit:{unit.id}",
-                     details={"name": name, "agency": agency, **by.audit_context()})
+        append_audit(
+            s,
+            actor=by.actor,
+            action="unit.create",
+            target=f"unit:{unit.id}",
+            details={"name": name, "agency": agency, **by.audit_context()},
+        )
         return unit_dict(unit)
 
 
@@ -183,8 +199,11 @@ def user_dict(user: User) -> dict[str, Any]:
 def _find_unit(s: Session, unit: str | int | None) -> Unit | None:
     if unit in (None, ""):
         return None
-    found = (s.get(Unit, unit) if isinstance(unit, int)
-             else s.execute(select(Unit).where(Unit.name == unit)).scalar_one_or_none())
+    found = (
+        s.get(Unit, unit)
+        if isinstance(unit, int)
+        else s.execute(select(Unit).where(Unit.name == unit)).scalar_one_or_none()
+    )
     if found is None:
         raise NotFoundError(f"unknown unit {unit!r}", field="unit")
     return found
@@ -204,8 +223,9 @@ def create_user(
     by.require(Permission.USERS_MANAGE)
     username = _clean("username", username, 64).lower()
     if not USERNAME_RE.match(username):
-        raise BadInputError("username must be 3-64 characters: lower-case letters, digits, '.', '_' or '-'",
-                            field="username")
+        raise BadInputError(
+            "username must be 3-64 characters: lower-case letters, digits, '.', '_' or '-'", field="username"
+        )
     try:
         role_value = Role(role).value
     except ValueError:
@@ -219,14 +239,25 @@ def create_user(
         unit_row = _find_unit(s, unit)
         if role_value in (Role.INVESTIGATOR, Role.REVIEWER) and unit_row is None:
             raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
-        user = User(username=username, display_name=display_name, role=role_value,
-                    unit_id=unit_row.id if unit_row else None, password_hash=hash_password(initial),
-                    must_change_password=True, created_by=by.actor)
+        user = User(
+            username=username,
+            display_name=display_name,
+            role=role_value,
+            unit_id=unit_row.id if unit_row else None,
+            password_hash=hash_password(initial),
+            must_change_password=True,
+            created_by=by.actor,
+        )
         s.add(user)
         s.flush()
         s.refresh(user)
-        append_audit(s, actor=by.actor, action="user.create", target=f"user:{username}",
-                     details={"role": role_value, "unit": unit_row.name if unit_row else None, **by.audit_context()})
+        append_audit(
+            s,
+            actor=by.actor,
+            action="user.create",
+            target=f"user:{username}",
+            details={"role": role_value, "unit": unit_row.name if unit_row else None, **by.audit_context()},
+        )
         return user_dict(user), initial
 
 
@@ -276,8 +307,13 @@ def update_user(
         if user.role in (Role.INVESTIGATOR, Role.REVIEWER) and user.unit_id is None:
             raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
         _end_sessions(s, user.id)
-        append_audit(s, actor=by.actor, action="user.update", target=f"user:{username}",
-                     details={**changes, **by.audit_context()})
+        append_audit(
+            s,
+            actor=by.actor,
+            action="user.update",
+            target=f"user:{username}",
+            details={**changes, **by.audit_context()},
+        )
         s.flush()
         s.refresh(user)
         return user_dict(user), new_password
@@ -322,8 +358,14 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
     meta = {"ip": ip, "user_agent": user_agent[:300]}
     if _throttle.blocked(ip, auth.ip_failures_per_window, auth.ip_window_seconds):
         with ctx.db.transaction() as s:
-            append_audit(s, actor=f"user:{username}" if username else "anonymous", action="auth.login",
-                         target=f"user:{username}", outcome="throttled", details=meta)
+            append_audit(
+                s,
+                actor=f"user:{username}" if username else "anonymous",
+                action="auth.login",
+                target=f"user:{username}",
+                outcome="throttled",
+                details=meta,
+            )
         raise ThrottledError("too many failed logins from this address; wait a few minutes and try again")
     with ctx.db.transaction() as s:
         user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
@@ -346,13 +388,18 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
             user.failed_logins, user.locked_until = 0, None
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
-            append_audit(s, actor=f"user:{username}", action="auth.login", target=f"user:{username}",
-                         details=meta)
+            append_audit(s, actor=f"user:{username}", action="auth.login", target=f"user:{username}", details=meta)
             s.flush()
             s.refresh(user)
             return principal_for(user, "session", ip, user_agent)
-        append_audit(s, actor=f"user:{username}" if username else "anonymous", action="auth.login",
-                     target=f"user:{username}", outcome=outcome, details={**meta, "reason": reason})
+        append_audit(
+            s,
+            actor=f"user:{username}" if username else "anonymous",
+            action="auth.login",
+            target=f"user:{username}",
+            outcome=outcome,
+            details={**meta, "reason": reason},
+        )
     _throttle.fail(ip)
     if outcome == "locked":
         raise AuthenticationError(
@@ -372,14 +419,25 @@ def change_password(ctx: AppContext, who: Principal, old_password: str, new_pass
     with ctx.db.transaction() as s:
         user = s.get(User, who.user_id)
         if user is None or not verify_password(user.password_hash, old_password):
-            append_audit(s, actor=who.actor, action="user.password_change", target=f"user:{who.username}",
-                         outcome="failed", details=who.audit_context())
+            append_audit(
+                s,
+                actor=who.actor,
+                action="user.password_change",
+                target=f"user:{who.username}",
+                outcome="failed",
+                details=who.audit_context(),
+            )
             raise AuthenticationError("the current password is wrong")
         user.password_hash = hash_password(new_password)
         user.must_change_password = False
         user.password_changed_at = utcnow()
-        append_audit(s, actor=who.actor, action="user.password_change", target=f"user:{who.username}",
-                     details=who.audit_context())
+        append_audit(
+            s,
+            actor=who.actor,
+            action="user.password_change",
+            target=f"user:{who.username}",
+            details=who.audit_context(),
+        )
 
 
 # --- browser sessions -------------------------------------------------------------------------------------
@@ -413,8 +471,9 @@ def end_session(ctx: AppContext, token: str, who: Principal | None = None) -> No
         if ws is not None and ws.ended_at is None:
             ws.ended_at = utcnow()
             if who is not None:
-                append_audit(s, actor=who.actor, action="auth.logout", target=f"user:{who.username}",
-                             details=who.audit_context())
+                append_audit(
+                    s, actor=who.actor, action="auth.logout", target=f"user:{who.username}", details=who.audit_context()
+                )
 
 
 # --- API tokens -------------------------------------------------------------------------------------------
@@ -443,13 +502,23 @@ def create_api_token(ctx: AppContext, who: Principal, name: str, days: int | Non
         raise BadInputError(f"days must be between 1 and {auth.max_token_days}", field="days")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with ctx.db.transaction() as s:
-        row = ApiToken(user_id=who.user_id, name=name, prefix=secret[:10], token_hash=_sha256(secret),
-                       expires_at=utcnow() + dt.timedelta(days=days))
+        row = ApiToken(
+            user_id=who.user_id,
+            name=name,
+            prefix=secret[:10],
+            token_hash=_sha256(secret),
+            expires_at=utcnow() + dt.timedelta(days=days),
+        )
         s.add(row)
         s.flush()
         s.refresh(row)
-        append_audit(s, actor=who.actor, action="token.create", target=f"token:{row.id}",
-                     details={"name": name, "days": days, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="token.create",
+            target=f"token:{row.id}",
+            details={"name": name, "days": days, **who.audit_context()},
+        )
         return token_dict(row), secret
 
 
@@ -471,8 +540,13 @@ def revoke_api_token(ctx: AppContext, who: Principal, token_id: int) -> dict[str
             raise NotFoundError(f"no token {token_id}")  # others' tokens are invisible, not "forbidden"
         if row.revoked_at is None:
             row.revoked_at = utcnow()
-        append_audit(s, actor=who.actor, action="token.revoke", target=f"token:{row.id}",
-                     details={"owner": row.user.username, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="token.revoke",
+            target=f"token:{row.id}",
+            details={"owner": row.user.username, **who.audit_context()},
+        )
         return token_dict(row)
 
 

@@ -110,9 +110,18 @@ def export_audit(
             fh.flush()
             os.fsync(fh.fileno())
             record = append_audit(
-                session, actor=actor, action="audit.export", target=destination,
-                details={"since": since_ts, "until": until_ts, "format": fmt, "count": count,
-                         "first_seq": first, "last_seq": last},
+                session,
+                actor=actor,
+                action="audit.export",
+                target=destination,
+                details={
+                    "since": since_ts,
+                    "until": until_ts,
+                    "format": fmt,
+                    "count": count,
+                    "first_seq": first,
+                    "last_seq": last,
+                },
             )
         if out:
             os.replace(tmp_name, out)
@@ -148,8 +157,16 @@ def read_audit_log(
     with db.transaction() as session:
         rows = [dict(r._mapping) for r in session.execute(query.order_by(AuditRecord.seq.desc()).limit(limit))]
         record = append_audit(
-            session, actor=actor, action="audit.read", target="audit_log",
-            details={"action": action, "actor": by_actor, "limit": limit, "count": len(rows),
-                     "seqs": [rows[-1]["seq"], rows[0]["seq"]] if rows else None},
+            session,
+            actor=actor,
+            action="audit.read",
+            target="audit_log",
+            details={
+                "action": action,
+                "actor": by_actor,
+                "limit": limit,
+                "count": len(rows),
+                "seqs": [rows[-1]["seq"], rows[0]["seq"]] if rows else None,
+            },
         )
     return AuditListing(records=rows, audit_seq=record.seq)

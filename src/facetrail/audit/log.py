@@ -83,8 +83,13 @@ def append_audit(
     if request and "request" not in (details or {}):
         details = {**(details or {}), "request": request}
     details_json = canonical_json(details or {})
-    for name, value in (("actor", actor), ("action", action), ("target", target), ("outcome", outcome),
-                        ("details", details_json)):
+    for name, value in (
+        ("actor", actor),
+        ("action", action),
+        ("target", target),
+        ("outcome", outcome),
+        ("details", details_json),
+    ):
         _check_storable(name, value)
     # populate_existing: never trust a head loaded earlier in this session; the locked row is the truth.
     head = session.execute(
@@ -138,8 +143,17 @@ class AuditVerification:
         }
 
 
-_RECORD_COLUMNS = (AuditRecord.seq, AuditRecord.ts, AuditRecord.actor, AuditRecord.action, AuditRecord.target,
-                   AuditRecord.outcome, AuditRecord.details, AuditRecord.prev_hash, AuditRecord.hash)
+_RECORD_COLUMNS = (
+    AuditRecord.seq,
+    AuditRecord.ts,
+    AuditRecord.actor,
+    AuditRecord.action,
+    AuditRecord.target,
+    AuditRecord.outcome,
+    AuditRecord.details,
+    AuditRecord.prev_hash,
+    AuditRecord.hash,
+)
 
 
 def _iter_records(session: Session, batch: int = 5000) -> Iterator[Any]:
@@ -168,12 +182,15 @@ def _describe_link_break(session: Session, rec: Any) -> tuple[int, str]:
     if linked is not None and linked < rec.seq - 1:
         first, last = linked + 1, rec.seq - 1
         span = f"record {first}" if first == last else f"records {first}–{last}"
-        return first, (f"{span} inserted or moved: record {rec.seq} links to record {linked}, so nothing was "
-                       f"ever chained between them")
+        return first, (
+            f"{span} inserted or moved: record {rec.seq} links to record {linked}, so nothing was "
+            f"ever chained between them"
+        )
     if linked is not None and linked > rec.seq:
         return rec.seq, (f"records reordered: record {rec.seq} links to record {linked}, which comes after it")
-    return rec.seq, (f"record {rec.seq} does not link to record {rec.seq - 1} (its predecessor was deleted, "
-                     "replaced or altered)")
+    return rec.seq, (
+        f"record {rec.seq} does not link to record {rec.seq - 1} (its predecessor was deleted, replaced or altered)"
+    )
 
 
 def verify_chain(
@@ -216,11 +233,16 @@ def verify_chain(
     if head is None:
         report(None, "the chain head row is missing")
     elif head.seq > last_seq:
-        report(last_seq + 1, f"records {last_seq + 1}–{head.seq} removed from the end: the log ends at "
-                             f"{last_seq} but the chain head says {head.seq}")
+        report(
+            last_seq + 1,
+            f"records {last_seq + 1}–{head.seq} removed from the end: the log ends at "
+            f"{last_seq} but the chain head says {head.seq}",
+        )
     elif head.seq < last_seq:
-        report(head.seq + 1, f"records {head.seq + 1}–{last_seq} are beyond the chain head ({head.seq}): "
-                             "appended outside FaceTrail")
+        report(
+            head.seq + 1,
+            f"records {head.seq + 1}–{last_seq} are beyond the chain head ({head.seq}): appended outside FaceTrail",
+        )
     elif head.hash != prev_hash:
         report(last_seq, f"record {last_seq} is not the record the chain head names (replaced)")
 
@@ -273,8 +295,10 @@ def _check_checkpoint(
     if key is not None and not hmac.compare_digest(checkpoint_signature(cp, key), mac):
         return None, f"checkpoint of {ts} (record {seq}) has a bad signature: forged, altered, or another key"
     if seq > last_seq:
-        return last_seq + 1, (f"records {last_seq + 1}–{seq} removed from the end: the checkpoint of {ts} "
-                              f"saw {seq} records, the log now ends at {last_seq}")
+        return last_seq + 1, (
+            f"records {last_seq + 1}–{seq} removed from the end: the checkpoint of {ts} "
+            f"saw {seq} records, the log now ends at {last_seq}"
+        )
     if hashes.get(seq) != head_hash:
         return seq, f"record {seq} is not the record the checkpoint of {ts} signed"
     return None

@@ -32,9 +32,18 @@ class AuditPage:
     audit_seq: int  # the 'audit.read' record of this read
 
 
-def query_audit(ctx: AppContext, who: Principal, *, action: str | None = None, actor: str | None = None,
-                outcome: str | None = None, since: str | None = None, until: str | None = None,
-                limit: int = 50, offset: int = 0) -> AuditPage:
+def query_audit(
+    ctx: AppContext,
+    who: Principal,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    outcome: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> AuditPage:
     """Records with since <= ts < until, newest first. ``action`` 'search' matches 'search' and 'search.*'."""
     who.require(Permission.AUDIT_READ)
     if not 1 <= limit <= MAX_PAGE:
@@ -45,8 +54,9 @@ def query_audit(ctx: AppContext, who: Principal, *, action: str | None = None, a
     until_ts = parse_time(until, "until") if until else None
     query = select(*(getattr(AuditRecord, name) for name in EXPORT_FIELDS))
     if action:
-        query = query.where((AuditRecord.action == action)
-                            | AuditRecord.action.startswith(action + ".", autoescape=True))
+        query = query.where(
+            (AuditRecord.action == action) | AuditRecord.action.startswith(action + ".", autoescape=True)
+        )
     if actor:
         query = query.where(AuditRecord.actor == actor)
     if outcome:
@@ -55,16 +65,33 @@ def query_audit(ctx: AppContext, who: Principal, *, action: str | None = None, a
         query = query.where(AuditRecord.ts >= since_ts)
     if until_ts:
         query = query.where(AuditRecord.ts < until_ts)
-    filters = {"action": action, "actor": actor, "outcome": outcome, "since": since_ts, "until": until_ts,
-               "limit": limit, "offset": offset}
+    filters = {
+        "action": action,
+        "actor": actor,
+        "outcome": outcome,
+        "since": since_ts,
+        "until": until_ts,
+        "limit": limit,
+        "offset": offset,
+    }
     with ctx.db.transaction() as s:
-        rows = [dict(r._mapping) for r in
-                s.execute(query.order_by(AuditRecord.seq.desc()).limit(limit + 1).offset(offset))]
+        rows = [
+            dict(r._mapping) for r in s.execute(query.order_by(AuditRecord.seq.desc()).limit(limit + 1).offset(offset))
+        ]
         has_more = len(rows) > limit
         rows = rows[:limit]
-        record = append_audit(s, actor=who.actor, action="audit.read", target="audit_log", details={
-            **filters, "count": len(rows), "seqs": [rows[-1]["seq"], rows[0]["seq"]] if rows else None,
-            **who.audit_context()})
+        record = append_audit(
+            s,
+            actor=who.actor,
+            action="audit.read",
+            target="audit_log",
+            details={
+                **filters,
+                "count": len(rows),
+                "seqs": [rows[-1]["seq"], rows[0]["seq"]] if rows else None,
+                **who.audit_context(),
+            },
+        )
         seq = record.seq
     for row in rows:
         row["details"] = json.loads(row["details"])
@@ -76,16 +103,40 @@ def verify_audit_log(ctx: AppContext, who: Principal) -> AuditVerification:
     who.require(Permission.AUDIT_READ)
     result = verify_audit(ctx.db, ctx.checkpoints_path, ctx.audit_key_path)
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="audit.verify", target="audit_log",
-                     outcome="ok" if result.ok else "broken",
-                     details={"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
-                              "problem": result.problem, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="audit.verify",
+            target="audit_log",
+            outcome="ok" if result.ok else "broken",
+            details={
+                "ok": result.ok,
+                "records": result.records,
+                "first_bad_seq": result.first_bad_seq,
+                "problem": result.problem,
+                **who.audit_context(),
+            },
+        )
     return result
 
 
-def export_audit_file(ctx: AppContext, who: Principal, out: Path, *, fmt: str = "jsonl", since: str | None = None,
-                      until: str | None = None) -> ExportResult:
+def export_audit_file(
+    ctx: AppContext,
+    who: Principal,
+    out: Path,
+    *,
+    fmt: str = "jsonl",
+    since: str | None = None,
+    until: str | None = None,
+) -> ExportResult:
     """Write the export to ``out``; the core audits it ('audit.export') before the file exists."""
     who.require(Permission.AUDIT_READ)
-    return export_audit(ctx.db, actor=who.actor, out=out, stdout=None,  # type: ignore[arg-type]
-                        since=since, until=until, fmt=fmt)
+    return export_audit(
+        ctx.db,
+        actor=who.actor,
+        out=out,
+        stdout=None,  # type: ignore[arg-type]
+        since=since,
+        until=until,
+        fmt=fmt,
+    )

@@ -68,8 +68,10 @@ def take_checkpoint(db: Database, checkpoints_path: Path, key_path: Path, actor:
             actor=actor,
             action="audit.checkpoint",
             target=str(checkpoints_path),
-            details={"verified_records": verification.records,
-                     "previous_checkpoint_seq": verification.last_checkpoint_seq},
+            details={
+                "verified_records": verification.records,
+                "previous_checkpoint_seq": verification.last_checkpoint_seq,
+            },
         )
         checkpoint = make_checkpoint(session, key)
         assert checkpoint["seq"] == record.seq  # the head is ours: the transaction holds the write lock

@@ -37,8 +37,13 @@ class ProbeFace:
         return self.quality["verdict"] != "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "box": self.box, "detection_score": self.detection_score,
-                "quality": self.quality, "thumbnail_data_url": data_url(self.aligned_jpeg)}
+        return {
+            "index": self.index,
+            "box": self.box,
+            "detection_score": self.detection_score,
+            "quality": self.quality,
+            "thumbnail_data_url": data_url(self.aligned_jpeg),
+        }
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,13 @@ def encode_jpeg(crop: Any) -> bytes:
 
 def probe_face(face: AnalyzedFace) -> ProbeFace:
     d = face.to_dict()
-    return ProbeFace(index=face.index, box=d["box"], detection_score=d["detection_score"],  # type: ignore[arg-type]
-                     quality=face.quality.to_dict(), aligned_jpeg=encode_jpeg(face.aligned))
+    return ProbeFace(
+        index=face.index,
+        box=d["box"],  # type: ignore[arg-type]
+        detection_score=d["detection_score"],  # type: ignore[arg-type]
+        quality=face.quality.to_dict(),
+        aligned_jpeg=encode_jpeg(face.aligned),
+    )
 
 
 def analyze_upload(ctx: AppContext, data: bytes) -> ProbeAnalysis:
@@ -80,8 +90,9 @@ def analyze_upload(ctx: AppContext, data: bytes) -> ProbeAnalysis:
     with PIPELINE_LOCK:
         image = pipeline.decode(data)
         faces = pipeline.analyze(image, embed=False)
-    return ProbeAnalysis(image.sha256, image.width, image.height, image.format, [probe_face(f) for f in faces],
-                         image, faces)
+    return ProbeAnalysis(
+        image.sha256, image.width, image.height, image.format, [probe_face(f) for f in faces], image, faces
+    )
 
 
 def detect_upload(ctx: AppContext, who: Principal, data: bytes) -> ProbeAnalysis:
@@ -89,21 +100,37 @@ def detect_upload(ctx: AppContext, who: Principal, data: bytes) -> ProbeAnalysis
     who.require(Permission.DETECT_RUN)
     analysis = analyze_upload(ctx, data)
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="detect", target=f"image:{analysis.sha256}",
-                     details={"faces": len(analysis.faces), **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="detect",
+            target=f"image:{analysis.sha256}",
+            details={"faces": len(analysis.faces), **who.audit_context()},
+        )
     return analysis
 
 
-def verify_uploads(ctx: AppContext, who: Principal, a: bytes, b: bytes, *, face_a: int | None = None,
-                   face_b: int | None = None) -> VerifyResult:
+def verify_uploads(
+    ctx: AppContext, who: Principal, a: bytes, b: bytes, *, face_a: int | None = None, face_b: int | None = None
+) -> VerifyResult:
     """1:1: one face of each photo (largest unless chosen). Audited ('verify.upload') with both hashes."""
     who.require(Permission.VERIFY_RUN)
     with PIPELINE_LOCK:
         result = verify(a, b, face_a=face_a, face_b=face_b, settings=ctx.settings)
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="verify.upload", target=f"image:{result.sha256_a}",
-                     details={"image_a": result.sha256_a, "image_b": result.sha256_b,
-                              "face_a": result.face_a.index, "face_b": result.face_b.index,
-                              "similarity": round(result.similarity, 5), "model_id": result.model_id,
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="verify.upload",
+            target=f"image:{result.sha256_a}",
+            details={
+                "image_a": result.sha256_a,
+                "image_b": result.sha256_b,
+                "face_a": result.face_a.index,
+                "face_b": result.face_b.index,
+                "similarity": round(result.similarity, 5),
+                "model_id": result.model_id,
+                **who.audit_context(),
+            },
+        )
     return result

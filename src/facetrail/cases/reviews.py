@@ -28,8 +28,9 @@ class Decision(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
-def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int, decision: str,
-                     notes: str = "") -> dict[str, Any]:
+def review_candidate(
+    ctx: AppContext, who: Principal, search_id: int, rank: int, decision: str, notes: str = ""
+) -> dict[str, Any]:
     """Record the caller's decision on the candidate at ``rank`` of a search of their unit."""
     target = f"search:{search_id}"
     if not who.can(Permission.REVIEW_DECIDE):
@@ -37,8 +38,9 @@ def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int,
     try:
         choice = Decision(decision)
     except ValueError:
-        raise BadInputError(f"decision must be one of {', '.join(d.value for d in Decision)}",
-                            field="decision") from None
+        raise BadInputError(
+            f"decision must be one of {', '.join(d.value for d in Decision)}", field="decision"
+        ) from None
     notes = (notes or "").strip()
     if len(notes) > MAX_NOTES:
         raise BadInputError(f"notes are {len(notes)} characters, over the limit of {MAX_NOTES}", field="notes")
@@ -48,25 +50,49 @@ def review_candidate(ctx: AppContext, who: Principal, search_id: int, rank: int,
     approvals.require_unlocked(ctx, who, record, "review.decide")
     match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
     if not match:
-        raise SearchNotFoundError(f"search {search_id} shows no candidate at rank {rank}", search_id=search_id,
-                                  rank=rank)
+        raise SearchNotFoundError(
+            f"search {search_id} shows no candidate at rank {rank}", search_id=search_id, rank=rank
+        )
     face_id = int(match[0]["face_id"])
     release.check_may_decide(ctx, who, record, face_id, rank)
     with ctx.db.transaction() as s:
-        review = s.execute(select(CandidateReview).where(
-            CandidateReview.search_id == search_id, CandidateReview.face_id == face_id,
-            CandidateReview.reviewer_id == who.user_id)).scalar_one_or_none()
+        review = s.execute(
+            select(CandidateReview).where(
+                CandidateReview.search_id == search_id,
+                CandidateReview.face_id == face_id,
+                CandidateReview.reviewer_id == who.user_id,
+            )
+        ).scalar_one_or_none()
         previous = review.decision if review else None
         if review is None:
-            review = CandidateReview(search_id=search_id, face_id=face_id, rank=rank, reviewer_id=who.user_id,
-                                     decision=choice.value, notes=notes)
+            review = CandidateReview(
+                search_id=search_id,
+                face_id=face_id,
+                rank=rank,
+                reviewer_id=who.user_id,
+                decision=choice.value,
+                notes=notes,
+            )
             s.add(review)
         else:
             review.decision, review.notes, review.created_at = choice.value, notes, utcnow()
         s.flush()
-        append_audit(s, actor=who.actor, action="review.decide", target=target, details={
-            "search_id": search_id, "case_number": record.case_number, "rank": rank, "face_id": face_id,
-            "decision": choice.value, "previous_decision": previous, "notes": notes, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="review.decide",
+            target=target,
+            details={
+                "search_id": search_id,
+                "case_number": record.case_number,
+                "rank": rank,
+                "face_id": face_id,
+                "decision": choice.value,
+                "previous_decision": previous,
+                "notes": notes,
+                **who.audit_context(),
+            },
+        )
         decided = review_dict(review, who.username)
     release.after_decision(ctx, who, record, face_id, rank)
     return decided
@@ -81,8 +107,11 @@ def list_reviews(ctx: AppContext, who: Principal, search_id: int) -> list[dict[s
         raise deny(ctx, who, "review.list", f"search:{search_id}", f"role '{who.role}' may not view searches")
     record = load_in_scope(ctx, who, search_id, "review.list")
     with ctx.db.read() as s:
-        rows = s.execute(select(CandidateReview, User.username).join(User, User.id == CandidateReview.reviewer_id)
-                         .where(CandidateReview.search_id == search_id).order_by(CandidateReview.rank,
-                                                                                 CandidateReview.id)).all()
+        rows = s.execute(
+            select(CandidateReview, User.username)
+            .join(User, User.id == CandidateReview.reviewer_id)
+            .where(CandidateReview.search_id == search_id)
+            .order_by(CandidateReview.rank, CandidateReview.id)
+        ).all()
         listed = [review_dict(r, name) for r, name in rows]
     return release.visible_review_list(ctx, who, record, listed)  # blind two-person review

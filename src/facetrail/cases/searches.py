@@ -112,8 +112,14 @@ class SearchView:
 
 def deny(ctx: AppContext, who: Principal, action: str, target: str, reason: str) -> PermissionDeniedError:
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action=action, target=target, outcome="denied",
-                     details={"reason": reason, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=target,
+            outcome="denied",
+            details={"reason": reason, **who.audit_context()},
+        )
     return PermissionDeniedError(reason)
 
 
@@ -144,8 +150,14 @@ def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) 
             s.expunge(record)
             return record
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action=action, target=f"search:{search_id}", outcome="not_found",
-                     details={"reason": "no such search in the caller's scope", **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=f"search:{search_id}",
+            outcome="not_found",
+            details={"reason": "no such search in the caller's scope", **who.audit_context()},
+        )
     raise SearchNotFoundError(f"no search {search_id}", search_id=search_id)
 
 
@@ -154,22 +166,43 @@ def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) 
 
 def search_options(ctx: AppContext) -> dict[str, Any]:
     rules = active_policy(ctx).search  # the policy document supersedes the server settings
-    return {"offenses": list(rules.allowed_offenses), "legal_bases": list(rules.legal_bases),
-            "min_candidates": rules.min_candidates, "max_candidates": rules.max_candidates,
-            "default_candidates": rules.default_candidates, "similarity_floor": rules.similarity_floor,
-            "notice": LEADS_NOTICE}
+    return {
+        "offenses": list(rules.allowed_offenses),
+        "legal_bases": list(rules.legal_bases),
+        "min_candidates": rules.min_candidates,
+        "max_candidates": rules.max_candidates,
+        "default_candidates": rules.default_candidates,
+        "similarity_floor": rules.similarity_floor,
+        "notice": LEADS_NOTICE,
+    }
 
 
-def _refuse(ctx: AppContext, who: Principal, req: SearchRequest, error: FaceTrailError, probe_sha256: str | None,
-            ) -> FaceTrailError:
+def _refuse(
+    ctx: AppContext,
+    who: Principal,
+    req: SearchRequest,
+    error: FaceTrailError,
+    probe_sha256: str | None,
+) -> FaceTrailError:
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="search", target=f"gallery:{req.gallery[:200]}", outcome="refused",
-                     details={"case_number": req.case_number[:200], "offense": req.offense[:200],
-                              "legal_basis": req.legal_basis[:200], "gallery": req.gallery[:200],
-                              "face_index": req.face_index, "candidates_requested": req.candidates,
-                              "probe_sha256": probe_sha256,
-                              "error": {"code": error.code, "message": error.message[:500]},
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="search",
+            target=f"gallery:{req.gallery[:200]}",
+            outcome="refused",
+            details={
+                "case_number": req.case_number[:200],
+                "offense": req.offense[:200],
+                "legal_basis": req.legal_basis[:200],
+                "gallery": req.gallery[:200],
+                "face_index": req.face_index,
+                "candidates_requested": req.candidates,
+                "probe_sha256": probe_sha256,
+                "error": {"code": error.code, "message": error.message[:500]},
+                **who.audit_context(),
+            },
+        )
     return error
 
 
@@ -191,14 +224,18 @@ def _choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace |
         )
     chosen = faces[face_index or 0]
     if not chosen.passes_quality:
-        raise ProbeQualityError("the probe face fails the quality checks: " + "; ".join(chosen.quality["reasons"]),
-                                face_index=chosen.index, reasons=list(chosen.quality["reasons"]),
-                                quality=chosen.quality)
+        raise ProbeQualityError(
+            "the probe face fails the quality checks: " + "; ".join(chosen.quality["reasons"]),
+            face_index=chosen.index,
+            reasons=list(chosen.quality["reasons"]),
+            quality=chosen.quality,
+        )
     return chosen
 
 
-def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
-               approval_id: int | None = None) -> SearchView:
+def run_search(
+    ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *, approval_id: int | None = None
+) -> SearchView:
     """Run a 1:N search for the caller's case. Refusals (no valid training, outside the policy, approval
     required, bad fields, several faces and no choice, failed quality) are audited with outcome 'refused'; the
     search itself is recorded and audited by the core. ``approval_id``: set by facetrail.governance only."""
@@ -216,10 +253,20 @@ def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest
     analyzed = (analysis.image, analysis.embedded(ctx, chosen.index), len(analysis.faces)) if chosen else None
     with PIPELINE_LOCK:
         result = search_gallery(
-            ctx, probe, gallery=req.gallery, case_number=req.case_number, offense=req.offense,
-            reason=req.justification, actor=who.actor, candidates=req.candidates,
-            face_index=chosen.index if chosen else req.face_index, write_thumbnails=False,
-            user_id=who.user_id, unit_id=who.unit_id, legal_basis=req.legal_basis, analyzed=analyzed,
+            ctx,
+            probe,
+            gallery=req.gallery,
+            case_number=req.case_number,
+            offense=req.offense,
+            reason=req.justification,
+            actor=who.actor,
+            candidates=req.candidates,
+            face_index=chosen.index if chosen else req.face_index,
+            write_thumbnails=False,
+            user_id=who.user_id,
+            unit_id=who.unit_id,
+            legal_basis=req.legal_basis,
+            analyzed=analyzed,
         )
     view = get_search(ctx, who, result.search_id, audit=False)
     return SearchView(**{**view.__dict__, "gallery_size": result.gallery_size, "probe_face": chosen})
@@ -230,8 +277,12 @@ def run_search(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest
 
 def _reviews_by_face(ctx: AppContext, search_id: int) -> dict[int, list[dict[str, Any]]]:
     with ctx.db.read() as s:
-        rows = s.execute(select(CandidateReview, User.username).join(User, User.id == CandidateReview.reviewer_id)
-                         .where(CandidateReview.search_id == search_id).order_by(CandidateReview.id)).all()
+        rows = s.execute(
+            select(CandidateReview, User.username)
+            .join(User, User.id == CandidateReview.reviewer_id)
+            .where(CandidateReview.search_id == search_id)
+            .order_by(CandidateReview.id)
+        ).all()
         out: dict[int, list[dict[str, Any]]] = {}
         for review, username in rows:
             out.setdefault(review.face_id, []).append(review_dict(review, username))
@@ -240,8 +291,16 @@ def _reviews_by_face(ctx: AppContext, search_id: int) -> dict[int, list[dict[str
 
 def review_dict(review: CandidateReview, reviewer: str) -> dict[str, Any]:
     created = review.created_at if review.created_at.tzinfo else review.created_at.replace(tzinfo=dt.UTC)
-    return {"id": review.id, "search_id": review.search_id, "rank": review.rank, "face_id": review.face_id,
-            "reviewer": reviewer, "decision": review.decision, "notes": review.notes, "created_at": created}
+    return {
+        "id": review.id,
+        "search_id": review.search_id,
+        "rank": review.rank,
+        "face_id": review.face_id,
+        "reviewer": reviewer,
+        "decision": review.decision,
+        "notes": review.notes,
+        "created_at": created,
+    }
 
 
 def shown_candidates(ctx: AppContext, record: SearchRecord) -> list[dict[str, Any]]:
@@ -254,20 +313,39 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
     reviews = _reviews_by_face(ctx, record.id)
     candidates = None
     if may_see_results(who):
-        candidates = [CandidateView(rank=int(c["rank"]), face_id=int(c["face_id"]), subject_id=int(c["subject_id"]),
-                                    subject_external_id=str(c["subject_external_id"]),
-                                    similarity=float(c["similarity"]), estimated_fmr=float(c["fmr"]),
-                                    reviews=reviews.get(int(c["face_id"]), []))
-                      for c in shown]
+        candidates = [
+            CandidateView(
+                rank=int(c["rank"]),
+                face_id=int(c["face_id"]),
+                subject_id=int(c["subject_id"]),
+                subject_external_id=str(c["subject_external_id"]),
+                similarity=float(c["similarity"]),
+                estimated_fmr=float(c["fmr"]),
+                reviews=reviews.get(int(c["face_id"]), []),
+            )
+            for c in shown
+        ]
         candidates = release.visible_candidates(ctx, who, record, candidates)  # blind two-person review
     created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
     return SearchView(
-        search_id=record.id, created_at=created, actor=record.actor, user_id=record.user_id, unit=unit,
-        gallery=record.gallery_name, model_id=record.model_id, case_number=record.case_number,
-        offense=record.offense, legal_basis=record.legal_basis, justification=record.reason,
-        probe_sha256=record.probe_sha256, probe_stored=record.probe_stored, face_index=record.face_index,
-        faces_in_probe=record.faces_in_probe, candidates_requested=record.candidates_requested,
-        candidates_shown=len(shown), similarity_floor=similarity_floor_for(ctx, record.policy_version),
+        search_id=record.id,
+        created_at=created,
+        actor=record.actor,
+        user_id=record.user_id,
+        unit=unit,
+        gallery=record.gallery_name,
+        model_id=record.model_id,
+        case_number=record.case_number,
+        offense=record.offense,
+        legal_basis=record.legal_basis,
+        justification=record.reason,
+        probe_sha256=record.probe_sha256,
+        probe_stored=record.probe_stored,
+        face_index=record.face_index,
+        faces_in_probe=record.faces_in_probe,
+        candidates_requested=record.candidates_requested,
+        candidates_shown=len(shown),
+        similarity_floor=similarity_floor_for(ctx, record.policy_version),
         candidates=candidates,
         reviews_count=sum(len(v) for v in reviews.values()),
     )
@@ -291,9 +369,17 @@ def get_search(ctx: AppContext, who: Principal, search_id: int, *, audit: bool =
     view = _view(ctx, who, record, _unit_name(ctx, record.unit_id))
     if audit:
         with ctx.db.transaction() as s:
-            append_audit(s, actor=who.actor, action="search.view", target=f"search:{search_id}",
-                         details={"results_shown": view.candidates is not None,
-                                  "candidates": view.candidates_shown, **who.audit_context()})
+            append_audit(
+                s,
+                actor=who.actor,
+                action="search.view",
+                target=f"search:{search_id}",
+                details={
+                    "results_shown": view.candidates is not None,
+                    "candidates": view.candidates_shown,
+                    **who.audit_context(),
+                },
+            )
     return view
 
 
@@ -303,8 +389,9 @@ class SearchPage:
     items: list[SearchView]
 
 
-def list_searches(ctx: AppContext, who: Principal, *, limit: int = 50, offset: int = 0,
-                  case_number: str | None = None) -> SearchPage:
+def list_searches(
+    ctx: AppContext, who: Principal, *, limit: int = 50, offset: int = 0, case_number: str | None = None
+) -> SearchPage:
     """Search history in the caller's scope, newest first: metadata only (no candidates, no faces)."""
     if not can_view_searches(who):
         raise deny(ctx, who, "search.list", "searches", f"role '{who.role}' may not view searches")
@@ -316,29 +403,51 @@ def list_searches(ctx: AppContext, who: Principal, *, limit: int = 50, offset: i
         total = s.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         rows = s.execute(query.order_by(SearchRecord.id.desc()).limit(limit).offset(offset)).all()
         ids = [record.id for record, _ in rows]
-        counts = dict(s.execute(select(CandidateReview.search_id, func.count())
-                                .where(CandidateReview.search_id.in_(ids)).group_by(CandidateReview.search_id)).all())
+        counts = dict(
+            s.execute(
+                select(CandidateReview.search_id, func.count())
+                .where(CandidateReview.search_id.in_(ids))
+                .group_by(CandidateReview.search_id)
+            ).all()
+        )
         items = []
         for record, unit in rows:
             floor = similarity_floor_for(ctx, record.policy_version)
-            items.append(SearchView(
-                search_id=record.id, created_at=record.created_at if record.created_at.tzinfo
-                else record.created_at.replace(tzinfo=dt.UTC), actor=record.actor, user_id=record.user_id,
-                unit=unit, gallery=record.gallery_name, model_id=record.model_id, case_number=record.case_number,
-                offense=record.offense, legal_basis=record.legal_basis, justification=record.reason,
-                probe_sha256=record.probe_sha256, probe_stored=record.probe_stored, face_index=record.face_index,
-                faces_in_probe=record.faces_in_probe, candidates_requested=record.candidates_requested,
-                candidates_shown=sum(1 for c in record.candidates if float(c["similarity"]) >= floor),
-                similarity_floor=floor, candidates=None, reviews_count=int(counts.get(record.id, 0)),
-            ))
+            items.append(
+                SearchView(
+                    search_id=record.id,
+                    created_at=record.created_at
+                    if record.created_at.tzinfo
+                    else record.created_at.replace(tzinfo=dt.UTC),
+                    actor=record.actor,
+                    user_id=record.user_id,
+                    unit=unit,
+                    gallery=record.gallery_name,
+                    model_id=record.model_id,
+                    case_number=record.case_number,
+                    offense=record.offense,
+                    legal_basis=record.legal_basis,
+                    justification=record.reason,
+                    probe_sha256=record.probe_sha256,
+                    probe_stored=record.probe_stored,
+                    face_index=record.face_index,
+                    faces_in_probe=record.faces_in_probe,
+                    candidates_requested=record.candidates_requested,
+                    candidates_shown=sum(1 for c in record.candidates if float(c["similarity"]) >= floor),
+                    similarity_floor=floor,
+                    candidates=None,
+                    reviews_count=int(counts.get(record.id, 0)),
+                )
+            )
     return SearchPage(total=int(total), items=items)
 
 
 def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: int) -> bytes:
     """A shown candidate's enrolled face (JPEG). Only for those who may see results; audited."""
     if not may_see_results(who):
-        raise deny(ctx, who, "search.thumbnail", f"search:{search_id}",
-                      f"role '{who.role}' may not see candidates' faces")
+        raise deny(
+            ctx, who, "search.thumbnail", f"search:{search_id}", f"role '{who.role}' may not see candidates' faces"
+        )
     record = load_in_scope(ctx, who, search_id, "search.thumbnail")
     governance.require_unlocked(ctx, who, record, "search.thumbnail")
     match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
@@ -347,10 +456,21 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
     with ctx.db.transaction() as s:
         face = s.get(Face, int(match[0]["face_id"])) if match else None
         if face is None:
-            append_audit(s, actor=who.actor, action="search.thumbnail", target=f"search:{search_id}",
-                         outcome="not_found", details={"rank": rank, **who.audit_context()})
+            append_audit(
+                s,
+                actor=who.actor,
+                action="search.thumbnail",
+                target=f"search:{search_id}",
+                outcome="not_found",
+                details={"rank": rank, **who.audit_context()},
+            )
         else:
-            append_audit(s, actor=who.actor, action="search.thumbnail", target=f"search:{search_id}",
-                         details={"rank": rank, "face_id": face.id, **who.audit_context()})
+            append_audit(
+                s,
+                actor=who.actor,
+                action="search.thumbnail",
+                target=f"search:{search_id}",
+                details={"rank": rank, "face_id": face.id, **who.audit_context()},
+            )
             return bytes(face.thumbnail)
     raise NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)")

@@ -13,8 +13,9 @@ from rich.table import Table
 from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
 from facetrail.errors import FaceTrailError
 
-index_app = typer.Typer(help="The per-gallery vector indexes (derived from the database; rebuildable).",
-                        no_args_is_help=True)
+index_app = typer.Typer(
+    help="The per-gallery vector indexes (derived from the database; rebuildable).", no_args_is_help=True
+)
 
 MISMATCH_EXIT = 1  # ``index check`` found an index that did not match the database (it was repaired)
 
@@ -25,8 +26,10 @@ def register(app: typer.Typer) -> None:
 
 
 def init_command(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: FACETRAIL_DATA_DIR "
-                                                  "or ./facetrail-data).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory (default: FACETRAIL_DATA_DIR or ./facetrail-data)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create the data directory and database schema (or upgrade it) and the audit checkpoint key."""
@@ -57,8 +60,9 @@ def init_command(
             "index_kind": settings.index.kind,
         }
         with ctx.db.transaction() as session:
-            append_audit(session, actor=cli_actor(), action="system.init", target=str(ctx.data_dir.resolve()),
-                         details=where)
+            append_audit(
+                session, actor=cli_actor(), action="system.init", target=str(ctx.data_dir.resolve()), details=where
+            )
     finally:
         ctx.close()
     if as_json:
@@ -103,8 +107,15 @@ def rebuild_command(
     reports = []
     try:
         targets = _galleries(ctx, gallery)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=err_console, disable=as_json) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=as_json,
+        ) as progress:
             for gallery_id, name in targets:
                 task = progress.add_task(f"gallery {escape(name)}", total=None)
 
@@ -121,8 +132,10 @@ def rebuild_command(
         print_json({"ok": True, "rebuilt": reports})
         return
     for r in reports:
-        console.print(f"gallery {escape(r['gallery'])}: rebuilt {r['kind']} index of {r['index_count']} faces "
-                      f"(checksum {r['db_checksum'][:16]}…)")
+        console.print(
+            f"gallery {escape(r['gallery'])}: rebuilt {r['kind']} index of {r['index_count']} faces "
+            f"(checksum {r['db_checksum'][:16]}…)"
+        )
     if not reports:
         console.print("no galleries")
 
@@ -130,8 +143,13 @@ def rebuild_command(
 @index_app.command("check")
 def check_command(
     gallery: Annotated[str | None, typer.Option("--gallery", help="Only this gallery (default: all).")] = None,
-    repair: Annotated[bool, typer.Option("--repair/--no-repair", help="Rebuild an index that does not match "
-                                         "the database (default), or only report it.")] = True,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair/--no-repair",
+            help="Rebuild an index that does not match the database (default), or only report it.",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Compare each saved index with the database (count and checksum); report and repair any mismatch.
@@ -144,27 +162,49 @@ def check_command(
 
     ctx = open_cli_context()
     try:
-        reports = [{"gallery": name, **check_index(ctx, gid, repair=repair, actor=cli_actor()).to_dict()}
-                   for gid, name in _galleries(ctx, gallery)]
-        stale = (remove_stale_index_files(ctx, actor=cli_actor()) if repair else stale_index_files(ctx)) if (
-            gallery is None) else []
+        reports = [
+            {"gallery": name, **check_index(ctx, gid, repair=repair, actor=cli_actor()).to_dict()}
+            for gid, name in _galleries(ctx, gallery)
+        ]
+        stale = (
+            (remove_stale_index_files(ctx, actor=cli_actor()) if repair else stale_index_files(ctx))
+            if (gallery is None)
+            else []
+        )
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
         ctx.close()
     consistent = all(r["consistent"] for r in reports) and not stale
     if as_json:
-        print_json({"ok": consistent, "galleries": reports, "stale_files": [str(p) for p in stale],
-                    "stale_files_removed": bool(stale) and repair})
+        print_json(
+            {
+                "ok": consistent,
+                "galleries": reports,
+                "stale_files": [str(p) for p in stale],
+                "stale_files_removed": bool(stale) and repair,
+            }
+        )
     else:
         table = Table(title="index check")
         for column in ("gallery", "kind", "db faces", "index faces", "status", "problems"):
             table.add_column(column)
         for r in reports:
-            status = ("[green]consistent[/]" if r["consistent"] else
-                      "[yellow]mismatch, repaired[/]" if r["repaired"] else "[bold red]mismatch[/]")
-            table.add_row(escape(r["gallery"]), r["kind"], str(r["db_count"]), str(r["index_count"]), status,
-                          escape("; ".join(r["problems"])))
+            status = (
+                "[green]consistent[/]"
+                if r["consistent"]
+                else "[yellow]mismatch, repaired[/]"
+                if r["repaired"]
+                else "[bold red]mismatch[/]"
+            )
+            table.add_row(
+                escape(r["gallery"]),
+                r["kind"],
+                str(r["db_count"]),
+                str(r["index_count"]),
+                status,
+                escape("; ".join(r["problems"])),
+            )
         console.print(table)
         for path in stale:
             console.print(f"stale index file {'removed' if repair else 'found'}: {escape(str(path))}")

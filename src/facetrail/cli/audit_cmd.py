@@ -14,8 +14,9 @@ from facetrail.audit.log import AuditVerification
 from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
 from facetrail.errors import FaceTrailError
 
-audit_app = typer.Typer(help="The append-only, hash-chained audit log: verify, checkpoint, export, log.",
-                        no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The append-only, hash-chained audit log: verify, checkpoint, export, log.", no_args_is_help=True
+)
 
 BROKEN_EXIT = 1  # the chain or a checkpoint does not verify
 
@@ -27,8 +28,10 @@ def register(app: typer.Typer) -> None:
 def _print_verification(result: AuditVerification) -> None:
     if result.ok:
         newest = f", newest at record {result.last_checkpoint_seq}" if result.last_checkpoint_seq else ""
-        console.print(f"[green]OK[/]: {result.records} records, chain intact; head {result.head_seq} "
-                      f"({result.head_hash[:16]}…); {result.checkpoints_checked} checkpoint(s) hold{newest}")
+        console.print(
+            f"[green]OK[/]: {result.records} records, chain intact; head {result.head_seq} "
+            f"({result.head_hash[:16]}…); {result.checkpoints_checked} checkpoint(s) hold{newest}"
+        )
     else:
         where = f" at record {result.first_bad_seq}" if result.first_bad_seq is not None else ""
         console.print(f"[bold red]BROKEN[/]{where}: {escape(str(result.problem))}")
@@ -40,10 +43,15 @@ def _print_verification(result: AuditVerification) -> None:
 
 @audit_app.command("verify")
 def verify_cmd(
-    checkpoint_file: Annotated[Path | None, typer.Option(
-        "--checkpoint-file", help="Signed checkpoints (JSONL). Default: DATA_DIR/audit-checkpoints.jsonl.")] = None,
-    key_file: Annotated[Path | None, typer.Option(
-        "--key-file", help="Checkpoint HMAC key. Default: settings.audit_key_path.")] = None,
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint-file", help="Signed checkpoints (JSONL). Default: DATA_DIR/audit-checkpoints.jsonl."
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="Checkpoint HMAC key. Default: settings.audit_key_path.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute the whole chain and check the signed checkpoints; report the first broken record.
@@ -108,15 +116,15 @@ def export_cmd(
 
     ctx = open_cli_context()
     try:
-        result = export_audit(ctx.db, actor=cli_actor(), out=out, stdout=sys.stdout, since=since, until=until,
-                              fmt=fmt)
+        result = export_audit(ctx.db, actor=cli_actor(), out=out, stdout=sys.stdout, since=since, until=until, fmt=fmt)
     except FaceTrailError as exc:
         fail(exc)
     finally:
         ctx.close()
     span = f"records {result.first_seq}–{result.last_seq}" if result.count else "no records"
-    err_console.print(f"exported {result.count} ({span}) to {result.destination}; "
-                      f"logged as audit record {result.audit_seq}")
+    err_console.print(
+        f"exported {result.count} ({span}) to {result.destination}; logged as audit record {result.audit_seq}"
+    )
 
 
 @audit_app.command("log")
@@ -139,12 +147,20 @@ def log_cmd(
     if as_json:
         print_json({"ok": True, "records": listing.records, "audit_seq": listing.audit_seq})
         return
-    table = Table(title=f"{len(listing.records)} audit record(s), newest first (this listing: record "
-                        f"{listing.audit_seq})")
+    table = Table(
+        title=f"{len(listing.records)} audit record(s), newest first (this listing: record {listing.audit_seq})"
+    )
     for col in ("seq", "time (UTC)", "actor", "action", "target", "outcome", "details"):
         table.add_column(col, overflow="fold")
     for r in listing.records:
         details = r["details"] if len(r["details"]) <= 120 else r["details"][:119] + "…"
-        table.add_row(str(r["seq"]), r["ts"][:19].replace("T", " "), escape(r["actor"]), escape(r["action"]),
-                      escape(r["target"][:80]), escape(r["outcome"]), escape(details))
+        table.add_row(
+            str(r["seq"]),
+            r["ts"][:19].replace("T", " "),
+            escape(r["actor"]),
+            escape(r["action"]),
+            escape(r["target"][:80]),
+            escape(r["outcome"]),
+            escape(details),
+        )
     console.print(table)

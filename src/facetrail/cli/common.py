@@ -46,8 +46,12 @@ def open_cli_context() -> Any:
 
 TokenOption = Annotated[
     str | None,
-    typer.Option("--token", envvar="FACETRAIL_API_TOKEN", show_default=False,
-                 help="Your FaceTrail API token (or FACETRAIL_API_TOKEN): the command runs as that signed-in user."),
+    typer.Option(
+        "--token",
+        envvar="FACETRAIL_API_TOKEN",
+        show_default=False,
+        help="Your FaceTrail API token (or FACETRAIL_API_TOKEN): the command runs as that signed-in user.",
+    ),
 ]
 
 

@@ -23,16 +23,21 @@ def run_demo(console: Console) -> int:
     for name in ("obama.jpg", "biden.jpg", "two_people.jpg"):
         faces = detect_faces(FIXTURES / name)
         first = faces[0] if faces else None
-        table.add_row(name, str(len(faces)), f"{first.face.eye_distance:.0f}" if first else "-",
-                      first.quality.verdict if first else "-")
+        table.add_row(
+            name,
+            str(len(faces)),
+            f"{first.face.eye_distance:.0f}" if first else "-",
+            first.quality.verdict if first else "-",
+        )
     console.print(table)
     table = Table(title="Verification (largest face of each)")
     for col in ("A", "B", "similarity", "threshold", "above threshold", "what the score means"):
         table.add_column(col)
     for a, b in (("obama.jpg", "obama2.jpg"), ("obama.jpg", "biden.jpg")):
         r = verify(FIXTURES / a, FIXTURES / b)
-        table.add_row(a, b, f"{r.similarity:.3f}", f"{r.threshold:.3f}", "yes" if r.above_threshold else "no",
-                      r.meaning)
+        table.add_row(
+            a, b, f"{r.similarity:.3f}", f"{r.threshold:.3f}", "yes" if r.above_threshold else "no", r.meaning
+        )
     console.print(table)
     console.print("[dim]Scores are investigative aids. FaceTrail never declares an identification.[/]")
     return 0

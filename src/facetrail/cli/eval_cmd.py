@@ -43,9 +43,15 @@ WEIGHT_OPTION = Annotated[
 ]
 
 
-def _embed(data_dir: Path, paths: list[str], model: str | None, flip: bool | None, workers: int,
-           cache_dir: Path | None,
-           fusion_weight: float | None = None) -> EmbeddingRun:
+def _embed(
+    data_dir: Path,
+    paths: list[str],
+    model: str | None,
+    flip: bool | None,
+    workers: int,
+    cache_dir: Path | None,
+    fusion_weight: float | None = None,
+) -> EmbeddingRun:
     from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR
     from facetrail.evaluation.lfw import open_lfw
     from facetrail.evaluation.runner import embed_for_model
@@ -58,8 +64,16 @@ def _embed(data_dir: Path, paths: list[str], model: str | None, flip: bool | Non
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return embed_for_model(data.images_dir, paths, model, flip=flip, fusion_weight=fusion_weight,
-                               workers=workers, cache_dir=cache_dir or DEFAULT_CACHE_DIR, progress=progress)
+        return embed_for_model(
+            data.images_dir,
+            paths,
+            model,
+            flip=flip,
+            fusion_weight=fusion_weight,
+            workers=workers,
+            cache_dir=cache_dir or DEFAULT_CACHE_DIR,
+            progress=progress,
+        )
 
 
 def table_json(data: dict[str, object]) -> str:
@@ -151,8 +165,9 @@ def identify(
 
     try:
         people = all_images(open_lfw(data))
-        run = _embed(data, [p for images in people.values() for p in images], model, flip, workers, cache_dir,
-                     fusion_weight)
+        run = _embed(
+            data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
+        )
     except FaceTrailError as exc:
         fail(exc, as_json)
     report, curve = run_identification(people, run.embeddings)
@@ -191,8 +206,9 @@ def calibrate(
 
     try:
         people = all_images(open_lfw(data))
-        run = _embed(data, [p for images in people.values() for p in images], model, flip, workers, cache_dir,
-                     fusion_weight)
+        run = _embed(
+            data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
+        )
     except FaceTrailError as exc:
         fail(exc, as_json)
     emb = run.embeddings
@@ -229,8 +245,12 @@ def fusion_weight_cmd(
     cache_dir: CACHE_OPTION = None,
     view2_folds: Annotated[
         int | None,
-        typer.Option("--view2-folds", min=2, help="Instead: nested k-fold on the first N View 2 folds "
-                     "(w and threshold chosen on the training folds, accuracy on the held-out fold)."),
+        typer.Option(
+            "--view2-folds",
+            min=2,
+            help="Instead: nested k-fold on the first N View 2 folds "
+            "(w and threshold chosen on the training folds, accuracy on the held-out fold).",
+        ),
     ] = None,
 ) -> None:
     """Choose the SFace weight of the fusion on LFW View 1 (pairsDevTrain.txt), never on the test folds."""

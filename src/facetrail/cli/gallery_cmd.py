@@ -30,8 +30,19 @@ def register(app: typer.Typer) -> None:
 
 def _show_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"gallery {summary['name']}", show_header=False)
-    for key in ("name", "description", "legal_basis", "source_system", "retention_rule", "model_id",
-                "keep_images", "subjects", "faces", "created_at", "created_by"):
+    for key in (
+        "name",
+        "description",
+        "legal_basis",
+        "source_system",
+        "retention_rule",
+        "model_id",
+        "keep_images",
+        "subjects",
+        "faces",
+        "created_at",
+        "created_by",
+    ):
         table.add_row(key.replace("_", " "), str(summary[key]))
     console.print(table)
 
@@ -39,13 +50,17 @@ def _show_summary(summary: dict[str, Any]) -> None:
 @gallery_app.command("create")
 def create_command(
     name: Annotated[str, typer.Argument(help="Unique gallery name.")],
-    legal_basis: Annotated[str, typer.Option("--legal-basis", help="The law or authority under which the images "
-                                             "are held and may be searched.")],
+    legal_basis: Annotated[
+        str,
+        typer.Option("--legal-basis", help="The law or authority under which the images are held and may be searched."),
+    ],
     source: Annotated[str, typer.Option("--source", help="The source system the images come from.")],
     description: Annotated[str, typer.Option("--description")] = "",
     retention_rule: Annotated[str, typer.Option("--retention-rule", help="When records must be removed.")] = "",
-    keep_images: Annotated[bool, typer.Option("--keep-images/--no-keep-images",
-                                              help="Keep the original images in the content-addressed store.")] = True,
+    keep_images: Annotated[
+        bool,
+        typer.Option("--keep-images/--no-keep-images", help="Keep the original images in the content-addressed store."),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Create an empty gallery, bound for life to the configured embedding model."""
@@ -53,8 +68,16 @@ def create_command(
 
     ctx = open_cli_context()
     try:
-        summary = create_gallery(ctx, name, legal_basis=legal_basis, source_system=source, actor=cli_actor(),
-                                 description=description, retention_rule=retention_rule, keep_images=keep_images)
+        summary = create_gallery(
+            ctx,
+            name,
+            legal_basis=legal_basis,
+            source_system=source,
+            actor=cli_actor(),
+            description=description,
+            retention_rule=retention_rule,
+            keep_images=keep_images,
+        )
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
@@ -82,8 +105,9 @@ def list_command(as_json: JsonOption = False) -> None:
     for col in ("name", "subjects", "faces", "source", "legal basis", "model"):
         table.add_column(col)
     for g in galleries:
-        table.add_row(g["name"], str(g["subjects"]), str(g["faces"]), g["source_system"], g["legal_basis"],
-                      g["model_id"])
+        table.add_row(
+            g["name"], str(g["subjects"]), str(g["faces"]), g["source_system"], g["legal_basis"], g["model_id"]
+        )
     console.print(table)
 
 
@@ -129,8 +153,14 @@ def subject_command(
     for col in ("face id", "sha256", "quality", "source record", "capture date", "enrolled"):
         table.add_column(col)
     for f in subject["faces"]:
-        table.add_row(str(f["face_id"]), f["image_sha256"][:16], str(f["quality"]), f["source_record_id"] or "",
-                      f["capture_date"] or "", f["enrolled_at"])
+        table.add_row(
+            str(f["face_id"]),
+            f["image_sha256"][:16],
+            str(f["quality"]),
+            f["source_record_id"] or "",
+            f["capture_date"] or "",
+            f["enrolled_at"],
+        )
     console.print(table)
 
 
@@ -191,26 +221,48 @@ class _RichProgress:
     def advance(self, summary: Any) -> None:
         if self.task is not None:
             speed = self.progress.tasks[0].speed
-            self.progress.update(self.task, completed=summary.processed, rate=f"{speed:.1f} img/s" if speed else "",
-                                 status=(
-                f"{summary.enrolled} enrolled, {summary.skipped_duplicate} skipped, {len(summary.rejected)} rejected"))
+            self.progress.update(
+                self.task,
+                completed=summary.processed,
+                rate=f"{speed:.1f} img/s" if speed else "",
+                status=(
+                    f"{summary.enrolled} enrolled, {summary.skipped_duplicate} skipped, "
+                    f"{len(summary.rejected)} rejected"
+                ),
+            )
 
 
 def enroll_command(
     paths: Annotated[list[str] | None, typer.Argument(help="Image files and folders (walked recursively).")] = None,
     gallery: Annotated[str, typer.Option("--gallery", help="Gallery to enroll into.")] = "",
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV or JSONL manifest (see "
-                                                  "docs/enrollment.md).")] = None,
-    subject_from: Annotated[str, typer.Option("--subject-from", help="Subject id for PATH mode: auto (folder name "
-                                              "inside a given folder, else file stem), parent, or stem.")] = "auto",
-    largest_face: Annotated[bool, typer.Option("--largest-face", help="Enroll the largest face of an image with "
-                                               "several, instead of rejecting it.")] = False,
-    rejects: Annotated[Path | None, typer.Option("--rejects", help="CSV of rejected files (default: "
-                                                 "DATA_DIR/enroll-rejects/GALLERY-TIME.csv).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="CSV or JSONL manifest (see docs/enrollment.md).")
+    ] = None,
+    subject_from: Annotated[
+        str,
+        typer.Option(
+            "--subject-from",
+            help="Subject id for PATH mode: auto (folder name inside a given folder, else file stem), parent, or stem.",
+        ),
+    ] = "auto",
+    largest_face: Annotated[
+        bool,
+        typer.Option(
+            "--largest-face", help="Enroll the largest face of an image with several, instead of rejecting it."
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="CSV of rejected files (default: DATA_DIR/enroll-rejects/GALLERY-TIME.csv)."),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes (0: in this process).")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Faces per committed batch.")] = 64,
-    max_rows: Annotated[int, typer.Option("--max-rows", min=1, envvar="FACETRAIL_MANIFEST_MAX_ROWS",
-                                          help="Refuse manifests with more rows than this.")] = 1_000_000,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            "--max-rows", min=1, envvar="FACETRAIL_MANIFEST_MAX_ROWS", help="Refuse manifests with more rows than this."
+        ),
+    ] = 1_000_000,
     as_json: JsonOption = False,
 ) -> None:
     """Enroll local images into a gallery. Resumable: rerun the same command to finish an interrupted run."""
@@ -224,21 +276,32 @@ def enroll_command(
             raise BadInputError("give either PATH... or --manifest FILE (one of them)")
         if subject_from not in ("auto", "parent", "stem"):
             raise BadInputError(f"--subject-from must be auto, parent or stem, not {subject_from!r}")
-        items = (read_manifest(manifest, max_rows or DEFAULT_MAX_ROWS) if manifest is not None
-                 else items_from_paths(paths or [], subject_from))  # type: ignore[arg-type]
+        items = (
+            read_manifest(manifest, max_rows or DEFAULT_MAX_ROWS)
+            if manifest is not None
+            else items_from_paths(paths or [], subject_from)  # type: ignore[arg-type]
+        )
     except FaceTrailError as exc:
         fail(exc, as_json)
 
     ctx = open_cli_context()
     options = EnrollOptions(largest_face=largest_face, workers=workers, batch_size=batch_size)
     source = f"manifest:{manifest}" if manifest is not None else f"paths:{len(paths or [])}"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
     try:
         with Progress(*columns, console=err_console, disable=as_json) as bar:
-            summary = enroll(ctx, gallery, items, actor=cli_actor(), options=options, progress=_RichProgress(bar),
-                             source=source)
+            summary = enroll(
+                ctx, gallery, items, actor=cli_actor(), options=options, progress=_RichProgress(bar), source=source
+            )
         rejects_path = write_rejects_csv(rejects or default_rejects_path(ctx.data_dir, gallery), summary.rejected)
     except FaceTrailError as exc:
         fail(exc, as_json)
@@ -250,9 +313,11 @@ def enroll_command(
         print_json({"ok": not summary.interrupted, **result})
     else:
         state = "[yellow]interrupted[/] (rerun the same command to finish)" if summary.interrupted else "done"
-        console.print(f"enrollment into [bold]{gallery}[/] {state} in {summary.seconds:.1f}s: "
-                      f"{summary.enrolled} enrolled, {summary.skipped_duplicate} skipped (already in the gallery), "
-                      f"{len(summary.rejected)} rejected, {summary.subjects_created} new subject(s)")
+        console.print(
+            f"enrollment into [bold]{gallery}[/] {state} in {summary.seconds:.1f}s: "
+            f"{summary.enrolled} enrolled, {summary.skipped_duplicate} skipped (already in the gallery), "
+            f"{len(summary.rejected)} rejected, {summary.subjects_created} new subject(s)"
+        )
         for reason, count in summary.rejected_by_reason.items():
             console.print(f"  rejected {count:>6}  {reason}")
         console.print(f"rejected files and why: {rejects_path}")

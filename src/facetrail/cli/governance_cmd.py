@@ -13,8 +13,9 @@ from rich.markup import escape
 from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
 from facetrail.errors import BadInputError, FaceTrailError
 
-policy_app = typer.Typer(help="The policy document: what searches are allowed (versioned, audited).",
-                         no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The policy document: what searches are allowed (versioned, audited).", no_args_is_help=True
+)
 user_app = typer.Typer(help="Users' governance records (search training).", no_args_is_help=True)
 
 
@@ -52,14 +53,17 @@ def show_command(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(shown)
         return
-    console.print(f"# policy version {shown['version']} (sha256 {shown['sha256'][:16]}…), applied by "
-                  f"{escape(shown['created_by'])} at {shown['created_at']:%Y-%m-%d %H:%M} UTC")
+    console.print(
+        f"# policy version {shown['version']} (sha256 {shown['sha256'][:16]}…), applied by "
+        f"{escape(shown['created_by'])} at {shown['created_at']:%Y-%m-%d %H:%M} UTC"
+    )
     console.print(escape(shown["text"]), highlight=False)
 
 
 @policy_app.command("validate")
-def validate_command(file: Annotated[Path, typer.Argument(help="A TOML policy document")],
-                     as_json: JsonOption = False) -> None:
+def validate_command(
+    file: Annotated[Path, typer.Argument(help="A TOML policy document")], as_json: JsonOption = False
+) -> None:
     """Check a policy document without applying it."""
     from facetrail.governance.policy import parse_policy
 
@@ -75,8 +79,9 @@ def validate_command(file: Annotated[Path, typer.Argument(help="A TOML policy do
 
 
 @policy_app.command("apply")
-def apply_command(file: Annotated[Path, typer.Argument(help="A TOML policy document")],
-                  as_json: JsonOption = False) -> None:
+def apply_command(
+    file: Annotated[Path, typer.Argument(help="A TOML policy document")], as_json: JsonOption = False
+) -> None:
     """Validate and apply a policy document as the next version (audited with the diff)."""
     from facetrail.governance.policy import apply_policy
 
@@ -98,8 +103,9 @@ def history_command(as_json: JsonOption = False) -> None:
         print_json(versions)
         return
     for v in versions:
-        console.print(f"v{v['version']}  {v['created_at']:%Y-%m-%d %H:%M} UTC  {escape(v['created_by'])}  "
-                      f"{v['sha256'][:16]}…")
+        console.print(
+            f"v{v['version']}  {v['created_at']:%Y-%m-%d %H:%M} UTC  {escape(v['created_by'])}  {v['sha256'][:16]}…"
+        )
 
 
 @user_app.command("train")
@@ -116,8 +122,10 @@ def train_command(
         day = dt.date.fromisoformat(date.strip())
     except ValueError:
         fail(BadInputError("--date must be YYYY-MM-DD", field="date"), as_json)
-    done = _run(as_json, lambda ctx: record_training(ctx, username, day, course, actor=cli_actor(),
-                                                     audit_context={"via": "cli"}))
+    done = _run(
+        as_json,
+        lambda ctx: record_training(ctx, username, day, course, actor=cli_actor(), audit_context={"via": "cli"}),
+    )
     if as_json:
         print_json(done)
     else:

@@ -51,8 +51,14 @@ def detect(
             fail(BadInputError(f"could not write the annotated copy: {exc}", path=str(annotate)), as_json)
     result: dict[str, object] = {
         "ok": True,
-        "image": {"path": str(image), "sha256": decoded.sha256, "format": decoded.format,
-                  "width": decoded.width, "height": decoded.height, "exif_rotated": decoded.exif_transposed},
+        "image": {
+            "path": str(image),
+            "sha256": decoded.sha256,
+            "format": decoded.format,
+            "width": decoded.width,
+            "height": decoded.height,
+            "exif_rotated": decoded.exif_transposed,
+        },
         "detector": pipeline.detector.model_id,
         "faces": [f.to_dict() for f in faces],
     }
@@ -66,8 +72,14 @@ def detect(
             table.add_column(col)
         for f in faces:
             x, y, w, h = f.face.box
-            table.add_row(str(f.index), f"{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}", f"{f.face.eye_distance:.0f}",
-                          f"{f.face.score:.2f}", f.quality.verdict, "; ".join(f.quality.reasons))
+            table.add_row(
+                str(f.index),
+                f"{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}",
+                f"{f.face.eye_distance:.0f}",
+                f"{f.face.score:.2f}",
+                f.quality.verdict,
+                "; ".join(f.quality.reasons),
+            )
         console.print(table)
         if annotated is not None:
             console.print(f"annotated copy: {annotated}")
@@ -94,13 +106,18 @@ def verify(
     if as_json:
         print_json({"ok": True, **result.to_dict()})
         return
-    verdict = ("[green]above[/] the threshold: likely the same person" if result.above_threshold
-               else "[yellow]below[/] the threshold: same person not established")
+    verdict = (
+        "[green]above[/] the threshold: likely the same person"
+        if result.above_threshold
+        else "[yellow]below[/] the threshold: same person not established"
+    )
     console.print(f"similarity [bold]{result.similarity:.4f}[/] — {verdict}")
     console.print(f"threshold {result.threshold:.4f} (estimated false-match rate {result.target_fmr:g})")
     console.print(f"what the score means: {result.meaning}")
-    console.print(f"faces: A has {result.faces_in_a} (used #{result.face_a.index}), "
-                  f"B has {result.faces_in_b} (used #{result.face_b.index}); model {result.model_id}")
+    console.print(
+        f"faces: A has {result.faces_in_a} (used #{result.face_a.index}), "
+        f"B has {result.faces_in_b} (used #{result.face_b.index}); model {result.model_id}"
+    )
     console.print("[dim]A similarity score is an investigative aid, not an identification.[/]")
 
 
@@ -114,8 +131,17 @@ def demo() -> None:
 
 # Each command module adds its commands with ``register(app)``: eval (evaluation), gallery + enroll,
 # search, audit, index and init. Kept in separate modules so each stays small.
-COMMAND_MODULES = ("eval_cmd", "gallery_cmd", "search_cmd", "audit_cmd", "admin_cmd", "serve_cmd", "report_cmd",
-                   "retention_cmd", "governance_cmd")
+COMMAND_MODULES = (
+    "eval_cmd",
+    "gallery_cmd",
+    "search_cmd",
+    "audit_cmd",
+    "admin_cmd",
+    "serve_cmd",
+    "report_cmd",
+    "retention_cmd",
+    "governance_cmd",
+)
 
 
 def _register_subcommands() -> None:

@@ -49,8 +49,9 @@ def packet_cmd(
     try:
         who = signed_in(ctx, token)
         who.require(Permission.CASE_PACKET)
-        packet = collect_packet(ctx, case_number, actor=who.actor, scope=scope_for(who),
-                                audit_context=who.audit_context())
+        packet = collect_packet(
+            ctx, case_number, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context()
+        )
         pdf, js = write_packet_files(packet, out)
     except FaceTrailError as exc:
         fail(exc, as_json)
@@ -58,11 +59,21 @@ def packet_cmd(
         ctx.close()
     summary = packet.data["summary"]
     if as_json:
-        print_json({"ok": True, "case_number": packet.case_number, "pdf": str(pdf), "json": str(js),
-                    "audit_seq": packet.audit_seq, "summary": summary})
+        print_json(
+            {
+                "ok": True,
+                "case_number": packet.case_number,
+                "pdf": str(pdf),
+                "json": str(js),
+                "audit_seq": packet.audit_seq,
+                "summary": summary,
+            }
+        )
         return
-    console.print(f"disclosure packet for case {packet.case_number}: {summary['searches']} search(es), "
-                  f"{summary['review_decisions']} review decision(s); audit record {packet.audit_seq}")
+    console.print(
+        f"disclosure packet for case {packet.case_number}: {summary['searches']} search(es), "
+        f"{summary['review_decisions']} review decision(s); audit record {packet.audit_seq}"
+    )
     console.print(f"  PDF:  {pdf}\n  JSON: {js}")
     if not packet.data["audit_chain"]["ok"]:
         console.print(f"[bold red]warning[/]: the audit chain does not verify: {packet.data['audit_chain']['problem']}")
@@ -86,10 +97,19 @@ def report_cmd(
     finally:
         ctx.close()
     if as_json:
-        print_json({"ok": True, "from": str(report.period_from), "to": str(report.period_to),
-                    "audit_seq": report.audit_seq, "files": [str(f) for f in files]})
+        print_json(
+            {
+                "ok": True,
+                "from": str(report.period_from),
+                "to": str(report.period_to),
+                "audit_seq": report.audit_seq,
+                "files": [str(f) for f in files],
+            }
+        )
         return
     searches = sum(int(r[1]) for r in report.section("searches_by_unit").rows)
-    console.print(f"transparency report {report.period_from} to {report.period_to}: {searches} search(es); "
-                  f"audit record {report.audit_seq}")
+    console.print(
+        f"transparency report {report.period_from} to {report.period_to}: {searches} search(es); "
+        f"audit record {report.audit_seq}"
+    )
     console.print(f"  {out / 'index.html'} (+ {len(files) - 1} CSV/PNG files)")

@@ -39,8 +39,9 @@ def _with_ctx(as_json: bool, work: Any) -> Any:
 @retention_app.command("set")
 def set_command(
     gallery: Annotated[str, typer.Argument(help="Gallery name.")],
-    rule: Annotated[str | None, typer.Argument(help="Rule as JSON or TOML text, e.g. 'delete_after_years = 7'.")]
-    = None,
+    rule: Annotated[
+        str | None, typer.Argument(help="Rule as JSON or TOML text, e.g. 'delete_after_years = 7'.")
+    ] = None,
     rule_file: Annotated[Path | None, typer.Option("--file", help="Read the rule from this TOML/JSON file.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the gallery's rule.")] = False,
     as_json: JsonOption = False,
@@ -52,8 +53,11 @@ def set_command(
         fail(BadInputError("give exactly one of RULE, --file or --clear"), as_json)
     text = None if clear else (rule_file.read_text() if rule_file is not None else rule)
     saved = _with_ctx(as_json, lambda ctx: set_rule(ctx, gallery, text, actor=cli_actor()))
-    out = {"gallery": gallery, "rule": None if saved is None else json.loads(saved.to_json()),
-           "description": None if saved is None else saved.describe()}
+    out = {
+        "gallery": gallery,
+        "rule": None if saved is None else json.loads(saved.to_json()),
+        "description": None if saved is None else saved.describe(),
+    }
     if as_json:
         print_json({"ok": True, **out})
     else:
@@ -75,8 +79,9 @@ def show_command(gallery: Annotated[str, typer.Argument()], as_json: JsonOption 
 @retention_app.command("run")
 def run_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what is due; delete nothing.")] = False,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Plan as of this date (YYYY-MM-DD; dry runs only).")]
-    = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Plan as of this date (YYYY-MM-DD; dry runs only).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Apply every gallery's retention rule and the probe retention period (legal holds respected)."""
@@ -93,13 +98,20 @@ def run_command(
 
     def work(ctx: Any) -> Any:
         total = len(plan(ctx, day))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console,
-                      disable=as_json, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress:
             task = progress.add_task("retention dry run" if dry_run else "applying retention", total=total)
 
             def advance(action: PlannedAction) -> None:
-                progress.update(task, advance=1,
-                                description=f"{action.kind} {action.gallery or ''} {action.external_id or ''}")
+                progress.update(
+                    task, advance=1, description=f"{action.kind} {action.gallery or ''} {action.external_id or ''}"
+                )
 
             return run_retention(ctx, dry_run=dry_run, actor=cli_actor(), today=day, progress=advance)
 
@@ -108,22 +120,32 @@ def run_command(
         print_json({"ok": True, **report})
         return
     verb = "due" if dry_run else "done"
-    table = Table(title=f"retention {'dry run' if dry_run else 'run'} as of {report['as_of']}: "
-                        + ", ".join(f"{n} {s}" for s, n in report["summary"].items() if n) or f"nothing {verb}")
+    table = Table(
+        title=f"retention {'dry run' if dry_run else 'run'} as of {report['as_of']}: "
+        + ", ".join(f"{n} {s}" for s, n in report["summary"].items() if n)
+        or f"nothing {verb}"
+    )
     for col in ("kind", "gallery", "subject", "faces / searches", "status", "why", "certificate"):
         table.add_column(col)
     for a in report["actions"]:
         ids = a["face_ids"] if a["kind"] != "probe" else a["search_ids"]
         why = a["reason"] + (f" (holds {', '.join(map(str, a['hold_ids']))})" if a["hold_ids"] else "")
-        table.add_row(a["kind"], a["gallery"] or "", a["external_id"] or "", ", ".join(map(str, ids)),
-                      a["status"] if not dry_run or a["status"] != "due" else "would delete", why,
-                      str(a["certificate_seq"] or ""))
+        table.add_row(
+            a["kind"],
+            a["gallery"] or "",
+            a["external_id"] or "",
+            ", ".join(map(str, ids)),
+            a["status"] if not dry_run or a["status"] != "due" else "would delete",
+            why,
+            str(a["certificate_seq"] or ""),
+        )
     console.print(table)
 
 
 @retention_app.command("certificate")
-def certificate_command(seq: Annotated[int, typer.Argument(help="The certificate's audit sequence number.")],
-                        as_json: JsonOption = False) -> None:
+def certificate_command(
+    seq: Annotated[int, typer.Argument(help="The certificate's audit sequence number.")], as_json: JsonOption = False
+) -> None:
     """Print a deletion certificate."""
     from facetrail.retention.deletion import get_certificate
 
@@ -133,17 +155,27 @@ def certificate_command(seq: Annotated[int, typer.Argument(help="The certificate
         return
     d = cert["details"]
     table = Table(title=f"deletion certificate {cert['seq']}", show_header=False)
-    rows = [("scope", d["scope"]), ("gallery", d["gallery"]), ("subject", d["external_id"]),
-            ("deleted at", d["deleted_at"]), ("deleted by", d["deleted_by"]), ("reason", d["reason"]),
-            ("basis", json.dumps(d["basis"])), ("counts", json.dumps(d["counts"])),
-            ("face ids", ", ".join(map(str, d["face_ids"]))), ("storage", json.dumps(d["storage"])),
-            ("record hash", cert["hash"])]
+    rows = [
+        ("scope", d["scope"]),
+        ("gallery", d["gallery"]),
+        ("subject", d["external_id"]),
+        ("deleted at", d["deleted_at"]),
+        ("deleted by", d["deleted_by"]),
+        ("reason", d["reason"]),
+        ("basis", json.dumps(d["basis"])),
+        ("counts", json.dumps(d["counts"])),
+        ("face ids", ", ".join(map(str, d["face_ids"]))),
+        ("storage", json.dumps(d["storage"])),
+        ("record hash", cert["hash"]),
+    ]
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
     for face in d["faces"]:
-        console.print(f"face {face['face_id']}: image {face['image_sha256']}  embedding {face['embedding_sha256']}"
-                      f"  thumbnail {face['thumbnail_sha256']}")
+        console.print(
+            f"face {face['face_id']}: image {face['image_sha256']}  embedding {face['embedding_sha256']}"
+            f"  thumbnail {face['thumbnail_sha256']}"
+        )
     for probe in d["probes"]:
         console.print(f"search {probe['search_id']} (case {probe['case_number']}): probe {probe['probe_sha256']}")
 
@@ -164,8 +196,9 @@ def hold_add_command(
         if not sep or not gallery or not external_id:
             fail(BadInputError("--subject must be GALLERY:EXTERNAL_ID", field="subject"), as_json)
         target = (gallery, external_id)
-    hold = _with_ctx(as_json, lambda ctx: add_hold(ctx, actor=cli_actor(), reason=reason, subject=target,
-                                                    case_number=case))
+    hold = _with_ctx(
+        as_json, lambda ctx: add_hold(ctx, actor=cli_actor(), reason=reason, subject=target, case_number=case)
+    )
     if as_json:
         print_json({"ok": True, "hold": hold})
     else:
@@ -173,8 +206,9 @@ def hold_add_command(
 
 
 @hold_app.command("list")
-def hold_list_command(all_holds: Annotated[bool, typer.Option("--all", help="Include lifted holds.")] = False,
-                      as_json: JsonOption = False) -> None:
+def hold_list_command(
+    all_holds: Annotated[bool, typer.Option("--all", help="Include lifted holds.")] = False, as_json: JsonOption = False
+) -> None:
     """Legal holds in force (or all of them)."""
     from facetrail.retention.holds import list_holds
 
@@ -192,8 +226,11 @@ def hold_list_command(all_holds: Annotated[bool, typer.Option("--all", help="Inc
 
 
 @hold_app.command("lift")
-def hold_lift_command(hold_id: Annotated[int, typer.Argument()],
-                      reason: Annotated[str, typer.Option("--reason")], as_json: JsonOption = False) -> None:
+def hold_lift_command(
+    hold_id: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option("--reason")],
+    as_json: JsonOption = False,
+) -> None:
     """Lift a legal hold (audited)."""
     from facetrail.retention.holds import lift_hold
 
@@ -215,8 +252,9 @@ def disposition_command(
     """Record a subject's outcome; a gallery rule may then delete it (audited)."""
     from facetrail.retention.rules import set_disposition
 
-    out = _with_ctx(as_json, lambda ctx: set_disposition(ctx, gallery, external_id, disposition,
-                                                         actor=cli_actor(), reason=reason))
+    out = _with_ctx(
+        as_json, lambda ctx: set_disposition(ctx, gallery, external_id, disposition, actor=cli_actor(), reason=reason)
+    )
     if as_json:
         print_json({"ok": True, **out})
     else:

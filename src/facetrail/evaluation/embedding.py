@@ -82,16 +82,25 @@ def load_cache(path: Path) -> EmbeddingSet | None:
         return None
     with np.load(path, allow_pickle=False) as data:
         return EmbeddingSet(
-            str(data["model_id"]), str(data["detector_id"]), [str(p) for p in data["paths"]],
-            data["vectors"].astype(np.float32), data["faces"].astype(np.int32),
+            str(data["model_id"]),
+            str(data["detector_id"]),
+            [str(p) for p in data["paths"]],
+            data["vectors"].astype(np.float32),
+            data["faces"].astype(np.int32),
         )
 
 
 def save_cache(path: Path, emb: EmbeddingSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, model_id=emb.model_id, detector_id=emb.detector_id, paths=np.array(emb.paths),
-             vectors=emb.vectors, faces=emb.faces)
+    np.savez(
+        tmp,
+        model_id=emb.model_id,
+        detector_id=emb.detector_id,
+        paths=np.array(emb.paths),
+        vectors=emb.vectors,
+        faces=emb.faces,
+    )
     os.replace(tmp, path)
 
 
@@ -146,8 +155,9 @@ def embed_images(
     """Embeddings for ``paths`` (relative to ``images_dir``) and how many had to be computed now."""
     model_id, detector_id, dim = model_ids(settings)
     path = cache_file(cache_dir, model_id, detector_id, images_dir)
-    cached = load_cache(path) or EmbeddingSet(model_id, detector_id, [], np.zeros((0, dim), np.float32),
-                                              np.zeros(0, np.int32))
+    cached = load_cache(path) or EmbeddingSet(
+        model_id, detector_id, [], np.zeros((0, dim), np.float32), np.zeros(0, np.int32)
+    )
     known = cached.index()
     todo = [p for p in dict.fromkeys(paths) if p not in known]
     all_paths, all_vectors, all_faces = list(cached.paths), [cached.vectors], [cached.faces]
@@ -157,8 +167,9 @@ def embed_images(
     if todo:
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
         since_save = 0
-        with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_worker,
-                                 initargs=(settings.model_dump_json(),)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=max(1, workers), initializer=_init_worker, initargs=(settings.model_dump_json(),)
+        ) as pool:
             for got_paths, vectors, faces in pool.map(_embed_chunk, [str(images_dir)] * len(chunks), chunks):
                 all_paths += got_paths
                 all_vectors.append(vectors)
@@ -168,10 +179,15 @@ def embed_images(
                 if progress:
                     progress(done, len(paths))
                 if since_save >= SAVE_EVERY:
-                    save_cache(path, EmbeddingSet(model_id, detector_id, all_paths, np.concatenate(all_vectors),
-                                                  np.concatenate(all_faces)))
+                    save_cache(
+                        path,
+                        EmbeddingSet(
+                            model_id, detector_id, all_paths, np.concatenate(all_vectors), np.concatenate(all_faces)
+                        ),
+                    )
                     since_save = 0
-        save_cache(path, EmbeddingSet(model_id, detector_id, all_paths, np.concatenate(all_vectors),
-                                      np.concatenate(all_faces)))
+        save_cache(
+            path, EmbeddingSet(model_id, detector_id, all_paths, np.concatenate(all_vectors), np.concatenate(all_faces))
+        )
     full = EmbeddingSet(model_id, detector_id, all_paths, np.concatenate(all_vectors), np.concatenate(all_faces))
     return full.subset(list(dict.fromkeys(paths))), len(todo)

@@ -59,8 +59,17 @@ def split_identification(people: dict[str, list[str]], emb: EmbeddingSet) -> Ide
             if img != enrol:
                 mated.append(img)
                 mated_people.append(person)
-    return IdentificationSplit(gallery, gallery_people, mated, mated_people, nonmated, nonmated_no_face,
-                               distractors, len(held_out), unenrollable)
+    return IdentificationSplit(
+        gallery,
+        gallery_people,
+        mated,
+        mated_people,
+        nonmated,
+        nonmated_no_face,
+        distractors,
+        len(held_out),
+        unenrollable,
+    )
 
 
 def identify(people: dict[str, list[str]], emb: EmbeddingSet) -> tuple[dict[str, object], np.ndarray]:

@@ -58,28 +58,40 @@ def embed_for_model(
     start = time.perf_counter()
     model = model or (base or get_settings()).embedding.embedder
     if model != "fusion":
-        emb, computed = embed_images(images_dir, paths, settings_for(model, flip, base), cache_dir=cache_dir,
-                                     workers=workers, progress=progress)
+        emb, computed = embed_images(
+            images_dir, paths, settings_for(model, flip, base), cache_dir=cache_dir, workers=workers, progress=progress
+        )
         return EmbeddingRun(emb, computed, time.perf_counter() - start)
 
     from facetrail.faces.embed_dlib import FUSION_WEIGHT, fuse, fusion_model_id
 
     weight = FUSION_WEIGHT if fusion_weight is None else fusion_weight
-    sface, computed_a = embed_images(images_dir, paths, settings_for("sface", flip, base), cache_dir=cache_dir,
-                                     workers=workers, progress=progress)
-    dlib, computed_b = embed_images(images_dir, paths, settings_for("dlib", flip, base), cache_dir=cache_dir,
-                                    workers=workers, progress=progress)
+    sface, computed_a = embed_images(
+        images_dir, paths, settings_for("sface", flip, base), cache_dir=cache_dir, workers=workers, progress=progress
+    )
+    dlib, computed_b = embed_images(
+        images_dir, paths, settings_for("dlib", flip, base), cache_dir=cache_dir, workers=workers, progress=progress
+    )
     found = sface.found & dlib.found
     vectors = fuse(sface.vectors, dlib.vectors, weight)
     vectors[~found] = 0.0
-    fused = EmbeddingSet(fusion_model_id(sface.model_id, dlib.model_id, weight), sface.detector_id,
-                         list(sface.paths), vectors, np.where(found, sface.faces, 0).astype(np.int32))
+    fused = EmbeddingSet(
+        fusion_model_id(sface.model_id, dlib.model_id, weight),
+        sface.detector_id,
+        list(sface.paths),
+        vectors,
+        np.where(found, sface.faces, 0).astype(np.int32),
+    )
     # Both halves are needed per image, so a fused image costs one SFace plus one dlib embedding.
     return EmbeddingRun(fused, max(computed_a, computed_b), time.perf_counter() - start)
 
 
 def choose_fusion_weight(
-    sface: EmbeddingSet, dlib: EmbeddingSet, pair_a: Sequence[str], pair_b: Sequence[str], same: np.ndarray,
+    sface: EmbeddingSet,
+    dlib: EmbeddingSet,
+    pair_a: Sequence[str],
+    pair_b: Sequence[str],
+    same: np.ndarray,
     grid: Sequence[float] = WEIGHT_GRID,
 ) -> tuple[float, list[dict[str, float]]]:
     """The SFace weight w maximising accuracy (best single threshold) on development pairs; ties → higher AUC.

@@ -91,9 +91,7 @@ def load_calibration(model_id: str) -> Calibration:
         ) from None
     data = json.loads(text)
     if data["model_id"] != model_id:
-        raise ModelError(
-            f"the calibration table was measured for {data['model_id']}, not {model_id}: weights differ"
-        )
+        raise ModelError(f"the calibration table was measured for {data['model_id']}, not {model_id}: weights differ")
     table = np.array(data["table"], dtype=np.float64)
     return Calibration(
         data["model_id"],

@@ -103,8 +103,11 @@ class RetinaFaceDetector:
         for f in results:
             landmarks = np.array([[p.x, p.y] for p in f.landmarks], dtype=np.float32)
             faces.append(
-                DetectedFace(box=(float(f.x), float(f.y), float(f.width), float(f.height)), landmarks=landmarks,
-                             score=float(f.score))
+                DetectedFace(
+                    box=(float(f.x), float(f.y), float(f.width), float(f.height)),
+                    landmarks=landmarks,
+                    score=float(f.score),
+                )
             )
         return faces
 

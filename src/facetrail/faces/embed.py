@@ -87,8 +87,10 @@ class _OpenCvRunner:
             try:
                 net = cv2.dnn.readNetFromONNX(self._buffer)
             except cv2.error as exc:
-                raise ModelError(f"OpenCV could not load ONNX model {self._name!r} (try embedding.backend = "
-                                 f"'onnxruntime'): {str(exc)[:200]}") from None
+                raise ModelError(
+                    f"OpenCV could not load ONNX model {self._name!r} (try embedding.backend = "
+                    f"'onnxruntime'): {str(exc)[:200]}"
+                ) from None
             self._local.net = net
         return net
 
@@ -173,8 +175,9 @@ def sface_embedder(flip_augment: bool = True, threads: int = 1, backend: str = "
     )
 
 
-def onnx_file_embedder(spec: str, flip_augment: bool = True, threads: int = 1,
-                       backend: str = "onnxruntime") -> OnnxArcFaceEmbedder:
+def onnx_file_embedder(
+    spec: str, flip_augment: bool = True, threads: int = 1, backend: str = "onnxruntime"
+) -> OnnxArcFaceEmbedder:
     """``onnx:/path/model.onnx[?mean=127.5&std=127.5&size=112&bgr=1]``."""
     parts = urlsplit(spec[len("onnx:") :])
     path = Path(parts.path)
@@ -207,8 +210,7 @@ def make_embedder(settings: EmbeddingSettings) -> FaceEmbedder:
 
         if name == "dlib":
             return embed_dlib.DlibEmbedder()
-        return embed_dlib.FusionEmbedder(sface_embedder(settings.flip_augment, settings.onnx_threads,
-                                                        settings.backend))
+        return embed_dlib.FusionEmbedder(sface_embedder(settings.flip_augment, settings.onnx_threads, settings.backend))
     raise ModelError(f"unknown embedder {name!r} (choose 'sface', 'dlib', 'fusion' or 'onnx:/path/model.onnx')")
 
 

@@ -26,16 +26,33 @@ def get_gallery(ctx: AppContext, who: Principal, name: str) -> GallerySummary:
     return galleries.get_gallery(ctx, name)
 
 
-def create_gallery(ctx: AppContext, who: Principal, name: str, *, legal_basis: str, source_system: str,
-                   description: str = "", retention_rule: str = "", keep_images: bool = True) -> GallerySummary:
+def create_gallery(
+    ctx: AppContext,
+    who: Principal,
+    name: str,
+    *,
+    legal_basis: str,
+    source_system: str,
+    description: str = "",
+    retention_rule: str = "",
+    keep_images: bool = True,
+) -> GallerySummary:
     who.require(Permission.GALLERY_MANAGE)
-    return galleries.create_gallery(ctx, name, legal_basis=legal_basis, source_system=source_system,
-                                    actor=who.actor, description=description, retention_rule=retention_rule,
-                                    keep_images=keep_images)
+    return galleries.create_gallery(
+        ctx,
+        name,
+        legal_basis=legal_basis,
+        source_system=source_system,
+        actor=who.actor,
+        description=description,
+        retention_rule=retention_rule,
+        keep_images=keep_images,
+    )
 
 
-def list_subjects(ctx: AppContext, who: Principal, gallery: str, *, limit: int = 50, offset: int = 0,
-                  query: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+def list_subjects(
+    ctx: AppContext, who: Principal, gallery: str, *, limit: int = 50, offset: int = 0, query: str | None = None
+) -> tuple[int, list[dict[str, Any]]]:
     """(total, page) of a gallery's subjects by external id, with their face counts. No faces shown."""
     who.require(Permission.FACES_BROWSE)
     with ctx.db.read() as s:
@@ -45,10 +62,23 @@ def list_subjects(ctx: AppContext, who: Principal, gallery: str, *, limit: int =
             q = q.where(Subject.external_id.startswith(query, autoescape=True))
         total = s.execute(select(func.count()).select_from(q.subquery())).scalar_one()
         page = list(s.execute(q.order_by(Subject.external_id).limit(limit).offset(offset)).scalars())
-        counts = dict(s.execute(select(Face.subject_id, func.count()).where(
-            Face.subject_id.in_([p.id for p in page])).group_by(Face.subject_id)).all())
-        return int(total), [{"subject_id": p.id, "external_id": p.external_id, "name": p.name,
-                             "faces": int(counts.get(p.id, 0)), "created_at": p.created_at} for p in page]
+        counts = dict(
+            s.execute(
+                select(Face.subject_id, func.count())
+                .where(Face.subject_id.in_([p.id for p in page]))
+                .group_by(Face.subject_id)
+            ).all()
+        )
+        return int(total), [
+            {
+                "subject_id": p.id,
+                "external_id": p.external_id,
+                "name": p.name,
+                "faces": int(counts.get(p.id, 0)),
+                "created_at": p.created_at,
+            }
+            for p in page
+        ]
 
 
 def get_subject(ctx: AppContext, who: Principal, gallery: str, external_id: str) -> dict[str, Any]:
@@ -56,9 +86,17 @@ def get_subject(ctx: AppContext, who: Principal, gallery: str, external_id: str)
     who.require(Permission.FACES_BROWSE)
     subject = galleries.get_subject(ctx, gallery, external_id)
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="subject.view", target=f"gallery:{subject['gallery']}",
-                     details={"external_id": external_id, "face_ids": [f["face_id"] for f in subject["faces"]],
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="subject.view",
+            target=f"gallery:{subject['gallery']}",
+            details={
+                "external_id": external_id,
+                "face_ids": [f["face_id"] for f in subject["faces"]],
+                **who.audit_context(),
+            },
+        )
     return subject
 
 
@@ -67,8 +105,14 @@ def face_thumbnail(ctx: AppContext, who: Principal, face_id: int) -> bytes:
     who.require(Permission.FACES_BROWSE)
     with ctx.db.transaction() as s:
         face = s.get(Face, face_id)
-        append_audit(s, actor=who.actor, action="face.view", target=f"face:{face_id}",
-                     outcome="ok" if face else "not_found", details=who.audit_context())
+        append_audit(
+            s,
+            actor=who.actor,
+            action="face.view",
+            target=f"face:{face_id}",
+            outcome="ok" if face else "not_found",
+            details=who.audit_context(),
+        )
         if face is not None:
             return bytes(face.thumbnail)
     raise FaceNotFoundError(f"no face {face_id}", face_id=face_id)

@@ -94,10 +94,17 @@ class EnrollSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "gallery": self.gallery, "total": self.total, "processed": self.processed, "enrolled": self.enrolled,
-            "skipped_duplicate": self.skipped_duplicate, "rejected": len(self.rejected),
-            "rejected_by_reason": self.rejected_by_reason, "subjects_created": self.subjects_created,
-            "batches": self.batches, "interrupted": self.interrupted, "seconds": round(self.seconds, 2),
+            "gallery": self.gallery,
+            "total": self.total,
+            "processed": self.processed,
+            "enrolled": self.enrolled,
+            "skipped_duplicate": self.skipped_duplicate,
+            "rejected": len(self.rejected),
+            "rejected_by_reason": self.rejected_by_reason,
+            "subjects_created": self.subjects_created,
+            "batches": self.batches,
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 2),
             "swept_orphan_images": self.swept_orphan_images,
         }
 
@@ -114,6 +121,7 @@ class EnrollInterrupted(FaceTrailError):
 
 
 # ---------------------------------------------------------------- worker side
+
 
 @dataclass(frozen=True)
 class _Accepted:
@@ -137,8 +145,11 @@ _worker: dict[str, Any] = {}
 def _init_worker(settings_json: str, store_root: str | None, largest_face: bool) -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker.update(pipeline=FacePipeline(Settings.model_validate_json(settings_json)),
-                   store=ImageStore(Path(store_root)) if store_root else None, largest_face=largest_face)
+    _worker.update(
+        pipeline=FacePipeline(Settings.model_validate_json(settings_json)),
+        store=ImageStore(Path(store_root)) if store_root else None,
+        largest_face=largest_face,
+    )
     parent = os.getppid()
 
     def exit_if_orphaned() -> None:  # a parent killed with -9 cannot shut its pool down; don't linger
@@ -168,8 +179,11 @@ def analyze_file(
     if not faces:
         return _Failed("no_face", "no face was found in the image")
     if len(faces) > 1 and not largest_face:
-        return _Failed("multiple_faces", f"the image has {len(faces)} faces; one subject per face, so it is not "
-                                          "enrolled (--largest-face enrolls the largest)")
+        return _Failed(
+            "multiple_faces",
+            f"the image has {len(faces)} faces; one subject per face, so it is not "
+            "enrolled (--largest-face enrolls the largest)",
+        )
     face = faces[0]  # largest first
     crop = pipeline.embedder.aligned_crop(image.pixels, face)
     quality = assess_quality(face, crop, pipeline.settings.quality)
@@ -208,6 +222,7 @@ class _InlineExecutor(Executor):
 
 
 # ---------------------------------------------------------------- parent side
+
 
 def _file_sha256(path: Path, max_bytes: int) -> str | None:
     """The file's hash, or None if it is missing/unreadable/too large (the worker then names the reason)."""
@@ -271,8 +286,12 @@ def enroll(
         gallery = load_gallery(session, gallery_name)
         model_id = check_model(ctx, gallery)
         gallery_id, keep_images, source_system = gallery.id, gallery.keep_images, gallery.source_system
-        known_names: dict[str, str | None] = {external_id: name for external_id, name in session.execute(
-            select(Subject.external_id, Subject.name).where(Subject.gallery_id == gallery_id)).all()}
+        known_names: dict[str, str | None] = {
+            external_id: name
+            for external_id, name in session.execute(
+                select(Subject.external_id, Subject.name).where(Subject.gallery_id == gallery_id)
+            ).all()
+        }
         known_hashes = set(session.execute(select(Face.image_sha256).where(Face.gallery_id == gallery_id)).scalars())
     check_names_agree(items, known_names)  # before anything is stored
 
@@ -288,15 +307,17 @@ def enroll(
         executor: Executor
         if opts.workers > 0:
             executor = ProcessPoolExecutor(
-                max_workers=opts.workers, mp_context=multiprocessing.get_context("spawn"),
+                max_workers=opts.workers,
+                mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(pipeline.settings.model_dump_json(), str(store.root) if store else None, opts.largest_face),
             )
         else:
             executor = _InlineExecutor(pipeline, store, opts.largest_face)
         try:
-            _run(executor, items, opts, known_hashes, pipeline.settings.images.max_bytes, writer, summary,
-                 progress, stop)
+            _run(
+                executor, items, opts, known_hashes, pipeline.settings.images.max_bytes, writer, summary, progress, stop
+            )
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -311,8 +332,15 @@ def enroll(
 
 
 def _run(
-    executor: Executor, items: Sequence[EnrollItem], opts: EnrollOptions, known: set[str], max_bytes: int,
-    writer: _BatchWriter, summary: EnrollSummary, progress: EnrollProgress | None, stop: _StopFlag,
+    executor: Executor,
+    items: Sequence[EnrollItem],
+    opts: EnrollOptions,
+    known: set[str],
+    max_bytes: int,
+    writer: _BatchWriter,
+    summary: EnrollSummary,
+    progress: EnrollProgress | None,
+    stop: _StopFlag,
 ) -> None:
     queue: Iterator[EnrollItem] = iter(items)
     in_flight: dict[Future[Any], tuple[EnrollItem, str | None]] = {}
@@ -364,8 +392,17 @@ def _run(
 class _BatchWriter:
     """Accepted faces, committed in batches: faces + new subjects + one audit record per transaction."""
 
-    def __init__(self, ctx: AppContext, gallery_id: int, gallery_name: str, model_id: str, source_system: str,
-                 actor: str, source: str, summary: EnrollSummary) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        gallery_id: int,
+        gallery_name: str,
+        model_id: str,
+        source_system: str,
+        actor: str,
+        source: str,
+        summary: EnrollSummary,
+    ) -> None:
         self.ctx, self.gallery_id, self.gallery_name = ctx, gallery_id, gallery_name
         self.model_id, self.source_system, self.actor, self.source = model_id, source_system, actor, source
         self.summary = summary
@@ -404,11 +441,18 @@ class _BatchWriter:
     def _commit(self, batch: list[tuple[EnrollItem, _Accepted]]) -> tuple[list[int], list[np.ndarray], int, int]:
         with self.ctx.db.transaction() as session:
             hashes = [a.sha256 for _, a in batch]
-            present = set(session.execute(select(Face.image_sha256).where(
-                Face.gallery_id == self.gallery_id, Face.image_sha256.in_(hashes))).scalars())
+            present = set(
+                session.execute(
+                    select(Face.image_sha256).where(Face.gallery_id == self.gallery_id, Face.image_sha256.in_(hashes))
+                ).scalars()
+            )
             subject_ids = sorted({item.subject_id for item, _ in batch})
-            subjects = {s.external_id: s for s in session.execute(select(Subject).where(
-                Subject.gallery_id == self.gallery_id, Subject.external_id.in_(subject_ids))).scalars()}
+            subjects = {
+                s.external_id: s
+                for s in session.execute(
+                    select(Subject).where(Subject.gallery_id == self.gallery_id, Subject.external_id.in_(subject_ids))
+                ).scalars()
+            }
             created: list[str] = []
             faces: list[tuple[Face, np.ndarray]] = []
             duplicates = 0
@@ -419,8 +463,9 @@ class _BatchWriter:
                 present.add(acc.sha256)
                 subject = subjects.get(item.subject_id)
                 if subject is None:
-                    subject = Subject(gallery_id=self.gallery_id, external_id=item.subject_id, name=item.name,
-                                      notes=item.notes)
+                    subject = Subject(
+                        gallery_id=self.gallery_id, external_id=item.subject_id, name=item.name, notes=item.notes
+                    )
                     session.add(subject)
                     subjects[item.subject_id] = subject
                     created.append(item.subject_id)
@@ -429,29 +474,59 @@ class _BatchWriter:
                         subject.name = item.name
                     if item.notes and not subject.notes:
                         subject.notes = item.notes
-                face = Face(gallery_id=self.gallery_id, subject=subject, image_sha256=acc.sha256,
-                            image_stored=acc.stored, source_system=self.source_system,
-                            source_record_id=item.source_record_id, capture_date=item.capture_date,
-                            enrolled_by=self.actor, box=acc.box, quality=acc.quality, model_id=self.model_id,
-                            embedding=acc.embedding, thumbnail=acc.thumbnail)
+                face = Face(
+                    gallery_id=self.gallery_id,
+                    subject=subject,
+                    image_sha256=acc.sha256,
+                    image_stored=acc.stored,
+                    source_system=self.source_system,
+                    source_record_id=item.source_record_id,
+                    capture_date=item.capture_date,
+                    enrolled_by=self.actor,
+                    box=acc.box,
+                    quality=acc.quality,
+                    model_id=self.model_id,
+                    embedding=acc.embedding,
+                    thumbnail=acc.thumbnail,
+                )
                 session.add(face)
                 faces.append((face, np.frombuffer(acc.embedding, dtype="<f4")))
             session.flush()
             face_ids = [f.id for f, _ in faces]
-            append_audit(session, actor=self.actor, action="enroll.batch", target=f"gallery:{self.gallery_name}",
-                         details={"gallery_id": self.gallery_id, "model_id": self.model_id, "source": self.source,
-                                  "enrolled": len(face_ids), "skipped_duplicate": duplicates,
-                                  "face_ids": face_ids, "subjects_created": created})
+            append_audit(
+                session,
+                actor=self.actor,
+                action="enroll.batch",
+                target=f"gallery:{self.gallery_name}",
+                details={
+                    "gallery_id": self.gallery_id,
+                    "model_id": self.model_id,
+                    "source": self.source,
+                    "enrolled": len(face_ids),
+                    "skipped_duplicate": duplicates,
+                    "face_ids": face_ids,
+                    "subjects_created": created,
+                },
+            )
         return face_ids, [v for _, v in faces], duplicates, len(created)
 
     def finish(self) -> None:
         """One closing record for the run: the counts, including what was rejected and why."""
         s = self.summary
         with self.ctx.db.transaction() as session:
-            append_audit(session, actor=self.actor, action="enroll.run", target=f"gallery:{self.gallery_name}",
-                         outcome="interrupted" if s.interrupted else "ok",
-                         details={"gallery_id": self.gallery_id, "model_id": self.model_id, "source": self.source,
-                                  **{k: v for k, v in s.to_dict().items() if k not in ("gallery", "seconds")}})
+            append_audit(
+                session,
+                actor=self.actor,
+                action="enroll.run",
+                target=f"gallery:{self.gallery_name}",
+                outcome="interrupted" if s.interrupted else "ok",
+                details={
+                    "gallery_id": self.gallery_id,
+                    "model_id": self.model_id,
+                    "source": self.source,
+                    **{k: v for k, v in s.to_dict().items() if k not in ("gallery", "seconds")},
+                },
+            )
 
 
 def write_rejects_csv(path: Path, rejected: Sequence[Rejection]) -> Path:

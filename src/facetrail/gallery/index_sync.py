@@ -129,9 +129,7 @@ def index_paths(ctx: AppContext, gallery_id: int, kind: str) -> tuple[Path, Path
 
 def read_db_vectors(session: Session, gallery_id: int) -> tuple[np.ndarray, np.ndarray]:
     """All (face id, embedding) rows of a gallery, ascending by id; embeddings as an (n, dim) float32 array."""
-    rows = session.execute(
-        select(Face.id, Face.embedding).where(Face.gallery_id == gallery_id).order_by(Face.id)
-    ).all()
+    rows = session.execute(select(Face.id, Face.embedding).where(Face.gallery_id == gallery_id).order_by(Face.id)).all()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     if not rows:
         return ids, np.zeros((0, 0), np.float32)
@@ -318,8 +316,14 @@ def _verify_and_repair(
     if file_problems == ["no index file"] and not problems:
         file_problems = []  # an empty gallery needs no file
     check = IndexCheck(
-        gi.gallery_id, gi.kind, gi.model_id, len(db_ids), None if gi.index is None else gi.count,
-        db_sum, index_sum, [*file_problems, *problems],
+        gi.gallery_id,
+        gi.kind,
+        gi.model_id,
+        len(db_ids),
+        None if gi.index is None else gi.count,
+        db_sum,
+        index_sum,
+        [*file_problems, *problems],
     )
     if check.consistent:
         gi.fingerprint = fingerprint
@@ -485,8 +489,13 @@ def rebuild_index(
             actor=actor,
             action="index.rebuild",
             target=f"gallery:{gallery_id}",
-            details={"gallery_id": gallery_id, "kind": kind, "model_id": model_id, "count": len(db_ids),
-                     "checksum": db_sum},
+            details={
+                "gallery_id": gallery_id,
+                "kind": kind,
+                "model_id": model_id,
+                "count": len(db_ids),
+                "checksum": db_sum,
+            },
         )
         save_gallery_index(ctx, gi)  # inside the transaction: if the save fails, the audit record rolls back
     gi.fingerprint = fingerprint
@@ -519,8 +528,13 @@ def remove_stale_index_files(ctx: AppContext, *, actor: str) -> list[Path]:
     stale = stale_index_files(ctx)
     if stale:
         with ctx.db.transaction() as session:
-            append_audit(session, actor=actor, action="index.remove_stale", target=str(index_dir(ctx)),
-                         details={"files": [p.name for p in stale]})
+            append_audit(
+                session,
+                actor=actor,
+                action="index.remove_stale",
+                target=str(index_dir(ctx)),
+                details={"files": [p.name for p in stale]},
+            )
             for path in stale:
                 path.unlink(missing_ok=True)
     return stale

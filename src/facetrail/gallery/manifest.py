@@ -21,8 +21,14 @@ from facetrail.errors import BadInputError
 
 REQUIRED_COLUMNS = ("path", "subject_id")
 OPTIONAL_COLUMNS = ("name", "source_record_id", "capture_date", "notes")
-MAX_LENGTHS = {"subject_id": 200, "name": 300, "source_record_id": 200, "notes": 10_000, "path": 4096,
-               "capture_date": 10}
+MAX_LENGTHS = {
+    "subject_id": 200,
+    "name": 300,
+    "source_record_id": 200,
+    "notes": 10_000,
+    "path": 4096,
+    "capture_date": 10,
+}
 DEFAULT_MAX_ROWS = 1_000_000
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -57,10 +63,13 @@ def refuse_url(value: str, where: str) -> None:
     if looks_like_url(value):
         raise UrlRefusedError(
             f"{where}: {value!r} is a URL; FaceTrail never downloads or ingests URLs, only local files you "
-            "hold lawfully (copy them to disk first, under your own process)", path=value)
+            "hold lawfully (copy them to disk first, under your own process)",
+            path=value,
+        )
 
 
 # ---------------------------------------------------------------- files and folders
+
 
 def items_from_paths(paths: Iterable[str | Path], subject_from: SubjectFrom = "auto") -> list[EnrollItem]:
     """Files as given, folders walked recursively (hidden files and folders skipped), in sorted order.
@@ -99,6 +108,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 # ---------------------------------------------------------------- manifests
 
+
 def read_manifest(path: Path, max_rows: int = DEFAULT_MAX_ROWS) -> list[EnrollItem]:
     """Parse and check a .csv or .jsonl manifest; paths are relative to the manifest's folder."""
     refuse_url(str(path), "manifest")
@@ -127,12 +137,15 @@ def _check_columns(columns: Iterable[str], where: str) -> None:
     if unknown:  # refused rather than ignored: a misspelt column would silently lose provenance
         raise ManifestError(
             f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; accepted: "
-            f"{', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}", columns=unknown)
+            f"{', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}",
+            columns=unknown,
+        )
 
 
 def _too_many(max_rows: int) -> ManifestError:
-    return ManifestError(f"manifest has more than {max_rows:,} rows (the limit; raise it with --max-rows)",
-                         limit=max_rows)
+    return ManifestError(
+        f"manifest has more than {max_rows:,} rows (the limit; raise it with --max-rows)", limit=max_rows
+    )
 
 
 def _csv_rows(path: Path, max_rows: int) -> Iterator[tuple[int, dict[str, str]]]:
@@ -169,8 +182,7 @@ def _jsonl_rows(path: Path, max_rows: int) -> Iterator[tuple[int, dict[str, str]
             values: dict[str, str] = {}
             for key, value in record.items():
                 if value is not None and not isinstance(value, str | int):
-                    raise ManifestError(f"{path.name} line {line}: field {key!r} must be text", row=line,
-                                        field=key)
+                    raise ManifestError(f"{path.name} line {line}: field {key!r} must be text", row=line, field=key)
                 values[key] = "" if value is None else str(value)
             yield line, values
 
@@ -179,8 +191,11 @@ def _item(line: int, row: dict[str, str], base: Path) -> EnrollItem:
     def field(name: str) -> str:
         value = row.get(name, "").strip()
         if len(value) > MAX_LENGTHS[name] and name != "capture_date":  # a bad date gets its own message
-            raise ManifestError(f"line {line}: {name} is {len(value)} characters, over the limit of "
-                                f"{MAX_LENGTHS[name]}", row=line, field=name)
+            raise ManifestError(
+                f"line {line}: {name} is {len(value)} characters, over the limit of {MAX_LENGTHS[name]}",
+                row=line,
+                field=name,
+            )
         return value
 
     raw_path = field("path")
@@ -209,8 +224,9 @@ def _date(value: str, line: int) -> dt.date | None:
             raise ValueError
         date = dt.date.fromisoformat(value)
     except ValueError:
-        raise ManifestError(f"line {line}: capture_date {value!r} is not a date in YYYY-MM-DD form",
-                            row=line, field="capture_date") from None
+        raise ManifestError(
+            f"line {line}: capture_date {value!r} is not a date in YYYY-MM-DD form", row=line, field="capture_date"
+        ) from None
     if date > dt.datetime.now(dt.UTC).date():
         raise ManifestError(f"line {line}: capture_date {value} is in the future", row=line, field="capture_date")
     return date
@@ -225,14 +241,18 @@ def check_names_agree(items: Iterable[EnrollItem], known: dict[str, str | None] 
             continue
         stored = (known or {}).get(item.subject_id)
         if stored and stored != item.name:
-            conflicts.append(f"subject {item.subject_id!r}: line {item.row} names {item.name!r} but the gallery "
-                             f"already has it as {stored!r}")
+            conflicts.append(
+                f"subject {item.subject_id!r}: line {item.row} names {item.name!r} but the gallery "
+                f"already has it as {stored!r}"
+            )
             continue
         seen = first_name.setdefault(item.subject_id, (item.name, item.row))
         if seen[0] != item.name:
-            conflicts.append(f"subject {item.subject_id!r}: line {seen[1]} names {seen[0]!r}, "
-                             f"line {item.row} names {item.name!r}")
+            conflicts.append(
+                f"subject {item.subject_id!r}: line {seen[1]} names {seen[0]!r}, line {item.row} names {item.name!r}"
+            )
     if conflicts:
         shown = "; ".join(conflicts[:10]) + (f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
-        raise ManifestError(f"conflicting names for the same subject id, nothing was enrolled: {shown}",
-                            conflicts=conflicts)
+        raise ManifestError(
+            f"conflicting names for the same subject id, nothing was enrolled: {shown}", conflicts=conflicts
+        )

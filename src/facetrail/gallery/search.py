@@ -56,9 +56,7 @@ def clean_field(field_name: str, value: str | None, max_len: int) -> str:
     if not text:
         raise BadInputError(f"{field_name} is required and must not be blank", field=field_name)
     if len(text) > max_len:
-        raise BadInputError(
-            f"{field_name} is {len(text)} characters, over the limit of {max_len}", field=field_name
-        )
+        raise BadInputError(f"{field_name} is {len(text)} characters, over the limit of {max_len}", field=field_name)
     for pos, char in enumerate(text):
         # control and format characters (newlines, bidi overrides, zero-width) could disguise what is recorded
         if unicodedata.category(char) in ("Cc", "Cf"):
@@ -182,8 +180,7 @@ def _echo(value: object) -> object:
     if not isinstance(value, str):
         return value
     return "".join(
-        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c
-        for c in value[:_REFUSED_ECHO_CHARS]
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in value[:_REFUSED_ECHO_CHARS]
     )
 
 
@@ -224,7 +221,11 @@ class _Probe:
 
 
 def _prepare_probe(
-    ctx: AppContext, probe: bytes | str | Path, gallery: str, face_index: int | None, attempted: dict[str, Any],
+    ctx: AppContext,
+    probe: bytes | str | Path,
+    gallery: str,
+    face_index: int | None,
+    attempted: dict[str, Any],
     analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
 ) -> _Probe:
     with ctx.db.read() as session:
@@ -267,8 +268,12 @@ def search_gallery(
     decoded, with its chosen face embedded and its face count, from a caller that checked face choice and
     quality first: the probe is then not analysed a second time."""
     attempted: dict[str, Any] = {
-        "gallery": gallery, "case_number": case_number, "offense": offense, "reason": reason,
-        "candidates_requested": candidates, "face_index": face_index,
+        "gallery": gallery,
+        "case_number": case_number,
+        "offense": offense,
+        "reason": reason,
+        "candidates_requested": candidates,
+        "face_index": face_index,
     }
     scope = {"user_id": user_id, "unit_id": unit_id, "legal_basis": legal_basis}
     if legal_basis is not None:
@@ -284,10 +289,22 @@ def search_gallery(
     scores, ids = index.search(p.vector, k)
     cal = p.calibration
     return _record(
-        ctx, actor, purpose, k, p.image, p.data, p.face.index, p.faces_in_probe, p.face.quality.verdict,
-        p.gallery_id, p.gallery_name, p.model_id, index.count,
+        ctx,
+        actor,
+        purpose,
+        k,
+        p.image,
+        p.data,
+        p.face.index,
+        p.faces_in_probe,
+        p.face.quality.verdict,
+        p.gallery_id,
+        p.gallery_name,
+        p.model_id,
+        index.count,
         [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)],
-        write_thumbnails, scope,
+        write_thumbnails,
+        scope,
     )
 
 
@@ -348,8 +365,14 @@ def _record(
                 model_id=model_id,
                 candidates_requested=k,
                 candidates=[
-                    {"rank": rank, "face_id": fid, "subject_id": rows[fid].subject_id,
-                     "subject_external_id": rows[fid].external_id, "similarity": round(score, 5), "fmr": fmr}
+                    {
+                        "rank": rank,
+                        "face_id": fid,
+                        "subject_id": rows[fid].subject_id,
+                        "subject_external_id": rows[fid].external_id,
+                        "similarity": round(score, 5),
+                        "fmr": fmr,
+                    }
                     for rank, (fid, score, fmr, _) in enumerate(live, start=1)
                 ],
             )
@@ -366,8 +389,9 @@ def _record(
                 if results_dir is not None:
                     path = results_dir / f"rank-{rank:02d}-face-{fid}.jpg"
                     path.write_bytes(row.thumbnail)
-                candidates.append(Candidate(rank, fid, row.subject_id, row.external_id, score, fmr, meaning,
-                                            row.thumbnail, path))
+                candidates.append(
+                    Candidate(rank, fid, row.subject_id, row.external_id, score, fmr, meaning, row.thumbnail, path)
+                )
             append_audit(
                 session,
                 actor=actor,
@@ -389,8 +413,9 @@ def _record(
                     "face_index": face_index,
                     "faces_in_probe": faces_in_probe,
                     "candidates_requested": k,
-                    "candidates": [{"rank": c.rank, "face_id": c.face_id, "similarity": round(c.similarity, 5)}
-                                   for c in candidates],
+                    "candidates": [
+                        {"rank": c.rank, "face_id": c.face_id, "similarity": round(c.similarity, 5)} for c in candidates
+                    ],
                 },
             )
             search_id, created_at = record.id, record.created_at
@@ -402,10 +427,23 @@ def _record(
                 path.unlink(missing_ok=True)
         raise
     return SearchResult(
-        search_id, created_at, actor, gallery_name, gallery_id, model_id, purpose, image.sha256, probe_stored,
-        face_index, faces_in_probe, probe_quality, k, gallery_size, candidates, results_dir,
+        search_id,
+        created_at,
+        actor,
+        gallery_name,
+        gallery_id,
+        model_id,
+        purpose,
+        image.sha256,
+        probe_stored,
+        face_index,
+        faces_in_probe,
+        probe_quality,
+        k,
+        gallery_size,
+        candidates,
+        results_dir,
     )
-
 
 
 # 1:1 verification against one enrolled subject -----------------------------------------------------------
@@ -450,8 +488,11 @@ class SubjectVerification:
             "case_number": self.purpose.case_number,
             "offense": self.purpose.offense,
             "reason": self.purpose.reason,
-            "probe": {"sha256": self.probe_sha256, "face_index": self.face_index,
-                      "faces_detected": self.faces_in_probe},
+            "probe": {
+                "sha256": self.probe_sha256,
+                "face_index": self.face_index,
+                "faces_detected": self.faces_in_probe,
+            },
             "similarity": round(self.similarity, 5),
             "threshold": round(self.threshold, 5),
             "target_fmr": self.target_fmr,
@@ -477,7 +518,11 @@ def verify_subject(
 ) -> SubjectVerification:
     """1:1: is the probe's face like this subject's enrolled faces? Audited ('verify') before it is returned."""
     attempted: dict[str, Any] = {
-        "gallery": gallery, "subject": subject, "case_number": case_number, "offense": offense, "reason": reason,
+        "gallery": gallery,
+        "subject": subject,
+        "case_number": case_number,
+        "offense": offense,
+        "reason": reason,
         "face_index": face_index,
     }
     try:
@@ -491,8 +536,11 @@ def verify_subject(
                 .order_by(Face.id)
             ).all()
         if not rows:
-            raise SubjectNotFoundError(f"gallery {p.gallery_name!r} has no subject {subject!r} with a face",
-                                       gallery=p.gallery_name, subject=subject)
+            raise SubjectNotFoundError(
+                f"gallery {p.gallery_name!r} has no subject {subject!r} with a face",
+                gallery=p.gallery_name,
+                subject=subject,
+            )
     except FaceTrailError as exc:
         _audit_refused(ctx, actor, "verify", gallery, attempted, exc)
         raise
@@ -513,15 +561,35 @@ def verify_subject(
             action="verify",
             target=f"gallery:{p.gallery_name}",
             details={
-                "case_number": purpose.case_number, "offense": purpose.offense, "reason": purpose.reason,
-                "gallery": p.gallery_name, "gallery_id": p.gallery_id, "subject": subject, "model_id": p.model_id,
-                "probe_sha256": p.image.sha256, "face_index": p.face.index, "faces_in_probe": p.faces_in_probe,
-                "similarity": round(best, 5), "threshold": round(result_fields["threshold"], 5),
+                "case_number": purpose.case_number,
+                "offense": purpose.offense,
+                "reason": purpose.reason,
+                "gallery": p.gallery_name,
+                "gallery_id": p.gallery_id,
+                "subject": subject,
+                "model_id": p.model_id,
+                "probe_sha256": p.image.sha256,
+                "face_index": p.face.index,
+                "faces_in_probe": p.faces_in_probe,
+                "similarity": round(best, 5),
+                "threshold": round(result_fields["threshold"], 5),
                 "face_ids": [fid for fid, _ in scores],
             },
         )
         seq = record.seq
     return SubjectVerification(
-        seq, actor, p.gallery_name, subject, p.model_id, purpose, p.image.sha256, p.face.index, p.faces_in_probe,
-        scores, result_fields["threshold"], target, result_fields["estimated_fmr"], p.calibration.describe(best),
+        seq,
+        actor,
+        p.gallery_name,
+        subject,
+        p.model_id,
+        purpose,
+        p.image.sha256,
+        p.face.index,
+        p.faces_in_probe,
+        scores,
+        result_fields["threshold"],
+        target,
+        result_fields["estimated_fmr"],
+        p.calibration.describe(best),
     )

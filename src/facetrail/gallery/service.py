@@ -59,8 +59,9 @@ class GallerySummary:
 def pipeline_for(settings: Settings) -> FacePipeline:
     """The pipeline for these settings, cached on the settings that shape it only (not paths or the database),
     so every context with the same face settings shares one loaded model."""
-    face_only = settings.model_copy(update={"data_dir": Path("facetrail-data"), "database_url": None,
-                                            "audit_key_path": None})
+    face_only = settings.model_copy(
+        update={"data_dir": Path("facetrail-data"), "database_url": None, "audit_key_path": None}
+    )
     return get_pipeline(face_only)
 
 
@@ -81,12 +82,22 @@ def _summaries(session: Session, where: Any = None) -> list[GallerySummary]:
         query = query.where(where)
     out = []
     for g, n_subjects, n_faces in session.execute(query).all():
-        out.append(GallerySummary(
-            id=g.id, name=g.name, description=g.description, legal_basis=g.legal_basis,
-            source_system=g.source_system, retention_rule=g.retention_rule, model_id=g.model_id,
-            keep_images=g.keep_images, created_at=g.created_at.isoformat(), created_by=g.created_by,
-            subjects=int(n_subjects), faces=int(n_faces),
-        ))
+        out.append(
+            GallerySummary(
+                id=g.id,
+                name=g.name,
+                description=g.description,
+                legal_basis=g.legal_basis,
+                source_system=g.source_system,
+                retention_rule=g.retention_rule,
+                model_id=g.model_id,
+                keep_images=g.keep_images,
+                created_at=g.created_at.isoformat(),
+                created_by=g.created_by,
+                subjects=int(n_subjects),
+                faces=int(n_faces),
+            )
+        )
     return out
 
 
@@ -119,16 +130,34 @@ def create_gallery(
         with ctx.db.transaction() as session:
             if session.execute(select(Gallery.id).where(Gallery.name == name)).first():
                 raise GalleryExistsError(f"a gallery named {name!r} already exists", gallery=name)
-            gallery = Gallery(name=name, description=description.strip(), legal_basis=legal_basis,
-                              source_system=source_system, retention_rule=retention_rule.strip(),
-                              model_id=model_id, keep_images=keep_images, created_by=actor)
+            gallery = Gallery(
+                name=name,
+                description=description.strip(),
+                legal_basis=legal_basis,
+                source_system=source_system,
+                retention_rule=retention_rule.strip(),
+                model_id=model_id,
+                keep_images=keep_images,
+                created_by=actor,
+            )
             session.add(gallery)
             session.flush()
-            append_audit(session, actor=actor, action="gallery.create", target=f"gallery:{name}", details={
-                "gallery_id": gallery.id, "name": name, "legal_basis": legal_basis, "source_system": source_system,
-                "description": gallery.description, "retention_rule": gallery.retention_rule,
-                "model_id": model_id, "keep_images": keep_images,
-            })
+            append_audit(
+                session,
+                actor=actor,
+                action="gallery.create",
+                target=f"gallery:{name}",
+                details={
+                    "gallery_id": gallery.id,
+                    "name": name,
+                    "legal_basis": legal_basis,
+                    "source_system": source_system,
+                    "description": gallery.description,
+                    "retention_rule": gallery.retention_rule,
+                    "model_id": model_id,
+                    "keep_images": keep_images,
+                },
+            )
     except IntegrityError:  # a concurrent create won the race for the name
         raise GalleryExistsError(f"a gallery named {name!r} already exists", gallery=name) from None
     return get_gallery(ctx, name)
@@ -161,7 +190,9 @@ def check_model(ctx: AppContext, gallery: Gallery) -> str:
         raise ModelMismatchError(
             f"gallery {gallery.name!r} holds embeddings of model {gallery.model_id!r}, but the configured "
             f"embedder is {configured!r}; configure the gallery's model (or create a new gallery)",
-            gallery=gallery.name, gallery_model=gallery.model_id, configured_model=configured,
+            gallery=gallery.name,
+            gallery_model=gallery.model_id,
+            configured_model=configured,
         )
     return configured
 
@@ -179,11 +210,18 @@ def get_subject(ctx: AppContext, gallery_name: str, external_id: str) -> dict[st
             "notes": subject.notes,
             "created_at": subject.created_at.isoformat(),
             "faces": [
-                {"face_id": f.id, "image_sha256": f.image_sha256, "image_stored": f.image_stored,
-                 "source_system": f.source_system, "source_record_id": f.source_record_id,
-                 "capture_date": f.capture_date.isoformat() if f.capture_date else None,
-                 "enrolled_by": f.enrolled_by, "enrolled_at": f.enrolled_at.isoformat(),
-                 "quality": f.quality.get("verdict"), "model_id": f.model_id}
+                {
+                    "face_id": f.id,
+                    "image_sha256": f.image_sha256,
+                    "image_stored": f.image_stored,
+                    "source_system": f.source_system,
+                    "source_record_id": f.source_record_id,
+                    "capture_date": f.capture_date.isoformat() if f.capture_date else None,
+                    "enrolled_by": f.enrolled_by,
+                    "enrolled_at": f.enrolled_at.isoformat(),
+                    "quality": f.quality.get("verdict"),
+                    "model_id": f.model_id,
+                }
                 for f in faces
             ],
         }
@@ -194,20 +232,26 @@ def _load_subject(session: Session, gallery: Gallery, external_id: str) -> Subje
         select(Subject).where(Subject.gallery_id == gallery.id, Subject.external_id == external_id)
     ).scalar_one_or_none()
     if subject is None:
-        raise SubjectNotFoundError(f"gallery {gallery.name!r} has no subject {external_id!r}",
-                                   gallery=gallery.name, subject=external_id)
+        raise SubjectNotFoundError(
+            f"gallery {gallery.name!r} has no subject {external_id!r}", gallery=gallery.name, subject=external_id
+        )
     return subject
 
 
-def delete_subject(ctx: AppContext, gallery_name: str, external_id: str, *, actor: str,
-                   reason: str = "") -> dict[str, Any]:
+def delete_subject(
+    ctx: AppContext, gallery_name: str, external_id: str, *, actor: str, reason: str = ""
+) -> dict[str, Any]:
     """Delete a subject and all its faces, their vectors and (if no other face uses them) their images, and
     issue a deletion certificate (facetrail.retention.deletion). Refused while a legal hold is in force."""
     from facetrail.retention.deletion import delete_verifiably
 
     certificate = delete_verifiably(ctx, gallery_name, external_id, face_ids=None, actor=actor, reason=reason)
-    return {"gallery": gallery_name, "external_id": external_id, "deleted_face_ids": certificate["face_ids"],
-            "certificate_seq": certificate["seq"]}
+    return {
+        "gallery": gallery_name,
+        "external_id": external_id,
+        "deleted_face_ids": certificate["face_ids"],
+        "certificate_seq": certificate["seq"],
+    }
 
 
 def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str, reason: str = "") -> dict[str, Any]:

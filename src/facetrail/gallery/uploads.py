@@ -69,13 +69,17 @@ def _check_text(field: str, value: str | None, index: int, required: bool = Fals
         return None
     limit = MAX_LENGTHS.get(field, 200)
     if len(text) > limit or any(ord(c) < 32 for c in text):
-        raise BadInputError(f"file {index + 1}: {field} must be at most {limit} characters without control "
-                            "characters", field=field, file=index)
+        raise BadInputError(
+            f"file {index + 1}: {field} must be at most {limit} characters without control characters",
+            field=field,
+            file=index,
+        )
     return text
 
 
-def enroll_uploads(ctx: AppContext, who: Principal, gallery: str, uploads: list[UploadedImage], *,
-                   largest_face: bool = False) -> UploadEnrollment:
+def enroll_uploads(
+    ctx: AppContext, who: Principal, gallery: str, uploads: list[UploadedImage], *, largest_face: bool = False
+) -> UploadEnrollment:
     """Enroll each uploaded image as one face of its subject; see the module docstring."""
     from facetrail.cases.probe import PIPELINE_LOCK
 
@@ -94,31 +98,64 @@ def enroll_uploads(ctx: AppContext, who: Principal, gallery: str, uploads: list[
         for i, up in enumerate(uploads):
             path = Path(tmp) / f"{i:05d}-{_SAFE_NAME.sub('_', Path(up.filename or 'upload').name)[:80]}"
             path.write_bytes(up.data)
-            items.append(EnrollItem(path=path, subject_id=up.subject_id.strip(), name=_check_text("name", up.name, i),
-                                    source_record_id=_check_text("source_record_id", up.source_record_id, i),
-                                    capture_date=up.capture_date, notes=(up.notes or "").strip()))
+            items.append(
+                EnrollItem(
+                    path=path,
+                    subject_id=up.subject_id.strip(),
+                    name=_check_text("name", up.name, i),
+                    source_record_id=_check_text("source_record_id", up.source_record_id, i),
+                    capture_date=up.capture_date,
+                    notes=(up.notes or "").strip(),
+                )
+            )
         with PIPELINE_LOCK:
-            summary = enroll(ctx, gallery_name, items, actor=who.actor, source="upload",
-                             options=EnrollOptions(workers=0, largest_face=largest_face))
+            summary = enroll(
+                ctx,
+                gallery_name,
+                items,
+                actor=who.actor,
+                source="upload",
+                options=EnrollOptions(workers=0, largest_face=largest_face),
+            )
     rejected = {r.item.path.name: r for r in summary.rejected}
     new_ids = set(summary.face_ids)
     with ctx.db.read() as s:
         gallery_id = load_gallery(s, gallery_name).id
-        faces = {sha: (fid, ext) for sha, fid, ext in s.execute(
-            select(Face.image_sha256, Face.id, Subject.external_id).join(Subject, Subject.id == Face.subject_id)
-            .where(Face.gallery_id == gallery_id, Face.image_sha256.in_(set(hashes))))}
+        faces = {
+            sha: (fid, ext)
+            for sha, fid, ext in s.execute(
+                select(Face.image_sha256, Face.id, Subject.external_id)
+                .join(Subject, Subject.id == Face.subject_id)
+                .where(Face.gallery_id == gallery_id, Face.image_sha256.in_(set(hashes)))
+            )
+        }
     outcomes: list[FileOutcome] = []
     first_seen: set[str] = set()
     for up, item, sha in zip(uploads, items, hashes, strict=True):
         rejection = rejected.get(item.path.name)
         if rejection is not None:
-            outcomes.append(FileOutcome(up.filename, sha, item.subject_id, "rejected", reason=rejection.reason,
-                                        detail=rejection.detail.replace(str(item.path), up.filename)))
+            outcomes.append(
+                FileOutcome(
+                    up.filename,
+                    sha,
+                    item.subject_id,
+                    "rejected",
+                    reason=rejection.reason,
+                    detail=rejection.detail.replace(str(item.path), up.filename),
+                )
+            )
             continue
         face_id, owner = faces.get(sha, (None, None))
         enrolled_now = face_id in new_ids and sha not in first_seen
         first_seen.add(sha)
-        outcomes.append(FileOutcome(up.filename, sha, owner or item.subject_id,
-                                    "enrolled" if enrolled_now else "duplicate", face_id=face_id,
-                                    detail=None if enrolled_now else "this image is already in the gallery"))
+        outcomes.append(
+            FileOutcome(
+                up.filename,
+                sha,
+                owner or item.subject_id,
+                "enrolled" if enrolled_now else "duplicate",
+                face_id=face_id,
+                detail=None if enrolled_now else "this image is already in the gallery",
+            )
+        )
     return UploadEnrollment(gallery_name, summary.to_dict(), outcomes)

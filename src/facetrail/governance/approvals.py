@@ -78,14 +78,21 @@ def check_search_fields(policy: Policy, req: SearchRequest) -> None:
     """Offense, legal basis, required fields and candidate count against the policy."""
     rules = policy.search
     if req.offense not in rules.allowed_offenses:
-        raise OffenseNotAllowedError(f"offense {req.offense!r} is not allowed for search by the policy",
-                                     field="offense", allowed=list(rules.allowed_offenses))
+        raise OffenseNotAllowedError(
+            f"offense {req.offense!r} is not allowed for search by the policy",
+            field="offense",
+            allowed=list(rules.allowed_offenses),
+        )
     if ("legal_basis" in rules.required_fields or req.legal_basis) and req.legal_basis not in rules.legal_bases:
-        raise BadInputError(f"legal basis {req.legal_basis!r} is not one of the policy's legal bases",
-                            field="legal_basis", allowed=list(rules.legal_bases))
+        raise BadInputError(
+            f"legal basis {req.legal_basis!r} is not one of the policy's legal bases",
+            field="legal_basis",
+            allowed=list(rules.legal_bases),
+        )
     if not rules.min_candidates <= req.candidates <= rules.max_candidates:
-        raise BadInputError(f"candidates must be {rules.min_candidates}-{rules.max_candidates} (policy)",
-                            field="candidates")
+        raise BadInputError(
+            f"candidates must be {rules.min_candidates}-{rules.max_candidates} (policy)", field="candidates"
+        )
 
 
 def authorize_search(ctx: AppContext, who: Principal, req: SearchRequest, approval_id: int | None) -> int:
@@ -99,15 +106,22 @@ def authorize_search(ctx: AppContext, who: Principal, req: SearchRequest, approv
             row = s.get(SearchApproval, approval_id)
             if row is not None:
                 s.expunge(row)
-        usable = row is not None and row.requester_id == who.user_id and row.search_id is None and (
-            (row.kind == PRIOR and row.status == APPROVED) or (row.kind == EMERGENCY and row.status == PENDING))
+        usable = (
+            row is not None
+            and row.requester_id == who.user_id
+            and row.search_id is None
+            and ((row.kind == PRIOR and row.status == APPROVED) or (row.kind == EMERGENCY and row.status == PENDING))
+        )
         if not usable:
             raise PermissionDeniedError(f"approval {approval_id} does not authorise this search")
         return version
     if policy.needs_prior_approval(req.offense, req.gallery):
         raise ApprovalRequiredError(
             f"the policy requires a reviewer's prior approval for {req.offense!r} searches of {req.gallery!r}: "
-            "submit it as a search request", offense=req.offense, gallery=req.gallery)
+            "submit it as a search request",
+            offense=req.offense,
+            gallery=req.gallery,
+        )
     return version
 
 
@@ -120,13 +134,28 @@ class Submitted:
     search: SearchView | None  # emergency searches run at once
 
 
-def _refuse(ctx: AppContext, who: Principal, action: str, target: str, error: FaceTrailError,
-            extra: dict[str, Any] | None = None) -> FaceTrailError:
+def _refuse(
+    ctx: AppContext,
+    who: Principal,
+    action: str,
+    target: str,
+    error: FaceTrailError,
+    extra: dict[str, Any] | None = None,
+) -> FaceTrailError:
     outcome = "denied" if isinstance(error, PermissionDeniedError) else "refused"
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action=action, target=target, outcome=outcome,
-                     details={**(extra or {}), "error": {"code": error.code, "message": error.message[:500]},
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=target,
+            outcome=outcome,
+            details={
+                **(extra or {}),
+                "error": {"code": error.code, "message": error.message[:500]},
+                **who.audit_context(),
+            },
+        )
     return error
 
 
@@ -138,16 +167,21 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
 
     action = "search.emergency" if emergency else "search.request"
     target = f"case:{req.case_number[:100]}"
-    echo = {"case_number": req.case_number[:200], "offense": req.offense[:200], "gallery": req.gallery[:200],
-            "legal_basis": req.legal_basis[:200]}
+    echo = {
+        "case_number": req.case_number[:200],
+        "offense": req.offense[:200],
+        "gallery": req.gallery[:200],
+        "legal_basis": req.legal_basis[:200],
+    }
     try:
         who.require(Permission.SEARCH_RUN)
         version, policy = active_version(ctx)
         require_training(ctx, who)
         check_search_fields(policy, req)
         if emergency and req.legal_basis != policy.approval.emergency_legal_basis:
-            raise BadInputError(f"an emergency search must cite {policy.approval.emergency_legal_basis!r}",
-                                field="legal_basis")
+            raise BadInputError(
+                f"an emergency search must cite {policy.approval.emergency_legal_basis!r}", field="legal_basis"
+            )
         if not req.justification.strip():
             raise BadInputError("justification is required", field="justification")
         analysis = analyze_upload(ctx, probe)
@@ -158,21 +192,45 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         raise _refuse(ctx, who, action, target, exc, echo) from None
     now = utcnow()
     row = SearchApproval(
-        kind=EMERGENCY if emergency else PRIOR, status=PENDING, requester_id=who.user_id, unit_id=who.unit_id,
-        gallery_name=req.gallery, case_number=req.case_number.strip(), offense=req.offense,
-        legal_basis=req.legal_basis, justification=req.justification.strip(), candidates=req.candidates,
-        face_index=chosen.index, probe_sha256=analysis.sha256, probe_held=not emergency, policy_version=version,
-        requested_at=now, decision_reason="",
-        deadline=now + dt.timedelta(hours=policy.approval.emergency_window_hours if emergency
-                                    else policy.approval.request_expiry_hours))
+        kind=EMERGENCY if emergency else PRIOR,
+        status=PENDING,
+        requester_id=who.user_id,
+        unit_id=who.unit_id,
+        gallery_name=req.gallery,
+        case_number=req.case_number.strip(),
+        offense=req.offense,
+        legal_basis=req.legal_basis,
+        justification=req.justification.strip(),
+        candidates=req.candidates,
+        face_index=chosen.index,
+        probe_sha256=analysis.sha256,
+        probe_held=not emergency,
+        policy_version=version,
+        requested_at=now,
+        decision_reason="",
+        deadline=now
+        + dt.timedelta(
+            hours=policy.approval.emergency_window_hours if emergency else policy.approval.request_expiry_hours
+        ),
+    )
     if not emergency:
         pending_store(ctx).put(analysis.sha256, probe)
         with ctx.db.transaction() as s:
             s.add(row)
             s.flush()
-            append_audit(s, actor=who.actor, action=action, target=f"request:{row.id}",
-                         details={**echo, "request_id": row.id, "probe_sha256": analysis.sha256,
-                                  "policy_version": version, **who.audit_context()})
+            append_audit(
+                s,
+                actor=who.actor,
+                action=action,
+                target=f"request:{row.id}",
+                details={
+                    **echo,
+                    "request_id": row.id,
+                    "probe_sha256": analysis.sha256,
+                    "policy_version": version,
+                    **who.audit_context(),
+                },
+            )
         return Submitted(request_dict(ctx, row), None)
     with ctx.db.transaction() as s:
         s.add(row)
@@ -189,18 +247,29 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         assert stored is not None
         stored.search_id = view.search_id
         s.flush()
-        append_audit(s, actor=who.actor, action=action, target=f"search:{view.search_id}",
-                     details={**echo, "request_id": row_id, "search_id": view.search_id,
-                              "deadline": _aware(stored.deadline or now).isoformat(), "policy_version": version,
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=f"search:{view.search_id}",
+            details={
+                **echo,
+                "request_id": row_id,
+                "search_id": view.search_id,
+                "deadline": _aware(stored.deadline or now).isoformat(),
+                "policy_version": version,
+                **who.audit_context(),
+            },
+        )
         return Submitted(request_dict(ctx, stored), view)
 
 
 def _load_for_decision(ctx: AppContext, who: Principal, request_id: int, action: str) -> SearchApproval:
     target = f"request:{request_id}"
     if not who.can(Permission.SEARCH_APPROVE):
-        raise _refuse(ctx, who, action, target,
-                      PermissionDeniedError(f"role '{who.role}' may not approve or deny searches"))
+        raise _refuse(
+            ctx, who, action, target, PermissionDeniedError(f"role '{who.role}' may not approve or deny searches")
+        )
     with ctx.db.read() as s:
         row = s.get(SearchApproval, request_id)
         if row is not None:
@@ -214,10 +283,24 @@ def _load_for_decision(ctx: AppContext, who: Principal, request_id: int, action:
     if row.deadline is not None and _aware(row.deadline) < utcnow():
         _expire(ctx, [row.id])
         if row.kind == PRIOR:
-            raise _refuse(ctx, who, action, target, ConflictError(
-                f"request {request_id} expired undecided; its probe was deleted: the investigator may ask again"))
-        raise _refuse(ctx, who, action, target, ConflictError(
-            f"the approval window of emergency search {row.search_id} has passed: its results are locked"))
+            raise _refuse(
+                ctx,
+                who,
+                action,
+                target,
+                ConflictError(
+                    f"request {request_id} expired undecided; its probe was deleted: the investigator may ask again"
+                ),
+            )
+        raise _refuse(
+            ctx,
+            who,
+            action,
+            target,
+            ConflictError(
+                f"the approval window of emergency search {row.search_id} has passed: its results are locked"
+            ),
+        )
     return row
 
 
@@ -229,9 +312,20 @@ def _decide(ctx: AppContext, who: Principal, row_id: int, status: str, reason: s
             raise ConflictError(f"request {row_id} is already {row.status}")
         row.status, row.decided_by_id, row.decided_at, row.decision_reason = status, who.user_id, utcnow(), reason
         s.flush()
-        append_audit(s, actor=who.actor, action=action, target=f"request:{row_id}",
-                     details={"request_id": row_id, "kind": row.kind, "case_number": row.case_number,
-                              "search_id": row.search_id, "reason": reason, **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=f"request:{row_id}",
+            details={
+                "request_id": row_id,
+                "kind": row.kind,
+                "case_number": row.case_number,
+                "search_id": row.search_id,
+                "reason": reason,
+                **who.audit_context(),
+            },
+        )
         s.expunge(row)
         return row
 
@@ -280,9 +374,11 @@ def _drop_probe(ctx: AppContext, row_id: int) -> None:
         assert row is not None
         row.probe_held = False
         sha = row.probe_sha256
-        others = s.execute(select(SearchApproval.id).where(SearchApproval.probe_sha256 == sha,
-                                                           SearchApproval.probe_held.is_(True),
-                                                           SearchApproval.id != row_id).limit(1)).first()
+        others = s.execute(
+            select(SearchApproval.id)
+            .where(SearchApproval.probe_sha256 == sha, SearchApproval.probe_held.is_(True), SearchApproval.id != row_id)
+            .limit(1)
+        ).first()
     if others is None:
         pending_store(ctx).remove(sha)
 
@@ -296,9 +392,15 @@ def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
         assert user is not None
         requester = principal_for(user, via="approval")
     probe = pending_store(ctx).path_for(row.probe_sha256).read_bytes()
-    req = SearchRequest(gallery=row.gallery_name, case_number=row.case_number, offense=row.offense,
-                        legal_basis=row.legal_basis, justification=row.justification, candidates=row.candidates,
-                        face_index=row.face_index)
+    req = SearchRequest(
+        gallery=row.gallery_name,
+        case_number=row.case_number,
+        offense=row.offense,
+        legal_basis=row.legal_basis,
+        justification=row.justification,
+        candidates=row.candidates,
+        face_index=row.face_index,
+    )
     try:
         view = run_search(ctx, requester, probe, req, approval_id=row.id)
     finally:
@@ -312,17 +414,31 @@ def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
 def _expire(ctx: AppContext, ids: list[int]) -> None:
     expired_requests = []
     with ctx.db.transaction() as s:
-        for row in s.execute(select(SearchApproval).where(SearchApproval.id.in_(ids),
-                                                          SearchApproval.status == PENDING)).scalars():
+        for row in s.execute(
+            select(SearchApproval).where(SearchApproval.id.in_(ids), SearchApproval.status == PENDING)
+        ).scalars():
             row.status, row.decided_at = EXPIRED, utcnow()
-            details = {"request_id": row.id, "case_number": row.case_number,
-                       "deadline": _aware(row.deadline or utcnow()).isoformat()}
+            details = {
+                "request_id": row.id,
+                "case_number": row.case_number,
+                "deadline": _aware(row.deadline or utcnow()).isoformat(),
+            }
             if row.kind == EMERGENCY:
-                append_audit(s, actor="system", action="search.emergency.expired", target=f"search:{row.search_id}",
-                             details=details)
+                append_audit(
+                    s,
+                    actor="system",
+                    action="search.emergency.expired",
+                    target=f"search:{row.search_id}",
+                    details=details,
+                )
             else:
-                append_audit(s, actor="system", action="search.request.expired", target=f"request:{row.id}",
-                             details={**details, "probe_sha256": row.probe_sha256})
+                append_audit(
+                    s,
+                    actor="system",
+                    action="search.request.expired",
+                    target=f"request:{row.id}",
+                    details={**details, "probe_sha256": row.probe_sha256},
+                )
                 expired_requests.append(row.id)
     for row_id in expired_requests:  # an undecided request's held probe goes with it
         _drop_probe(ctx, row_id)
@@ -333,8 +449,11 @@ def expire_overdue(ctx: AppContext) -> int:
     prior-approval requests nobody decided in time (their held probes are deleted)."""
     now = utcnow()
     with ctx.db.read() as s:
-        ids = [r.id for r in s.execute(select(SearchApproval).where(SearchApproval.status == PENDING)).scalars()
-               if r.deadline is not None and _aware(r.deadline) < now]
+        ids = [
+            r.id
+            for r in s.execute(select(SearchApproval).where(SearchApproval.status == PENDING)).scalars()
+            if r.deadline is not None and _aware(r.deadline) < now
+        ]
     if ids:
         _expire(ctx, ids)
     return len(ids)
@@ -367,9 +486,17 @@ def require_unlocked(ctx: AppContext, who: Principal, record: SearchRecord, acti
     """Refuse (audited) any view of a locked emergency search's results, whoever asks."""
     if not results_locked(ctx, record.id):
         return
-    raise _refuse(ctx, who, action, f"search:{record.id}", ResultsLockedError(
-        f"search {record.id} was an emergency search that was not approved in time (or was denied): "
-        "its results are locked", search_id=record.id))
+    raise _refuse(
+        ctx,
+        who,
+        action,
+        f"search:{record.id}",
+        ResultsLockedError(
+            f"search {record.id} was an emergency search that was not approved in time (or was denied): "
+            "its results are locked",
+            search_id=record.id,
+        ),
+    )
 
 
 # ------------------------------------------------------------------ listing
@@ -377,18 +504,35 @@ def require_unlocked(ctx: AppContext, who: Principal, record: SearchRecord, acti
 
 def request_dict(ctx: AppContext, row: SearchApproval) -> dict[str, Any]:
     with ctx.db.read() as s:
-        names = dict(s.execute(select(User.id, User.username).where(
-            User.id.in_([i for i in (row.requester_id, row.decided_by_id) if i is not None]))).all())
-    return {"id": row.id, "kind": row.kind, "status": EXPIRED if is_locked(row) and row.status == PENDING
-            else row.status, "requester": names.get(row.requester_id), "gallery": row.gallery_name,
-            "case_number": row.case_number, "offense": row.offense, "legal_basis": row.legal_basis,
-            "justification": row.justification, "candidates": row.candidates, "probe_sha256": row.probe_sha256,
-            "probe_held": row.probe_held, "policy_version": row.policy_version, "search_id": row.search_id,
-            "requested_at": _aware(row.requested_at),
-            "deadline": _aware(row.deadline) if row.deadline else None,
-            "decided_by": names.get(row.decided_by_id) if row.decided_by_id else None,
-            "decided_at": _aware(row.decided_at) if row.decided_at else None,
-            "decision_reason": row.decision_reason, "results_locked": is_locked(row)}
+        names = dict(
+            s.execute(
+                select(User.id, User.username).where(
+                    User.id.in_([i for i in (row.requester_id, row.decided_by_id) if i is not None])
+                )
+            ).all()
+        )
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": EXPIRED if is_locked(row) and row.status == PENDING else row.status,
+        "requester": names.get(row.requester_id),
+        "gallery": row.gallery_name,
+        "case_number": row.case_number,
+        "offense": row.offense,
+        "legal_basis": row.legal_basis,
+        "justification": row.justification,
+        "candidates": row.candidates,
+        "probe_sha256": row.probe_sha256,
+        "probe_held": row.probe_held,
+        "policy_version": row.policy_version,
+        "search_id": row.search_id,
+        "requested_at": _aware(row.requested_at),
+        "deadline": _aware(row.deadline) if row.deadline else None,
+        "decided_by": names.get(row.decided_by_id) if row.decided_by_id else None,
+        "decided_at": _aware(row.decided_at) if row.decided_at else None,
+        "decision_reason": row.decision_reason,
+        "results_locked": is_locked(row),
+    }
 
 
 def list_requests(ctx: AppContext, who: Principal, *, status: str | None = None) -> list[dict[str, Any]]:
@@ -402,8 +546,13 @@ def list_requests(ctx: AppContext, who: Principal, *, status: str | None = None)
     elif who.can(Permission.SEARCH_RUN) and who.user_id is not None:
         query = query.where(SearchApproval.requester_id == who.user_id)
     else:
-        raise _refuse(ctx, who, "search.request.list", "requests",
-                      PermissionDeniedError(f"role '{who.role}' may not view search requests"))
+        raise _refuse(
+            ctx,
+            who,
+            "search.request.list",
+            "requests",
+            PermissionDeniedError(f"role '{who.role}' may not view search requests"),
+        )
     if status:
         query = query.where(SearchApproval.status == status)
     with ctx.db.read() as s:

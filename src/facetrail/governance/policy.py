@@ -144,9 +144,11 @@ def seed_text(ctx: AppContext) -> str:
     """Version 1: the shipped default, with the offenses, legal bases and similarity floor of the server
     settings (their only remaining use: an installation configured before the policy existed keeps its lists)."""
     server = ctx.settings.server
-    values = {"allowed_offenses": json.dumps(list(server.offenses)),
-              "legal_bases": json.dumps(list(server.legal_bases)),
-              "similarity_floor": repr(float(server.similarity_floor))}
+    values = {
+        "allowed_offenses": json.dumps(list(server.offenses)),
+        "legal_bases": json.dumps(list(server.legal_bases)),
+        "similarity_floor": repr(float(server.similarity_floor)),
+    }
     lines = []
     for line in default_policy_text().splitlines(keepends=True):
         key = line.split("=", 1)[0].strip()
@@ -154,8 +156,10 @@ def seed_text(ctx: AppContext) -> str:
     text = "".join(lines)
     if not _valid(text):  # settings that leave out an offense the default asks approval for: keep those only
         allowed = set(server.offenses)
-        text = text.replace('offenses = ["burglary", "fraud"]',
-                            "offenses = " + json.dumps([o for o in ("burglary", "fraud") if o in allowed]))
+        text = text.replace(
+            'offenses = ["burglary", "fraud"]',
+            "offenses = " + json.dumps([o for o in ("burglary", "fraud") if o in allowed]),
+        )
     return text
 
 
@@ -175,9 +179,13 @@ def _seed_default(ctx: AppContext) -> None:
             return
         s.add(PolicyVersion(version=1, text=text, sha256=_sha(text), created_by=SYSTEM_ACTOR))
         s.flush()
-        append_audit(s, actor=SYSTEM_ACTOR, action="policy.apply", target="policy:1",
-                     details={"version": 1, "sha256": _sha(text), "source": "shipped default",
-                              "diff": _diff("", text, 0, 1)})
+        append_audit(
+            s,
+            actor=SYSTEM_ACTOR,
+            action="policy.apply",
+            target="policy:1",
+            details={"version": 1, "sha256": _sha(text), "source": "shipped default", "diff": _diff("", text, 0, 1)},
+        )
 
 
 def active_version(ctx: AppContext) -> tuple[int, Policy]:
@@ -217,12 +225,23 @@ def policy_of_version(ctx: AppContext, version: int | None, text: str | None = N
 
 
 def _diff(old: str, new: str, old_version: int, new_version: int) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"policy v{old_version}", tofile=f"policy v{new_version}"))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"policy v{old_version}",
+            tofile=f"policy v{new_version}",
+        )
+    )
 
 
-def apply_policy(ctx: AppContext, text: str, *, actor: str, audit_context: dict[str, Any] | None = None,
-                 ) -> dict[str, Any]:
+def apply_policy(
+    ctx: AppContext,
+    text: str,
+    *,
+    actor: str,
+    audit_context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Validate and record ``text`` as the next version (audited with the diff). An invalid document is refused,
     and the refusal audited, leaving the version in force unchanged."""
     active_version(ctx)  # the default is version 1, so the first applied document diffs against it
@@ -230,29 +249,49 @@ def apply_policy(ctx: AppContext, text: str, *, actor: str, audit_context: dict[
         parse_policy(text)
     except PolicyError as exc:
         with ctx.db.transaction() as s:
-            append_audit(s, actor=actor, action="policy.apply", target="policy", outcome="refused",
-                         details={"sha256": _sha(text), "error": exc.to_dict(), **(audit_context or {})})
+            append_audit(
+                s,
+                actor=actor,
+                action="policy.apply",
+                target="policy",
+                outcome="refused",
+                details={"sha256": _sha(text), "error": exc.to_dict(), **(audit_context or {})},
+            )
         raise
     with ctx.db.transaction() as s:
         previous = _latest(s)
         old_version, old_text = (previous.version, previous.text) if previous else (0, "")
         if previous is not None and previous.text == text:
-            raise BadInputError(f"the policy is identical to version {old_version}; nothing applied",
-                                field="policy")
-        row = PolicyVersion(version=old_version + 1, text=text, sha256=_sha(text), created_by=actor,
-                            created_at=utcnow())
+            raise BadInputError(f"the policy is identical to version {old_version}; nothing applied", field="policy")
+        row = PolicyVersion(
+            version=old_version + 1, text=text, sha256=_sha(text), created_by=actor, created_at=utcnow()
+        )
         s.add(row)
         s.flush()
-        append_audit(s, actor=actor, action="policy.apply", target=f"policy:{row.version}",
-                     details={"version": row.version, "previous_version": old_version, "sha256": row.sha256,
-                              "diff": _diff(old_text, text, old_version, row.version), **(audit_context or {})})
+        append_audit(
+            s,
+            actor=actor,
+            action="policy.apply",
+            target=f"policy:{row.version}",
+            details={
+                "version": row.version,
+                "previous_version": old_version,
+                "sha256": row.sha256,
+                "diff": _diff(old_text, text, old_version, row.version),
+                **(audit_context or {}),
+            },
+        )
         return version_dict(row)
 
 
 def version_dict(row: PolicyVersion, *, with_text: bool = True) -> dict[str, Any]:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=utcnow().tzinfo)
-    out: dict[str, Any] = {"version": row.version, "sha256": row.sha256, "created_by": row.created_by,
-                           "created_at": created}
+    out: dict[str, Any] = {
+        "version": row.version,
+        "sha256": row.sha256,
+        "created_by": row.created_by,
+        "created_at": created,
+    }
     if with_text:
         out["text"] = row.text
     return out

@@ -36,8 +36,11 @@ class DecisionFinalError(FaceTrailError):
 def decisions_on(ctx: AppContext, search_id: int) -> dict[int, dict[int, str]]:
     """face id -> reviewer id -> current decision."""
     with ctx.db.read() as s:
-        rows = s.execute(select(CandidateReview.face_id, CandidateReview.reviewer_id, CandidateReview.decision)
-                         .where(CandidateReview.search_id == search_id)).all()
+        rows = s.execute(
+            select(CandidateReview.face_id, CandidateReview.reviewer_id, CandidateReview.decision).where(
+                CandidateReview.search_id == search_id
+            )
+        ).all()
     out: dict[int, dict[int, str]] = {}
     for face_id, reviewer_id, decision in rows:
         out.setdefault(int(face_id), {})[int(reviewer_id)] = decision
@@ -61,8 +64,9 @@ def _is_reviewer(who: Principal) -> bool:
     return who.can(Permission.REVIEW_DECIDE)
 
 
-def visible_reviews(who: Principal, decisions: dict[int, str], reviews: list[dict[str, Any]],
-                    searcher_id: int | None) -> list[dict[str, Any]]:
+def visible_reviews(
+    who: Principal, decisions: dict[int, str], reviews: list[dict[str, Any]], searcher_id: int | None
+) -> list[dict[str, Any]]:
     """The decisions on one candidate the caller may see: reviewers only their own until they have decided;
     investigators none until the candidate is released; others (auditors) all."""
     if _is_reviewer(who):
@@ -96,9 +100,14 @@ def require_released(ctx: AppContext, who: Principal, record: SearchRecord, face
     if is_released(decisions_on(ctx, record.id).get(face_id, {}), record.user_id):
         return
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action="search.thumbnail", target=f"search:{record.id}", outcome="denied",
-                     details={"rank": rank, "reason": "candidate under review (not a released lead)",
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action="search.thumbnail",
+            target=f"search:{record.id}",
+            outcome="denied",
+            details={"rank": rank, "reason": "candidate under review (not a released lead)", **who.audit_context()},
+        )
     raise PermissionDeniedError("this candidate is under review: it is shown once two reviewers release it")
 
 
@@ -108,10 +117,19 @@ def check_may_decide(ctx: AppContext, who: Principal, record: SearchRecord, face
     others = [r for r in mine if r != who.user_id]
     if who.user_id in mine and len(others) >= RELEASE_REVIEWERS - 1:
         with ctx.db.transaction() as s:
-            append_audit(s, actor=who.actor, action="review.decide", target=f"search:{record.id}",
-                         outcome="refused", details={"rank": rank, "face_id": face_id,
-                                                     "reason": "decision final: the other reviewer has decided",
-                                                     **who.audit_context()})
+            append_audit(
+                s,
+                actor=who.actor,
+                action="review.decide",
+                target=f"search:{record.id}",
+                outcome="refused",
+                details={
+                    "rank": rank,
+                    "face_id": face_id,
+                    "reason": "decision final: the other reviewer has decided",
+                    **who.audit_context(),
+                },
+            )
         raise DecisionFinalError("both reviewers have decided this candidate; decisions are now final")
 
 
@@ -125,14 +143,25 @@ def after_decision(ctx: AppContext, who: Principal, record: SearchRecord, face_i
     if action is None:
         return
     with ctx.db.transaction() as s:
-        append_audit(s, actor=who.actor, action=action, target=f"search:{record.id}",
-                     details={"search_id": record.id, "case_number": record.case_number, "rank": rank,
-                              "face_id": face_id, "decisions": {str(k): v for k, v in sorted(mine.items())},
-                              **who.audit_context()})
+        append_audit(
+            s,
+            actor=who.actor,
+            action=action,
+            target=f"search:{record.id}",
+            details={
+                "search_id": record.id,
+                "case_number": record.case_number,
+                "rank": rank,
+                "face_id": face_id,
+                "decisions": {str(k): v for k, v in sorted(mine.items())},
+                **who.audit_context(),
+            },
+        )
 
 
-def visible_review_list(ctx: AppContext, who: Principal, record: SearchRecord,
-                        reviews: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def visible_review_list(
+    ctx: AppContext, who: Principal, record: SearchRecord, reviews: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """A search's review list with, per candidate, only the decisions the caller may see (visible_reviews)."""
     decisions = decisions_on(ctx, record.id)
     out = []

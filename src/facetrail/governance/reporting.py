@@ -16,8 +16,12 @@ from facetrail.governance.training import trained_user_ids
 from facetrail.storage.models import Unit, User
 
 NO_UNIT = "(no unit)"
-EMERGENCY_OUTCOMES = {APPROVED: "approved after the fact", DENIED: "denied (results locked)",
-                      EXPIRED: "window passed (results locked)", PENDING: "awaiting approval"}
+EMERGENCY_OUTCOMES = {
+    APPROVED: "approved after the fact",
+    DENIED: "denied (results locked)",
+    EXPIRED: "window passed (results locked)",
+    PENDING: "awaiting approval",
+}
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -32,20 +36,31 @@ def _status(row: SearchApproval) -> str:
 
 def approval_entry(session: Session, search_id: int, kind: str) -> dict[str, Any] | None:
     """The approval of one search of the given kind (prior | emergency), as the packet states it."""
-    row = session.execute(select(SearchApproval).where(SearchApproval.search_id == search_id,
-                                                       SearchApproval.kind == kind)).scalar_one_or_none()
+    row = session.execute(
+        select(SearchApproval).where(SearchApproval.search_id == search_id, SearchApproval.kind == kind)
+    ).scalar_one_or_none()
     if row is None:
         return None
-    names = dict(session.execute(select(User.id, User.username).where(
-        User.id.in_([i for i in (row.requester_id, row.decided_by_id) if i is not None]))).all())
+    names = dict(
+        session.execute(
+            select(User.id, User.username).where(
+                User.id.in_([i for i in (row.requester_id, row.decided_by_id) if i is not None])
+            )
+        ).all()
+    )
     entry: dict[str, Any] = {
-        "request_id": row.id, "status": _status(row), "requested_by": names.get(row.requester_id),
-        "requested_at": _iso(row.requested_at), "decided_by": names.get(row.decided_by_id) if row.decided_by_id
-        else None, "decided_at": _iso(row.decided_at), "reason": row.decision_reason or None,
+        "request_id": row.id,
+        "status": _status(row),
+        "requested_by": names.get(row.requester_id),
+        "requested_at": _iso(row.requested_at),
+        "decided_by": names.get(row.decided_by_id) if row.decided_by_id else None,
+        "decided_at": _iso(row.decided_at),
+        "reason": row.decision_reason or None,
     }
     if kind == EMERGENCY:
-        entry.update(deadline=_iso(row.deadline), results_locked=is_locked(row),
-                     outcome=EMERGENCY_OUTCOMES[_status(row)])
+        entry.update(
+            deadline=_iso(row.deadline), results_locked=is_locked(row), outcome=EMERGENCY_OUTCOMES[_status(row)]
+        )
     return entry
 
 
@@ -60,8 +75,9 @@ def approval_counts(session: Session, low: dt.datetime, high: dt.datetime) -> li
     """Prior-approval requests decided in the period, by unit: [unit, approved, denied]."""
     units = {u.id: u.name for u in session.execute(select(Unit)).scalars()}
     counts: dict[str, list[int]] = {}
-    for row in session.execute(select(SearchApproval).where(SearchApproval.kind == PRIOR,
-                                                            SearchApproval.status.in_([APPROVED, DENIED]))).scalars():
+    for row in session.execute(
+        select(SearchApproval).where(SearchApproval.kind == PRIOR, SearchApproval.status.in_([APPROVED, DENIED]))
+    ).scalars():
         if not _in_period(row.decided_at, low, high):
             continue
         unit = units.get(row.unit_id, NO_UNIT) if row.unit_id is not None else NO_UNIT
@@ -73,8 +89,9 @@ def approval_counts(session: Session, low: dt.datetime, high: dt.datetime) -> li
 def emergency_counts(session: Session, low: dt.datetime, high: dt.datetime) -> list[list[Any]]:
     """Emergency searches run in the period, by outcome: [outcome, searches]."""
     counter: Counter[str] = Counter()
-    for row in session.execute(select(SearchApproval).where(SearchApproval.kind == EMERGENCY,
-                                                            SearchApproval.search_id.is_not(None))).scalars():
+    for row in session.execute(
+        select(SearchApproval).where(SearchApproval.kind == EMERGENCY, SearchApproval.search_id.is_not(None))
+    ).scalars():
         if _in_period(row.requested_at, low, high):
             counter[EMERGENCY_OUTCOMES[_status(row)]] += 1
     return [[outcome, n] for outcome, n in sorted(counter.items())]
@@ -82,8 +99,9 @@ def emergency_counts(session: Session, low: dt.datetime, high: dt.datetime) -> l
 
 def trained_at(session: Session, at: dt.datetime) -> dict[int, bool]:
     """Whose training is valid at ``at`` under the policy in force then (the newest version applied before)."""
-    row = session.execute(select(PolicyVersion).where(PolicyVersion.created_at < at)
-                          .order_by(PolicyVersion.version.desc()).limit(1)).scalar_one_or_none()
+    row = session.execute(
+        select(PolicyVersion).where(PolicyVersion.created_at < at).order_by(PolicyVersion.version.desc()).limit(1)
+    ).scalar_one_or_none()
     if row is None:
         row = session.execute(select(PolicyVersion).order_by(PolicyVersion.version).limit(1)).scalar_one_or_none()
     validity = parse_policy(row.text).training.validity_days if row else 365

@@ -33,9 +33,12 @@ def _today() -> dt.date:
 
 
 def latest_training(session: Session, user_id: int) -> TrainingRecord | None:
-    return session.execute(select(TrainingRecord).where(TrainingRecord.user_id == user_id)
-                           .order_by(TrainingRecord.completed_on.desc(), TrainingRecord.id.desc()).limit(1)
-                           ).scalar_one_or_none()
+    return session.execute(
+        select(TrainingRecord)
+        .where(TrainingRecord.user_id == user_id)
+        .order_by(TrainingRecord.completed_on.desc(), TrainingRecord.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def valid_until(completed_on: dt.date, validity_days: int) -> dt.date:
@@ -43,8 +46,15 @@ def valid_until(completed_on: dt.date, validity_days: int) -> dt.date:
     return completed_on + dt.timedelta(days=validity_days)
 
 
-def record_training(ctx: AppContext, username: str, completed_on: dt.date, course: str, *, actor: str,
-                    audit_context: dict[str, Any] | None = None) -> dict[str, Any]:
+def record_training(
+    ctx: AppContext,
+    username: str,
+    completed_on: dt.date,
+    course: str,
+    *,
+    actor: str,
+    audit_context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Record that ``username`` completed search training on ``completed_on`` (audited 'training.record')."""
     course = (course or "").strip()
     if not course or len(course) > MAX_COURSE:
@@ -59,17 +69,31 @@ def record_training(ctx: AppContext, username: str, completed_on: dt.date, cours
         row = TrainingRecord(user_id=user.id, completed_on=completed_on, course=course, recorded_by=actor)
         s.add(row)
         s.flush()
-        append_audit(s, actor=actor, action="training.record", target=f"user:{username}",
-                     details={"completed_on": completed_on.isoformat(), "course": course,
-                              "valid_until": valid_until(completed_on, validity).isoformat(),
-                              **(audit_context or {})})
+        append_audit(
+            s,
+            actor=actor,
+            action="training.record",
+            target=f"user:{username}",
+            details={
+                "completed_on": completed_on.isoformat(),
+                "course": course,
+                "valid_until": valid_until(completed_on, validity).isoformat(),
+                **(audit_context or {}),
+            },
+        )
         return training_dict(row, username, validity)
 
 
 def training_dict(row: TrainingRecord, username: str, validity_days: int) -> dict[str, Any]:
     until = valid_until(row.completed_on, validity_days)
-    return {"username": username, "completed_on": row.completed_on, "course": row.course,
-            "recorded_by": row.recorded_by, "valid_until": until, "valid": until >= _today()}
+    return {
+        "username": username,
+        "completed_on": row.completed_on,
+        "course": row.course,
+        "recorded_by": row.recorded_by,
+        "valid_until": until,
+        "valid": until >= _today(),
+    }
 
 
 def training_status(ctx: AppContext, username: str) -> dict[str, Any] | None:
@@ -93,12 +117,14 @@ def require_training(ctx: AppContext, who: Principal) -> None:
             row = latest_training(s, who.user_id)
             completed_on = row.completed_on if row else None
     if completed_on is None:
-        raise TrainingRequiredError(f"{who.username} has no search training on record; an administrator must "
-                                    "record it before they can search")
+        raise TrainingRequiredError(
+            f"{who.username} has no search training on record; an administrator must record it before they can search"
+        )
     until = valid_until(completed_on, validity)
     if until < _today():
-        raise TrainingRequiredError(f"{who.username}'s search training expired on {until.isoformat()}",
-                                    expired_on=until.isoformat())
+        raise TrainingRequiredError(
+            f"{who.username}'s search training expired on {until.isoformat()}", expired_on=until.isoformat()
+        )
 
 
 def trained_user_ids(session: Session, at: dt.datetime, validity_days: int) -> dict[int, bool]:

@@ -34,9 +34,16 @@ def iso(value: dt.datetime) -> str:
 def chain_status(ctx: AppContext) -> dict[str, Any]:
     """The audit chain's verification (with the signed checkpoints), as stated on a packet or report."""
     result = verify_audit(ctx.db, ctx.checkpoints_path, ctx.audit_key_path)
-    return {"ok": result.ok, "records": result.records, "head_seq": result.head_seq, "head_hash": result.head_hash,
-            "checkpoints_checked": result.checkpoints_checked, "last_checkpoint_seq": result.last_checkpoint_seq,
-            "problem": result.problem, "warnings": list(result.warnings)}
+    return {
+        "ok": result.ok,
+        "records": result.records,
+        "head_seq": result.head_seq,
+        "head_hash": result.head_hash,
+        "checkpoints_checked": result.checkpoints_checked,
+        "last_checkpoint_seq": result.last_checkpoint_seq,
+        "problem": result.problem,
+        "warnings": list(result.warnings),
+    }
 
 
 def chain_sentence(chain: dict[str, Any]) -> str:
@@ -59,8 +66,12 @@ def configured_model_id(ctx: AppContext) -> str:
 def thresholds_for(ctx: AppContext, model_id: str) -> dict[str, Any]:
     """The similarity floor (candidates below it are never shown) and the 1:1 decision threshold at the
     configured false-match rate, from the model's calibration table."""
-    out: dict[str, Any] = {"model_id": model_id, "similarity_floor": ctx.settings.server.similarity_floor,
-                           "target_fmr": ctx.settings.verify.target_fmr, "decision_threshold": None}
+    out: dict[str, Any] = {
+        "model_id": model_id,
+        "similarity_floor": ctx.settings.server.similarity_floor,
+        "target_fmr": ctx.settings.verify.target_fmr,
+        "decision_threshold": None,
+    }
     try:
         calibration = load_calibration(model_id)
     except FaceTrailError as exc:

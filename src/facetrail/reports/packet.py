@@ -114,38 +114,55 @@ def _person(users: dict[int, User], units: dict[int, str], user_id: int | None, 
     user = users.get(user_id) if user_id is not None else None
     if user is None:
         return {"actor": actor, "username": None, "display_name": None, "role": None, "unit": None}
-    return {"actor": actor, "username": user.username, "display_name": user.display_name or user.username,
-            "role": user.role, "unit": units.get(user.unit_id) if user.unit_id is not None else None}
+    return {
+        "actor": actor,
+        "username": user.username,
+        "display_name": user.display_name or user.username,
+        "role": user.role,
+        "unit": units.get(user.unit_id) if user.unit_id is not None else None,
+    }
 
 
 def _search_audit(session: Session, case_number: str) -> list[AuditRecord]:
     """The audit log's 'search' records naming this case: the runs (outcome ok) and the refused attempts."""
     needle = f'"case_number":{canonical_json(case_number)}'
-    query = (select(AuditRecord).where(AuditRecord.action == "search",
-                                       AuditRecord.details.contains(needle, autoescape=True))
-             .order_by(AuditRecord.seq))
+    query = (
+        select(AuditRecord)
+        .where(AuditRecord.action == "search", AuditRecord.details.contains(needle, autoescape=True))
+        .order_by(AuditRecord.seq)
+    )
     return list(session.execute(query).scalars())
 
 
 def _decision_history(session: Session, search_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Every review decision ever made on these searches (changes of mind included), from the audit log."""
     targets = [f"search:{i}" for i in search_ids]
-    rows = session.execute(select(AuditRecord).where(AuditRecord.action == "review.decide",
-                                                     AuditRecord.outcome == "ok", AuditRecord.target.in_(targets))
-                           .order_by(AuditRecord.seq)).scalars()
+    rows = session.execute(
+        select(AuditRecord)
+        .where(AuditRecord.action == "review.decide", AuditRecord.outcome == "ok", AuditRecord.target.in_(targets))
+        .order_by(AuditRecord.seq)
+    ).scalars()
     history: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for rec in rows:
         d = json.loads(rec.details)
-        history[int(d["search_id"])].append({
-            "audit_seq": rec.seq, "at": rec.ts, "reviewer": rec.actor, "rank": d.get("rank"),
-            "face_id": d.get("face_id"), "decision": d.get("decision"),
-            "previous_decision": d.get("previous_decision"), "notes": d.get("notes", ""),
-        })
+        history[int(d["search_id"])].append(
+            {
+                "audit_seq": rec.seq,
+                "at": rec.ts,
+                "reviewer": rec.actor,
+                "rank": d.get("rank"),
+                "face_id": d.get("face_id"),
+                "decision": d.get("decision"),
+                "previous_decision": d.get("previous_decision"),
+                "notes": d.get("notes", ""),
+            }
+        )
     return history
 
 
-def _candidates(ctx: AppContext, record: SearchRecord, reviews: list[dict[str, Any]],
-                decisions: dict[tuple[int, int], Any]) -> list[dict[str, Any]]:
+def _candidates(
+    ctx: AppContext, record: SearchRecord, reviews: list[dict[str, Any]], decisions: dict[tuple[int, int], Any]
+) -> list[dict[str, Any]]:
     from facetrail.governance.policy import similarity_floor_for
 
     floor = similarity_floor_for(ctx, record.policy_version)  # the floor of the policy the search ran under
@@ -153,15 +170,20 @@ def _candidates(ctx: AppContext, record: SearchRecord, reviews: list[dict[str, A
     for c in record.candidates:
         face_id = int(c["face_id"])
         grouped = decisions.get((record.id, face_id))
-        out.append({
-            "rank": int(c["rank"]), "subject_id": int(c["subject_id"]),
-            "subject_external_id": str(c["subject_external_id"]), "face_id": face_id,
-            "similarity": float(c["similarity"]), "estimated_fmr": float(c["fmr"]),
-            "shown": float(c["similarity"]) >= floor,
-            "decisions": [r for r in reviews if r["face_id"] == face_id],
-            "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
-            "released": bool(grouped and grouped.released(record.user_id)),
-        })
+        out.append(
+            {
+                "rank": int(c["rank"]),
+                "subject_id": int(c["subject_id"]),
+                "subject_external_id": str(c["subject_external_id"]),
+                "face_id": face_id,
+                "similarity": float(c["similarity"]),
+                "estimated_fmr": float(c["fmr"]),
+                "shown": float(c["similarity"]) >= floor,
+                "decisions": [r for r in reviews if r["face_id"] == face_id],
+                "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
+                "released": bool(grouped and grouped.released(record.user_id)),
+            }
+        )
     return out
 
 
@@ -180,9 +202,16 @@ def _outcome(candidates: list[dict[str, Any]]) -> str:
     return "not reviewed"
 
 
-def _search_entry(ctx: AppContext, session: Session, record: SearchRecord, people: dict[str, Any],
-                  reviews: list[dict[str, Any]], history: list[dict[str, Any]], decisions: dict[Any, Any],
-                  audit_seq: int | None) -> dict[str, Any]:
+def _search_entry(
+    ctx: AppContext,
+    session: Session,
+    record: SearchRecord,
+    people: dict[str, Any],
+    reviews: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    decisions: dict[Any, Any],
+    audit_seq: int | None,
+) -> dict[str, Any]:
     emergency = emergency_of(session, record)
     # A locked emergency search's results are seen by no one, in a packet neither; the entry says why.
     candidates = [] if emergency and emergency["results_locked"] else _candidates(ctx, record, reviews, decisions)
@@ -199,10 +228,16 @@ def _search_entry(ctx: AppContext, session: Session, record: SearchRecord, peopl
         "legal_basis": record.legal_basis or None,
         "justification": record.reason,
         "model": thresholds_for(ctx, record.model_id),
-        "probe": {"sha256": record.probe_sha256, "image_kept": record.probe_stored, "face_index": record.face_index,
-                  "faces_in_probe": record.faces_in_probe, "thumbnail_jpeg_base64": None,
-                  "thumbnail_note": "probe image not kept: identified by its SHA-256 only"
-                  if not record.probe_stored else None},
+        "probe": {
+            "sha256": record.probe_sha256,
+            "image_kept": record.probe_stored,
+            "face_index": record.face_index,
+            "faces_in_probe": record.faces_in_probe,
+            "thumbnail_jpeg_base64": None,
+            "thumbnail_note": "probe image not kept: identified by its SHA-256 only"
+            if not record.probe_stored
+            else None,
+        },
         "candidates_requested": record.candidates_requested,
         "candidates": candidates,
         "candidates_shown": sum(1 for c in candidates if c["shown"]),
@@ -211,8 +246,11 @@ def _search_entry(ctx: AppContext, session: Session, record: SearchRecord, peopl
     }
 
 
-def _refused_attempts(records: list[AuditRecord], scope: PacketScope, unit_of_actor: dict[str, int | None],
-                      ) -> list[dict[str, Any]]:
+def _refused_attempts(
+    records: list[AuditRecord],
+    scope: PacketScope,
+    unit_of_actor: dict[str, int | None],
+) -> list[dict[str, Any]]:
     out = []
     for rec in records:
         if rec.outcome == "ok":
@@ -221,10 +259,20 @@ def _refused_attempts(records: list[AuditRecord], scope: PacketScope, unit_of_ac
             continue
         d = json.loads(rec.details)
         error = d.get("error") if isinstance(d.get("error"), dict) else {}
-        out.append({"audit_seq": rec.seq, "at": rec.ts, "actor": rec.actor, "outcome": rec.outcome,
-                    "gallery": d.get("gallery"), "offense": d.get("offense"), "legal_basis": d.get("legal_basis"),
-                    "probe_sha256": d.get("probe_sha256"), "error_code": error.get("code"),
-                    "error": error.get("message")})
+        out.append(
+            {
+                "audit_seq": rec.seq,
+                "at": rec.ts,
+                "actor": rec.actor,
+                "outcome": rec.outcome,
+                "gallery": d.get("gallery"),
+                "offense": d.get("offense"),
+                "legal_basis": d.get("legal_basis"),
+                "probe_sha256": d.get("probe_sha256"),
+                "error_code": error.get("code"),
+                "error": error.get("message"),
+            }
+        )
     return out
 
 
@@ -235,8 +283,9 @@ def _clean_case_number(case_number: str) -> str:
     return text
 
 
-def collect_packet(ctx: AppContext, case_number: str, *, actor: str, scope: PacketScope,
-                   audit_context: dict[str, Any] | None = None) -> Packet:
+def collect_packet(
+    ctx: AppContext, case_number: str, *, actor: str, scope: PacketScope, audit_context: dict[str, Any] | None = None
+) -> Packet:
     """Read the case's records and audit the generation, in one transaction; then add the probe faces.
 
     Raises CaseNotFoundError (audited, outcome 'not_found') when the scope holds no search for the case."""
@@ -249,20 +298,36 @@ def collect_packet(ctx: AppContext, case_number: str, *, actor: str, scope: Pack
             query = query.where(SearchRecord.unit_id == scope.unit_id)
         records = list(s.execute(query.order_by(SearchRecord.id)).scalars())
         if not records:
-            append_audit(s, actor=actor, action="case.packet", target=f"case:{case_number}", outcome="not_found",
-                         details={"scope": scope.description, **(audit_context or {})})
+            append_audit(
+                s,
+                actor=actor,
+                action="case.packet",
+                target=f"case:{case_number}",
+                outcome="not_found",
+                details={"scope": scope.description, **(audit_context or {})},
+            )
             found = None
         else:
             found = _collect(ctx, s, case_number, records, scope, chain, generated_at, actor)
-            seq = append_audit(s, actor=actor, action="case.packet", target=f"case:{case_number}", details={
-                "scope": scope.description, "search_ids": [r.id for r in records],
-                "candidates": sum(len(r.candidates) for r in records),
-                "review_decisions": sum(len(e["review_history"]) for e in found["searches"]),
-                "probe_images_included": scope.include_probe_images,
-                "audit_chain_ok": chain["ok"], **(audit_context or {})}).seq
+            seq = append_audit(
+                s,
+                actor=actor,
+                action="case.packet",
+                target=f"case:{case_number}",
+                details={
+                    "scope": scope.description,
+                    "search_ids": [r.id for r in records],
+                    "candidates": sum(len(r.candidates) for r in records),
+                    "review_decisions": sum(len(e["review_history"]) for e in found["searches"]),
+                    "probe_images_included": scope.include_probe_images,
+                    "audit_chain_ok": chain["ok"],
+                    **(audit_context or {}),
+                },
+            ).seq
     if found is None:
-        raise CaseNotFoundError(f"no search is recorded for case {case_number!r} in {scope.description}",
-                                case_number=case_number)
+        raise CaseNotFoundError(
+            f"no search is recorded for case {case_number!r} in {scope.description}", case_number=case_number
+        )
     found["audit_seq"] = seq
     if scope.include_probe_images:
         for entry in found["searches"]:
@@ -270,30 +335,57 @@ def collect_packet(ctx: AppContext, case_number: str, *, actor: str, scope: Pack
     return Packet(case_number, seq, found)
 
 
-def _collect(ctx: AppContext, s: Session, case_number: str, records: list[SearchRecord], scope: PacketScope,
-             chain: dict[str, Any], generated_at: dt.datetime, actor: str) -> dict[str, Any]:
+def _collect(
+    ctx: AppContext,
+    s: Session,
+    case_number: str,
+    records: list[SearchRecord],
+    scope: PacketScope,
+    chain: dict[str, Any],
+    generated_at: dt.datetime,
+    actor: str,
+) -> dict[str, Any]:
     ids = [r.id for r in records]
-    review_rows = list(s.execute(select(CandidateReview).where(CandidateReview.search_id.in_(ids))
-                                 .order_by(CandidateReview.search_id, CandidateReview.rank, CandidateReview.id))
-                       .scalars())
+    review_rows = list(
+        s.execute(
+            select(CandidateReview)
+            .where(CandidateReview.search_id.in_(ids))
+            .order_by(CandidateReview.search_id, CandidateReview.rank, CandidateReview.id)
+        ).scalars()
+    )
     user_ids = {r.user_id for r in records if r.user_id is not None} | {r.reviewer_id for r in review_rows}
     users = {u.id: u for u in s.execute(select(User).where(User.id.in_(user_ids))).scalars()}
     units = {u.id: u.name for u in s.execute(select(Unit)).scalars()}
     reviews_by_search: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in review_rows:
         reviewer = _person(users, units, r.reviewer_id, "")
-        reviews_by_search[r.search_id].append({
-            "rank": r.rank, "face_id": r.face_id, "reviewer": reviewer["username"],
-            "reviewer_name": reviewer["display_name"], "decision": r.decision, "notes": r.notes,
-            "decided_at": iso(r.created_at)})
+        reviews_by_search[r.search_id].append(
+            {
+                "rank": r.rank,
+                "face_id": r.face_id,
+                "reviewer": reviewer["username"],
+                "reviewer_name": reviewer["display_name"],
+                "decision": r.decision,
+                "notes": r.notes,
+                "decided_at": iso(r.created_at),
+            }
+        )
     decisions = group_decisions(review_rows)
     history = _decision_history(s, ids)
     search_audit = _search_audit(s, case_number)
     audit_seq_of = {json.loads(a.details).get("search_id"): a.seq for a in search_audit if a.outcome == "ok"}
     actor_units = {f"user:{u.username}": u.unit_id for u in s.execute(select(User)).scalars()}
     searches = [
-        _search_entry(ctx, s, r, {"run_by": _person(users, units, r.user_id, r.actor)},
-                      reviews_by_search.get(r.id, []), history.get(r.id, []), decisions, audit_seq_of.get(r.id))
+        _search_entry(
+            ctx,
+            s,
+            r,
+            {"run_by": _person(users, units, r.user_id, r.actor)},
+            reviews_by_search.get(r.id, []),
+            history.get(r.id, []),
+            decisions,
+            audit_seq_of.get(r.id),
+        )
         for r in records
     ]
     if scope.blind_reviewer is not None:
@@ -336,8 +428,9 @@ def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:
             c["decisions"] = []
             c["possible_lead_votes"] = None
             c["decisions_withheld"] = "withheld until you decide (blind two-person review)"
-    entry["review_history"] = [h for h in entry["review_history"]
-                               if h["face_id"] not in withheld or h["reviewer"] == f"user:{viewer}"]
+    entry["review_history"] = [
+        h for h in entry["review_history"] if h["face_id"] not in withheld or h["reviewer"] == f"user:{viewer}"
+    ]
     if withheld:
         entry["outcome"] = "under two-person review: " + entry["outcome"]
 

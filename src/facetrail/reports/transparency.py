@@ -51,8 +51,7 @@ FACE_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {
     "face.delete": lambda d: 1,
 }
 SUBJECT_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {"subject.delete": lambda d: 1}
-OUTCOMES = ("released lead", "possible lead, not released", "reviewed, no lead", "not reviewed",
-            "no candidate shown")
+OUTCOMES = ("released lead", "possible lead, not released", "reviewed, no lead", "not reviewed", "no candidate shown")
 
 
 @dataclass
@@ -129,8 +128,9 @@ def _counted(counter: Counter[str]) -> list[list[Any]]:
 
 
 def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datetime) -> list[Section]:
-    searches = list(s.execute(select(SearchRecord).where(SearchRecord.created_at >= low,
-                                                         SearchRecord.created_at < high)).scalars())
+    searches = list(
+        s.execute(select(SearchRecord).where(SearchRecord.created_at >= low, SearchRecord.created_at < high)).scalars()
+    )
     units = {u.id: u.name for u in s.execute(select(Unit)).scalars()}
     unit_of = {r.id: units.get(r.unit_id, NO_UNIT) if r.unit_id is not None else NO_UNIT for r in searches}
     by_unit = Counter(unit_of.values())
@@ -161,31 +161,51 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
             pairs[unit_of[search_id]][1] += int(g.disagreement)
     total = len(searches)
     return [
-        Section("searches_by_unit", "Searches by unit",
-                f"{total} face searches were run in the period. Each search compares one probe photo with one "
-                "gallery and lists candidates for human review; it never identifies anyone by itself.",
-                ["unit", "searches"], _counted(by_unit),
-                bar_chart("Searches by unit", list(by_unit), list(by_unit.values()), "searches") if total else None),
-        Section("searches_by_offense", "Searches by offense",
-                "The offense each search was run for, as recorded with it.",
-                ["offense", "searches"], _counted(by_offense),
-                bar_chart("Searches by offense", *_split(_counted(by_offense)), "searches") if total else None),
-        Section("searches_by_legal_basis", "Searches by legal basis",
-                "The legal authority each search cited. Searches run from the command line may cite none.",
-                ["legal_basis", "searches"], _counted(by_basis),
-                bar_chart("Searches by legal basis", *_split(_counted(by_basis)), "searches") if total else None),
-        Section("search_outcomes", "Searches with released leads and without",
-                f"A candidate becomes a released lead when {RELEASE_REVIEWERS} different reviewers, neither of them "
-                "the searcher, mark it a possible lead. Each search is counted once, under its furthest outcome; "
-                f"'no candidate shown' means no candidate scored above the similarity floor ({floor}).",
-                ["outcome", "searches"], [[o, outcomes.get(o, 0)] for o in OUTCOMES],
-                bar_chart("Search outcomes", list(OUTCOMES), [outcomes.get(o, 0) for o in OUTCOMES], "searches")
-                if total else None),
-        Section("reviewer_disagreements", "Reviewer disagreements",
-                "Candidates that two or more reviewers decided on, and how many of them got different decisions "
-                "(e.g. one 'possible lead', another 'not a match'), by the unit of the search.",
-                ["unit", "candidates_reviewed_by_two_or_more", "disagreements"],
-                [[unit, n, d] for unit, (n, d) in sorted(pairs.items())]),
+        Section(
+            "searches_by_unit",
+            "Searches by unit",
+            f"{total} face searches were run in the period. Each search compares one probe photo with one "
+            "gallery and lists candidates for human review; it never identifies anyone by itself.",
+            ["unit", "searches"],
+            _counted(by_unit),
+            bar_chart("Searches by unit", list(by_unit), list(by_unit.values()), "searches") if total else None,
+        ),
+        Section(
+            "searches_by_offense",
+            "Searches by offense",
+            "The offense each search was run for, as recorded with it.",
+            ["offense", "searches"],
+            _counted(by_offense),
+            bar_chart("Searches by offense", *_split(_counted(by_offense)), "searches") if total else None,
+        ),
+        Section(
+            "searches_by_legal_basis",
+            "Searches by legal basis",
+            "The legal authority each search cited. Searches run from the command line may cite none.",
+            ["legal_basis", "searches"],
+            _counted(by_basis),
+            bar_chart("Searches by legal basis", *_split(_counted(by_basis)), "searches") if total else None,
+        ),
+        Section(
+            "search_outcomes",
+            "Searches with released leads and without",
+            f"A candidate becomes a released lead when {RELEASE_REVIEWERS} different reviewers, neither of them "
+            "the searcher, mark it a possible lead. Each search is counted once, under its furthest outcome; "
+            f"'no candidate shown' means no candidate scored above the similarity floor ({floor}).",
+            ["outcome", "searches"],
+            [[o, outcomes.get(o, 0)] for o in OUTCOMES],
+            bar_chart("Search outcomes", list(OUTCOMES), [outcomes.get(o, 0) for o in OUTCOMES], "searches")
+            if total
+            else None,
+        ),
+        Section(
+            "reviewer_disagreements",
+            "Reviewer disagreements",
+            "Candidates that two or more reviewers decided on, and how many of them got different decisions "
+            "(e.g. one 'possible lead', another 'not a match'), by the unit of the search.",
+            ["unit", "candidates_reviewed_by_two_or_more", "disagreements"],
+            [[unit, n, d] for unit, (n, d) in sorted(pairs.items())],
+        ),
     ]
 
 
@@ -195,10 +215,14 @@ def _split(rows: list[list[Any]]) -> tuple[list[str], list[int]]:
 
 def _gallery_section(s: Session, low: dt.datetime, high: dt.datetime) -> Section:
     actions = set(ENROLL_ACTIONS) | set(FACE_DELETE_ACTIONS) | set(SUBJECT_DELETE_ACTIONS)
-    records = s.execute(select(AuditRecord.action, AuditRecord.target, AuditRecord.details).where(
-        AuditRecord.action.in_(actions), AuditRecord.outcome.in_(["ok", "interrupted"]),
-        AuditRecord.ts >= low.isoformat(timespec="microseconds"),
-        AuditRecord.ts < high.isoformat(timespec="microseconds"))).all()
+    records = s.execute(
+        select(AuditRecord.action, AuditRecord.target, AuditRecord.details).where(
+            AuditRecord.action.in_(actions),
+            AuditRecord.outcome.in_(["ok", "interrupted"]),
+            AuditRecord.ts >= low.isoformat(timespec="microseconds"),
+            AuditRecord.ts < high.isoformat(timespec="microseconds"),
+        )
+    ).all()
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for action, target, details in records:
         gallery = target.removeprefix("gallery:")
@@ -210,72 +234,122 @@ def _gallery_section(s: Session, low: dt.datetime, high: dt.datetime) -> Section
     chart = None
     if counts:
         labels = [f"{g}: {kind}" for g in sorted(counts) for kind in ("enrolled", "deleted")]
-        chart = bar_chart("Faces enrolled and deleted, by gallery", labels,
-                          [v for g in sorted(counts) for v in (counts[g][0], counts[g][2])], "faces")
-    return Section("gallery_changes", "Enrollments and deletions by gallery",
-                   "Faces added to each gallery and subjects and faces removed from it in the period, from the audit "
-                   "log (the record of every enrolment and deletion).",
-                   ["gallery", "faces_enrolled", "subjects_deleted", "faces_deleted"], rows, chart)
+        chart = bar_chart(
+            "Faces enrolled and deleted, by gallery",
+            labels,
+            [v for g in sorted(counts) for v in (counts[g][0], counts[g][2])],
+            "faces",
+        )
+    return Section(
+        "gallery_changes",
+        "Enrollments and deletions by gallery",
+        "Faces added to each gallery and subjects and faces removed from it in the period, from the audit "
+        "log (the record of every enrolment and deletion).",
+        ["gallery", "faces_enrolled", "subjects_deleted", "faces_deleted"],
+        rows,
+        chart,
+    )
 
 
 def _user_section(s: Session, low: dt.datetime, high: dt.datetime) -> Section:
     users = list(s.execute(select(User).where(User.created_at < high)).scalars())
-    actors = set(s.execute(select(AuditRecord.actor).where(
-        AuditRecord.outcome == "ok", AuditRecord.ts >= low.isoformat(timespec="microseconds"),
-        AuditRecord.ts < high.isoformat(timespec="microseconds"))).scalars())
-    searchers = set(s.execute(select(SearchRecord.user_id).where(
-        SearchRecord.created_at >= low, SearchRecord.created_at < high)).scalars())
+    actors = set(
+        s.execute(
+            select(AuditRecord.actor).where(
+                AuditRecord.outcome == "ok",
+                AuditRecord.ts >= low.isoformat(timespec="microseconds"),
+                AuditRecord.ts < high.isoformat(timespec="microseconds"),
+            )
+        ).scalars()
+    )
+    searchers = set(
+        s.execute(
+            select(SearchRecord.user_id).where(SearchRecord.created_at >= low, SearchRecord.created_at < high)
+        ).scalars()
+    )
     trained = trained_users(s, high)
     rows = []
     for role in sorted({u.role for u in users}):
         members = [u for u in users if u.role == role]
-        rows.append([role, sum(1 for u in members if not u.disabled),
-                     sum(1 for u in members if f"user:{u.username}" in actors),
-                     sum(1 for u in members if u.id in searchers),
-                     "not recorded" if trained is None else sum(1 for u in members if trained.get(u.id))])
-    return Section("users", "Users: accounts, activity and training",
-                   "Accounts by role at the end of the period; 'active' users did anything recorded in the audit log "
-                   "during the period; 'searched' users ran at least one search. Search training is not recorded "
-                   "by this installation yet." if trained is None else "Accounts by role, activity and training.",
-                   ["role", "enabled_accounts", "active", "searched", "trained"], rows)
+        rows.append(
+            [
+                role,
+                sum(1 for u in members if not u.disabled),
+                sum(1 for u in members if f"user:{u.username}" in actors),
+                sum(1 for u in members if u.id in searchers),
+                "not recorded" if trained is None else sum(1 for u in members if trained.get(u.id)),
+            ]
+        )
+    return Section(
+        "users",
+        "Users: accounts, activity and training",
+        "Accounts by role at the end of the period; 'active' users did anything recorded in the audit log "
+        "during the period; 'searched' users ran at least one search. Search training is not recorded "
+        "by this installation yet."
+        if trained is None
+        else "Accounts by role, activity and training.",
+        ["role", "enabled_accounts", "active", "searched", "trained"],
+        rows,
+    )
 
 
 def _hook_section(key: str, heading: str, what: str, rows: list[list[Any]] | None, columns: list[str]) -> Section:
     if rows is None:
-        return Section(key, heading, f"Not recorded: this installation does not store {what} yet, so no figure "
-                       "is given (rather than a zero that could be mistaken for none).", recorded=False)
+        return Section(
+            key,
+            heading,
+            f"Not recorded: this installation does not store {what} yet, so no figure "
+            "is given (rather than a zero that could be mistaken for none).",
+            recorded=False,
+        )
     return Section(key, heading, f"{what.capitalize()} in the period.", columns, rows)
 
 
 def _model_section(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datetime) -> Section:
-    used = Counter(s.execute(select(SearchRecord.model_id).where(
-        SearchRecord.created_at >= low, SearchRecord.created_at < high)).scalars())
+    used = Counter(
+        s.execute(
+            select(SearchRecord.model_id).where(SearchRecord.created_at >= low, SearchRecord.created_at < high)
+        ).scalars()
+    )
     configured = configured_model_id(ctx)
     rows = []
     for model in [configured, *sorted(m for m in used if m != configured)]:
         t = thresholds_for(ctx, model)
-        rows.append([model, "yes" if model == configured else "no", used.get(model, 0), t["similarity_floor"],
-                     t["decision_threshold"] if t["decision_threshold"] is not None else "unavailable",
-                     t["target_fmr"]])
-    return Section("model", "Model and thresholds in force",
-                   "The face model searches use, and the scores that matter: candidates under the similarity floor "
-                   "are never shown; the 1:1 decision threshold is the score reached by different people at the "
-                   "stated false-match rate.",
-                   ["model_id", "in_force", "searches_in_period", "similarity_floor", "decision_threshold",
-                    "target_fmr"], rows)
+        rows.append(
+            [
+                model,
+                "yes" if model == configured else "no",
+                used.get(model, 0),
+                t["similarity_floor"],
+                t["decision_threshold"] if t["decision_threshold"] is not None else "unavailable",
+                t["target_fmr"],
+            ]
+        )
+    return Section(
+        "model",
+        "Model and thresholds in force",
+        "The face model searches use, and the scores that matter: candidates under the similarity floor "
+        "are never shown; the 1:1 decision threshold is the score reached by different people at the "
+        "stated false-match rate.",
+        ["model_id", "in_force", "searches_in_period", "similarity_floor", "decision_threshold", "target_fmr"],
+        rows,
+    )
 
 
 def _chain_section(chain: dict[str, Any]) -> Section:
-    return Section("audit_chain", "Audit log verification",
-                   f"Every action in FaceTrail is written to a hash-chained audit log. When this report was made the "
-                   f"chain was {chain_sentence(chain)}.",
-                   ["ok", "records", "head_seq", "checkpoints_checked", "problem"],
-                   [[chain["ok"], chain["records"], chain["head_seq"], chain["checkpoints_checked"],
-                     chain["problem"] or ""]])
+    return Section(
+        "audit_chain",
+        "Audit log verification",
+        f"Every action in FaceTrail is written to a hash-chained audit log. When this report was made the "
+        f"chain was {chain_sentence(chain)}.",
+        ["ok", "records", "head_seq", "checkpoints_checked", "problem"],
+        [[chain["ok"], chain["records"], chain["head_seq"], chain["checkpoints_checked"], chain["problem"] or ""]],
+    )
 
 
-def collect_report(ctx: AppContext, date_from: str, date_to: str, *, actor: str,
-                   audit_context: dict[str, Any] | None = None) -> Report:
+def collect_report(
+    ctx: AppContext, date_from: str, date_to: str, *, actor: str, audit_context: dict[str, Any] | None = None
+) -> Report:
     """Every section's counts for the period, read and audited in one transaction."""
     start, end = parse_period(date_from, date_to)
     low, high = _bounds(start, end)
@@ -284,21 +358,43 @@ def collect_report(ctx: AppContext, date_from: str, date_to: str, *, actor: str,
     with ctx.db.transaction() as s:
         sections = [
             *_search_sections(ctx, s, low, high),
-            _hook_section("approvals", "Approvals and denials", "approval requests and their decisions",
-                          approval_rows(s, low, high), ["unit", "approved", "denied"]),
-            _hook_section("emergency_searches", "Emergency searches and their outcome",
-                          "emergency searches and their after-the-fact approvals", emergency_rows(s, low, high),
-                          ["outcome", "searches"]),
+            _hook_section(
+                "approvals",
+                "Approvals and denials",
+                "approval requests and their decisions",
+                approval_rows(s, low, high),
+                ["unit", "approved", "denied"],
+            ),
+            _hook_section(
+                "emergency_searches",
+                "Emergency searches and their outcome",
+                "emergency searches and their after-the-fact approvals",
+                emergency_rows(s, low, high),
+                ["outcome", "searches"],
+            ),
             _gallery_section(s, low, high),
             _user_section(s, low, high),
             _model_section(ctx, s, low, high),
             _chain_section(chain),
         ]
-        totals = {sec.key: sum(int(r[1]) for r in sec.rows) for sec in sections
-                  if sec.key.startswith("searches_by_") or sec.key == "search_outcomes"}
-        seq = append_audit(s, actor=actor, action="report.transparency", target=f"period:{start}..{end}",
-                           details={"from": str(start), "to": str(end), "totals": totals,
-                                    "audit_chain_ok": chain["ok"], **(audit_context or {})}).seq
+        totals = {
+            sec.key: sum(int(r[1]) for r in sec.rows)
+            for sec in sections
+            if sec.key.startswith("searches_by_") or sec.key == "search_outcomes"
+        }
+        seq = append_audit(
+            s,
+            actor=actor,
+            action="report.transparency",
+            target=f"period:{start}..{end}",
+            details={
+                "from": str(start),
+                "to": str(end),
+                "totals": totals,
+                "audit_chain_ok": chain["ok"],
+                **(audit_context or {}),
+            },
+        ).seq
     return Report(start, end, generated_at, actor, sections, seq)
 
 
@@ -328,10 +424,11 @@ def render_html(report: Report, image_src: Callable[[Section], str]) -> str:
     beside the page, or a data: URL for a single-file download)."""
     e = html.escape
     parts = [
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Face search transparency report {report.period_from} to {report.period_to}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>Face search transparency report</h1><p class=\"meta\">Period: {report.period_from} to "
+        f'<h1>Face search transparency report</h1><p class="meta">Period: {report.period_from} to '
         f"{report.period_to} (inclusive, UTC). Generated {e(report.generated_at)} by {e(report.generated_by)}; "
         f"audit record {report.audit_seq}.</p>",
         "<p>This report gives aggregate counts only: it names no person searched for, no enrolled person and no "
@@ -346,8 +443,16 @@ def render_html(report: Report, image_src: Callable[[Section], str]) -> str:
         if sec.columns:
             head = "".join(f"<th>{e(c.replace('_', ' '))}</th>" for c in sec.columns)
             body = "".join(
-                "<tr>" + "".join(f'<td class="n">{v}</td>' if isinstance(v, int | float) and not isinstance(v, bool)
-                                 else f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in sec.rows)
+                "<tr>"
+                + "".join(
+                    f'<td class="n">{v}</td>'
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                    else f"<td>{e(str(v))}</td>"
+                    for v in row
+                )
+                + "</tr>"
+                for row in sec.rows
+            )
             empty = "" if sec.rows else f'<tr><td colspan="{len(sec.columns)}">none in the period</td></tr>'
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>")
             parts.append(f'<p class="meta">Data: <a href="{e(sec.key)}.csv">{e(sec.key)}.csv</a></p>')

@@ -99,16 +99,44 @@ class PendingCertificate:
         }
 
 
-def _audit_refusal(ctx: AppContext, *, actor: str, action: str, gallery: str, external_id: str,
-                   hold_ids: list[int], reason: str, face_id: int | None) -> None:
+def _audit_refusal(
+    ctx: AppContext,
+    *,
+    actor: str,
+    action: str,
+    gallery: str,
+    external_id: str,
+    hold_ids: list[int],
+    reason: str,
+    face_id: int | None,
+) -> None:
     with ctx.db.transaction() as session:
-        append_audit(session, actor=actor, action=action, target=f"gallery:{gallery}", outcome="refused",
-                     details={"external_id": external_id, "face_id": face_id, "reason": reason,
-                              "refused_because": "legal hold", "hold_ids": hold_ids})
+        append_audit(
+            session,
+            actor=actor,
+            action=action,
+            target=f"gallery:{gallery}",
+            outcome="refused",
+            details={
+                "external_id": external_id,
+                "face_id": face_id,
+                "reason": reason,
+                "refused_because": "legal hold",
+                "hold_ids": hold_ids,
+            },
+        )
 
 
-def delete_rows(ctx: AppContext, gallery_name: str, external_id: str | None, *, face_ids: Sequence[int] | None,
-                actor: str, reason: str, basis: dict[str, Any] | None = None) -> PendingCertificate:
+def delete_rows(
+    ctx: AppContext,
+    gallery_name: str,
+    external_id: str | None,
+    *,
+    face_ids: Sequence[int] | None,
+    actor: str,
+    reason: str,
+    basis: dict[str, Any] | None = None,
+) -> PendingCertificate:
     """Steps 1–3 for a whole subject (``face_ids`` None) or some of its faces (``external_id`` may then be
     None: it is looked up from the first face). Raises LegalHoldError if the subject is held."""
     whole = face_ids is None
@@ -121,8 +149,9 @@ def delete_rows(ctx: AppContext, gallery_name: str, external_id: str | None, *, 
             first = session.get(Face, face_ids[0]) if face_ids else None
             if first is None or first.gallery_id != gallery.id:
                 missing = face_ids[0] if face_ids else None
-                raise FaceNotFoundError(f"gallery {gallery.name!r} has no face {missing}",
-                                        gallery=gallery.name, face_id=missing)
+                raise FaceNotFoundError(
+                    f"gallery {gallery.name!r} has no face {missing}", gallery=gallery.name, face_id=missing
+                )
             external_id = first.subject.external_id
         subject = _load_subject(session, gallery, external_id)
         lock_subject(session, subject)
@@ -134,16 +163,30 @@ def delete_rows(ctx: AppContext, gallery_name: str, external_id: str | None, *, 
             faces = list(session.execute(query).scalars())
             if face_ids is not None and len(faces) != len(set(face_ids)):
                 missing = sorted(set(face_ids) - {f.id for f in faces})[0]
-                raise FaceNotFoundError(f"gallery {gallery.name!r} has no face {missing}",
-                                        gallery=gallery.name, face_id=missing)
+                raise FaceNotFoundError(
+                    f"gallery {gallery.name!r} has no face {missing}", gallery=gallery.name, face_id=missing
+                )
             pending = PendingCertificate(
-                scope="subject" if whole else "faces", gallery=gallery.name, gallery_id=gallery.id,
-                external_id=external_id, actor=actor, reason=reason, basis=basis or {"kind": "manual"},
+                scope="subject" if whole else "faces",
+                gallery=gallery.name,
+                gallery_id=gallery.id,
+                external_id=external_id,
+                actor=actor,
+                reason=reason,
+                basis=basis or {"kind": "manual"},
                 deleted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                faces=[{"face_id": f.id, "image_sha256": f.image_sha256, "image_stored": f.image_stored,
-                        "embedding_sha256": sha256_hex(f.embedding), "thumbnail_sha256": sha256_hex(f.thumbnail),
+                faces=[
+                    {
+                        "face_id": f.id,
+                        "image_sha256": f.image_sha256,
+                        "image_stored": f.image_stored,
+                        "embedding_sha256": sha256_hex(f.embedding),
+                        "thumbnail_sha256": sha256_hex(f.thumbnail),
                         "capture_date": f.capture_date.isoformat() if f.capture_date else None,
-                        "enrolled_at": f.enrolled_at.isoformat()} for f in faces],
+                        "enrolled_at": f.enrolled_at.isoformat(),
+                    }
+                    for f in faces
+                ],
             )
             for face in faces:
                 session.delete(face)
@@ -152,20 +195,40 @@ def delete_rows(ctx: AppContext, gallery_name: str, external_id: str | None, *, 
             session.flush()
             ids = [f["face_id"] for f in pending.faces]
             if whole:
-                details: dict[str, Any] = {"gallery_id": gallery.id, "external_id": external_id, "face_ids": ids,
-                                           "reason": reason}
+                details: dict[str, Any] = {
+                    "gallery_id": gallery.id,
+                    "external_id": external_id,
+                    "face_ids": ids,
+                    "reason": reason,
+                }
             else:
-                details = {"gallery_id": gallery.id, "external_id": external_id, "face_ids": ids,
-                           "face_id": ids[0] if len(ids) == 1 else None,
-                           "image_sha256": pending.faces[0]["image_sha256"] if len(ids) == 1 else None,
-                           "reason": reason}
+                details = {
+                    "gallery_id": gallery.id,
+                    "external_id": external_id,
+                    "face_ids": ids,
+                    "face_id": ids[0] if len(ids) == 1 else None,
+                    "image_sha256": pending.faces[0]["image_sha256"] if len(ids) == 1 else None,
+                    "reason": reason,
+                }
             append_audit(session, actor=actor, action=action, target=f"gallery:{gallery.name}", details=details)
     if refused:
-        _audit_refusal(ctx, actor=actor, action=action, gallery=gallery_name, external_id=external_id,
-                       hold_ids=refused, reason=reason, face_id=None if whole or not face_ids else face_ids[0])
-        raise LegalHoldError(f"subject {external_id!r} of gallery {gallery_name!r} is under legal hold "
-                             f"{', '.join(map(str, refused))}; lift the hold before deleting",
-                             gallery=gallery_name, subject=external_id, hold_ids=refused)
+        _audit_refusal(
+            ctx,
+            actor=actor,
+            action=action,
+            gallery=gallery_name,
+            external_id=external_id,
+            hold_ids=refused,
+            reason=reason,
+            face_id=None if whole or not face_ids else face_ids[0],
+        )
+        raise LegalHoldError(
+            f"subject {external_id!r} of gallery {gallery_name!r} is under legal hold "
+            f"{', '.join(map(str, refused))}; lift the hold before deleting",
+            gallery=gallery_name,
+            subject=external_id,
+            hold_ids=refused,
+        )
     _remove_copies(ctx, pending)
     return pending
 
@@ -192,8 +255,11 @@ def _remove_copies(ctx: AppContext, pending: PendingCertificate) -> None:
         with store.exclusive_lock_if_free() as locked:
             if locked:
                 with ctx.db.read() as session:
-                    still_used = set(session.execute(select(Face.image_sha256).where(
-                        Face.image_sha256.in_(hashes), Face.image_stored.is_(True))).scalars())
+                    still_used = set(
+                        session.execute(
+                            select(Face.image_sha256).where(Face.image_sha256.in_(hashes), Face.image_stored.is_(True))
+                        ).scalars()
+                    )
                 for sha in hashes:
                     if sha in still_used:
                         pending.images_still_referenced.append(sha)
@@ -245,14 +311,18 @@ def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
     older = -1
     passes = 0  # how many VACUUM rounds ran
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+
         def older_snapshots() -> int:
-            return int(conn.exec_driver_sql(
-                # A snapshot (backend_xmin) or a running write (backend_xid: it may hold no snapshot between
-                # statements) that began before the deletion can keep the deleted rows alive for VACUUM. Observed:
-                # transactions in *other* databases of the server too, so every database is considered.
-                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start < %(t)s",
-                {"t": started}).scalar_one())
+            return int(
+                conn.exec_driver_sql(
+                    # A snapshot (backend_xmin) or a running write (backend_xid: it may hold no snapshot between
+                    # statements) that began before the deletion can keep the deleted rows alive for VACUUM. Observed:
+                    # transactions in *other* databases of the server too, so every database is considered.
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start < %(t)s",
+                    {"t": started},
+                ).scalar_one()
+            )
 
         while passes < 2:
             passes += 1
@@ -265,31 +335,44 @@ def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
                 conn.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
             if older == 0 and older_snapshots() == 0:
                 break
-    return {"backend": "postgresql", "vacuum": "full" if full else "plain", "tables": list(FACE_TABLES),
-            "older_snapshots_left": older, "vacuum_passes": passes}
+    return {
+        "backend": "postgresql",
+        "vacuum": "full" if full else "plain",
+        "tables": list(FACE_TABLES),
+        "older_snapshots_left": older,
+        "vacuum_passes": passes,
+    }
 
 
-def issue_certificates(ctx: AppContext, pendings: Sequence[PendingCertificate],
-                       storage: dict[str, Any]) -> list[dict[str, Any]]:
+def issue_certificates(
+    ctx: AppContext, pendings: Sequence[PendingCertificate], storage: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Write one 'deletion.certificate' audit record per deletion; returns them with their sequence numbers."""
     out = []
     for pending in pendings:
         details = pending.details(storage)
         target = f"gallery:{pending.gallery}" if pending.gallery else "probes"
         with ctx.db.transaction() as session:
-            record = append_audit(session, actor=pending.actor, action=CERTIFICATE_ACTION, target=target,
-                                  details=details)
+            record = append_audit(
+                session, actor=pending.actor, action=CERTIFICATE_ACTION, target=target, details=details
+            )
             seq, digest = record.seq, record.hash
         out.append({"seq": seq, "hash": digest, **details})
     return out
 
 
-def delete_verifiably(ctx: AppContext, gallery_name: str, external_id: str | None, *,
-                      face_ids: Sequence[int] | None, actor: str, reason: str,
-                      basis: dict[str, Any] | None = None) -> dict[str, Any]:
+def delete_verifiably(
+    ctx: AppContext,
+    gallery_name: str,
+    external_id: str | None,
+    *,
+    face_ids: Sequence[int] | None,
+    actor: str,
+    reason: str,
+    basis: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Delete, purge and certify at once (manual deletions); returns the certificate."""
-    pending = delete_rows(ctx, gallery_name, external_id, face_ids=face_ids, actor=actor, reason=reason,
-                          basis=basis)
+    pending = delete_rows(ctx, gallery_name, external_id, face_ids=face_ids, actor=actor, reason=reason, basis=basis)
     return issue_certificates(ctx, [pending], purge_storage(ctx))[0]
 
 
@@ -303,5 +386,12 @@ def get_certificate(ctx: AppContext, seq: int) -> dict[str, Any]:
         record = session.get(AuditRecord, seq)
         if record is None or record.action != CERTIFICATE_ACTION:
             raise NotFoundError(f"audit record {seq} is not a deletion certificate", seq=seq)
-        return {"seq": record.seq, "ts": record.ts, "actor": record.actor, "target": record.target,
-                "hash": record.hash, "prev_hash": record.prev_hash, "details": json.loads(record.details)}
+        return {
+            "seq": record.seq,
+            "ts": record.ts,
+            "actor": record.actor,
+            "target": record.target,
+            "hash": record.hash,
+            "prev_hash": record.prev_hash,
+            "details": json.loads(record.details),
+        }

@@ -43,10 +43,17 @@ def _text(field: str, value: str, limit: int) -> str:
 
 def hold_dict(hold: LegalHold, gallery_name: str | None = None) -> dict[str, Any]:
     return {
-        "id": hold.id, "kind": hold.kind, "gallery": gallery_name, "external_id": hold.external_id,
-        "case_number": hold.case_number, "reason": hold.reason, "created_at": hold.created_at.isoformat(),
-        "created_by": hold.created_by, "active": hold.lifted_at is None,
-        "lifted_at": hold.lifted_at.isoformat() if hold.lifted_at else None, "lifted_by": hold.lifted_by,
+        "id": hold.id,
+        "kind": hold.kind,
+        "gallery": gallery_name,
+        "external_id": hold.external_id,
+        "case_number": hold.case_number,
+        "reason": hold.reason,
+        "created_at": hold.created_at.isoformat(),
+        "created_by": hold.created_by,
+        "active": hold.lifted_at is None,
+        "lifted_at": hold.lifted_at.isoformat() if hold.lifted_at else None,
+        "lifted_by": hold.lifted_by,
         "lift_reason": hold.lift_reason,
     }
 
@@ -57,8 +64,9 @@ def lock_subject(session: Session, subject: Subject) -> None:
     session.execute(select(Subject.id).where(Subject.id == subject.id).with_for_update())
 
 
-def add_hold(ctx: AppContext, *, actor: str, reason: str, subject: tuple[str, str] | None = None,
-             case_number: str | None = None) -> dict[str, Any]:
+def add_hold(
+    ctx: AppContext, *, actor: str, reason: str, subject: tuple[str, str] | None = None, case_number: str | None = None
+) -> dict[str, Any]:
     """Hold one subject (gallery name, external id) or one case number; audited 'legal_hold.add'."""
     if (subject is None) == (case_number is None):
         raise BadInputError("name exactly one of a subject (GALLERY:EXTERNAL_ID) or a case number", field="target")
@@ -68,8 +76,9 @@ def add_hold(ctx: AppContext, *, actor: str, reason: str, subject: tuple[str, st
             gallery = load_gallery(session, subject[0])
             found = _load_subject(session, gallery, subject[1])
             lock_subject(session, found)
-            hold = LegalHold(kind="subject", gallery_id=gallery.id, external_id=found.external_id, reason=reason,
-                             created_by=actor)
+            hold = LegalHold(
+                kind="subject", gallery_id=gallery.id, external_id=found.external_id, reason=reason, created_by=actor
+            )
             target, gallery_name = f"subject:{gallery.name}:{found.external_id}", gallery.name
         else:
             case = _text("case number", case_number or "", 100)
@@ -101,28 +110,43 @@ def lift_hold(ctx: AppContext, hold_id: int, *, actor: str, reason: str) -> dict
         hold.lifted_at, hold.lifted_by, hold.lift_reason = dt.datetime.now(dt.UTC), actor, reason
         gallery = session.get(Gallery, hold.gallery_id) if hold.gallery_id is not None else None
         out = hold_dict(hold, gallery.name if gallery else None)
-        target = f"case:{hold.case_number}" if hold.kind == "case" else \
-            f"subject:{out['gallery']}:{hold.external_id}"
+        target = f"case:{hold.case_number}" if hold.kind == "case" else f"subject:{out['gallery']}:{hold.external_id}"
         append_audit(session, actor=actor, action="legal_hold.lift", target=target, details=out)
     return out
 
 
 def subject_hold_ids(session: Session, gallery_id: int, external_id: str) -> list[int]:
     """Active holds on this subject."""
-    return list(session.execute(select(LegalHold.id).where(
-        LegalHold.kind == "subject", LegalHold.gallery_id == gallery_id, LegalHold.external_id == external_id,
-        LegalHold.lifted_at.is_(None)).order_by(LegalHold.id)).scalars())
+    return list(
+        session.execute(
+            select(LegalHold.id)
+            .where(
+                LegalHold.kind == "subject",
+                LegalHold.gallery_id == gallery_id,
+                LegalHold.external_id == external_id,
+                LegalHold.lifted_at.is_(None),
+            )
+            .order_by(LegalHold.id)
+        ).scalars()
+    )
 
 
 def held_subjects(session: Session, gallery_id: int) -> dict[str, list[int]]:
     """external id -> active hold ids, for the gallery's held subjects."""
     out: dict[str, list[int]] = {}
-    for hold_id, external_id in session.execute(select(LegalHold.id, LegalHold.external_id).where(
-            LegalHold.kind == "subject", LegalHold.gallery_id == gallery_id, LegalHold.lifted_at.is_(None))):
+    for hold_id, external_id in session.execute(
+        select(LegalHold.id, LegalHold.external_id).where(
+            LegalHold.kind == "subject", LegalHold.gallery_id == gallery_id, LegalHold.lifted_at.is_(None)
+        )
+    ):
         out.setdefault(str(external_id), []).append(int(hold_id))
     return out
 
 
 def held_cases(session: Session) -> set[str]:
-    return {str(c) for c in session.execute(select(LegalHold.case_number).where(
-        LegalHold.kind == "case", LegalHold.lifted_at.is_(None))).scalars()}
+    return {
+        str(c)
+        for c in session.execute(
+            select(LegalHold.case_number).where(LegalHold.kind == "case", LegalHold.lifted_at.is_(None))
+        ).scalars()
+    }

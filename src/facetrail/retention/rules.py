@@ -74,8 +74,9 @@ class RetentionRule(BaseModel):
     def describe(self) -> str:
         parts = []
         if self.has_age_limit:
-            age = " ".join(f"{n} {unit}" for n, unit in ((self.delete_after_years, "years"),
-                                                            (self.delete_after_days, "days")) if n)
+            age = " ".join(
+                f"{n} {unit}" for n, unit in ((self.delete_after_years, "years"), (self.delete_after_days, "days")) if n
+            )
             parts.append(f"{age} after capture (or enrolment)")
         if self.delete_on_disposition:
             parts.append("when marked " + " / ".join(sorted(self.delete_on_disposition)))
@@ -117,9 +118,17 @@ def set_rule(ctx: AppContext, gallery_name: str, text: str | None, *, actor: str
             session.add(RetentionRuleRow(gallery_id=gallery.id, rule=rule.to_json(), updated_by=actor))
         else:
             row.rule, row.updated_by, row.updated_at = rule.to_json(), actor, dt.datetime.now(dt.UTC)
-        append_audit(session, actor=actor, action="retention.rule", target=f"gallery:{gallery.name}", details={
-            "gallery_id": gallery.id, "old": old, "new": None if rule is None else json.loads(rule.to_json()),
-        })
+        append_audit(
+            session,
+            actor=actor,
+            action="retention.rule",
+            target=f"gallery:{gallery.name}",
+            details={
+                "gallery_id": gallery.id,
+                "old": old,
+                "new": None if rule is None else json.loads(rule.to_json()),
+            },
+        )
     return rule
 
 
@@ -128,12 +137,14 @@ def get_rule(ctx: AppContext, gallery_name: str) -> RetentionRule | None:
         return load_rule(session, load_gallery(session, gallery_name).id)
 
 
-def set_disposition(ctx: AppContext, gallery_name: str, external_id: str, disposition: str, *, actor: str,
-                    reason: str = "") -> dict[str, Any]:
+def set_disposition(
+    ctx: AppContext, gallery_name: str, external_id: str, disposition: str, *, actor: str, reason: str = ""
+) -> dict[str, Any]:
     """Record a subject's outcome (released / acquitted / expunged, or back to active); audited."""
     if disposition not in DISPOSITIONS:
-        raise BadInputError(f"disposition must be one of {', '.join(DISPOSITIONS)}, not {disposition!r}",
-                            field="disposition")
+        raise BadInputError(
+            f"disposition must be one of {', '.join(DISPOSITIONS)}, not {disposition!r}", field="disposition"
+        )
     with ctx.db.transaction() as session:
         gallery = load_gallery(session, gallery_name)
         subject = _load_subject(session, gallery, external_id)
@@ -143,14 +154,23 @@ def set_disposition(ctx: AppContext, gallery_name: str, external_id: str, dispos
             if row is not None:
                 session.delete(row)
         elif row is None:
-            session.add(SubjectDisposition(subject_id=subject.id, disposition=disposition, set_by=actor,
-                                           reason=reason))
+            session.add(SubjectDisposition(subject_id=subject.id, disposition=disposition, set_by=actor, reason=reason))
         else:
             row.disposition, row.set_by, row.reason = disposition, actor, reason
             row.set_at = dt.datetime.now(dt.UTC)
-        append_audit(session, actor=actor, action="subject.disposition", target=f"gallery:{gallery.name}",
-                     details={"gallery_id": gallery.id, "external_id": external_id, "old": old,
-                              "new": disposition, "reason": reason})
+        append_audit(
+            session,
+            actor=actor,
+            action="subject.disposition",
+            target=f"gallery:{gallery.name}",
+            details={
+                "gallery_id": gallery.id,
+                "external_id": external_id,
+                "old": old,
+                "new": disposition,
+                "reason": reason,
+            },
+        )
     return {"gallery": gallery_name, "external_id": external_id, "disposition": disposition, "previous": old}
 
 
@@ -158,7 +178,9 @@ def dispositions(session: Session, gallery_id: int) -> dict[int, str]:
     """subject id -> disposition, for the gallery's subjects that are not active."""
     from facetrail.storage.models import Subject
 
-    rows = session.execute(select(SubjectDisposition.subject_id, SubjectDisposition.disposition)
-                           .join(Subject, Subject.id == SubjectDisposition.subject_id)
-                           .where(Subject.gallery_id == gallery_id)).all()
+    rows = session.execute(
+        select(SubjectDisposition.subject_id, SubjectDisposition.disposition)
+        .join(Subject, Subject.id == SubjectDisposition.subject_id)
+        .where(Subject.gallery_id == gallery_id)
+    ).all()
     return {int(sid): str(d) for sid, d in rows}

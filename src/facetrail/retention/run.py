@@ -59,9 +59,13 @@ class RetentionReport:
         return sum(1 for a in self.actions if a.status == status)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "as_of": self.as_of,
-                "summary": {s: self.count(s) for s in ("due", "held", "deleted", "gone", "failed")},
-                "actions": [a.to_dict() for a in self.actions], "storage": self.storage}
+        return {
+            "dry_run": self.dry_run,
+            "as_of": self.as_of,
+            "summary": {s: self.count(s) for s in ("due", "held", "deleted", "gone", "failed")},
+            "actions": [a.to_dict() for a in self.actions],
+            "storage": self.storage,
+        }
 
 
 def _reference_date(face: Face) -> dt.date:
@@ -73,8 +77,11 @@ def plan(ctx: AppContext, today: dt.date | None = None) -> list[PlannedAction]:
     today = today or dt.datetime.now(dt.UTC).date()
     actions: list[PlannedAction] = []
     with ctx.db.read() as session:
-        rules = session.execute(select(Gallery, RetentionRuleRow).join(
-            RetentionRuleRow, RetentionRuleRow.gallery_id == Gallery.id).order_by(Gallery.name)).all()
+        rules = session.execute(
+            select(Gallery, RetentionRuleRow)
+            .join(RetentionRuleRow, RetentionRuleRow.gallery_id == Gallery.id)
+            .order_by(Gallery.name)
+        ).all()
         for gallery, row in rules:
             rule = RetentionRule.model_validate_json(row.rule)
             actions.extend(_plan_gallery(session, gallery, rule, today))
@@ -89,23 +96,31 @@ def _plan_gallery(session: Any, gallery: Gallery, rule: RetentionRule, today: dt
     for face in session.execute(select(Face).where(Face.gallery_id == gallery.id).order_by(Face.id)).scalars():
         faces_by_subject.setdefault(face.subject_id, []).append(face)
     out = []
-    for subject in session.execute(select(Subject).where(Subject.gallery_id == gallery.id)
-                                   .order_by(Subject.external_id)).scalars():
+    for subject in session.execute(
+        select(Subject).where(Subject.gallery_id == gallery.id).order_by(Subject.external_id)
+    ).scalars():
         faces = faces_by_subject.get(subject.id, [])
         outcome = outcomes.get(subject.id)
         action: PlannedAction | None = None
         if outcome is not None and outcome in rule.delete_on_disposition:
-            action = PlannedAction("subject", f"record marked {outcome}; rule: {rule.describe()}",
-                                   face_ids=[f.id for f in faces])
+            action = PlannedAction(
+                "subject", f"record marked {outcome}; rule: {rule.describe()}", face_ids=[f.id for f in faces]
+            )
         elif rule.has_age_limit:
             due = [f for f in faces if (d := rule.due_date(_reference_date(f))) is not None and d <= today]
             subject_due = rule.due_date(subject.created_at.date())
             if (faces and len(due) == len(faces)) or (not faces and subject_due is not None and subject_due <= today):
-                action = PlannedAction("subject", f"every face past its retention period; rule: {rule.describe()}",
-                                       face_ids=[f.id for f in faces])
+                action = PlannedAction(
+                    "subject",
+                    f"every face past its retention period; rule: {rule.describe()}",
+                    face_ids=[f.id for f in faces],
+                )
             elif due:
-                action = PlannedAction("faces", f"face(s) past their retention period; rule: {rule.describe()}",
-                                       face_ids=[f.id for f in due])
+                action = PlannedAction(
+                    "faces",
+                    f"face(s) past their retention period; rule: {rule.describe()}",
+                    face_ids=[f.id for f in due],
+                )
         if action is None:
             continue
         action.gallery, action.external_id = gallery.name, subject.external_id
@@ -128,8 +143,11 @@ def _plan_probes(ctx: AppContext, session: Any, today: dt.date) -> list[PlannedA
     days = probe_retention_days(ctx)
     cutoff = dt.datetime.combine(today - dt.timedelta(days=days), dt.time(), dt.UTC)
     cases = held_cases(session)
-    stored = session.execute(select(SearchRecord.id, SearchRecord.probe_sha256, SearchRecord.case_number,
-                                    SearchRecord.created_at).where(SearchRecord.probe_stored.is_(True))).all()
+    stored = session.execute(
+        select(SearchRecord.id, SearchRecord.probe_sha256, SearchRecord.case_number, SearchRecord.created_at).where(
+            SearchRecord.probe_stored.is_(True)
+        )
+    ).all()
     by_hash: dict[str, list[Any]] = {}
     for row in stored:
         by_hash.setdefault(row.probe_sha256, []).append(row)
@@ -141,12 +159,21 @@ def _plan_probes(ctx: AppContext, session: Any, today: dt.date) -> list[PlannedA
         held_rows = [r for r in expired if r.case_number in cases]
         free = [r for r in expired if r.case_number not in cases]
         if held_rows:
-            out.append(PlannedAction(
-                "probe", f"case {', '.join(sorted({r.case_number for r in held_rows}))} under legal hold",
-                search_ids=[r.id for r in held_rows], probe_sha256=sha, status="held"))
+            out.append(
+                PlannedAction(
+                    "probe",
+                    f"case {', '.join(sorted({r.case_number for r in held_rows}))} under legal hold",
+                    search_ids=[r.id for r in held_rows],
+                    probe_sha256=sha,
+                    status="held",
+                )
+            )
         if free:
-            out.append(PlannedAction("probe", f"probe image older than {days} days",
-                                     search_ids=[r.id for r in free], probe_sha256=sha))
+            out.append(
+                PlannedAction(
+                    "probe", f"probe image older than {days} days", search_ids=[r.id for r in free], probe_sha256=sha
+                )
+            )
     return out
 
 
@@ -157,8 +184,15 @@ def _aware(value: dt.datetime) -> dt.datetime:
 Progress = Callable[[PlannedAction], None]
 
 
-def run_retention(ctx: AppContext, *, dry_run: bool, actor: str = SYSTEM_ACTOR, today: dt.date | None = None,
-                  progress: Progress | None = None, audit_empty: bool = True) -> RetentionReport:
+def run_retention(
+    ctx: AppContext,
+    *,
+    dry_run: bool,
+    actor: str = SYSTEM_ACTOR,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+    audit_empty: bool = True,
+) -> RetentionReport:
     """Plan, then (unless ``dry_run``) delete what is due, purge storage once and issue the certificates.
     A 'retention.run' record summarises every real run (scheduled runs with nothing due are not recorded
     when ``audit_empty`` is off)."""
@@ -181,20 +215,39 @@ def run_retention(ctx: AppContext, *, dry_run: bool, actor: str = SYSTEM_ACTOR, 
                 progress(action)
         if pendings:
             report.storage = purge_storage(ctx)
-            for (action, _), cert in zip(pendings, issue_certificates(ctx, [p for _, p in pendings],
-                                                                       report.storage), strict=True):
+            for (action, _), cert in zip(
+                pendings, issue_certificates(ctx, [p for _, p in pendings], report.storage), strict=True
+            ):
                 action.certificate_seq = cert["seq"]
         if pendings or audit_empty or report.count("failed"):
             with ctx.db.transaction() as session:
                 summary = report.to_dict()
-                append_audit(session, actor=actor, action="retention.run", target="retention", details={
-                    "as_of": report.as_of, "summary": summary["summary"],
-                    "certificates": [a.certificate_seq for a in actions if a.certificate_seq],
-                    "held": [{"gallery": a.gallery, "external_id": a.external_id, "hold_ids": a.hold_ids,
-                              "search_ids": a.search_ids} for a in actions if a.status == "held"],
-                    "failed": [{"gallery": a.gallery, "external_id": a.external_id, "error": a.error}
-                               for a in actions if a.status == "failed"],
-                })
+                append_audit(
+                    session,
+                    actor=actor,
+                    action="retention.run",
+                    target="retention",
+                    details={
+                        "as_of": report.as_of,
+                        "summary": summary["summary"],
+                        "certificates": [a.certificate_seq for a in actions if a.certificate_seq],
+                        "held": [
+                            {
+                                "gallery": a.gallery,
+                                "external_id": a.external_id,
+                                "hold_ids": a.hold_ids,
+                                "search_ids": a.search_ids,
+                            }
+                            for a in actions
+                            if a.status == "held"
+                        ],
+                        "failed": [
+                            {"gallery": a.gallery, "external_id": a.external_id, "error": a.error}
+                            for a in actions
+                            if a.status == "failed"
+                        ],
+                    },
+                )
         return report
 
 
@@ -203,9 +256,15 @@ def _apply(ctx: AppContext, action: PlannedAction, actor: str) -> PendingCertifi
     try:
         if action.kind == "probe":
             return _delete_probe(ctx, action, actor)
-        pending = delete_rows(ctx, action.gallery or "", action.external_id,
-                              face_ids=None if action.kind == "subject" else action.face_ids,
-                              actor=actor, reason=f"retention: {action.reason}", basis=basis)
+        pending = delete_rows(
+            ctx,
+            action.gallery or "",
+            action.external_id,
+            face_ids=None if action.kind == "subject" else action.face_ids,
+            actor=actor,
+            reason=f"retention: {action.reason}",
+            basis=basis,
+        )
     except LegalHoldError as exc:  # a hold placed after planning: respected, and already audited
         held_by = exc.details.get("hold_ids")
         action.status, action.hold_ids = "held", [int(h) for h in held_by] if isinstance(held_by, list) else []
@@ -225,9 +284,13 @@ def _delete_probe(ctx: AppContext, action: PlannedAction, actor: str) -> Pending
     sha = action.probe_sha256 or ""
     with ctx.db.transaction() as session:
         cases = held_cases(session)
-        rows = list(session.execute(select(SearchRecord).where(
-            SearchRecord.id.in_(action.search_ids), SearchRecord.probe_stored.is_(True))
-            .with_for_update()).scalars())
+        rows = list(
+            session.execute(
+                select(SearchRecord)
+                .where(SearchRecord.id.in_(action.search_ids), SearchRecord.probe_stored.is_(True))
+                .with_for_update()
+            ).scalars()
+        )
         rows = [r for r in rows if r.case_number not in cases]
         if not rows:
             action.status = "gone"
@@ -235,19 +298,36 @@ def _delete_probe(ctx: AppContext, action: PlannedAction, actor: str) -> Pending
         for row in rows:
             row.probe_stored = False
         session.flush()
-        still_kept = session.execute(select(SearchRecord.id).where(
-            SearchRecord.probe_sha256 == sha, SearchRecord.probe_stored.is_(True)).limit(1)).first()
-        append_audit(session, actor=actor, action="probe.delete", target="probes", details={
-            "probe_sha256": sha, "search_ids": [r.id for r in rows], "reason": action.reason,
-            "file_kept_for_other_searches": still_kept is not None})
+        still_kept = session.execute(
+            select(SearchRecord.id)
+            .where(SearchRecord.probe_sha256 == sha, SearchRecord.probe_stored.is_(True))
+            .limit(1)
+        ).first()
+        append_audit(
+            session,
+            actor=actor,
+            action="probe.delete",
+            target="probes",
+            details={
+                "probe_sha256": sha,
+                "search_ids": [r.id for r in rows],
+                "reason": action.reason,
+                "file_kept_for_other_searches": still_kept is not None,
+            },
+        )
         probes = [{"search_id": r.id, "case_number": r.case_number, "probe_sha256": sha} for r in rows]
     file_removed = still_kept is None and probe_store(ctx).remove(sha)
     action.status, action.search_ids = "deleted", [r.id for r in rows]
     return PendingCertificate(
-        scope="probes", gallery=None, gallery_id=None, external_id=None, actor=actor,
-        reason=f"retention: {action.reason}", basis={"kind": "probe_retention",
-                                                      "days": probe_retention_days(ctx)},
-        deleted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), probes=probes,
+        scope="probes",
+        gallery=None,
+        gallery_id=None,
+        external_id=None,
+        actor=actor,
+        reason=f"retention: {action.reason}",
+        basis={"kind": "probe_retention", "days": probe_retention_days(ctx)},
+        deleted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        probes=probes,
         images_removed=[sha] if file_removed else [],
         images_still_referenced=[sha] if still_kept is not None else [],
     )

@@ -21,8 +21,18 @@ from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddle
 log = logging.getLogger(__name__)
 
 # Routers, each ``router`` (an APIRouter) in its own module under facetrail.service.api / facetrail.web.
-API_MODULES = ("auth", "users", "galleries", "faces", "searches", "audit", "system", "reports", "retention",
-               "governance")
+API_MODULES = (
+    "auth",
+    "users",
+    "galleries",
+    "faces",
+    "searches",
+    "audit",
+    "system",
+    "reports",
+    "retention",
+    "governance",
+)
 WEB_MODULE = "facetrail.web.routes"
 
 
@@ -70,8 +80,9 @@ def create_app(ctx: AppContext | None = None) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         if _wants_html(request):
             return _html_error(request, exc.status_code, str(exc.detail))
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -104,5 +115,8 @@ def _html_error(request: Request, status: int, message: str) -> Response:
         return response
     from html import escape
 
-    return Response(f"<!doctype html><title>Error {status}</title><h1>Error {status}</h1><p>{escape(message)}</p>",
-                    status_code=status, media_type="text/html")
+    return Response(
+        f"<!doctype html><title>Error {status}</title><h1>Error {status}</h1><p>{escape(message)}</p>",
+        status_code=status,
+        media_type="text/html",
+    )

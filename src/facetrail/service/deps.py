@@ -45,8 +45,14 @@ def client_ip(request: Request) -> str:
 
 def _audit_refusal(ctx: AppContext, request: Request, actor: str, outcome: str, reason: str) -> None:
     with ctx.db.transaction() as s:
-        append_audit(s, actor=actor, action="access.denied", target=f"{request.method} {request.url.path}"[:300],
-                     outcome=outcome, details={"reason": reason})
+        append_audit(
+            s,
+            actor=actor,
+            action="access.denied",
+            target=f"{request.method} {request.url.path}"[:300],
+            outcome=outcome,
+            details={"reason": reason},
+        )
 
 
 def optional_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> Principal | None:

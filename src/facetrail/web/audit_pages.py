@@ -29,18 +29,42 @@ OUTCOMES = ("", "ok", "denied", "refused", "failed", "not_found", "locked", "thr
 
 
 @router.get("/audit")
-def audit_log(request: Request, action: str = "", actor: str = "", outcome: str = "", since: str = "",
-              until: str = "", limit: int = 50, page: int = 1, ctx: AppContext = Depends(get_ctx),
-              who: Principal = web_require(Permission.AUDIT_READ)) -> Response:
+def audit_log(
+    request: Request,
+    action: str = "",
+    actor: str = "",
+    outcome: str = "",
+    since: str = "",
+    until: str = "",
+    limit: int = 50,
+    page: int = 1,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.AUDIT_READ),
+) -> Response:
     limit = limit if limit in LIMITS else 50
     page = max(1, page)
     action, actor, outcome, since, until = (v.strip() for v in (action, actor, outcome, since, until))
     filters = {"action": action, "actor": actor, "outcome": outcome, "since": since, "until": until, "limit": limit}
-    common: dict[str, Any] = {"title": "Audit log", "filters": filters, "limits": LIMITS, "outcomes": OUTCOMES,
-              "formats": EXPORT_FORMATS, "page": page}
+    common: dict[str, Any] = {
+        "title": "Audit log",
+        "filters": filters,
+        "limits": LIMITS,
+        "outcomes": OUTCOMES,
+        "formats": EXPORT_FORMATS,
+        "page": page,
+    }
     try:
-        listing = query_audit(ctx, who, action=action or None, actor=actor or None, outcome=outcome or None,
-                              since=since or None, until=until or None, limit=limit, offset=(page - 1) * limit)
+        listing = query_audit(
+            ctx,
+            who,
+            action=action or None,
+            actor=actor or None,
+            outcome=outcome or None,
+            since=since or None,
+            until=until or None,
+            limit=limit,
+            offset=(page - 1) * limit,
+        )
     except FaceTrailError as exc:
         return render(request, "audit.html", status=422, records=[], has_more=False, error=exc.message, **common)
     for r in listing.records:
@@ -49,15 +73,24 @@ def audit_log(request: Request, action: str = "", actor: str = "", outcome: str 
 
 
 @router.post("/audit/verify")
-def audit_verify(request: Request, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = web_require(Permission.AUDIT_READ), form: FormData = Depends(form_data)) -> Response:
+def audit_verify(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.AUDIT_READ),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     return render(request, "audit_verify.html", title="Audit chain verification", result=verify_audit_log(ctx, who))
 
 
 @router.get("/audit/export")
-def audit_export(format: str = "jsonl", since: str = "", until: str = "",
-                 ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.AUDIT_READ)) -> Response:
+def audit_export(
+    format: str = "jsonl",
+    since: str = "",
+    until: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.AUDIT_READ),
+) -> Response:
     work = Path(tempfile.mkdtemp(prefix="facetrail-export-"))
     out = work / f"facetrail-audit.{format if format in EXPORT_FORMATS else 'jsonl'}"
     try:
@@ -66,5 +99,6 @@ def audit_export(format: str = "jsonl", since: str = "", until: str = "",
         shutil.rmtree(work, ignore_errors=True)
         raise
     media = "text/csv" if format == "csv" else "application/x-ndjson"
-    return FileResponse(out, media_type=media, filename=out.name,
-                        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
+    return FileResponse(
+        out, media_type=media, filename=out.name, background=BackgroundTask(shutil.rmtree, work, ignore_errors=True)
+    )

@@ -99,11 +99,13 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     if who.can(Permission.SEARCH_RUN):
         items.append(("/search/new", "New search"))
-    if who.can(Permission.SEARCH_VIEW_OWN) or who.can(Permission.SEARCH_VIEW_UNIT) or who.can(
-            Permission.SEARCH_METADATA_ALL):
+    if (
+        who.can(Permission.SEARCH_VIEW_OWN)
+        or who.can(Permission.SEARCH_VIEW_UNIT)
+        or who.can(Permission.SEARCH_METADATA_ALL)
+    ):
         items.append(("/searches", "Searches"))
-    if who.can(Permission.SEARCH_RUN) or who.can(Permission.SEARCH_APPROVE) or who.can(
-            Permission.SEARCH_METADATA_ALL):
+    if who.can(Permission.SEARCH_RUN) or who.can(Permission.SEARCH_APPROVE) or who.can(Permission.SEARCH_METADATA_ALL):
         items.append(("/requests", "Requests"))
     if who.can(Permission.GALLERY_MANAGE):
         items.append(("/galleries", "Galleries"))
@@ -127,8 +129,13 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return templates.TemplateResponse(
         request,
         template,
-        {"who": who, "nav": nav_items(who), "csrf": getattr(request.state, "csrf", None) or "",
-         "path": request.url.path, **context},
+        {
+            "who": who,
+            "nav": nav_items(who),
+            "csrf": getattr(request.state, "csrf", None) or "",
+            "path": request.url.path,
+            **context,
+        },
         status_code=status,
     )
 

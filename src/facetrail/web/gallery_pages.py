@@ -26,45 +26,70 @@ PAGE = 48
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 
 
-def _galleries_page(request: Request, ctx: AppContext, who: Principal, status: int = 200,
-                    **extra: Any) -> Response:
-    return render(request, "galleries.html", status=status, title="Galleries",
-                  galleries=browse.list_galleries(ctx, who), **extra)
+def _galleries_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, **extra: Any) -> Response:
+    return render(
+        request, "galleries.html", status=status, title="Galleries", galleries=browse.list_galleries(ctx, who), **extra
+    )
 
 
 @router.get("/galleries")
-def galleries(request: Request, ctx: AppContext = Depends(get_ctx),
-              who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
+def galleries(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.GALLERY_MANAGE)
+) -> Response:
     return _galleries_page(request, ctx, who)
 
 
 @router.post("/galleries")
-def gallery_create(request: Request, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = web_require(Permission.GALLERY_MANAGE),
-                   form: FormData = Depends(form_data)) -> Response:
+def gallery_create(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.GALLERY_MANAGE),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     try:
-        g = browse.create_gallery(ctx, who, str(form.get("name") or ""),
-                                  legal_basis=str(form.get("legal_basis") or ""),
-                                  source_system=str(form.get("source_system") or ""),
-                                  description=str(form.get("description") or ""),
-                                  retention_rule=str(form.get("retention_rule") or ""),
-                                  keep_images=form.get("keep_images") == "on")
+        g = browse.create_gallery(
+            ctx,
+            who,
+            str(form.get("name") or ""),
+            legal_basis=str(form.get("legal_basis") or ""),
+            source_system=str(form.get("source_system") or ""),
+            description=str(form.get("description") or ""),
+            retention_rule=str(form.get("retention_rule") or ""),
+            keep_images=form.get("keep_images") == "on",
+        )
     except FaceTrailError as exc:
         return _galleries_page(request, ctx, who, 422, error=exc.message, form=dict(form))
     return see_other(f"/galleries/{g.name}")
 
 
 @router.get("/galleries/{name}")
-def gallery(name: str, request: Request, q: str = "", page: int = 1, done: str = "",
-            ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
+def gallery(
+    name: str,
+    request: Request,
+    q: str = "",
+    page: int = 1,
+    done: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.GALLERY_MANAGE),
+) -> Response:
     summary = browse.get_gallery(ctx, who, name)
     page = max(1, page)
-    total, subjects = browse.list_subjects(ctx, who, name, query=q.strip() or None, offset=(page - 1) * PAGE,
-                                           limit=PAGE)
-    return render(request, "gallery.html", title=f"Gallery {name}", g=summary, subjects=subjects, total=total,
-                  q=q, page=page, pages=max(1, -(-total // PAGE)),
-                  notice="Subject deleted." if done == "deleted" else None)
+    total, subjects = browse.list_subjects(
+        ctx, who, name, query=q.strip() or None, offset=(page - 1) * PAGE, limit=PAGE
+    )
+    return render(
+        request,
+        "gallery.html",
+        title=f"Gallery {name}",
+        g=summary,
+        subjects=subjects,
+        total=total,
+        q=q,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        notice="Subject deleted." if done == "deleted" else None,
+    )
 
 
 def _uploads(form: Any) -> list[UploadedImage]:
@@ -96,62 +121,113 @@ def _from_manifest(manifest_name: str, text: bytes, photos: dict[str, bytes]) ->
         items = read_manifest(path)
     missing = [str(item.path.name) for item in items if item.path.name not in photos]
     if missing:
-        raise BadInputError(f"the manifest names {len(missing)} file(s) that were not uploaded: "
-                            + ", ".join(missing[:10]), field="manifest")
-    return [UploadedImage(item.path.name, photos[item.path.name], item.subject_id, item.name, item.source_record_id,
-                          item.capture_date, item.notes) for item in items]
+        raise BadInputError(
+            f"the manifest names {len(missing)} file(s) that were not uploaded: " + ", ".join(missing[:10]),
+            field="manifest",
+        )
+    return [
+        UploadedImage(
+            item.path.name,
+            photos[item.path.name],
+            item.subject_id,
+            item.name,
+            item.source_record_id,
+            item.capture_date,
+            item.notes,
+        )
+        for item in items
+    ]
 
 
 @router.post("/galleries/{name}/upload")
-def gallery_upload(name: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = web_require(Permission.GALLERY_MANAGE),
-                   form: FormData = Depends(form_data)) -> Response:
+def gallery_upload(
+    name: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.GALLERY_MANAGE),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     summary = browse.get_gallery(ctx, who, name)
     try:
-        result = enroll_uploads(ctx, who, name, _uploads(form),
-                                largest_face=form.get("largest_face") == "on")
+        result = enroll_uploads(ctx, who, name, _uploads(form), largest_face=form.get("largest_face") == "on")
     except FaceTrailError as exc:
-        return render(request, "gallery_upload_result.html", status=422, title="Upload", g=summary, rows=[],
-                      error=exc.message)
+        return render(
+            request, "gallery_upload_result.html", status=422, title="Upload", g=summary, rows=[], error=exc.message
+        )
     rows: list[FileOutcome] = result.files
-    return render(request, "gallery_upload_result.html", title="Upload results",
-                  g=browse.get_gallery(ctx, who, name), rows=rows, result=result.summary)
+    return render(
+        request,
+        "gallery_upload_result.html",
+        title="Upload results",
+        g=browse.get_gallery(ctx, who, name),
+        rows=rows,
+        result=result.summary,
+    )
 
 
 @router.get("/galleries/{name}/subjects/{external_id}")
-def subject(name: str, external_id: str, request: Request, ctx: AppContext = Depends(get_ctx),
-            who: Principal = web_require(Permission.FACES_BROWSE)) -> Response:
-    return render(request, "subject.html", title=f"Subject {external_id}",
-                  s=browse.get_subject(ctx, who, name, external_id),
-                  may_delete=who.can(Permission.GALLERY_MANAGE))
+def subject(
+    name: str,
+    external_id: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.FACES_BROWSE),
+) -> Response:
+    return render(
+        request,
+        "subject.html",
+        title=f"Subject {external_id}",
+        s=browse.get_subject(ctx, who, name, external_id),
+        may_delete=who.can(Permission.GALLERY_MANAGE),
+    )
 
 
 @router.get("/faces/{face_id}/thumbnail.jpg")
-def thumbnail(face_id: int, ctx: AppContext = Depends(get_ctx),
-              who: Principal = web_require(Permission.FACES_BROWSE)) -> Response:
-    return Response(browse.face_thumbnail(ctx, who, face_id), media_type="image/jpeg",
-                    headers={"cache-control": "private, no-store"})
+def thumbnail(
+    face_id: int, ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.FACES_BROWSE)
+) -> Response:
+    return Response(
+        browse.face_thumbnail(ctx, who, face_id),
+        media_type="image/jpeg",
+        headers={"cache-control": "private, no-store"},
+    )
 
 
 @router.get("/galleries/{name}/subjects/{external_id}/delete")
-def subject_delete_confirm(name: str, external_id: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                           who: Principal = web_require(Permission.GALLERY_MANAGE)) -> Response:
+def subject_delete_confirm(
+    name: str,
+    external_id: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.GALLERY_MANAGE),
+) -> Response:
     from facetrail.gallery.service import get_subject  # metadata only: no faces are shown on this page
 
     return render(request, "subject_delete.html", title="Delete subject", s=get_subject(ctx, name, external_id))
 
 
 @router.post("/galleries/{name}/subjects/{external_id}/delete")
-def subject_delete(name: str, external_id: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = web_require(Permission.GALLERY_MANAGE),
-                   form: FormData = Depends(form_data)) -> Response:
+def subject_delete(
+    name: str,
+    external_id: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.GALLERY_MANAGE),
+    form: FormData = Depends(form_data),
+) -> Response:
     from facetrail.gallery.service import get_subject
 
     csrf_ok(request, form)
     reason = str(form.get("reason") or "").strip()
     if not reason:
-        return render(request, "subject_delete.html", status=422, title="Delete subject",
-                      s=get_subject(ctx, name, external_id), error="Say why the subject is deleted.")
+        return render(
+            request,
+            "subject_delete.html",
+            status=422,
+            title="Delete subject",
+            s=get_subject(ctx, name, external_id),
+            error="Say why the subject is deleted.",
+        )
     browse.delete_subject(ctx, who, name, external_id, reason=reason)
     return see_other(f"/galleries/{name}?done=deleted")

@@ -31,14 +31,17 @@ from facetrail.service.errors import status_for
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
 
 router = APIRouter(include_in_schema=False)
-REQUEST_NOTICES = {"submitted": "Request submitted: a reviewer of your unit decides it. Nothing was searched yet.",
-                   "approved": "Approved. The search ran as the requester; they see its results.",
-                   "denied": "Denied. The requester sees the reason."}
+REQUEST_NOTICES = {
+    "submitted": "Request submitted: a reviewer of your unit decides it. Nothing was searched yet.",
+    "approved": "Approved. The search ran as the requester; they see its results.",
+    "denied": "Denied. The requester sees the reason.",
+}
 HOLD_NOTICES = {"added": "Legal hold placed.", "lifted": "Legal hold lifted."}
 
 
-def _report_or_packet(request: Request, ctx: AppContext = Depends(get_ctx),
-                      who: Principal = Depends(web_principal)) -> Principal:
+def _report_or_packet(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+) -> Principal:
     """The Reports page: for those who may read the transparency report or make a case packet (denial audited)."""
     return require_any(Permission.REPORT_READ, Permission.CASE_PACKET)(request, ctx, who)
 
@@ -51,20 +54,33 @@ report_or_packet = Depends(_report_or_packet)
 
 def _requests_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, **extra: Any) -> Response:
     listed = approvals.list_requests(ctx, who)  # scope by role; other roles refused (audited) by the core
-    return render(request, "requests.html", status=status, title="Search requests", requests=listed,
-                  may_decide=who.can(Permission.SEARCH_APPROVE), **extra)
+    return render(
+        request,
+        "requests.html",
+        status=status,
+        title="Search requests",
+        requests=listed,
+        may_decide=who.can(Permission.SEARCH_APPROVE),
+        **extra,
+    )
 
 
 @router.get("/requests")
-def requests_list(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
-                  who: Principal = Depends(web_principal)) -> Response:
+def requests_list(
+    request: Request, done: str = "", ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+) -> Response:
     return _requests_page(request, ctx, who, notice=REQUEST_NOTICES.get(done))
 
 
 @router.post("/requests/{request_id}/{decision}")
-def request_decide(request_id: int, decision: str, request: Request, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = web_require(Permission.SEARCH_APPROVE),
-                   form: FormData = Depends(form_data)) -> Response:
+def request_decide(
+    request_id: int,
+    decision: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.SEARCH_APPROVE),
+    form: FormData = Depends(form_data),
+) -> Response:
     """Approve or deny; the core refuses (and audits) one's own request, another unit's, a decided one."""
     csrf_ok(request, form)
     reason = str(form.get("reason") or "")
@@ -78,8 +94,7 @@ def request_decide(request_id: int, decision: str, request: Request, ctx: AppCon
     except PermissionDeniedError:
         raise
     except FaceTrailError as exc:
-        return _requests_page(request, ctx, who, status=status_for(exc),
-                              error=f"Request {request_id}: {exc.message}")
+        return _requests_page(request, ctx, who, status=status_for(exc), error=f"Request {request_id}: {exc.message}")
     return see_other(f"/requests?done={'approved' if decision == 'approve' else 'denied'}#request-{request_id}")
 
 
@@ -93,32 +108,61 @@ def _version_texts(ctx: AppContext) -> dict[int, str]:
         return {row.version: row.text for row in s.execute(select(PolicyVersion)).scalars()}
 
 
-def _policy_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, draft: str | None = None,
-                 problems: list[str] | None = None, **extra: Any) -> Response:
+def _policy_page(
+    request: Request,
+    ctx: AppContext,
+    who: Principal,
+    status: int = 200,
+    draft: str | None = None,
+    problems: list[str] | None = None,
+    **extra: Any,
+) -> Response:
     current = policy_doc.show_policy(ctx)
     texts = _version_texts(ctx)
     history = []
     for v in policy_doc.policy_history(ctx):
         previous = texts.get(v["version"] - 1)
-        diff = "" if previous is None else "".join(difflib.unified_diff(previous.splitlines(keepends=True),
-                                            texts.get(v["version"], "").splitlines(keepends=True),
-                                            fromfile=f"policy v{v['version'] - 1}", tofile=f"policy v{v['version']}"))
+        diff = (
+            ""
+            if previous is None
+            else "".join(
+                difflib.unified_diff(
+                    previous.splitlines(keepends=True),
+                    texts.get(v["version"], "").splitlines(keepends=True),
+                    fromfile=f"policy v{v['version'] - 1}",
+                    tofile=f"policy v{v['version']}",
+                )
+            )
+        )
         history.append({**v, "diff": diff})
-    return render(request, "policy.html", status=status, title="Policy", current=current, history=history,
-                  may_apply=who.can(Permission.POLICY_MANAGE), draft=current["text"] if draft is None else draft,
-                  problems=problems or [], **extra)
+    return render(
+        request,
+        "policy.html",
+        status=status,
+        title="Policy",
+        current=current,
+        history=history,
+        may_apply=who.can(Permission.POLICY_MANAGE),
+        draft=current["text"] if draft is None else draft,
+        problems=problems or [],
+        **extra,
+    )
 
 
 @router.get("/policy")
-def policy_view(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(web_principal)) -> Response:
+def policy_view(
+    request: Request, done: str = "", ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+) -> Response:
     return _policy_page(request, ctx, who, notice="New policy version applied." if done == "applied" else None)
 
 
 @router.post("/policy")
-def policy_apply(request: Request, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = web_require(Permission.POLICY_MANAGE),
-                 form: FormData = Depends(form_data)) -> Response:
+def policy_apply(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.POLICY_MANAGE),
+    form: FormData = Depends(form_data),
+) -> Response:
     """'check' validates only; 'apply' records the next version (audited with the diff; refusals audited)."""
     csrf_ok(request, form)
     text = str(form.get("text") or "").replace("\r\n", "\n")
@@ -130,8 +174,15 @@ def policy_apply(request: Request, ctx: AppContext = Depends(get_ctx),
     except FaceTrailError as exc:
         listed = exc.details.get("problems")
         problems = [str(p) for p in listed] if isinstance(listed, list) else []
-        return _policy_page(request, ctx, who, status=422, draft=text, problems=problems,
-                            error="Not applied: " + (exc.message if not problems else "the policy is invalid."))
+        return _policy_page(
+            request,
+            ctx,
+            who,
+            status=422,
+            draft=text,
+            problems=problems,
+            error="Not applied: " + (exc.message if not problems else "the policy is invalid."),
+        )
     return see_other("/policy?done=applied")
 
 
@@ -144,39 +195,68 @@ def _default_period() -> tuple[str, str]:
 
 
 @router.get("/reports")
-def reports(request: Request, date_from: str = "", date_to: str = "", ctx: AppContext = Depends(get_ctx),
-            who: Principal = report_or_packet) -> Response:
+def reports(
+    request: Request,
+    date_from: str = "",
+    date_to: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = report_or_packet,
+) -> Response:
     """The transparency report is generated (and audited) only when a period is submitted."""
     default_from, default_to = _default_period()
     report = None
     if date_from and date_to and who.can(Permission.REPORT_READ):
         report = collect_report(ctx, date_from, date_to, actor=who.actor, audit_context=who.audit_context())
-    return render(request, "reports.html", title="Reports", report=report, chart_src=data_url,
-                  date_from=date_from or default_from, date_to=date_to or default_to,
-                  may_report=who.can(Permission.REPORT_READ), may_packet=who.can(Permission.CASE_PACKET))
+    return render(
+        request,
+        "reports.html",
+        title="Reports",
+        report=report,
+        chart_src=data_url,
+        date_from=date_from or default_from,
+        date_to=date_to or default_to,
+        may_report=who.can(Permission.REPORT_READ),
+        may_packet=who.can(Permission.CASE_PACKET),
+    )
 
 
 @router.get("/reports/transparency.{fmt}")
-def report_download(fmt: str, date_from: str, date_to: str, table: str = "", ctx: AppContext = Depends(get_ctx),
-                    who: Principal = web_require(Permission.REPORT_READ)) -> Response:
+def report_download(
+    fmt: str,
+    date_from: str,
+    date_to: str,
+    table: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.REPORT_READ),
+) -> Response:
     """The report as one HTML file (charts inline) or one table as CSV, as downloads."""
     if fmt not in ("html", "csv"):
         raise BadInputError("format must be html or csv", field="format")
     report = collect_report(ctx, date_from, date_to, actor=who.actor, audit_context=who.audit_context())
     stem = f"transparency-{report.period_from}-{report.period_to}"
     if fmt == "html":
-        return Response(render_html(report, data_url), media_type="text/html",
-                        headers={"content-disposition": f'attachment; filename="{stem}.html"'})
+        return Response(
+            render_html(report, data_url),
+            media_type="text/html",
+            headers={"content-disposition": f'attachment; filename="{stem}.html"'},
+        )
     tables = {s.key: s for s in report.sections if s.columns}
     if table not in tables:
         raise BadInputError(f"table must be one of {', '.join(tables)}", field="table")
-    return Response(section_csv(tables[table]), media_type="text/csv",
-                    headers={"content-disposition": f'attachment; filename="{stem}-{table}.csv"'})
+    return Response(
+        section_csv(tables[table]),
+        media_type="text/csv",
+        headers={"content-disposition": f'attachment; filename="{stem}-{table}.csv"'},
+    )
 
 
 @router.get("/reports/packet")
-def packet_download(case: str, format: str = "pdf", ctx: AppContext = Depends(get_ctx),
-                    who: Principal = web_require(Permission.CASE_PACKET)) -> Response:
+def packet_download(
+    case: str,
+    format: str = "pdf",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.CASE_PACKET),
+) -> Response:
     """A case's disclosure packet in the caller's scope (generation audited by the core)."""
     if format not in ("pdf", "json"):
         raise BadInputError("format must be pdf or json", field="format")
@@ -192,34 +272,57 @@ def packet_download(case: str, format: str = "pdf", ctx: AppContext = Depends(ge
 
 
 def _holds_page(request: Request, ctx: AppContext, status: int = 200, **extra: Any) -> Response:
-    return render(request, "holds.html", status=status, title="Legal holds",
-                  holds=holds.list_holds(ctx, include_lifted=True), **extra)
+    return render(
+        request,
+        "holds.html",
+        status=status,
+        title="Legal holds",
+        holds=holds.list_holds(ctx, include_lifted=True),
+        **extra,
+    )
 
 
 @router.get("/holds")
-def holds_list(request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
-               who: Principal = web_require(Permission.LEGAL_HOLD)) -> Response:
+def holds_list(
+    request: Request,
+    done: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.LEGAL_HOLD),
+) -> Response:
     return _holds_page(request, ctx, notice=HOLD_NOTICES.get(done))
 
 
 @router.post("/holds")
-def hold_add(request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.LEGAL_HOLD),
-             form: FormData = Depends(form_data)) -> Response:
+def hold_add(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.LEGAL_HOLD),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     gallery, external_id = str(form.get("gallery") or "").strip(), str(form.get("external_id") or "").strip()
     case_number = str(form.get("case_number") or "").strip()
     try:
-        holds.add_hold(ctx, actor=who.actor, reason=str(form.get("reason") or ""),
-                       subject=(gallery, external_id) if gallery or external_id else None,
-                       case_number=case_number or None)
+        holds.add_hold(
+            ctx,
+            actor=who.actor,
+            reason=str(form.get("reason") or ""),
+            subject=(gallery, external_id) if gallery or external_id else None,
+            case_number=case_number or None,
+        )
     except FaceTrailError as exc:
         return _holds_page(request, ctx, status=status_for(exc), error=exc.message, form=dict(form))
     return see_other("/holds?done=added")
 
 
 @router.post("/holds/{hold_id}/lift")
-def hold_lift(hold_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
-              who: Principal = web_require(Permission.LEGAL_HOLD), form: FormData = Depends(form_data)) -> Response:
+def hold_lift(
+    hold_id: int,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.LEGAL_HOLD),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     try:
         holds.lift_hold(ctx, hold_id, actor=who.actor, reason=str(form.get("reason") or ""))

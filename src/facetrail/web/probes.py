@@ -87,8 +87,9 @@ def remember_searched_face(search_id: int, aligned_jpeg: bytes) -> None:
     _searched_faces.put(search_id, aligned_jpeg)
 
 
-def searched_face(ctx: AppContext, search_id: int, probe_sha256: str, probe_stored: bool,
-                  face_index: int) -> bytes | None:
+def searched_face(
+    ctx: AppContext, search_id: int, probe_sha256: str, probe_stored: bool, face_index: int
+) -> bytes | None:
     """The aligned face that was searched: from memory right after the search, or re-derived from the stored
     probe when the policy keeps probes; None when neither (the page says the probe is not retained)."""
     jpeg: bytes | None = _searched_faces.get(search_id)
@@ -114,8 +115,9 @@ def annotated_preview(ctx: AppContext, data: bytes, analysis: ProbeAnalysis) -> 
     """The probe, scaled down, with each face's box and number drawn (green passes, red fails quality)."""
     pixels = pipeline_for(ctx.settings).decode(data).pixels
     scale = min(1.0, PREVIEW_MAX_SIDE / max(pixels.shape[:2]))
-    canvas: np.ndarray = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
-        if scale < 1.0 else pixels.copy()
+    canvas: np.ndarray = (
+        cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1.0 else pixels.copy()
+    )
     thickness = max(2, round(max(canvas.shape[:2]) / 320))
     for face in analysis.faces:
         b = face.box
@@ -128,6 +130,13 @@ def annotated_preview(ctx: AppContext, data: bytes, analysis: ProbeAnalysis) -> 
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thickness)
         top = max(0, y - th - 2 * thickness)
         cv2.rectangle(canvas, (x, top), (x + tw + 2 * thickness, top + th + 2 * thickness), colour, -1)
-        cv2.putText(canvas, label, (x + thickness, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, size,
-                    (255, 255, 255), thickness)
+        cv2.putText(
+            canvas,
+            label,
+            (x + thickness, top + th + thickness),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            size,
+            (255, 255, 255),
+            thickness,
+        )
     return encode_jpeg(canvas)

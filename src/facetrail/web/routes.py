@@ -38,9 +38,16 @@ from facetrail.web.common import (
 
 router = APIRouter(include_in_schema=False)
 
-ERROR_HEADINGS = {400: "That request could not be done", 401: "Sign in first", 403: "Not allowed",
-                  404: "Not found", 409: "Conflict", 413: "Too large", 422: "Check the form",
-                  429: "Too many attempts"}
+ERROR_HEADINGS = {
+    400: "That request could not be done",
+    401: "Sign in first",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    422: "Check the form",
+    429: "Too many attempts",
+}
 
 
 def mount(app: FastAPI) -> None:
@@ -58,8 +65,14 @@ def render_error(request: Request, status: int, message: str) -> Response:
     if not hasattr(request.state, "principal"):  # an error before any route ran (e.g. 404): still show who
         with contextlib.suppress(FaceTrailError):
             optional_principal(request, request.app.state.ctx)
-    return render(request, "error.html", status=status, title=f"Error {status}",
-                  heading=ERROR_HEADINGS.get(status, "Something went wrong"), message=message)
+    return render(
+        request,
+        "error.html",
+        status=status,
+        title=f"Error {status}",
+        heading=ERROR_HEADINGS.get(status, "Something went wrong"),
+        message=message,
+    )
 
 
 def home_for(who: Principal) -> str:
@@ -77,18 +90,28 @@ def home(who: Principal = Depends(web_principal)) -> Response:
     return see_other(home_for(who))
 
 
-def _login_page(request: Request, *, status: int = 200, error: str | None = None, username: str = "",
-                next_path: str = "/") -> HTMLResponse:
+def _login_page(
+    request: Request, *, status: int = 200, error: str | None = None, username: str = "", next_path: str = "/"
+) -> HTMLResponse:
     token = new_login_csrf()
-    response = render(request, "login.html", status=status, title="Sign in", error=error, username=username,
-                      next=safe_next(next_path), login_csrf=token)
+    response = render(
+        request,
+        "login.html",
+        status=status,
+        title="Sign in",
+        error=error,
+        username=username,
+        next=safe_next(next_path),
+        login_csrf=token,
+    )
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login", max_age=3600)
     return response
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "/",
-               principal: Principal | None = Depends(optional_principal)) -> Response:
+def login_form(
+    request: Request, next: str = "/", principal: Principal | None = Depends(optional_principal)
+) -> Response:
     if principal is not None:
         return see_other(safe_next(next) if next != "/" else home_for(principal))
     return _login_page(request, next_path=next)
@@ -99,11 +122,17 @@ def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData =
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     next_path = safe_next(str(form.get("next") or "/"))
     if not login_csrf_ok(request, str(form.get("csrf_token") or "")):
-        return _login_page(request, status=400, username=username, next_path=next_path,
-                           error="The sign-in form expired. Please try again.")
+        return _login_page(
+            request,
+            status=400,
+            username=username,
+            next_path=next_path,
+            error="The sign-in form expired. Please try again.",
+        )
     try:
-        who = accounts.authenticate(ctx, username, password, ip=client_ip(request),
-                                    user_agent=request.headers.get("user-agent", ""))
+        who = accounts.authenticate(
+            ctx, username, password, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
+        )
     except FaceTrailError as exc:  # wrong password, locked account, throttled address: say which, nothing more
         status = 429 if exc.code == "too_many_attempts" else 401
         return _login_page(request, status=status, error=exc.message, username=username, next_path=next_path)
@@ -116,8 +145,12 @@ def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData =
 
 
 @router.post("/logout")
-def logout(request: Request, ctx: AppContext = Depends(get_ctx),
-           principal: Principal | None = Depends(optional_principal), form: FormData = Depends(form_data)) -> Response:
+def logout(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    principal: Principal | None = Depends(optional_principal),
+    form: FormData = Depends(form_data),
+) -> Response:
     if principal is not None:
         csrf_ok(request, form)
         accounts.end_session(ctx, request.cookies.get(SESSION_COOKIE, ""), principal)
@@ -132,13 +165,18 @@ def password_form(request: Request, who: Principal = Depends(web_principal)) -> 
 
 
 @router.post("/password")
-def password_change(request: Request, ctx: AppContext = Depends(get_ctx),
-                    who: Principal = Depends(web_principal), form: FormData = Depends(form_data)) -> Response:
+def password_change(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     new = str(form.get("new_password") or "")
     if new != str(form.get("confirm_password") or ""):
-        return render(request, "password.html", status=422, title="Change password",
-                      error="The two new passwords differ.")
+        return render(
+            request, "password.html", status=422, title="Change password", error="The two new passwords differ."
+        )
     try:
         accounts.change_password(ctx, who, str(form.get("current_password") or ""), new)
     except FaceTrailError as exc:

@@ -48,13 +48,23 @@ from facetrail.web.probes import (
 
 router = APIRouter(include_in_schema=False)
 FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
-DECISION_LABELS = {Decision.POSSIBLE_LEAD.value: "Possible lead", Decision.NOT_A_MATCH.value: "Not a match",
-                   Decision.INCONCLUSIVE.value: "Inconclusive"}
+DECISION_LABELS = {
+    Decision.POSSIBLE_LEAD.value: "Possible lead",
+    Decision.NOT_A_MATCH.value: "Not a match",
+    Decision.INCONCLUSIVE.value: "Inconclusive",
+}
 PAGE = 50
 
 
-def _form_page(request: Request, ctx: AppContext, who: Principal, fields: dict[str, str], status: int = 200,
-               error: str | None = None, reasons: list[str] | None = None) -> Response:
+def _form_page(
+    request: Request,
+    ctx: AppContext,
+    who: Principal,
+    fields: dict[str, str],
+    status: int = 200,
+    error: str | None = None,
+    reasons: list[str] | None = None,
+) -> Response:
     options = search_options(ctx)
     leads_notice = options.pop("notice")  # "notice" is the page's status message in base.html
     try:
@@ -62,10 +72,20 @@ def _form_page(request: Request, ctx: AppContext, who: Principal, fields: dict[s
         training_problem = None
     except training.TrainingRequiredError as exc:
         training_problem = exc.message
-    return render(request, "search_new.html", status=status, title="New search", fields=fields, error=error,
-                  reasons=reasons or [], galleries=[g.name for g in list_galleries(ctx, who)],
-                  leads_notice=leads_notice, approval=active_policy(ctx).approval,
-                  training_problem=training_problem, **options)
+    return render(
+        request,
+        "search_new.html",
+        status=status,
+        title="New search",
+        fields=fields,
+        error=error,
+        reasons=reasons or [],
+        galleries=[g.name for g in list_galleries(ctx, who)],
+        leads_notice=leads_notice,
+        approval=active_policy(ctx).approval,
+        training_problem=training_problem,
+        **options,
+    )
 
 
 def _fields(form: Any) -> dict[str, str]:
@@ -82,23 +102,36 @@ def _mode(ctx: AppContext, fields: dict[str, str]) -> str:
 
 
 @router.get("/search/new")
-def search_new(request: Request, ctx: AppContext = Depends(get_ctx),
-               who: Principal = web_require(Permission.SEARCH_RUN)) -> Response:
+def search_new(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = web_require(Permission.SEARCH_RUN)
+) -> Response:
     return _form_page(request, ctx, who, {"candidates": "20"})
 
 
 @router.post("/search/new")
-def search_upload(request: Request, ctx: AppContext = Depends(get_ctx),
-                  who: Principal = web_require(Permission.SEARCH_RUN), form: FormData = Depends(form_data)) -> Response:
+def search_upload(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.SEARCH_RUN),
+    form: FormData = Depends(form_data),
+) -> Response:
     """Step 1: the probe and the case's fields → the probe's faces, to pick one."""
     csrf_ok(request, form)
     fields = _fields(form)
     upload = form.get("probe")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _form_page(request, ctx, who, fields, 422, "Choose a probe photo.")
-    missing = [label for name, label in (("gallery", "gallery"), ("case_number", "case number"),
-               ("offense", "offense"), ("legal_basis", "legal basis"), ("justification", "justification"))
-               if not fields[name]]
+    missing = [
+        label
+        for name, label in (
+            ("gallery", "gallery"),
+            ("case_number", "case number"),
+            ("offense", "offense"),
+            ("legal_basis", "legal basis"),
+            ("justification", "justification"),
+        )
+        if not fields[name]
+    ]
     if missing:
         return _form_page(request, ctx, who, fields, 422, "Required: " + ", ".join(missing) + ".")
     data = upload.file.read()
@@ -107,44 +140,79 @@ def search_upload(request: Request, ctx: AppContext = Depends(get_ctx),
     except FaceTrailError as exc:
         return _form_page(request, ctx, who, fields, 422, f"The probe could not be used: {exc.message}")
     if not analysis.faces:
-        return _form_page(request, ctx, who, fields, 422,
-                          "No face was found in the probe photo. Nothing was searched.")
+        return _form_page(request, ctx, who, fields, 422, "No face was found in the probe photo. Nothing was searched.")
     token = hold_probe(PendingProbe(who.user_id, data, analysis, fields))
     return _pick_page(request, ctx, token, data, analysis, fields)
 
 
-def _pick_page(request: Request, ctx: AppContext, token: str, data: bytes, analysis: Any, fields: dict[str, str],
-               status: int = 200, error: str | None = None) -> Response:
+def _pick_page(
+    request: Request,
+    ctx: AppContext,
+    token: str,
+    data: bytes,
+    analysis: Any,
+    fields: dict[str, str],
+    status: int = 200,
+    error: str | None = None,
+) -> Response:
     usable = [f for f in analysis.faces if f.passes_quality]
-    return render(request, "search_pick.html", status=status, title="Choose the face", token=token, fields=fields,
-                  mode=_mode(ctx, fields), approval=active_policy(ctx).approval,
-                  preview=data_url(annotated_preview(ctx, data, analysis)), faces=analysis.faces,
-                  crops={f.index: data_url(f.aligned_jpeg) for f in analysis.faces}, usable=usable, error=error,
-                  chosen=usable[0].index if len(usable) == 1 else None)
+    return render(
+        request,
+        "search_pick.html",
+        status=status,
+        title="Choose the face",
+        token=token,
+        fields=fields,
+        mode=_mode(ctx, fields),
+        approval=active_policy(ctx).approval,
+        preview=data_url(annotated_preview(ctx, data, analysis)),
+        faces=analysis.faces,
+        crops={f.index: data_url(f.aligned_jpeg) for f in analysis.faces},
+        usable=usable,
+        error=error,
+        chosen=usable[0].index if len(usable) == 1 else None,
+    )
 
 
 @router.post("/search/run")
-def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
-               who: Principal = web_require(Permission.SEARCH_RUN), form: FormData = Depends(form_data)) -> Response:
+def search_run(
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.SEARCH_RUN),
+    form: FormData = Depends(form_data),
+) -> Response:
     """Step 2: search the chosen face."""
     csrf_ok(request, form)
     token = str(form.get("probe_token") or "")
     pending = peek_probe(token, who.user_id)
     if pending is None:
-        return _form_page(request, ctx, who, {"candidates": "20"}, 410,
-                          "The uploaded probe has expired (or was already searched). Upload it again.")
+        return _form_page(
+            request,
+            ctx,
+            who,
+            {"candidates": "20"},
+            410,
+            "The uploaded probe has expired (or was already searched). Upload it again.",
+        )
     choice = str(form.get("face_index") or "")
     if not choice.isdigit():
-        return _pick_page(request, ctx, token, pending.data, pending.analysis, pending.fields, 422,
-                          "Choose one of the faces.")
+        return _pick_page(
+            request, ctx, token, pending.data, pending.analysis, pending.fields, 422, "Choose one of the faces."
+        )
     f = pending.fields
     try:
         candidates = int(f["candidates"] or 20)
     except ValueError:
         candidates = 0  # the core refuses it with the allowed range
-    req = SearchRequest(gallery=f["gallery"], case_number=f["case_number"], offense=f["offense"],
-                        legal_basis=f["legal_basis"], justification=f["justification"], candidates=candidates,
-                        face_index=int(choice))
+    req = SearchRequest(
+        gallery=f["gallery"],
+        case_number=f["case_number"],
+        offense=f["offense"],
+        legal_basis=f["legal_basis"],
+        justification=f["justification"],
+        candidates=candidates,
+        face_index=int(choice),
+    )
     mode = _mode(ctx, f)
     try:
         if mode == "search":
@@ -159,8 +227,15 @@ def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
         take_probe(token, who.user_id)
         listed = exc.details.get("reasons")
         reasons = [str(r) for r in listed] if isinstance(listed, list) else [exc.message]
-        return _form_page(request, ctx, who, f, 422, "Refused: the chosen face fails the quality checks, so it was "
-                          "not searched. Use a clearer photo.", reasons)
+        return _form_page(
+            request,
+            ctx,
+            who,
+            f,
+            422,
+            "Refused: the chosen face fails the quality checks, so it was not searched. Use a clearer photo.",
+            reasons,
+        )
     except FaceChoiceRequiredError as exc:
         return _pick_page(request, ctx, token, pending.data, pending.analysis, f, 409, exc.message)
     except FaceTrailError as exc:
@@ -173,34 +248,65 @@ def search_run(request: Request, ctx: AppContext = Depends(get_ctx),
 
 
 @router.get("/searches")
-def searches(request: Request, page: int = 1, case: str = "", ctx: AppContext = Depends(get_ctx),
-             who: Principal = Depends(web_principal)) -> Response:
+def searches(
+    request: Request,
+    page: int = 1,
+    case: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
+) -> Response:
     page = max(1, page)
     listing = list_searches(ctx, who, limit=PAGE, offset=(page - 1) * PAGE, case_number=case.strip() or None)
-    return render(request, "searches.html", title="Searches", listing=listing, page=page, case=case,
-                  pages=max(1, -(-listing.total // PAGE)), faces_visible=may_see_results(who))
+    return render(
+        request,
+        "searches.html",
+        title="Searches",
+        listing=listing,
+        page=page,
+        case=case,
+        pages=max(1, -(-listing.total // PAGE)),
+        faces_visible=may_see_results(who),
+    )
 
 
 @router.get("/searches/{search_id}")
-def search_result(search_id: int, request: Request, done: str = "", ctx: AppContext = Depends(get_ctx),
-                  who: Principal = Depends(web_principal)) -> Response:
+def search_result(
+    search_id: int,
+    request: Request,
+    done: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
+) -> Response:
     try:
         view = get_search(ctx, who, search_id)
     except approvals.ResultsLockedError as exc:  # refused and audited by the core; say so plainly
-        return render(request, "search_locked.html", status=403, title=f"Search {search_id} locked",
-                      search_id=search_id, message=exc.message)
+        return render(
+            request,
+            "search_locked.html",
+            status=403,
+            title=f"Search {search_id} locked",
+            search_id=search_id,
+            message=exc.message,
+        )
     probe_jpeg = None
     if view.candidates is not None:
         probe_jpeg = searched_face(ctx, search_id, view.probe_sha256, view.probe_stored, view.face_index)
     own = view.user_id is not None and view.user_id == who.user_id
     approval = approvals.approval_for_search(ctx, search_id)
-    return render(request, "search_result.html", title=f"Search {search_id}", s=view,
-                  probe=data_url(probe_jpeg) if probe_jpeg else None,
-                  may_review=who.can(Permission.REVIEW_DECIDE) and not own,
-                  decisions=DECISION_LABELS, mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
-                  states=_release_states(ctx, who, view), under_review=release.UNDER_REVIEW,
-                  approval=approvals.request_dict(ctx, approval) if approval else None,
-                  notice="Review saved." if done == "review" else None)
+    return render(
+        request,
+        "search_result.html",
+        title=f"Search {search_id}",
+        s=view,
+        probe=data_url(probe_jpeg) if probe_jpeg else None,
+        may_review=who.can(Permission.REVIEW_DECIDE) and not own,
+        decisions=DECISION_LABELS,
+        mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
+        states=_release_states(ctx, who, view),
+        under_review=release.UNDER_REVIEW,
+        approval=approvals.request_dict(ctx, approval) if approval else None,
+        notice="Review saved." if done == "review" else None,
+    )
 
 
 def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str]:
@@ -211,8 +317,10 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
     if not view.candidates:
         return {}
     if not who.can(Permission.REVIEW_DECIDE):
-        return {c.rank: "under_review" if c.subject_external_id == release.UNDER_REVIEW else "released_lead"
-                for c in view.candidates}
+        return {
+            c.rank: "under_review" if c.subject_external_id == release.UNDER_REVIEW else "released_lead"
+            for c in view.candidates
+        }
     decided = release.decisions_on(ctx, view.search_id)
     states = {}
     for c in view.candidates:
@@ -233,16 +341,25 @@ def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] 
 
 
 @router.get("/searches/{search_id}/candidates/{rank}/thumbnail.jpg")
-def search_thumbnail(search_id: int, rank: int, ctx: AppContext = Depends(get_ctx),
-                     who: Principal = Depends(web_principal)) -> Response:
-    return Response(candidate_thumbnail(ctx, who, search_id, rank), media_type="image/jpeg",
-                    headers={"cache-control": "private, no-store"})
+def search_thumbnail(
+    search_id: int, rank: int, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+) -> Response:
+    return Response(
+        candidate_thumbnail(ctx, who, search_id, rank),
+        media_type="image/jpeg",
+        headers={"cache-control": "private, no-store"},
+    )
 
 
 @router.post("/searches/{search_id}/candidates/{rank}/review")
-def search_review(search_id: int, rank: int, request: Request, ctx: AppContext = Depends(get_ctx),
-                  who: Principal = Depends(web_principal), form: FormData = Depends(form_data)) -> Response:
+def search_review(
+    search_id: int,
+    rank: int,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
+    form: FormData = Depends(form_data),
+) -> Response:
     csrf_ok(request, form)
     review_candidate(ctx, who, search_id, rank, str(form.get("decision") or ""), str(form.get("notes") or ""))
     return see_other(f"/searches/{search_id}?done=review#candidate-{rank}")
-

@@ -51,16 +51,22 @@ JPEG_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg"
 def require_any(*permissions: Permission) -> Callable[..., Principal]:
     """Like deps.require, for routes open to several permissions (e.g. the three ways to view searches)."""
 
-    def dependency(request: Request, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = Depends(current_principal)) -> Principal:
+    def dependency(
+        request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+    ) -> Principal:
         if not any(who.can(p) for p in permissions):
             with ctx.db.transaction() as s:
-                append_audit(s, actor=who.actor, action="access.denied",
-                             target=f"{request.method} {request.url.path}"[:300], outcome="denied",
-                             details={"reason": f"role '{who.role}' lacks any of "
-                                                f"{', '.join(p.value for p in permissions)}"})
-            raise PermissionDeniedError(f"role '{who.role}' may not do this",
-                                        permissions=[p.value for p in permissions])
+                append_audit(
+                    s,
+                    actor=who.actor,
+                    action="access.denied",
+                    target=f"{request.method} {request.url.path}"[:300],
+                    outcome="denied",
+                    details={"reason": f"role '{who.role}' lacks any of {', '.join(p.value for p in permissions)}"},
+                )
+            raise PermissionDeniedError(
+                f"role '{who.role}' may not do this", permissions=[p.value for p in permissions]
+            )
         return who
 
     dependency.__name__ = "require_any_" + "_".join(p.name.lower() for p in permissions)

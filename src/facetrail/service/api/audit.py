@@ -66,10 +66,12 @@ def records(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(auditor),
 ) -> AuditPageOut:
-    page = query_audit(ctx, who, action=action, actor=actor, outcome=outcome, since=since, until=until,
-                       limit=limit, offset=offset)
-    return AuditPageOut(records=[AuditRecordOut(**r) for r in page.records], has_more=page.has_more,
-                        audit_seq=page.audit_seq)
+    page = query_audit(
+        ctx, who, action=action, actor=actor, outcome=outcome, since=since, until=until, limit=limit, offset=offset
+    )
+    return AuditPageOut(
+        records=[AuditRecordOut(**r) for r in page.records], has_more=page.has_more, audit_seq=page.audit_seq
+    )
 
 
 @router.get("/verify", response_model=ChainVerification, summary="Recompute the hash chain (audited)")
@@ -77,9 +79,17 @@ def verify(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(auditor)
     return ChainVerification(**verify_audit_log(ctx, who).to_dict())
 
 
-@router.get("/export", response_class=FileResponse, summary="Export the audit log as JSON Lines or CSV (audited)",
-            responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}},
-                             "description": "Every field exactly as hashed, oldest first"}})
+@router.get(
+    "/export",
+    response_class=FileResponse,
+    summary="Export the audit log as JSON Lines or CSV (audited)",
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}, "text/csv": {}},
+            "description": "Every field exactly as hashed, oldest first",
+        }
+    },
+)
 def export(
     format: Annotated[Literal["jsonl", "csv"], Query()] = "jsonl",
     since: TimeQuery = None,
@@ -95,8 +105,9 @@ def export(
         _remove(folder)
         raise
     media = "text/csv" if format == "csv" else "application/x-ndjson"
-    return FileResponse(out, media_type=media, filename=f"facetrail-audit.{format}",
-                        background=BackgroundTask(_remove, folder))
+    return FileResponse(
+        out, media_type=media, filename=f"facetrail-audit.{format}", background=BackgroundTask(_remove, folder)
+    )
 
 
 def _remove(folder: Path) -> None:

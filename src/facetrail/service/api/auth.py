@@ -65,32 +65,45 @@ class Ok(BaseModel):
 
 
 def me_of(p: Principal) -> Me:
-    return Me(username=p.username, role=p.role, unit=p.unit_name, must_change_password=p.must_change_password,
-              via=p.via)
+    return Me(
+        username=p.username, role=p.role, unit=p.unit_name, must_change_password=p.must_change_password, via=p.via
+    )
 
 
 def set_session_cookie(ctx: AppContext, request: Request, response: Response, token: str) -> None:
     secure = ctx.settings.auth.cookie_secure
     if secure is None:
         secure = request.url.scheme == "https"
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/",
-                        max_age=int(ctx.settings.auth.session_hours * 3600))
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+        max_age=int(ctx.settings.auth.session_hours * 3600),
+    )
 
 
 @router.post("/login", response_model=LoginResponse, summary="Sign in; sets the session cookie")
 def login(
     body: LoginRequest, request: Request, response: Response, ctx: AppContext = Depends(get_ctx)
 ) -> LoginResponse:
-    who = accounts.authenticate(ctx, body.username, body.password, ip=client_ip(request),
-                                user_agent=request.headers.get("user-agent", ""))
+    who = accounts.authenticate(
+        ctx, body.username, body.password, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
+    )
     token, csrf = accounts.create_session(ctx, who)
     set_session_cookie(ctx, request, response, token)
     return LoginResponse(user=me_of(who), csrf_token=csrf)
 
 
 @router.post("/logout", response_model=Ok, summary="Sign out (ends the session)")
-def logout(request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
-           who: Principal = Depends(current_principal)) -> Ok:
+def logout(
+    request: Request,
+    response: Response,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(current_principal),
+) -> Ok:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         accounts.end_session(ctx, token, who)
@@ -104,8 +117,9 @@ def me(who: Principal = Depends(current_principal)) -> Me:
 
 
 @router.post("/password", response_model=Ok, summary="Change my password")
-def change_password(body: PasswordChange, ctx: AppContext = Depends(get_ctx),
-                    who: Principal = Depends(current_principal)) -> Ok:
+def change_password(
+    body: PasswordChange, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> Ok:
     accounts.change_password(ctx, who, body.current_password, body.new_password)
     return Ok()
 
@@ -116,13 +130,15 @@ def list_tokens(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(cur
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, summary="Create an API token (shown once)")
-def create_token(body: TokenCreate, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = Depends(current_principal)) -> TokenCreated:
+def create_token(
+    body: TokenCreate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> TokenCreated:
     info, secret = accounts.create_api_token(ctx, who, body.name, body.days)
     return TokenCreated(token=TokenInfo(**info), secret=secret)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke an API token")
-def revoke_token(token_id: int, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = Depends(current_principal)) -> TokenInfo:
+def revoke_token(
+    token_id: int, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> TokenInfo:
     return TokenInfo(**accounts.revoke_api_token(ctx, who, token_id))

@@ -75,36 +75,66 @@ def face_out(face: ProbeFace) -> DetectedFaceOut:
 
 
 @router.post("/detect", response_model=DetectOut, summary="Faces and their quality in an uploaded photo")
-def detect(image: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, ...)")],
-           ctx: AppContext = Depends(get_ctx),
-           who: Principal = Depends(require(Permission.DETECT_RUN))) -> DetectOut:
+def detect(
+    image: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, ...)")],
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.DETECT_RUN)),
+) -> DetectOut:
     analysis = detect_upload(ctx, who, read_upload(image, "image", ctx.settings.images.max_bytes))
-    return DetectOut(sha256=analysis.sha256, width=analysis.width, height=analysis.height, format=analysis.format,
-                     faces=[face_out(f) for f in analysis.faces])
+    return DetectOut(
+        sha256=analysis.sha256,
+        width=analysis.width,
+        height=analysis.height,
+        format=analysis.format,
+        faces=[face_out(f) for f in analysis.faces],
+    )
 
 
 @router.post("/verify", response_model=VerifyOut, summary="1:1 comparison of one face in each of two photos")
-def verify(image_a: Annotated[UploadFile, File()], image_b: Annotated[UploadFile, File()],
-           face_a: FaceChoice = None, face_b: FaceChoice = None,
-           ctx: AppContext = Depends(get_ctx),
-           who: Principal = Depends(require(Permission.VERIFY_RUN))) -> VerifyOut:
+def verify(
+    image_a: Annotated[UploadFile, File()],
+    image_b: Annotated[UploadFile, File()],
+    face_a: FaceChoice = None,
+    face_b: FaceChoice = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.VERIFY_RUN)),
+) -> VerifyOut:
     max_bytes = ctx.settings.images.max_bytes
-    r = verify_uploads(ctx, who, read_upload(image_a, "image_a", max_bytes), read_upload(image_b, "image_b", max_bytes),
-                       face_a=face_a, face_b=face_b)
+    r = verify_uploads(
+        ctx,
+        who,
+        read_upload(image_a, "image_a", max_bytes),
+        read_upload(image_b, "image_b", max_bytes),
+        face_a=face_a,
+        face_b=face_b,
+    )
 
     def side(sha: str, faces: int, face: Any) -> VerifyFace:
         d = face.to_dict()
-        return VerifyFace(sha256=sha, faces=faces, face_index=face.index, box=Box(**d["box"]),
-                          quality=Quality(**d["quality"]))
+        return VerifyFace(
+            sha256=sha, faces=faces, face_index=face.index, box=Box(**d["box"]), quality=Quality(**d["quality"])
+        )
 
-    return VerifyOut(similarity=round(r.similarity, 5), threshold=round(r.threshold, 5), target_fmr=r.target_fmr,
-                     decision="same_person_likely" if r.above_threshold else "not_established",
-                     estimated_fmr=r.estimated_fmr, meaning=r.meaning, model_id=r.model_id,
-                     image_a=side(r.sha256_a, r.faces_in_a, r.face_a), image_b=side(r.sha256_b, r.faces_in_b, r.face_b))
+    return VerifyOut(
+        similarity=round(r.similarity, 5),
+        threshold=round(r.threshold, 5),
+        target_fmr=r.target_fmr,
+        decision="same_person_likely" if r.above_threshold else "not_established",
+        estimated_fmr=r.estimated_fmr,
+        meaning=r.meaning,
+        model_id=r.model_id,
+        image_a=side(r.sha256_a, r.faces_in_a, r.face_a),
+        image_b=side(r.sha256_b, r.faces_in_b, r.face_b),
+    )
 
 
-@router.get("/faces/{face_id}/thumbnail", response_class=Response, responses=JPEG_RESPONSE,
-            summary="An enrolled face's aligned crop (JPEG; audited)")
-def face_thumbnail(face_id: IdPath, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = Depends(require(Permission.FACES_BROWSE))) -> Response:
+@router.get(
+    "/faces/{face_id}/thumbnail",
+    response_class=Response,
+    responses=JPEG_RESPONSE,
+    summary="An enrolled face's aligned crop (JPEG; audited)",
+)
+def face_thumbnail(
+    face_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.FACES_BROWSE))
+) -> Response:
     return Response(browse.face_thumbnail(ctx, who, face_id), media_type="image/jpeg")

@@ -121,22 +121,36 @@ def _out(g: GallerySummary) -> GalleryOut:
 
 
 @router.get("", response_model=list[GalleryOut], summary="List galleries")
-def list_galleries(ctx: AppContext = Depends(get_ctx),
-                   who: Principal = Depends(require(Permission.GALLERY_READ))) -> list[GalleryOut]:
+def list_galleries(
+    ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.GALLERY_READ))
+) -> list[GalleryOut]:
     return [_out(g) for g in browse.list_galleries(ctx, who)]
 
 
 @router.post("", response_model=GalleryOut, status_code=201, summary="Create a gallery (audited)")
-def create_gallery(body: GalleryCreate, ctx: AppContext = Depends(get_ctx),
-                   who: Principal = Depends(require(Permission.GALLERY_MANAGE))) -> GalleryOut:
-    return _out(browse.create_gallery(ctx, who, body.name, legal_basis=body.legal_basis,
-                                      source_system=body.source_system, description=body.description,
-                                      retention_rule=body.retention_rule, keep_images=body.keep_images))
+def create_gallery(
+    body: GalleryCreate,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
+) -> GalleryOut:
+    return _out(
+        browse.create_gallery(
+            ctx,
+            who,
+            body.name,
+            legal_basis=body.legal_basis,
+            source_system=body.source_system,
+            description=body.description,
+            retention_rule=body.retention_rule,
+            keep_images=body.keep_images,
+        )
+    )
 
 
 @router.get("/{name}", response_model=GalleryOut, summary="Show a gallery")
-def get_gallery(name: str, ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(require(Permission.GALLERY_READ))) -> GalleryOut:
+def get_gallery(
+    name: str, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.GALLERY_READ))
+) -> GalleryOut:
     return _out(browse.get_gallery(ctx, who, name))
 
 
@@ -147,23 +161,30 @@ def _per_file(values: list[str] | None, n: int, field: str) -> list[str | None]:
     if len(values) == 1:
         return [values[0]] * n
     if len(values) != n:
-        raise BadInputError(f"{field}: give one value for all files or one per file ({n}), not {len(values)}",
-                            field=field)
+        raise BadInputError(
+            f"{field}: give one value for all files or one per file ({n}), not {len(values)}", field=field
+        )
     return list(values)
 
 
-@router.post("/{name}/enroll", response_model=EnrollResult,
-             summary="Enroll uploaded photos: one face per photo, reasons per rejected file, idempotent by hash")
+@router.post(
+    "/{name}/enroll",
+    response_model=EnrollResult,
+    summary="Enroll uploaded photos: one face per photo, reasons per rejected file, idempotent by hash",
+)
 def enroll(
     name: str,
     files: Annotated[list[UploadFile], File(description="One or more photos; each must show exactly one face.")],
-    subject_ids: Annotated[list[str], Form(description="The subject's external id: one for all files, or one per "
-                                                       "file in the same order.")],
+    subject_ids: Annotated[
+        list[str], Form(description="The subject's external id: one for all files, or one per file in the same order.")
+    ],
     names: Annotated[list[str] | None, Form(description="Optional subject names (one, or one per file).")] = None,
-    source_record_ids: Annotated[list[str] | None, Form(description="Provenance: record ids in the source system "
-                                                                    "(one, or one per file).")] = None,
-    capture_dates: Annotated[list[dt.date] | None, Form(description="Provenance: capture dates YYYY-MM-DD "
-                                                                    "(one, or one per file).")] = None,
+    source_record_ids: Annotated[
+        list[str] | None, Form(description="Provenance: record ids in the source system (one, or one per file).")
+    ] = None,
+    capture_dates: Annotated[
+        list[dt.date] | None, Form(description="Provenance: capture dates YYYY-MM-DD (one, or one per file).")
+    ] = None,
     largest_face: Annotated[bool, Form(description="Several faces: enroll the largest instead of rejecting.")] = False,
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
@@ -174,18 +195,28 @@ def enroll(
     subjects = _per_file(subject_ids, n, "subject_ids")
     subject_names = _per_file(names, n, "names")
     records = _per_file(source_record_ids, n, "source_record_ids")
-    dates = [dt.date.fromisoformat(d) if d else None
-             for d in _per_file([d.isoformat() for d in capture_dates or []], n, "capture_dates")]
+    dates = [
+        dt.date.fromisoformat(d) if d else None
+        for d in _per_file([d.isoformat() for d in capture_dates or []], n, "capture_dates")
+    ]
     max_bytes = ctx.settings.images.max_bytes
     uploads = [
-        UploadedImage(filename=(f.filename or f"file-{i + 1}")[:200], data=read_upload(f, "files", max_bytes),
-                      subject_id=subjects[i] or "", name=subject_names[i], source_record_id=records[i],
-                      capture_date=dates[i])
+        UploadedImage(
+            filename=(f.filename or f"file-{i + 1}")[:200],
+            data=read_upload(f, "files", max_bytes),
+            subject_id=subjects[i] or "",
+            name=subject_names[i],
+            source_record_id=records[i],
+            capture_date=dates[i],
+        )
         for i, f in enumerate(files)
     ]
     result = enroll_uploads(ctx, who, name, uploads, largest_face=largest_face)
-    return EnrollResult(gallery=result.gallery, summary=EnrollCounts(**result.summary),
-                        files=[FileResult(**f.to_dict()) for f in result.files])
+    return EnrollResult(
+        gallery=result.gallery,
+        summary=EnrollCounts(**result.summary),
+        files=[FileResult(**f.to_dict()) for f in result.files],
+    )
 
 
 @router.get("/{name}/subjects", response_model=SubjectPage, summary="List a gallery's subjects")
@@ -201,27 +232,43 @@ def list_subjects(
     return SubjectPage(total=total, items=[SubjectSummary(**i) for i in items])
 
 
-@router.get("/{name}/subjects/{external_id}", response_model=SubjectDetail,
-            summary="Show a subject and its faces (audited: reveals faces)")
-def get_subject(name: str, external_id: str, ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(require(Permission.FACES_BROWSE))) -> SubjectDetail:
+@router.get(
+    "/{name}/subjects/{external_id}",
+    response_model=SubjectDetail,
+    summary="Show a subject and its faces (audited: reveals faces)",
+)
+def get_subject(
+    name: str,
+    external_id: str,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.FACES_BROWSE)),
+) -> SubjectDetail:
     subject = browse.get_subject(ctx, who, name, external_id)
     faces = [FaceOut(**f, thumbnail_url=f"/api/v1/faces/{f['face_id']}/thumbnail") for f in subject.pop("faces")]
     return SubjectDetail(**subject, faces=faces)
 
 
-@router.delete("/{name}/subjects/{external_id}", response_model=Deleted,
-               summary="Delete a subject, its faces, vectors and images (audited)")
-def delete_subject(name: str, external_id: str,
-                   reason: Annotated[str, Query(max_length=2000)] = "",
-                   ctx: AppContext = Depends(get_ctx),
-                   who: Principal = Depends(require(Permission.GALLERY_MANAGE))) -> Deleted:
+@router.delete(
+    "/{name}/subjects/{external_id}",
+    response_model=Deleted,
+    summary="Delete a subject, its faces, vectors and images (audited)",
+)
+def delete_subject(
+    name: str,
+    external_id: str,
+    reason: Annotated[str, Query(max_length=2000)] = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
+) -> Deleted:
     return Deleted(**browse.delete_subject(ctx, who, name, external_id, reason))
 
 
 @router.delete("/{name}/faces/{face_id}", response_model=Deleted, summary="Delete one face (audited)")
-def delete_face(name: str, face_id: IdPath,
-                reason: Annotated[str, Query(max_length=2000)] = "",
-                ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(require(Permission.GALLERY_MANAGE))) -> Deleted:
+def delete_face(
+    name: str,
+    face_id: IdPath,
+    reason: Annotated[str, Query(max_length=2000)] = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
+) -> Deleted:
     return Deleted(**browse.delete_face(ctx, who, name, face_id, reason))

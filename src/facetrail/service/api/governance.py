@@ -95,8 +95,10 @@ def show_policy(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(cur
 
 
 @router.get("/policy/history", response_model=list[PolicyVersionOut], summary="Every policy version")
-def policy_history(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal),
-                   ) -> list[PolicyVersionOut]:
+def policy_history(
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(current_principal),
+) -> list[PolicyVersionOut]:
     return [PolicyVersionOut(**v) for v in policy_doc.policy_history(ctx)]
 
 
@@ -106,30 +108,51 @@ def validate_policy(body: PolicyIn, who: Principal = Depends(current_principal))
 
 
 @router.put("/policy", response_model=PolicyVersionOut, summary="Apply a new policy version (audited with the diff)")
-def apply_policy(body: PolicyIn, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = Depends(require(Permission.POLICY_MANAGE))) -> PolicyVersionOut:
-    return PolicyVersionOut(**policy_doc.apply_policy(ctx, body.text, actor=who.actor,
-                                                      audit_context=who.audit_context()))
+def apply_policy(
+    body: PolicyIn, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.POLICY_MANAGE))
+) -> PolicyVersionOut:
+    return PolicyVersionOut(
+        **policy_doc.apply_policy(ctx, body.text, actor=who.actor, audit_context=who.audit_context())
+    )
 
 
-@router.post("/users/{username}/training", response_model=TrainingOut, status_code=201,
-             summary="Record a user's search training (audited)")
-def record_training(username: str, body: TrainingIn, ctx: AppContext = Depends(get_ctx),
-                    who: Principal = Depends(require(Permission.TRAINING_MANAGE))) -> TrainingOut:
-    return TrainingOut(**training.record_training(ctx, username, body.completed_on, body.course, actor=who.actor,
-                                                  audit_context=who.audit_context()))
+@router.post(
+    "/users/{username}/training",
+    response_model=TrainingOut,
+    status_code=201,
+    summary="Record a user's search training (audited)",
+)
+def record_training(
+    username: str,
+    body: TrainingIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.TRAINING_MANAGE)),
+) -> TrainingOut:
+    return TrainingOut(
+        **training.record_training(
+            ctx, username, body.completed_on, body.course, actor=who.actor, audit_context=who.audit_context()
+        )
+    )
 
 
-@router.get("/users/{username}/training", response_model=TrainingOut | None,
-            summary="A user's newest search training (null: none)")
-def get_training(username: str, ctx: AppContext = Depends(get_ctx),
-                 who: Principal = Depends(require(Permission.TRAINING_MANAGE))) -> TrainingOut | None:
+@router.get(
+    "/users/{username}/training",
+    response_model=TrainingOut | None,
+    summary="A user's newest search training (null: none)",
+)
+def get_training(
+    username: str, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.TRAINING_MANAGE))
+) -> TrainingOut | None:
     status = training.training_status(ctx, username)
     return TrainingOut(**status) if status else None
 
 
-@router.post("/search-requests", response_model=SubmittedOut, status_code=201,
-             summary="Submit a search for prior approval, or run an emergency search (audited)")
+@router.post(
+    "/search-requests",
+    response_model=SubmittedOut,
+    status_code=201,
+    summary="Submit a search for prior approval, or run an emergency search (audited)",
+)
 def submit_request(
     probe: Annotated[UploadFile, File(description="The probe photo; held until the request is decided")],
     gallery: Annotated[str, Form(min_length=1, max_length=200)],
@@ -144,28 +167,55 @@ def submit_request(
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SubmittedOut:
     data = read_upload(probe, "probe", ctx.settings.images.max_bytes)
-    req = SearchRequest(gallery=gallery, case_number=case_number, offense=offense, legal_basis=legal_basis,
-                        justification=justification, candidates=candidates, face_index=face_index)
+    req = SearchRequest(
+        gallery=gallery,
+        case_number=case_number,
+        offense=offense,
+        legal_basis=legal_basis,
+        justification=justification,
+        candidates=candidates,
+        face_index=face_index,
+    )
     done = approvals.submit(ctx, who, data, req, emergency=emergency)
     return SubmittedOut(request=RequestOut(**done.request), search=search_out(done.search) if done.search else None)
 
 
-@router.get("/search-requests", response_model=list[RequestOut],
-            summary="Search requests: one's own (investigators), the unit's (reviewers), all (auditors)")
-def list_requests(status: Annotated[str | None, Query(max_length=20)] = None, ctx: AppContext = Depends(get_ctx),
-                  who: Principal = Depends(current_principal)) -> list[RequestOut]:
+@router.get(
+    "/search-requests",
+    response_model=list[RequestOut],
+    summary="Search requests: one's own (investigators), the unit's (reviewers), all (auditors)",
+)
+def list_requests(
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(current_principal),
+) -> list[RequestOut]:
     return [RequestOut(**r) for r in approvals.list_requests(ctx, who, status=status)]
 
 
-@router.post("/search-requests/{request_id}/approve", response_model=RequestOut,
-             summary="Approve a colleague's request (it runs) or emergency search (reviewers of the unit; audited)")
-def approve(request_id: IdPath, body: DecisionIn | None = None, ctx: AppContext = Depends(get_ctx),
-         who: Principal = Depends(require(Permission.SEARCH_APPROVE))) -> RequestOut:
+@router.post(
+    "/search-requests/{request_id}/approve",
+    response_model=RequestOut,
+    summary="Approve a colleague's request (it runs) or emergency search (reviewers of the unit; audited)",
+)
+def approve(
+    request_id: IdPath,
+    body: DecisionIn | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.SEARCH_APPROVE)),
+) -> RequestOut:
     return RequestOut(**approvals.approve(ctx, who, request_id, body.reason if body else ""))
 
 
-@router.post("/search-requests/{request_id}/deny", response_model=RequestOut,
-             summary="Deny a colleague's request or emergency search, with a reason (audited)")
-def deny(request_id: IdPath, body: DecisionIn | None = None, ctx: AppContext = Depends(get_ctx),
-         who: Principal = Depends(require(Permission.SEARCH_APPROVE))) -> RequestOut:
+@router.post(
+    "/search-requests/{request_id}/deny",
+    response_model=RequestOut,
+    summary="Deny a colleague's request or emergency search, with a reason (audited)",
+)
+def deny(
+    request_id: IdPath,
+    body: DecisionIn | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.SEARCH_APPROVE)),
+) -> RequestOut:
     return RequestOut(**approvals.deny(ctx, who, request_id, body.reason if body else ""))

@@ -32,10 +32,17 @@ def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:100]
 
 
-@router.get("/cases/{case_number}/packet", summary="A case's disclosure packet, PDF or JSON (audited)",
-            response_class=Response,
-            responses={200: {"content": {"application/pdf": {}, "application/json": {}},
-                             "description": "Every search of the case in the caller's scope"}})
+@router.get(
+    "/cases/{case_number}/packet",
+    summary="A case's disclosure packet, PDF or JSON (audited)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/pdf": {}, "application/json": {}},
+            "description": "Every search of the case in the caller's scope",
+        }
+    },
+)
 def packet(
     case_number: Annotated[str, Path(min_length=1, max_length=100)],
     format: Annotated[Literal["pdf", "json"], Query()] = "pdf",
@@ -50,11 +57,17 @@ def packet(
     return Response(render_pdf(made), media_type="application/pdf", headers=headers)
 
 
-@router.get("/reports/transparency", summary="The transparency report for a period (audited)",
-            response_class=Response,
-            responses={200: {"content": {"text/html": {}, "text/csv": {}, "application/zip": {}},
-                             "description": "html: one page, charts inline; csv: one table; zip: page, charts, "
-                                            "every table"}})
+@router.get(
+    "/reports/transparency",
+    summary="The transparency report for a period (audited)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/html": {}, "text/csv": {}, "application/zip": {}},
+            "description": "html: one page, charts inline; csv: one table; zip: page, charts, every table",
+        }
+    },
+)
 def transparency(
     date_from: FromQuery,
     date_to: ToQuery,
@@ -71,8 +84,11 @@ def transparency(
         tables = {s.key: s for s in report.sections if s.columns}
         if table not in tables:
             raise BadInputError(f"table must be one of {', '.join(tables)}", field="table", allowed=list(tables))
-        return Response(section_csv(tables[table]), media_type="text/csv",
-                        headers={"content-disposition": f'attachment; filename="{stem}-{table}.csv"'})
+        return Response(
+            section_csv(tables[table]),
+            media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{stem}-{table}.csv"'},
+        )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(f"{stem}/index.html", render_html(report, lambda s: f"{s.key}.png"))
@@ -81,5 +97,8 @@ def transparency(
                 archive.writestr(f"{stem}/{sec.key}.csv", section_csv(sec))
             if sec.chart is not None:
                 archive.writestr(f"{stem}/{sec.key}.png", sec.chart)
-    return Response(buffer.getvalue(), media_type="application/zip",
-                    headers={"content-disposition": f'attachment; filename="{stem}.zip"'})
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{stem}.zip"'},
+    )

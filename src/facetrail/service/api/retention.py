@@ -66,51 +66,70 @@ class LiftIn(BaseModel):
 
 
 def _rule_out(gallery: str, rule: rules.RetentionRule | None) -> RuleOut:
-    return RuleOut(gallery=gallery, rule=None if rule is None else rule.model_dump(exclude_none=True),
-                   description=None if rule is None else rule.describe())
+    return RuleOut(
+        gallery=gallery,
+        rule=None if rule is None else rule.model_dump(exclude_none=True),
+        description=None if rule is None else rule.describe(),
+    )
 
 
 @router.get("/retention/rules/{name}", response_model=RuleOut, summary="A gallery's retention rule")
-def get_rule(name: str, ctx: AppContext = Depends(get_ctx),
-             who: Principal = Depends(require(Permission.RETENTION_MANAGE))) -> RuleOut:
+def get_rule(
+    name: str, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.RETENTION_MANAGE))
+) -> RuleOut:
     return _rule_out(name, rules.get_rule(ctx, name))
 
 
 @router.put("/retention/rules/{name}", response_model=RuleOut, summary="Set or remove a retention rule (audited)")
-def put_rule(name: str, body: RuleIn, ctx: AppContext = Depends(get_ctx),
-             who: Principal = Depends(require(Permission.RETENTION_MANAGE))) -> RuleOut:
+def put_rule(
+    name: str,
+    body: RuleIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.RETENTION_MANAGE)),
+) -> RuleOut:
     return _rule_out(name, rules.set_rule(ctx, name, body.rule, actor=who.actor))
 
 
 @router.post("/retention/run", summary="Apply the retention rules now, or plan them (dry run)")
-def run(body: RunIn, ctx: AppContext = Depends(get_ctx),
-        who: Principal = Depends(require(Permission.RETENTION_MANAGE))) -> dict[str, Any]:
+def run(
+    body: RunIn, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.RETENTION_MANAGE))
+) -> dict[str, Any]:
     return run_retention(ctx, dry_run=body.dry_run, actor=who.actor).to_dict()
 
 
 @router.get("/retention/certificates/{seq}", summary="A deletion certificate (an audit record)")
-def certificate(seq: IdPath, ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(require_any(Permission.RETENTION_MANAGE, Permission.AUDIT_READ))
-                ) -> dict[str, Any]:
+def certificate(
+    seq: IdPath,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require_any(Permission.RETENTION_MANAGE, Permission.AUDIT_READ)),
+) -> dict[str, Any]:
     return get_certificate(ctx, seq)
 
 
-@router.put("/galleries/{name}/subjects/{external_id}/disposition",
-            summary="Record a subject's disposition (audited)")
-def put_disposition(name: str, external_id: str, body: DispositionIn, ctx: AppContext = Depends(get_ctx),
-                    who: Principal = Depends(require(Permission.RETENTION_MANAGE))) -> dict[str, Any]:
+@router.put("/galleries/{name}/subjects/{external_id}/disposition", summary="Record a subject's disposition (audited)")
+def put_disposition(
+    name: str,
+    external_id: str,
+    body: DispositionIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.RETENTION_MANAGE)),
+) -> dict[str, Any]:
     return rules.set_disposition(ctx, name, external_id, body.disposition, actor=who.actor, reason=body.reason)
 
 
 @router.get("/holds", summary="Legal holds in force")
-def list_holds(include_lifted: bool = False, ctx: AppContext = Depends(get_ctx),
-               who: Principal = Depends(require(Permission.LEGAL_HOLD))) -> list[dict[str, Any]]:
+def list_holds(
+    include_lifted: bool = False,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.LEGAL_HOLD)),
+) -> list[dict[str, Any]]:
     return holds.list_holds(ctx, include_lifted=include_lifted)
 
 
 @router.post("/holds", status_code=201, summary="Place a legal hold on a subject or a case (audited)")
-def add_hold(body: HoldIn, ctx: AppContext = Depends(get_ctx),
-             who: Principal = Depends(require(Permission.LEGAL_HOLD))) -> dict[str, Any]:
+def add_hold(
+    body: HoldIn, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(require(Permission.LEGAL_HOLD))
+) -> dict[str, Any]:
     subject = None
     if body.gallery is not None or body.external_id is not None:
         subject = (body.gallery or "", body.external_id or "")
@@ -118,6 +137,10 @@ def add_hold(body: HoldIn, ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/holds/{hold_id}/lift", summary="Lift a legal hold (audited)")
-def lift_hold(hold_id: IdPath, body: LiftIn, ctx: AppContext = Depends(get_ctx),
-              who: Principal = Depends(require(Permission.LEGAL_HOLD))) -> dict[str, Any]:
+def lift_hold(
+    hold_id: IdPath,
+    body: LiftIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.LEGAL_HOLD)),
+) -> dict[str, Any]:
     return holds.lift_hold(ctx, hold_id, actor=who.actor, reason=body.reason)

@@ -85,12 +85,14 @@ class SearchOut(BaseModel):
     justification: str
     probe: ProbeOut
     probe_face: DetectedFaceOut | None = Field(
-        description="The searched face (aligned), in the response to the search itself only")
+        description="The searched face (aligned), in the response to the search itself only"
+    )
     candidates_requested: int
     candidates_shown: int = Field(description="Candidates at or above the similarity floor")
     similarity_floor: float
     candidates: list[CandidateOut] | None = Field(
-        description="Null for callers who may see search metadata but not faces (auditors)")
+        description="Null for callers who may see search metadata but not faces (auditors)"
+    )
     reviews_count: int
 
 
@@ -107,20 +109,42 @@ class ReviewIn(BaseModel):
 def search_out(v: SearchView) -> SearchOut:
     candidates = None
     if v.candidates is not None:
-        candidates = [CandidateOut(
-            rank=c.rank, similarity=c.similarity, estimated_fmr=c.estimated_fmr,
-            subject_external_id=c.subject_external_id, subject_id=c.subject_id, face_id=c.face_id,
-            thumbnail_url=f"/api/v1/searches/{v.search_id}/candidates/{c.rank}/thumbnail",
-            reviews=[ReviewOut(**r) for r in c.reviews]) for c in v.candidates]
+        candidates = [
+            CandidateOut(
+                rank=c.rank,
+                similarity=c.similarity,
+                estimated_fmr=c.estimated_fmr,
+                subject_external_id=c.subject_external_id,
+                subject_id=c.subject_id,
+                face_id=c.face_id,
+                thumbnail_url=f"/api/v1/searches/{v.search_id}/candidates/{c.rank}/thumbnail",
+                reviews=[ReviewOut(**r) for r in c.reviews],
+            )
+            for c in v.candidates
+        ]
     return SearchOut(
-        notice=v.notice, search_id=v.search_id, created_at=v.created_at, actor=v.actor, unit=v.unit,
-        gallery=v.gallery, gallery_size=v.gallery_size, model_id=v.model_id, case_number=v.case_number,
-        offense=v.offense, legal_basis=v.legal_basis, justification=v.justification,
-        probe=ProbeOut(sha256=v.probe_sha256, stored=v.probe_stored, face_index=v.face_index,
-                       faces_detected=v.faces_in_probe),
+        notice=v.notice,
+        search_id=v.search_id,
+        created_at=v.created_at,
+        actor=v.actor,
+        unit=v.unit,
+        gallery=v.gallery,
+        gallery_size=v.gallery_size,
+        model_id=v.model_id,
+        case_number=v.case_number,
+        offense=v.offense,
+        legal_basis=v.legal_basis,
+        justification=v.justification,
+        probe=ProbeOut(
+            sha256=v.probe_sha256, stored=v.probe_stored, face_index=v.face_index, faces_detected=v.faces_in_probe
+        ),
         probe_face=face_out(v.probe_face) if v.probe_face else None,
-        candidates_requested=v.candidates_requested, candidates_shown=v.candidates_shown,
-        similarity_floor=v.similarity_floor, candidates=candidates, reviews_count=v.reviews_count)
+        candidates_requested=v.candidates_requested,
+        candidates_shown=v.candidates_shown,
+        similarity_floor=v.similarity_floor,
+        candidates=candidates,
+        reviews_count=v.reviews_count,
+    )
 
 
 @router.get("/options", response_model=SearchOptions, summary="Offenses, legal bases and limits a search may use")
@@ -128,27 +152,44 @@ def options(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current
     return SearchOptions(**searches.search_options(ctx))
 
 
-@router.post("", response_model=SearchOut, status_code=201,
-             summary="Search a gallery with a probe photo: a candidate list of investigative leads (audited)")
+@router.post(
+    "",
+    response_model=SearchOut,
+    status_code=201,
+    summary="Search a gallery with a probe photo: a candidate list of investigative leads (audited)",
+)
 def run_search(
     probe: Annotated[UploadFile, File(description="The probe photo; never added to a gallery")],
     gallery: Annotated[str, Form(min_length=1, max_length=200)],
     case_number: Annotated[str, Form(min_length=1, max_length=100)],
     offense: Annotated[str, Form(min_length=1, max_length=100, description="One of the configured offenses")],
-    legal_basis: Annotated[str, Form(min_length=1, max_length=100,
-                                     description="One of the configured legal bases")],
+    legal_basis: Annotated[str, Form(min_length=1, max_length=100, description="One of the configured legal bases")],
     justification: Annotated[str, Form(min_length=1, max_length=2000, description="Why this search is needed")],
-    face_index: Annotated[int | None, Form(ge=0, le=999, description="Which face of the probe (0 = largest); "
-                                                                    "required when it has several")] = None,
+    face_index: Annotated[
+        int | None,
+        Form(ge=0, le=999, description="Which face of the probe (0 = largest); required when it has several"),
+    ] = None,
     # Bounds checked by the core rather than the schema, so that a refused count is audited like any refusal.
-    candidates: Annotated[int, Form(description=f"Length of the candidate list, {MIN_CANDIDATES}-{MAX_CANDIDATES}; "
-                                                "others are refused (400, audited)")] = 20,
+    candidates: Annotated[
+        int,
+        Form(
+            description=f"Length of the candidate list, {MIN_CANDIDATES}-{MAX_CANDIDATES}; "
+            "others are refused (400, audited)"
+        ),
+    ] = 20,
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SearchOut:
     data = read_upload(probe, "probe", ctx.settings.images.max_bytes)
-    request = SearchRequest(gallery=gallery, case_number=case_number, offense=offense, legal_basis=legal_basis,
-                            justification=justification, candidates=candidates, face_index=face_index)
+    request = SearchRequest(
+        gallery=gallery,
+        case_number=case_number,
+        offense=offense,
+        legal_basis=legal_basis,
+        justification=justification,
+        candidates=candidates,
+        face_index=face_index,
+    )
     return search_out(searches.run_search(ctx, who, data, request))
 
 
@@ -164,29 +205,47 @@ def list_searches(
     return SearchPageOut(total=page.total, items=[search_out(v) for v in page.items])
 
 
-@router.get("/{search_id}", response_model=SearchOut,
-            summary="One search; candidates only for the searcher and their unit's reviewers (audited)")
-def get_search(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
-               ) -> SearchOut:
+@router.get(
+    "/{search_id}",
+    response_model=SearchOut,
+    summary="One search; candidates only for the searcher and their unit's reviewers (audited)",
+)
+def get_search(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)) -> SearchOut:
     return search_out(searches.get_search(ctx, who, search_id))
 
 
-@router.get("/{search_id}/candidates/{rank}/thumbnail", response_class=Response, responses=JPEG_RESPONSE,
-            summary="A candidate's enrolled face (JPEG; audited)")
-def candidate_thumbnail(search_id: IdPath, rank: RankPath, ctx: AppContext = Depends(get_ctx),
-                        who: Principal = Depends(require_any(Permission.SEARCH_VIEW_OWN,
-                                                             Permission.SEARCH_VIEW_UNIT))) -> Response:
+@router.get(
+    "/{search_id}/candidates/{rank}/thumbnail",
+    response_class=Response,
+    responses=JPEG_RESPONSE,
+    summary="A candidate's enrolled face (JPEG; audited)",
+)
+def candidate_thumbnail(
+    search_id: IdPath,
+    rank: RankPath,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require_any(Permission.SEARCH_VIEW_OWN, Permission.SEARCH_VIEW_UNIT)),
+) -> Response:
     return Response(searches.candidate_thumbnail(ctx, who, search_id, rank), media_type="image/jpeg")
 
 
 @router.get("/{search_id}/reviews", response_model=list[ReviewOut], summary="Review decisions on a search")
-def list_reviews(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
-                 ) -> list[ReviewOut]:
+def list_reviews(
+    search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
+) -> list[ReviewOut]:
     return [ReviewOut(**r) for r in reviews.list_reviews(ctx, who, search_id)]
 
 
-@router.put("/{search_id}/candidates/{rank}/review", response_model=ReviewOut,
-            summary="Record a reviewer's decision on one candidate (same unit, not the searcher; audited)")
-def review_candidate(search_id: IdPath, rank: RankPath, body: ReviewIn, ctx: AppContext = Depends(get_ctx),
-                     who: Principal = Depends(require(Permission.REVIEW_DECIDE))) -> ReviewOut:
+@router.put(
+    "/{search_id}/candidates/{rank}/review",
+    response_model=ReviewOut,
+    summary="Record a reviewer's decision on one candidate (same unit, not the searcher; audited)",
+)
+def review_candidate(
+    search_id: IdPath,
+    rank: RankPath,
+    body: ReviewIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.REVIEW_DECIDE)),
+) -> ReviewOut:
     return ReviewOut(**reviews.review_candidate(ctx, who, search_id, rank, body.decision, body.notes))

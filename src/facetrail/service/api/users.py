@@ -55,7 +55,7 @@ class UserCreate(BaseModel):
 
 class UserUpdate(BaseModel):
     role: RoleName | None = None
-    unit: str | None = Field(None, max_length=200, description="Unit name; \"\" removes the unit.")
+    unit: str | None = Field(None, max_length=200, description='Unit name; "" removes the unit.')
     disabled: bool | None = None
     reset_password: bool = Field(False, description="Issue a new one-time password (returned once).")
 
@@ -63,7 +63,8 @@ class UserUpdate(BaseModel):
 class UserWithPassword(BaseModel):
     user: UserOut
     one_time_password: str | None = Field(
-        description="Shown once; the user must change it at first login. Null when no password was issued.")
+        description="Shown once; the user must change it at first login. Null when no password was issued."
+    )
 
 
 @router.get("/users", response_model=list[UserOut], summary="List users")
@@ -72,10 +73,12 @@ def list_users(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admi
 
 
 @router.post("/users", response_model=UserWithPassword, status_code=201, summary="Create a user (one-time password)")
-def create_user(body: UserCreate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
-                ) -> UserWithPassword:
-    user, password = accounts.create_user(ctx, who, username=body.username, role=body.role, unit=body.unit or None,
-                                          display_name=body.display_name)
+def create_user(
+    body: UserCreate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
+) -> UserWithPassword:
+    user, password = accounts.create_user(
+        ctx, who, username=body.username, role=body.role, unit=body.unit or None, display_name=body.display_name
+    )
     return UserWithPassword(user=UserOut(**user), one_time_password=password)
 
 
@@ -87,12 +90,17 @@ def get_user(username: str, ctx: AppContext = Depends(get_ctx), who: Principal =
     raise accounts.NotFoundError(f"unknown user {username!r}", field="username")
 
 
-@router.patch("/users/{username}", response_model=UserWithPassword,
-              summary="Change role, unit or disabled state, or reset the password (ends the user's sessions)")
-def update_user(username: str, body: UserUpdate, ctx: AppContext = Depends(get_ctx),
-                who: Principal = Depends(admin)) -> UserWithPassword:
-    user, password = accounts.update_user(ctx, who, username, role=body.role, unit=body.unit,
-                                          disabled=body.disabled, reset_password=body.reset_password)
+@router.patch(
+    "/users/{username}",
+    response_model=UserWithPassword,
+    summary="Change role, unit or disabled state, or reset the password (ends the user's sessions)",
+)
+def update_user(
+    username: str, body: UserUpdate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
+) -> UserWithPassword:
+    user, password = accounts.update_user(
+        ctx, who, username, role=body.role, unit=body.unit, disabled=body.disabled, reset_password=body.reset_password
+    )
     return UserWithPassword(user=UserOut(**user), one_time_password=password)
 
 
@@ -112,6 +120,7 @@ def list_all_tokens(ctx: AppContext = Depends(get_ctx), who: Principal = Depends
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke any user's API token")
-def revoke_any_token(token_id: IdPath, ctx: AppContext = Depends(get_ctx),
-                     who: Principal = Depends(admin)) -> TokenInfo:
+def revoke_any_token(
+    token_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
+) -> TokenInfo:
     return TokenInfo(**accounts.revoke_api_token(ctx, who, token_id))

@@ -27,9 +27,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit_log",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
         sa.Column("ts", sa.String(length=40), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("action", sa.String(length=100), nullable=False),
@@ -137,9 +135,7 @@ def _audit_append_only() -> None:
     """The audit log refuses UPDATE and DELETE at the database level, whatever code path tries."""
     bind = op.get_bind()
     op.execute(
-        sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)").bindparams(
-            genesis=GENESIS_HASH
-        )
+        sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)").bindparams(genesis=GENESIS_HASH)
     )
     if bind.dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
