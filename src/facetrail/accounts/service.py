@@ -14,7 +14,6 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,54 +28,19 @@ from facetrail.accounts.passwords import (
 )
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, Role, allowed
+from facetrail.errors import (
+    AuthenticationError,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    ThrottledError,
+)
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission, Role
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
-
-
-class ThrottledError(FaceTrailError):
-    code = "too_many_attempts"
-    exit_code = 6
-
-
-class NotFoundError(BadInputError):
-    code = "not_found"
-
-
-class ConflictError(BadInputError):
-    code = "conflict"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is acting: resolved from a session cookie, an API token, or the local CLI."""
-
-    user_id: int | None
-    username: str
-    role: str
-    unit_id: int | None
-    unit_name: str | None
-    must_change_password: bool = False
-    via: str = "session"  # session | token | cli
-    ip: str = ""
-    user_agent: str = ""
-
-    @property
-    def actor(self) -> str:
-        return f"user:{self.username}" if self.via != "cli" else self.username
-
-    def can(self, permission: Permission) -> bool:
-        return allowed(self.role, permission)
-
-    def require(self, permission: Permission) -> None:
-        if not self.can(permission):
-            raise PermissionDeniedError(f"role '{self.role}' may not {permission.value}", permission=permission.value)
-
-    def audit_context(self) -> dict[str, Any]:
-        return {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
 
 
 def _sha256(text: str) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from facetrail.errors import FaceTrailError
+from facetrail.errors import AuthenticationError, PermissionDeniedError
+
+__all__ = ["GRANTS", "AuthenticationError", "Permission", "PermissionDeniedError", "Role", "allowed", "roles_with"]
 
 
 class Role(StrEnum):
@@ -67,16 +69,6 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.TRAINING_MANAGE: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
-
-
-class PermissionDeniedError(FaceTrailError):
-    code = "forbidden"
-    exit_code = 6
-
-
-class AuthenticationError(FaceTrailError):
-    code = "unauthenticated"
-    exit_code = 6
 
 
 def allowed(role: str, permission: Permission) -> bool:
