@@ -152,3 +152,28 @@ def test_inner_parts_import_no_outer_part(package: str) -> None:
     edges, where = _edges_between(_package)
     reached = edges.get(package, set()) & outer
     assert not reached, "\n".join(w for b in reached for w in where[(package, b)])
+
+
+def test_http_status_is_carried_by_the_error_classes() -> None:
+    """One mapping: the class hierarchy. Every error whose code says "not found" answers 404."""
+    import importlib
+    import pkgutil
+
+    import facetrail
+    from facetrail.errors import FaceTrailError
+
+    skip = ("facetrail.evaluation", "facetrail.storage.migrations")
+    for info in pkgutil.walk_packages(facetrail.__path__, "facetrail."):
+        if not info.name.startswith(skip):
+            importlib.import_module(info.name)
+    classes: list[type[FaceTrailError]] = []
+    pending: list[type[FaceTrailError]] = [FaceTrailError]
+    while pending:
+        cls = pending.pop()
+        classes.append(cls)
+        pending += cls.__subclasses__()
+    assert len(classes) > 30
+    for cls in classes:
+        assert 400 <= cls.http_status <= 599, cls
+        if cls.code.endswith("not_found"):
+            assert cls.http_status == 404, f"{cls.__module__}.{cls.__name__} ({cls.code}) answers {cls.http_status}"

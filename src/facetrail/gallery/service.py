@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit
 from facetrail.config import Settings
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, ModelMismatchError
+from facetrail.errors import BadInputError, ModelMismatchError, NotFoundError
 from facetrail.faces.pipeline import FacePipeline, get_pipeline
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.storage.models import Face, Gallery, Subject
 
 
-class GalleryNotFoundError(BadInputError):
+class GalleryNotFoundError(NotFoundError):
     code = "gallery_not_found"
 
 
@@ -29,11 +29,11 @@ class GalleryExistsError(BadInputError):
     code = "gallery_exists"
 
 
-class SubjectNotFoundError(BadInputError):
+class SubjectNotFoundError(NotFoundError):
     code = "subject_not_found"
 
 
-class FaceNotFoundError(BadInputError):
+class FaceNotFoundError(NotFoundError):
     code = "face_not_found"
 
 
