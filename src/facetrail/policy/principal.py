@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facetrail.errors import PermissionDeniedError
-from facetrail.policy.roles import Permission, allowed
+from facetrail.policy.roles import Permission, TokenScope, allowed, scope_allows
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,27 @@ class Principal:
     via: str = "session"  # session | token | cli
     ip: str = ""
     user_agent: str = ""
+    scope: str = TokenScope.FULL.value  # an API token's scope; sessions and the CLI act in full
+    session_id: int | None = None  # the browser session this principal came from, if any
 
     @property
     def actor(self) -> str:
         return f"user:{self.username}" if self.via != "cli" else self.username
 
     def can(self, permission: Permission) -> bool:
-        return allowed(self.role, permission)
+        return allowed(self.role, permission) and scope_allows(self.scope, permission)
+
+    def refusal_reason(self, permission: Permission) -> str:
+        if not allowed(self.role, permission):
+            return f"role '{self.role}' may not {permission.value}"
+        return f"this API token's scope '{self.scope}' does not allow {permission.value}"
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
-            raise PermissionDeniedError(f"role '{self.role}' may not {permission.value}", permission=permission.value)
+            raise PermissionDeniedError(self.refusal_reason(permission), permission=permission.value)
 
     def audit_context(self) -> dict[str, Any]:
-        return {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
+        context = {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
+        if self.via == "token":
+            context["scope"] = self.scope
+        return context
