@@ -40,6 +40,7 @@ from facetrail.oversight import alerts, cases, notify, sampling
 from facetrail.oversight.guard import install
 from facetrail.oversight.models import Alert, Notification
 from facetrail.policy.roles import PermissionDeniedError
+from facetrail.reports.transparency import collect_report
 from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +174,11 @@ def test_300_searches_under_250_cases_in_two_days_are_flagged_and_the_excess_ref
     assert alerts.list_alerts(ctx, world.users["hank"]) == []
     with pytest.raises(PermissionDeniedError):
         alerts.list_alerts(ctx, world.users["ivan"])
+    # counted, never named, in the transparency report
+    report = collect_report(ctx, "2026-11-30", "2026-12-01", actor="cli:test")
+    counted = {row[0]: row[1:] for row in report.section("oversight_alerts").rows}
+    assert counted["single_search_cases"] == [2, 0] and set(counted) == rules
+    assert "ivan" not in json.dumps(report.section("oversight_alerts").rows)
 
 
 def test_other_rules_justification_hours_and_no_lead(world: World) -> None:
@@ -545,3 +551,35 @@ def test_alert_emails_are_queued_sent_over_smtp_and_retried(world: World) -> Non
     assert notify.list_notifications(ctx, world.users["hank"]) == []
     with ctx.db.read() as s:
         assert s.query(Notification).count() == 2 and s.query(Alert).count() == 1
+
+
+def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.cli.main import app
+    from facetrail.config import get_settings
+
+    ctx = world.ctx
+    monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
+    monkeypatch.setenv("FACETRAIL_ACTOR", "cli:records-clerk")
+    get_settings.cache_clear()
+    try:
+        listing = tmp_path / "cases.csv"
+        listing.write_text("case_number,offense\nR-1,robbery\nR-2,robbery\n")
+        runner = CliRunner()
+        done = runner.invoke(app, ["case", "import", str(listing), "--json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output)["added"] == 2
+        listing.write_text("case_number,offense,status\nR-1,robbery,unknown\n")
+        bad = runner.invoke(app, ["case", "import", str(listing), "--json"])
+        assert bad.exit_code == 3 and json.loads(bad.output)["error"]["code"] == "case_file_invalid"
+        assert runner.invoke(app, ["case", "packet", "--help"]).exit_code == 0  # the packet command is still there
+        scanned = runner.invoke(app, ["oversight", "scan", "--json"])
+        assert scanned.exit_code == 0 and json.loads(scanned.output)["new_alerts"] == []
+    finally:
+        get_settings.cache_clear()
+    assert [(a["actor"], a["outcome"]) for a in _audits(ctx, "case.import")] == [
+        ("cli:records-clerk", "ok"),
+        ("cli:records-clerk", "refused"),
+    ]

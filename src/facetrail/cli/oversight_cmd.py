@@ -9,14 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
+from facetrail.cli.report_cmd import case_app  # `facetrail case …`: the packet lives there, the import here
 from facetrail.errors import BadInputError, FaceTrailError
 
-case_app = typer.Typer(help="The agency's case list, for case verification (docs/oversight.md).", no_args_is_help=True)
 oversight_app = typer.Typer(help="Anomaly alerts, audit sampling and e-mail (docs/oversight.md).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(case_app, name="case")
     app.add_typer(oversight_app, name="oversight")
 
 

@@ -78,7 +78,7 @@ def now_of(ctx: AppContext) -> dt.datetime:
     return clock() if clock else utcnow()
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -208,7 +208,7 @@ def evaluate_user(ctx: AppContext, user_id: int, now: dt.datetime) -> list[Findi
             return []
         s.expunge(user)
         rows = [
-            _Search(r.id, _aware(r.created_at), r.case_number, r.probe_sha256, r.reason)
+            _Search(r.id, aware(r.created_at), r.case_number, r.probe_sha256, r.reason)
             for r in s.execute(
                 select(
                     SearchRecord.id,
@@ -388,10 +388,10 @@ def alert_dict(row: Alert, username: str | None, unit: str | None) -> dict[str, 
         "user": username,
         "unit": unit,
         "figures": row.figures,
-        "created_at": _aware(row.created_at),
+        "created_at": aware(row.created_at),
         "audit_seq": row.audit_seq,
         "acknowledged": row.acknowledged_at is not None,
-        "acknowledged_at": _aware(row.acknowledged_at) if row.acknowledged_at else None,
+        "acknowledged_at": aware(row.acknowledged_at) if row.acknowledged_at else None,
         "acknowledged_by": row.acknowledged_by,
         "ack_note": row.ack_note,
     }
