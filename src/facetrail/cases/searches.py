@@ -20,6 +20,7 @@ from sqlalchemy.sql import Select
 
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
+from facetrail.cases import hooks
 from facetrail.cases.probe import ProbeFace, SearchRequest, analyze_upload, choose_face
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError, NotFoundError, PermissionDeniedError
@@ -32,7 +33,7 @@ from facetrail.gallery.search import (
 )
 from facetrail.governance import approvals as governance
 from facetrail.governance import release
-from facetrail.governance.policy import active_policy, similarity_floor_for
+from facetrail.governance.policy import active_policy, active_version, similarity_floor_for
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
@@ -196,6 +197,7 @@ def run_search(
     try:
         governance.authorize_search(ctx, who, req, approval_id)
         _check_fields(ctx, req)
+        hooks.before_search(ctx, who, req, active_version(ctx)[1], approval_id)  # limits, case verification
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
         chosen = choose_face(analysis, req.face_index)
@@ -220,6 +222,7 @@ def run_search(
             legal_basis=req.legal_basis,
             analyzed=analyzed,
         )
+    hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     view = get_search(ctx, who, result.search_id, audit=False)
     return SearchView(**{**view.__dict__, "gallery_size": result.gallery_size, "probe_face": chosen})
 
