@@ -18,7 +18,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 class ImageLimits(BaseModel):
     max_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(
-        80_000_000, description="Largest accepted width×height, checked from the header before decoding."
+        50_000_000, description="Largest accepted width×height, checked from the header before decoding."
+    )
+    decode_max_pixels: int = Field(
+        25_000_000,
+        description="Images with more pixels are decoded at reduced size (JPEG: 1/2, 1/4 or 1/8 while decoding, "
+        "never at full size; other formats: reduced right after decoding).",
+    )
+    max_concurrent_decodes: int = Field(
+        2, ge=1, description="At most this many images are decoded at once in one process (bounds memory)."
     )
     min_side: int = Field(16, description="Smallest accepted width or height, in pixels.")
 
