@@ -99,6 +99,13 @@ class ModelMismatchError(ModelError):
     http_status = 409
 
 
+class InvalidRequestError(BadInputError):
+    """A request the API could not accept as sent (a missing or malformed field): ``details.problems``."""
+
+    code = "validation_error"
+    http_status = 422
+
+
 class NotFoundError(BadInputError):
     """Something named does not exist, or is outside the caller's scope (which must read the same)."""
 

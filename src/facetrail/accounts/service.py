@@ -36,6 +36,7 @@ from facetrail.accounts.passwords import (
     verify_password,
 )
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import (
     AuthenticationError,
@@ -567,20 +568,24 @@ def list_api_tokens(ctx: AppContext, who: Principal, *, all_users: bool = False)
 
 
 def revoke_api_token(ctx: AppContext, who: Principal, token_id: int) -> dict[str, Any]:
+    """Revoke one's own token (administrators: anyone's). Another user's token reads as "not found" (audited)."""
     with ctx.db.transaction() as s:
         row = s.get(ApiToken, token_id)
-        if row is None or (row.user_id != who.user_id and not who.can(Permission.USERS_MANAGE)):
-            raise NotFoundError(f"no token {token_id}")  # others' tokens are invisible, not "forbidden"
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-        append_audit(
-            s,
-            actor=who.actor,
-            action="token.revoke",
-            target=f"token:{row.id}",
-            details={"owner": row.user.username, **who.audit_context()},
-        )
-        return token_dict(row)
+        if row is not None and (row.user_id == who.user_id or who.can(Permission.USERS_MANAGE)):
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            append_audit(
+                s,
+                actor=who.actor,
+                action="token.revoke",
+                target=f"token:{row.id}",
+                details={"owner": row.user.username, **who.audit_context()},
+            )
+            return token_dict(row)
+    # others' tokens are invisible, not "forbidden"
+    raise refuse(
+        ctx, who, "token.revoke", f"token:{token_id}", NotFoundError(f"no token {token_id}"), outcome="not_found"
+    )
 
 
 def resolve_api_token(ctx: AppContext, secret: str, *, ip: str = "", user_agent: str = "") -> Principal | None:

@@ -62,6 +62,11 @@ def _check_storable(name: str, value: str) -> None:
 # Set per HTTP request by the server (client address, user agent, request id): every audit record written
 # while serving the request carries it, without each service function having to pass it along.
 REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("facetrail_audit_request", default=None)
+# Set per HTTP request (and per CLI command) to an empty list: the actions of the records written with an outcome
+# other than 'ok' are added to it, so that the door (API, web UI, CLI) knows whether the refusal it is about to
+# answer was already audited by the core, and audits it through facetrail.audit.refusals if not. A list, not a
+# flag: the server runs routes in worker threads, which see a copy of the context but the same list.
+REFUSALS_RECORDED: ContextVar[list[str] | None] = ContextVar("facetrail_refusals_recorded", default=None)
 
 
 def append_audit(
@@ -112,6 +117,9 @@ def append_audit(
     session.add(record)
     head.seq, head.hash = seq, digest
     session.flush()
+    recorded = REFUSALS_RECORDED.get()
+    if recorded is not None and outcome != "ok":
+        recorded.append(action)
     return record
 
 

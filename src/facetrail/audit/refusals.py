@@ -4,17 +4,23 @@ action's transaction, if any, rolls back; the refusal stays recorded).
 
 Guarantees:
 - one record shape: ``outcome`` 'denied' (a missing permission or a failed authentication) or 'refused'
-  (anything else; a caller may say 'not_found' where the refusal must read as "no such thing"), and
-  ``details.error`` = {code, message} of the error the caller then sees;
-- one truncation rule: every text value in the details is cut to ``MAX_TEXT`` characters (the error message
-  to ``MAX_MESSAGE``), the target to ``MAX_TARGET``, and characters the database cannot store (NUL, lone
-  surrogates) are replaced, so that no refusal goes unrecorded because of what the caller typed;
+  (anything else; a caller may say 'not_found' where the refusal must read as "no such thing", or
+  'unauthenticated'), and ``details.error`` = {code, message, details?} of the error the caller then sees
+  (its scalar details only: field names, allowed values, never images or nested data);
+- one truncation rule (``clip``): every text in the details is cut to ``MAX_TEXT`` characters (the error
+  message and the request context to ``MAX_MESSAGE``, the target to ``MAX_TARGET``), and control, format and
+  surrogate characters are written as ``\\uXXXX``, so that no refusal goes unrecorded because of what the caller
+  typed and nothing typed can disguise a record (RLO, NUL, newlines);
 - never a secret: callers pass what identifies the attempt (case number, gallery, field names), never
-  passwords, tokens or image bytes.
+  passwords, tokens or image bytes;
+- the doors: the API and web UI (facetrail.service.refusals) and the CLI (facetrail.cli.common) audit, through
+  this gate, any refusal they answer that the core did not already record (audit.log.REFUSALS_RECORDED).
 """
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -24,10 +30,13 @@ from facetrail.errors import AuthenticationError, FaceTrailError, PermissionDeni
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 
+log = logging.getLogger(__name__)
+
 MAX_TEXT = 200
 MAX_MESSAGE = 500
-MAX_TARGET = 200
+MAX_TARGET = 300
 MAX_ITEMS = 50  # lists in details (e.g. validation problems) keep their first items
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")  # control, format (RLO, zero-width), lone surrogates
 
 E = TypeVar("E", bound=FaceTrailError)
 
@@ -39,15 +48,29 @@ def outcome_for(error: FaceTrailError) -> str:
 
 
 def clip(value: Any, limit: int = MAX_TEXT) -> Any:
-    """The truncation rule, applied recursively: strings cut and made storable, lists shortened."""
+    """The truncation rule, applied recursively: strings cut and made visible, lists shortened."""
     if isinstance(value, str):
-        text = value[:limit].replace("\x00", "\ufffd")
-        return text.encode("utf-8", "replace").decode("utf-8")
+        return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in HIDDEN_CATEGORIES else c for c in value[:limit])
     if isinstance(value, Mapping):
-        return {str(k)[:MAX_TEXT]: clip(v, limit) for k, v in value.items()}
+        return {clip(str(k)): clip(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clip(v, limit) for v in value[:MAX_ITEMS]]
     return value
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return all(v is None or isinstance(v, str | int | float | bool) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def error_record(error: FaceTrailError) -> dict[str, Any]:
+    """What the audit record says of the error: its code, message and scalar details."""
+    record: dict[str, Any] = {"code": error.code, "message": clip(error.message, MAX_MESSAGE)}
+    details = {k: v for k, v in (error.details or {}).items() if _scalar(v)}
+    if details:
+        record["details"] = clip(details)
+    return record
 
 
 def audit_refusal(
@@ -61,23 +84,23 @@ def audit_refusal(
     outcome: str | None = None,
 ) -> None:
     """Record one refusal (see the module docstring). ``who`` is the principal, or an actor string where no
-    principal exists (an unauthenticated request, a local operator command, the scheduler)."""
+    principal exists (an unauthenticated request, a local operator command, the scheduler). If the audit log
+    cannot be written the refusal still stands: the caller raises its error either way (and it is logged)."""
     actor = who.actor if isinstance(who, Principal) else who
     context = who.audit_context() if isinstance(who, Principal) else {}
-    record = {
-        **clip(dict(details or {})),
-        "error": {"code": error.code, "message": clip(error.message, MAX_MESSAGE)},
-        **clip(context, MAX_MESSAGE),
-    }
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=clip(actor or "anonymous"),
-            action=action,
-            target=clip(target, MAX_TARGET),
-            outcome=outcome or outcome_for(error),
-            details=record,
-        )
+    record = {**clip(dict(details or {})), "error": error_record(error), **clip(context, MAX_MESSAGE)}
+    try:
+        with ctx.db.transaction() as s:
+            append_audit(
+                s,
+                actor=clip(actor or "anonymous"),
+                action=action,
+                target=clip(target, MAX_TARGET),
+                outcome=outcome or outcome_for(error),
+                details=record,
+            )
+    except Exception:
+        log.exception("could not audit a refused %s", action)
 
 
 def refuse(
@@ -113,5 +136,5 @@ def ensure_permission(
         action,
         target,
         PermissionDeniedError(f"role '{who.role}' may not {permission.value}", permission=permission.value),
-        details=details,
+        details={"reason": f"role '{who.role}' lacks {permission.value}", **(details or {})},
     )

@@ -119,16 +119,15 @@ def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) 
         if record is not None:
             s.expunge(record)
             return record
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=f"search:{search_id}",
-            outcome="not_found",
-            details={"reason": "no such search in the caller's scope", **who.audit_context()},
-        )
-    raise SearchNotFoundError(f"no search {search_id}", search_id=search_id)
+    raise refuse(
+        ctx,
+        who,
+        action,
+        f"search:{search_id}",
+        SearchNotFoundError(f"no search {search_id}", search_id=search_id),
+        details={"reason": "no such search in the caller's scope"},
+        outcome="not_found",
+    )
 
 
 # ------------------------------------------------------------------ running a search
@@ -410,16 +409,7 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
         release.require_released(ctx, who, record, int(match[0]["face_id"]), rank)
     with ctx.db.transaction() as s:
         face = s.get(Face, int(match[0]["face_id"])) if match else None
-        if face is None:
-            append_audit(
-                s,
-                actor=who.actor,
-                action="search.thumbnail",
-                target=f"search:{search_id}",
-                outcome="not_found",
-                details={"rank": rank, **who.audit_context()},
-            )
-        else:
+        if face is not None:
             append_audit(
                 s,
                 actor=who.actor,
@@ -428,4 +418,12 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
                 details={"rank": rank, "face_id": face.id, **who.audit_context()},
             )
             return bytes(face.thumbnail)
-    raise NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)")
+    raise refuse(
+        ctx,
+        who,
+        "search.thumbnail",
+        f"search:{search_id}",
+        NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)"),
+        details={"rank": rank},
+        outcome="not_found",
+    )

@@ -7,6 +7,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 
@@ -22,6 +23,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print stable, document
 
 
 def fail(error: FaceTrailError, as_json: bool = False) -> NoReturn:
+    """Print the error and exit with its code. A refusal of a signed-in user's command, and any refused
+    authentication or permission, is audited first (as over HTTP) unless the core already recorded it."""
+    _audit_refusal(error)
     if as_json:
         print(json.dumps({"ok": False, "error": error.to_dict()}, default=str))
     else:
@@ -38,12 +42,41 @@ def cli_actor() -> str:
     return os.environ.get("FACETRAIL_ACTOR") or f"cli:{getpass.getuser()}"
 
 
+def _invocation() -> dict[str, Any]:
+    """This command's own state (the context it opened, its signed-in user), kept on click's context so that
+    commands run one after another in one process (tests) never see each other's."""
+    current = click.get_current_context(silent=True)
+    if current is None:
+        return {}
+    state: dict[str, Any] = current.find_root().meta.setdefault("facetrail", {})
+    return state
+
+
 def open_cli_context() -> Any:
+    from facetrail.audit.log import REFUSALS_RECORDED
     from facetrail.context import open_context
     from facetrail.oversight.guard import install as install_oversight
 
     install_oversight()  # searches run from the CLI pass the same oversight guard as the server's
-    return open_context()
+    ctx = open_context()
+    _invocation()["ctx"] = ctx
+    REFUSALS_RECORDED.set([])
+    return ctx
+
+
+def _audit_refusal(error: FaceTrailError) -> None:
+    from facetrail.audit.log import REFUSALS_RECORDED
+    from facetrail.audit.refusals import audit_refusal
+    from facetrail.errors import AuthenticationError, PermissionDeniedError
+
+    state = _invocation()
+    ctx, who = state.get("ctx"), state.get("who")
+    denied = isinstance(error, PermissionDeniedError | AuthenticationError)
+    if ctx is None or REFUSALS_RECORDED.get() or (who is None and not denied):
+        return
+    current = click.get_current_context(silent=True)
+    target = "cli:" + (current.command_path if current is not None else "facetrail")
+    audit_refusal(ctx, who or cli_actor(), "access.denied" if denied else "cli.refused", target, error)
 
 
 TokenOption = Annotated[
@@ -65,6 +98,7 @@ def signed_in(ctx: Any, token: str | None) -> Principal:
     from facetrail.errors import AuthenticationError
 
     principal = resolve_api_token(ctx, token or "", user_agent="facetrail-cli") if token else None
+    _invocation()["who"] = principal
     if principal is None:
         raise AuthenticationError(
             "this command needs a signed-in user: pass --token or set FACETRAIL_API_TOKEN to your API token "

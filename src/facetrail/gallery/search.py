@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.faces.calibration import Calibration, load_calibration
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 LEADS_NOTICE = "Investigative leads only — not an identification. Each candidate requires human review."
 MIN_CANDIDATES, MAX_CANDIDATES, DEFAULT_CANDIDATES = 2, 50, 20
 FIELD_LIMITS = {"case_number": 100, "offense": 100, "reason": 2000}
-_REFUSED_ECHO_CHARS = 200  # how much of a refused field is kept in the audit record
 
 
 @dataclass(frozen=True)
@@ -171,36 +171,6 @@ def probe_store(ctx: AppContext) -> ImageStore:
     return ImageStore(ctx.data_dir / "probes")
 
 
-def _echo(value: object) -> object:
-    """A refused field as recorded: shortened, with control characters and lone surrogates made visible."""
-    if isinstance(value, dict):
-        return {str(_echo(k)): _echo(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_echo(v) for v in value]
-    if not isinstance(value, str):
-        return value
-    return "".join(
-        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in value[:_REFUSED_ECHO_CHARS]
-    )
-
-
-def _audit_refused(
-    ctx: AppContext, actor: str, action: str, gallery: str, details: dict[str, Any], error: FaceTrailError
-) -> None:
-    try:
-        with ctx.db.transaction() as session:
-            append_audit(
-                session,
-                actor=actor,
-                action=action,
-                target=f"gallery:{_echo(gallery)}",
-                outcome="refused",
-                details=_echo({**details, "error": error.to_dict()}),  # type: ignore[arg-type]
-            )
-    except Exception:  # the refusal stands either way; the caller still gets the original error
-        log.exception("could not audit a refused %s", action)
-
-
 @dataclass(frozen=True)
 class _Probe:
     """The probe's chosen face, checked against the gallery it is to be compared with."""
@@ -283,7 +253,7 @@ def search_gallery(
         k = validate_candidates(candidates)
         p = _prepare_probe(ctx, probe, gallery, face_index, attempted, analyzed)
     except FaceTrailError as exc:
-        _audit_refused(ctx, actor, "search", gallery, attempted, exc)
+        audit_refusal(ctx, actor, "search", f"gallery:{gallery}", exc, details=attempted, outcome="refused")
         raise
     index = get_gallery_index(ctx, p.gallery_id, actor=actor)
     scores, ids = index.search(p.vector, k)
@@ -542,7 +512,7 @@ def verify_subject(
                 subject=subject,
             )
     except FaceTrailError as exc:
-        _audit_refused(ctx, actor, "verify", gallery, attempted, exc)
+        audit_refusal(ctx, actor, "verify", f"gallery:{gallery}", exc, details=attempted, outcome="refused")
         raise
     scores = sorted(
         ((int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb in rows),

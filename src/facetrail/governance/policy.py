@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.governance.models import PolicyVersion
@@ -254,16 +255,9 @@ def apply_policy(
     try:
         parse_policy(text)
     except PolicyError as exc:
-        with ctx.db.transaction() as s:
-            append_audit(
-                s,
-                actor=actor,
-                action="policy.apply",
-                target="policy",
-                outcome="refused",
-                details={"sha256": _sha(text), "error": exc.to_dict(), **(audit_context or {})},
-            )
-        raise
+        raise refuse(
+            ctx, actor, "policy.apply", "policy", exc, details={"sha256": _sha(text), **(audit_context or {})}
+        ) from None
     with ctx.db.transaction() as s:
         previous = _latest(s)
         old_version, old_text = (previous.version, previous.text) if previous else (0, "")

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.gallery.index_sync import flush_indexes, remove_faces
 from facetrail.gallery.service import (
@@ -99,34 +100,6 @@ class PendingCertificate:
             "images_pending": self.images_pending,
             "storage": storage,
         }
-
-
-def _audit_refusal(
-    ctx: AppContext,
-    *,
-    actor: str,
-    action: str,
-    gallery: str,
-    external_id: str,
-    hold_ids: list[int],
-    reason: str,
-    face_id: int | None,
-) -> None:
-    with ctx.db.transaction() as session:
-        append_audit(
-            session,
-            actor=actor,
-            action=action,
-            target=f"gallery:{gallery}",
-            outcome="refused",
-            details={
-                "external_id": external_id,
-                "face_id": face_id,
-                "reason": reason,
-                "refused_because": "legal hold",
-                "hold_ids": hold_ids,
-            },
-        )
 
 
 def delete_rows(
@@ -214,22 +187,25 @@ def delete_rows(
                 }
             append_audit(session, actor=actor, action=action, target=f"gallery:{gallery.name}", details=details)
     if refused:
-        _audit_refusal(
+        raise refuse(
             ctx,
-            actor=actor,
-            action=action,
-            gallery=gallery_name,
-            external_id=external_id,
-            hold_ids=refused,
-            reason=reason,
-            face_id=None if whole or not face_ids else face_ids[0],
-        )
-        raise LegalHoldError(
-            f"subject {external_id!r} of gallery {gallery_name!r} is under legal hold "
-            f"{', '.join(map(str, refused))}; lift the hold before deleting",
-            gallery=gallery_name,
-            subject=external_id,
-            hold_ids=refused,
+            actor,
+            action,
+            f"gallery:{gallery_name}",
+            LegalHoldError(
+                f"subject {external_id!r} of gallery {gallery_name!r} is under legal hold "
+                f"{', '.join(map(str, refused))}; lift the hold before deleting",
+                gallery=gallery_name,
+                subject=external_id,
+                hold_ids=refused,
+            ),
+            details={
+                "external_id": external_id,
+                "face_id": None if whole or not face_ids else face_ids[0],
+                "reason": reason,
+                "refused_because": "legal hold",
+                "hold_ids": refused,
+            },
         )
     _remove_copies(ctx, pending)
     return pending

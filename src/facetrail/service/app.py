@@ -9,14 +9,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import facetrail
 from facetrail.context import AppContext, open_context
-from facetrail.errors import AuthenticationError, FaceTrailError
+from facetrail.errors import AuthenticationError, FaceTrailError, InvalidRequestError
 from facetrail.oversight.guard import install as install_oversight
 from facetrail.service.errors import error_body, status_for
 from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
+from facetrail.service.refusals import REQUEST_INVALID, audit_request_refusal
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ def create_app(ctx: AppContext | None = None) -> FastAPI:
     @app.exception_handler(FaceTrailError)
     async def facetrail_error(request: Request, exc: FaceTrailError) -> Response:
         status = status_for(exc)
+        if status < 500:  # every refusal leaves an audit record (the core's own, or one written here)
+            await run_in_threadpool(audit_request_refusal, request, exc)
         if _wants_html(request):
             if isinstance(exc, AuthenticationError) and request.method == "GET":
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -73,6 +77,10 @@ def create_app(ctx: AppContext | None = None) -> FastAPI:
             for err in exc.errors()
         ]
         message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)[:500] or "invalid request"
+        refused = InvalidRequestError(message, fields=[p["field"] for p in problems])
+        await run_in_threadpool(
+            audit_request_refusal, request, refused, action=REQUEST_INVALID, details={"problems": problems}
+        )
         if _wants_html(request):
             return _html_error(request, 422, message)
         return JSONResponse(error_body("validation_error", message, {"problems": problems}), status_code=422)

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 
 from facetrail.accounts.service import resolve_api_token, resolve_session
-from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
 from facetrail.errors import AuthenticationError, FaceTrailError, PermissionDeniedError
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission, TokenScope
+from facetrail.service.refusals import ACCESS_DENIED, request_target
 
 SESSION_COOKIE = "facetrail_session"
 CSRF_HEADER = "x-csrf-token"
@@ -26,9 +27,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/logout", "/api/v1/auth/me", "/password", "/logout")
 
 
-class CsrfError(FaceTrailError):
+class CsrfError(PermissionDeniedError):
+    """A state-changing request without the session's CSRF token: refused and audited like a missing permission."""
+
     code = "csrf_failed"
-    http_status = 403  # a refused request, like any other missing permission
 
 
 class PasswordChangeRequiredError(PermissionDeniedError):
@@ -44,16 +46,16 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _audit_refusal(ctx: AppContext, request: Request, actor: str, outcome: str, reason: str) -> None:
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=actor,
-            action="access.denied",
-            target=f"{request.method} {request.url.path}"[:300],
-            outcome=outcome,
-            details={"reason": reason},
-        )
+def _refuse(request: Request, who: Principal | None, outcome: str, reason: str, error: FaceTrailError) -> None:
+    audit_refusal(
+        request.app.state.ctx,
+        who or "anonymous",
+        ACCESS_DENIED,
+        request_target(request),
+        error,
+        details={"reason": reason},
+        outcome=outcome,
+    )
 
 
 def optional_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> Principal | None:
@@ -67,8 +69,9 @@ def optional_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> 
     if auth[:7].lower() == "bearer ":
         principal = resolve_api_token(ctx, auth[7:].strip(), ip=ip, user_agent=ua)
         if principal is None:
-            _audit_refusal(ctx, request, "anonymous", "unauthenticated", "invalid, expired or revoked API token")
-            raise AuthenticationError("invalid, expired or revoked API token")
+            error = AuthenticationError("invalid, expired or revoked API token")
+            _refuse(request, None, "unauthenticated", "invalid, expired or revoked API token", error)
+            raise error
         request.state.csrf = None  # a bearer token is no ambient credential: no CSRF risk
     else:
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -83,17 +86,20 @@ def current_principal(
     request: Request, ctx: AppContext = Depends(get_ctx), principal: Principal | None = Depends(optional_principal)
 ) -> Principal:
     if principal is None:
-        _audit_refusal(ctx, request, "anonymous", "unauthenticated", "not signed in")
-        raise AuthenticationError("sign in first (session cookie or 'Authorization: Bearer <API token>')")
+        error = AuthenticationError("sign in first (session cookie or 'Authorization: Bearer <API token>')")
+        _refuse(request, None, "unauthenticated", "not signed in", error)
+        raise error
     if principal.via == "session" and request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, request.state.csrf or ""):
-            _audit_refusal(ctx, request, principal.actor, "denied", "missing or wrong CSRF token")
-            raise CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+            csrf = CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+            _refuse(request, principal, "denied", "missing or wrong CSRF token", csrf)
+            raise csrf
     if principal.via == "token" and principal.scope == TokenScope.READ and request.method not in SAFE_METHODS:
         # Belt and braces over the per-permission scope check: a read-only token changes nothing anywhere.
-        _audit_refusal(ctx, request, principal.actor, "denied", "read-only API token used for a change")
-        raise PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
+        read_only = PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
+        _refuse(request, principal, "denied", "read-only API token used for a change", read_only)
+        raise read_only
     if principal.must_change_password and not request.url.path.startswith(PASSWORD_CHANGE_PATHS):
         raise PasswordChangeRequiredError("you must change your password before doing anything else")
     return principal
@@ -103,18 +109,40 @@ def check_form_csrf(request: Request, submitted: str | None) -> None:
     """For HTML form posts: the hidden field must match the session's token."""
     expected = getattr(request.state, "csrf", None) or ""
     if not submitted or not expected or not hmac.compare_digest(submitted, expected):
-        raise CsrfError("the form has expired or did not come from FaceTrail; reload the page and try again")
+        error = CsrfError("the form has expired or did not come from FaceTrail; reload the page and try again")
+        _refuse(request, getattr(request.state, "principal", None), "denied", "missing or wrong form CSRF token", error)
+        raise error
 
 
 def require(permission: Permission) -> Callable[..., Principal]:
     def dependency(
         request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
     ) -> Principal:
-        if not who.can(permission):
-            reason = who.refusal_reason(permission)
-            _audit_refusal(ctx, request, who.actor, "denied", reason)
-            raise PermissionDeniedError(reason, permission=permission.value)
-        return who
+        return require_any(permission)(request, ctx, who)
 
     dependency.__name__ = f"require_{permission.name.lower()}"
+    return dependency
+
+
+def require_any(*permissions: Permission) -> Callable[..., Principal]:
+    """The caller, if their role holds at least one of ``permissions``; otherwise the refusal is audited
+    ('access.denied', 'denied') and raised. Routes open to several permissions (e.g. the three ways to view
+    searches) name them all."""
+
+    def dependency(
+        request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+    ) -> Principal:
+        if any(who.can(p) for p in permissions):
+            return who
+        names = [p.value for p in permissions]
+        if len(permissions) == 1:
+            reason = who.refusal_reason(permissions[0])
+            error = PermissionDeniedError(reason, permission=names[0])
+        else:
+            error = PermissionDeniedError(f"role '{who.role}' may not do this", permissions=names)
+            reason = f"role '{who.role}' lacks any of {', '.join(names)}"
+        _refuse(request, who, "denied", reason, error)
+        raise error
+
+    dependency.__name__ = "require_any_" + "_".join(p.name.lower() for p in permissions)
     return dependency

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facetrail.audit.log import REQUEST_CONTEXT
+from facetrail.audit.log import REFUSALS_RECORDED, REQUEST_CONTEXT
 
 SECURITY_HEADERS = {
     # No inline scripts or styles anywhere: everything comes from /static.
@@ -127,7 +127,8 @@ async def _send_413(send: Send, limit: int) -> None:
 
 
 class AuditContextMiddleware:
-    """Puts the client address, user agent and a request id where every audit record can pick them up."""
+    """Puts the client address, user agent and a request id where every audit record can pick them up, and
+    starts the request's list of recorded refusals (facetrail.service.refusals)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -146,7 +147,9 @@ class AuditContextMiddleware:
             "path": scope.get("path", "")[:300],
         }
         token = REQUEST_CONTEXT.set(context)
+        recorded = REFUSALS_RECORDED.set([])
         try:
             await self.app(scope, receive, send)
         finally:
+            REFUSALS_RECORDED.reset(recorded)
             REQUEST_CONTEXT.reset(token)

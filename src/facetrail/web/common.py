@@ -24,6 +24,7 @@ from facetrail.service.deps import (
     optional_principal,
     require,
 )
+from facetrail.service.refusals import audit_request_refusal, error_for_status
 
 WEB_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
@@ -126,7 +127,11 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page. A page that refuses what was asked (status 400 or more, with an ``error`` sentence) is audited
+    through the refusal gate unless the core already recorded the refusal (facetrail.service.refusals)."""
     who: Principal | None = getattr(request.state, "principal", None)
+    if status >= 400 and context.get("error"):
+        audit_request_refusal(request, error_for_status(status, str(context["error"])))
     context.setdefault("title", "FaceTrail")
     return templates.TemplateResponse(
         request,

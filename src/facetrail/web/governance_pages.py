@@ -26,8 +26,7 @@ from facetrail.reports.packet import collect_packet, scope_for
 from facetrail.reports.packet_pdf import render_pdf
 from facetrail.reports.transparency import collect_report, data_url, render_html, section_csv
 from facetrail.retention import holds
-from facetrail.service.api._common import require_any
-from facetrail.service.deps import get_ctx
+from facetrail.service.deps import get_ctx, require_any
 from facetrail.service.errors import status_for
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
 

@@ -17,8 +17,7 @@ from facetrail.oversight import alerts, notify, sampling
 from facetrail.oversight.chart import timeline_png
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
-from facetrail.service.api._common import require_any
-from facetrail.service.deps import get_ctx
+from facetrail.service.deps import get_ctx, require_any
 from facetrail.service.errors import status_for
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal
 

@@ -1,19 +1,17 @@
-"""Shared pieces of the API routers: the error body schema, any-of permission checks, upload reading."""
+"""Shared pieces of the API routers: the error body schema, upload reading. (Permission checks:
+facetrail.service.deps.require / require_any.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request, UploadFile
+from fastapi import Path, UploadFile
 from pydantic import BaseModel
 
-from facetrail.audit.log import append_audit
-from facetrail.context import AppContext
-from facetrail.errors import BadInputError, ImageTooLargeError, PermissionDeniedError
-from facetrail.policy.principal import Principal
-from facetrail.policy.roles import Permission
-from facetrail.service.deps import current_principal, get_ctx
+from facetrail.errors import BadInputError, ImageTooLargeError
+
+# Moved to facetrail.service.deps with the one refusal gate; re-exported for code written before.
+from facetrail.service.deps import require_any as require_any
 
 # Database ids: bounded so that no client-chosen number can overflow an integer column.
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -46,31 +44,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 JPEG_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "JPEG image"}}
-
-
-def require_any(*permissions: Permission) -> Callable[..., Principal]:
-    """Like deps.require, for routes open to several permissions (e.g. the three ways to view searches)."""
-
-    def dependency(
-        request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
-    ) -> Principal:
-        if not any(who.can(p) for p in permissions):
-            with ctx.db.transaction() as s:
-                append_audit(
-                    s,
-                    actor=who.actor,
-                    action="access.denied",
-                    target=f"{request.method} {request.url.path}"[:300],
-                    outcome="denied",
-                    details={"reason": f"role '{who.role}' lacks any of {', '.join(p.value for p in permissions)}"},
-                )
-            raise PermissionDeniedError(
-                f"role '{who.role}' may not do this", permissions=[p.value for p in permissions]
-            )
-        return who
-
-    dependency.__name__ = "require_any_" + "_".join(p.name.lower() for p in permissions)
-    return dependency
 
 
 def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:

@@ -16,8 +16,8 @@ from facetrail.oversight import alerts, notify, sampling
 from facetrail.oversight.scheduler import OversightScheduler
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
-from facetrail.service.api._common import ERROR_RESPONSES, IdPath, require_any
-from facetrail.service.deps import get_ctx, require
+from facetrail.service.api._common import ERROR_RESPONSES, IdPath
+from facetrail.service.deps import get_ctx, require, require_any
 
 
 @asynccontextmanager

@@ -17,8 +17,8 @@ from facetrail.retention import holds, rules
 from facetrail.retention.deletion import get_certificate
 from facetrail.retention.run import run_retention
 from facetrail.retention.scheduler import RetentionScheduler
-from facetrail.service.api._common import ERROR_RESPONSES, IdPath, require_any
-from facetrail.service.deps import get_ctx, require
+from facetrail.service.api._common import ERROR_RESPONSES, IdPath
+from facetrail.service.deps import get_ctx, require, require_any
 
 
 @asynccontextmanager

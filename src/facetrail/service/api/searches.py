@@ -22,9 +22,9 @@ from facetrail.context import AppContext
 from facetrail.gallery.search import MAX_CANDIDATES, MIN_CANDIDATES
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
-from facetrail.service.api._common import ERROR_RESPONSES, JPEG_RESPONSE, IdPath, read_upload, require_any
+from facetrail.service.api._common import ERROR_RESPONSES, JPEG_RESPONSE, IdPath, read_upload
 from facetrail.service.api.faces import DetectedFaceOut, face_out
-from facetrail.service.deps import current_principal, get_ctx, require
+from facetrail.service.deps import current_principal, get_ctx, require, require_any
 
 router = APIRouter(prefix="/searches", tags=["searches"], responses=ERROR_RESPONSES)
 can_view = require_any(*searches.VIEW_PERMISSIONS)
