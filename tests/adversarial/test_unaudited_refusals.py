@@ -118,13 +118,15 @@ def _web_session(insiders: Insiders, role: str) -> tuple[httpx.Client, str]:
 def test_web_search_form_required_fields_refusal_is_audited(insiders: Insiders) -> None:
     client, csrf = _web_session(insiders, "investigator")
     before = insiders.head()
-    with client:
+    try:
         r = client.post(
             "/search/new",
             data={"csrf_token": csrf, **_search_form(case_number="", justification="")},
             files={"probe": ("p.jpg", PROBE, "image/jpeg")},
             headers={"accept": "text/html"},
         )
+    finally:
+        client.close()
     assert r.status_code == 422 and "Required: case number, justification." in r.text
     [record] = insiders.refusals_since(before, action="request.refused")
     assert record["target"] == "POST /search/new"
@@ -135,13 +137,15 @@ def test_web_search_form_required_fields_refusal_is_audited(insiders: Insiders) 
 def test_web_form_csrf_failure_is_audited(insiders: Insiders) -> None:
     client, _csrf = _web_session(insiders, "investigator")
     before = insiders.head()
-    with client:
+    try:
         r = client.post(
             "/search/new",
             data={"csrf_token": "forged", **_search_form()},
             files={"probe": ("p.jpg", PROBE, "image/jpeg")},
             headers={"accept": "text/html"},
         )
+    finally:
+        client.close()
     assert r.status_code == 403
     [record] = insiders.refusals_since(before, action="access.denied")
     assert record["outcome"] == "denied" and record["target"] == "POST /search/new"
@@ -151,7 +155,7 @@ def test_web_form_csrf_failure_is_audited(insiders: Insiders) -> None:
 
 def test_revoking_another_users_token_is_audited(insiders: Insiders) -> None:
     with insiders.server.client(insiders.tokens["reviewer"]) as rev:
-        [own] = [t for t in rev.get("/api/v1/auth/tokens").json() if t["revoked_at"] is None]
+        [own] = [t for t in rev.get("/api/v1/auth/tokens").json() if not t["revoked"]]
     before = insiders.head()
     with insiders.server.client(insiders.tokens["investigator"]) as inv:
         r = inv.delete(f"/api/v1/auth/tokens/{own['id']}")
@@ -182,7 +186,9 @@ def test_cli_permission_refusal_is_audited_as_over_http(insiders: Insiders, tmp_
     done = _cli(insiders, "case", "packet", "C-2026-001", "--out", str(out), "--token", insiders.tokens["investigator"])
     assert done.returncode == 6, done.stdout + done.stderr
     assert not out.exists()
-    [record] = insiders.refusals_since(before, action="access.denied")
+    records = insiders.refusals_since(before, action="access.denied")
+    assert len(records) == 1, (records, done.stderr)
+    [record] = records
     assert record["outcome"] == "denied"
     assert record["actor"] == f"user:{insiders.usernames['investigator']}"
     assert record["target"].startswith("cli:") and "packet" in record["target"]

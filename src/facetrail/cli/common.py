@@ -5,9 +5,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
@@ -42,13 +42,24 @@ def cli_actor() -> str:
     return os.environ.get("FACETRAIL_ACTOR") or f"cli:{getpass.getuser()}"
 
 
+# This command's own state (the context it opened, its signed-in user), for auditing its refusals. Reset by
+# the root callback (facetrail.cli.main) at the start of every command, so that commands run one after another
+# in one process (tests) never see each other's.
+_INVOCATION: ContextVar[dict[str, Any] | None] = ContextVar("facetrail_cli_invocation", default=None)
+
+
+def begin_command() -> None:
+    from facetrail.audit.log import REFUSALS_RECORDED
+
+    _INVOCATION.set({})
+    REFUSALS_RECORDED.set([])
+
+
 def _invocation() -> dict[str, Any]:
-    """This command's own state (the context it opened, its signed-in user), kept on click's context so that
-    commands run one after another in one process (tests) never see each other's."""
-    current = click.get_current_context(silent=True)
-    if current is None:
-        return {}
-    state: dict[str, Any] = current.find_root().meta.setdefault("facetrail", {})
+    state = _INVOCATION.get()
+    if state is None:
+        state = {}
+        _INVOCATION.set(state)
     return state
 
 
@@ -60,8 +71,19 @@ def open_cli_context() -> Any:
     install_oversight()  # searches run from the CLI pass the same oversight guard as the server's
     ctx = open_context()
     _invocation()["ctx"] = ctx
-    REFUSALS_RECORDED.set([])
+    if REFUSALS_RECORDED.get() is None:
+        REFUSALS_RECORDED.set([])
     return ctx
+
+
+def _command_path() -> str:
+    try:  # typer runs on its own copy of click; its current context names the command being run
+        from typer._click.globals import get_current_context
+
+        current = get_current_context(silent=True)
+    except ImportError:  # pragma: no cover - another typer release
+        current = None
+    return str(current.command_path) if current is not None else "facetrail"
 
 
 def _audit_refusal(error: FaceTrailError) -> None:
@@ -74,8 +96,7 @@ def _audit_refusal(error: FaceTrailError) -> None:
     denied = isinstance(error, PermissionDeniedError | AuthenticationError)
     if ctx is None or REFUSALS_RECORDED.get() or (who is None and not denied):
         return
-    current = click.get_current_context(silent=True)
-    target = "cli:" + (current.command_path if current is not None else "facetrail")
+    target = "cli:" + _command_path()  # e.g. "cli:facetrail case packet": never its arguments (a token...)
     audit_refusal(ctx, who or cli_actor(), "access.denied" if denied else "cli.refused", target, error)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, console, fail, print_json
+from facetrail.cli.common import JsonOption, begin_command, console, fail, print_json
 from facetrail.errors import BadInputError, FaceTrailError
 
 app = typer.Typer(
@@ -23,6 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _begin() -> None:
+    """Every command starts with a clean slate for auditing its refusals (facetrail.cli.common.fail)."""
+    begin_command()
 
 
 @app.command()
