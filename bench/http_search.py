@@ -19,10 +19,8 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,11 +36,13 @@ import numpy as np
 from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the one way to run a server
 from common import SyntheticFaces, load_note, machine_description, now_utc, percentile_ms, write_doc_section
 from facetrail.config import Settings
 from facetrail.context import open_context
 from facetrail.gallery.index_sync import rebuild_index
 from facetrail.storage.models import Face, Gallery, SearchRecord, Subject
+from server_process import ServerProcess, free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -52,6 +52,7 @@ PASSWORD = "Correct-horse-battery-9"
 GALLERY = "bookings"
 INVESTIGATOR = "inves.bench"
 MATE = "B-OBAMA"  # the probe is obama2.jpg; obama.jpg is enrolled under this id
+SERVE_WORKERS = 8  # facetrail serve's default
 SEARCH_FIELDS = {
     "gallery": GALLERY,
     "offense": "robbery",
@@ -59,54 +60,6 @@ SEARCH_FIELDS = {
     "justification": "HTTP search benchmark",
     "candidates": "20",
 }
-
-
-@dataclass
-class Server:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> Server:
-    log_path = data_dir.parent / "server.log"
-    env = {**os.environ, "FACETRAIL_DATA_DIR": str(data_dir), "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD}
-    env.pop("FACETRAIL_DATABASE_URL", None)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from facetrail.cli.main import app; app()", "serve", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.base_url}/api/v1/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    stop_server(server)
-    raise RuntimeError("the server did not answer within 180 s")
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
 
 
 def expect(response: httpx.Response, status: int) -> httpx.Response:
@@ -320,7 +273,7 @@ def run_concurrent(base_url: str, token: str, probe: bytes, clients: int, durati
 
 
 @contextlib.contextmanager
-def profiling(server: Server, out: Path | None) -> Iterator[None]:
+def profiling(server: ServerProcess, out: Path | None) -> Iterator[None]:
     """py-spy sampling the server process (sampling from outside: the server runs unmodified)."""
     if out is None:
         yield
@@ -448,13 +401,27 @@ def main() -> None:
     port = free_port()
     try:
         t0 = time.perf_counter()
-        server = start_server(data_dir, port)
+        server = start_server(
+            data_dir,
+            {"FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD},
+            port=port,
+            workers=SERVE_WORKERS,
+            timeout_s=180,
+            log_path=data_dir.parent / "server.log",
+        )
         try:
             token = populate_accounts_and_gallery(server.base_url)
         finally:
             stop_server(server)
         size, insert_s = add_synthetic_faces(data_dir, args.faces)
-        server = start_server(data_dir, port)
+        server = start_server(
+            data_dir,
+            {"FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD},
+            port=port,
+            workers=SERVE_WORKERS,
+            timeout_s=180,
+            log_path=data_dir.parent / "server.log",
+        )
         facts["setup"] = (
             f"world and gallery of {size:,} faces built in {time.perf_counter() - t0:.0f} s"
             f" (synthetic rows + index {insert_s:.0f} s)"

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import create_api_token, principal_for
+from facetrail.accounts.service import create_api_token
 from facetrail.cases import requests
 from facetrail.cases.probe import SearchRequest
 from facetrail.cases.reviews import list_reviews, review_candidate
@@ -37,7 +37,8 @@ from facetrail.governance.release import DecisionFinalError
 from facetrail.governance.training import TrainingRequiredError, record_training
 from facetrail.policy.principal import Principal
 from facetrail.service.app import create_app
-from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
+from facetrail.storage.models import AuditRecord, SearchRecord, User
+from factories import audits, make_unit, make_user, search_request
 
 GALLERY = {"OBAMA": OBAMA, "BIDEN": BIDEN, "AMY": FACEAPI / "amy" / "amy1.png", "RAJ": FACEAPI / "raj" / "raj1.png"}
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -67,57 +68,22 @@ class World:
         return self.api(who, "POST", path, data=data, files={"probe": ("p.jpg", OBAMA2.read_bytes(), "image/jpeg")})
 
 
-def _user(ctx: AppContext, username: str, role: str, unit_id: int | None) -> Principal:
-    with ctx.db.transaction() as s:
-        user = User(username=username, role=role, unit_id=unit_id, password_hash="x", must_change_password=False)
-        s.add(user)
-        s.flush()
-        s.refresh(user, ["unit"])
-        return principal_for(user, "session")
-
-
-def _unit(ctx: AppContext, name: str) -> int:
-    with ctx.db.transaction() as s:
-        unit = Unit(name=name)
-        s.add(unit)
-        s.flush()
-        return unit.id
-
-
 def _req(offense: str = "robbery", legal_basis: str = "warrant") -> SearchRequest:
-    return SearchRequest(
-        gallery="bookings",
-        case_number="2026-0042",
-        offense=offense,
-        legal_basis=legal_basis,
-        justification="armed robbery, store camera still",
-        candidates=4,
-    )
-
-
-def _audits(ctx: AppContext, action: str, outcome: str | None = None) -> list[dict[str, Any]]:
-    with ctx.db.read() as s:
-        query = select(AuditRecord).where(AuditRecord.action == action)
-        if outcome:
-            query = query.where(AuditRecord.outcome == outcome)
-        return [
-            {"actor": r.actor, "outcome": r.outcome, "target": r.target, **json.loads(r.details)}
-            for r in s.execute(query.order_by(AuditRecord.seq)).scalars()
-        ]
+    return search_request(offense=offense, legal_basis=legal_basis)
 
 
 @pytest.fixture
 def world(ctx: AppContext) -> Iterator[World]:
     ctx.settings.server.similarity_floor = -1.0  # seeds policy v1: every candidate shown, so several can be reviewed
-    robbery, homicide = _unit(ctx, "Robbery"), _unit(ctx, "Homicide")
+    robbery, homicide = make_unit(ctx, "Robbery"), make_unit(ctx, "Homicide")
     users = {
-        "inv": _user(ctx, "ivan.inv", "investigator", robbery),
-        "rita": _user(ctx, "rita.rev", "reviewer", robbery),
-        "rob": _user(ctx, "rob.rev", "reviewer", robbery),
-        "hank": _user(ctx, "hank.rev", "reviewer", homicide),
-        "new": _user(ctx, "nora.new", "investigator", robbery),
-        "admin": _user(ctx, "adam.admin", "administrator", None),
-        "aud": _user(ctx, "ada.aud", "auditor", None),
+        "inv": make_user(ctx, "ivan.inv", "investigator", robbery),
+        "rita": make_user(ctx, "rita.rev", "reviewer", robbery),
+        "rob": make_user(ctx, "rob.rev", "reviewer", robbery),
+        "hank": make_user(ctx, "hank.rev", "reviewer", homicide),
+        "new": make_user(ctx, "nora.new", "investigator", robbery),
+        "admin": make_user(ctx, "adam.admin", "administrator", None),
+        "aud": make_user(ctx, "ada.aud", "auditor", None),
     }
     create_gallery(ctx, "bookings", ctx.pipeline.model_id)
     enroll_photos(ctx, ctx.pipeline, 1, GALLERY)
@@ -139,7 +105,7 @@ def test_policy_is_versioned_applied_with_an_audited_diff_and_stamped_on_searche
     r = world.api("admin", "PUT", "/policy", json={"text": text})
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2
-    applied = _audits(ctx, "policy.apply", "ok")
+    applied = audits(ctx, "policy.apply", "ok")
     assert [a["version"] for a in applied] == [1, 2]
     assert "-similarity_floor = -1.0" in applied[1]["diff"] and "+similarity_floor = 0.25" in applied[1]["diff"]
     second = run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req())
@@ -156,14 +122,14 @@ def test_policy_changes_are_refused_to_non_administrators_and_invalid_documents(
     good = default_policy_text()
     r = world.api("rita", "PUT", "/policy", json={"text": good.replace("0.30", "0.10")})
     assert r.status_code == 403
-    assert _audits(ctx, "access.denied", "denied")[-1]["reason"].endswith("policy.manage")
+    assert audits(ctx, "access.denied", "denied")[-1]["reason"].endswith("policy.manage")
     bad = good.replace("max_candidates = 50", "max_candidates = 500")
     r = world.api("admin", "PUT", "/policy", json={"text": bad})
     assert r.status_code == 400 and r.json()["error"]["code"] == "policy_invalid"
     assert "max_candidates" in r.json()["error"]["message"]
     with pytest.raises(PolicyError):
         apply_policy(ctx, "[search]\nallowed_offenses = []\n", actor="cli:test")
-    assert len(_audits(ctx, "policy.apply", "refused")) == 2
+    assert len(audits(ctx, "policy.apply", "refused")) == 2
     assert active_version(ctx)[0] == 1  # nothing applied
 
 
@@ -178,7 +144,7 @@ def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, mon
         result = runner.invoke(cli_app, ["policy", "validate", str(bad)])
         assert result.exit_code != 0
         result = runner.invoke(cli_app, ["policy", "apply", str(bad)])
-        assert result.exit_code != 0 and _audits(world.ctx, "policy.apply", "refused")
+        assert result.exit_code != 0 and audits(world.ctx, "policy.apply", "refused")
         good = tmp_path / "good.toml"
         good.write_text(default_policy_text())
         assert runner.invoke(cli_app, ["policy", "validate", str(good)]).exit_code == 0
@@ -196,7 +162,7 @@ def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, mon
     finally:
         get_settings.cache_clear()
     assert run_search(world.ctx, world.users["new"], OBAMA2.read_bytes(), _req()).candidates is not None
-    assert _audits(world.ctx, "training.record")[-1]["target"] == "user:nora.new"
+    assert audits(world.ctx, "training.record")[-1]["target"] == "user:nora.new"
 
 
 # ------------------------------------------------------------------ training gate
@@ -210,9 +176,9 @@ def test_search_without_valid_training_is_refused_and_audited(world: World) -> N
     assert r.status_code == 403 and r.json()["error"]["code"] == "training_required"
     r = world.api_search("new", path="/search-requests", emergency="true", legal_basis="exigent-circumstances")
     assert r.status_code == 403 and r.json()["error"]["code"] == "training_required"
-    refused = [a for a in _audits(ctx, "search", "refused") if a["error"]["code"] == "training_required"]
+    refused = [a for a in audits(ctx, "search", "refused") if a["error"]["code"] == "training_required"]
     assert len(refused) == 2 and all(a["actor"] == "user:nora.new" for a in refused)
-    assert _audits(ctx, "search.emergency", "refused")[-1]["error"]["code"] == "training_required"
+    assert audits(ctx, "search.emergency", "refused")[-1]["error"]["code"] == "training_required"
     # training expires after the policy's validity period
     record_training(ctx, "nora.new", TODAY - dt.timedelta(days=400), "FR-101", actor="user:adam.admin")
     with pytest.raises(TrainingRequiredError, match="expired"):
@@ -236,8 +202,8 @@ def test_search_for_a_disallowed_offense_is_refused_and_audited(world: World) ->
     assert r.status_code == 400 and r.json()["error"]["code"] == "offense_not_allowed"
     r = world.api_search("inv", path="/search-requests", offense="jaywalking")
     assert r.status_code == 400
-    assert sum(a["error"]["code"] == "offense_not_allowed" for a in _audits(ctx, "search", "refused")) == 2
-    assert _audits(ctx, "search.request", "refused")[-1]["offense"] == "jaywalking"
+    assert sum(a["error"]["code"] == "offense_not_allowed" for a in audits(ctx, "search", "refused")) == 2
+    assert audits(ctx, "search.request", "refused")[-1]["offense"] == "jaywalking"
     with ctx.db.read() as s:
         assert s.execute(select(SearchRecord)).first() is None
 
@@ -251,7 +217,7 @@ def test_prior_approval_request_approved_by_a_colleague_runs_for_the_requester(w
         run_search(ctx, world.users["inv"], OBAMA2.read_bytes(), _req(offense="burglary"))
     r = world.api_search("inv", offense="burglary")
     assert r.status_code == 409 and r.json()["error"]["code"] == "approval_required"
-    assert sum(a["error"]["code"] == "approval_required" for a in _audits(ctx, "search", "refused")) == 2
+    assert sum(a["error"]["code"] == "approval_required" for a in audits(ctx, "search", "refused")) == 2
 
     r = world.api_search("inv", path="/search-requests", offense="burglary")
     assert r.status_code == 201, r.text
@@ -265,8 +231,8 @@ def test_prior_approval_request_approved_by_a_colleague_runs_for_the_requester(w
     assert r.status_code == 403
     r = world.api("hank", "POST", f"/search-requests/{rid}/approve", json={})
     assert r.status_code == 404
-    assert _audits(ctx, "access.denied", "denied")[-1]["reason"].endswith("search.approve")  # the route's check
-    assert [a["outcome"] for a in _audits(ctx, "search.approve")] == ["refused"]  # hank: not found in his unit
+    assert audits(ctx, "access.denied", "denied")[-1]["reason"].endswith("search.approve")  # the route's check
+    assert [a["outcome"] for a in audits(ctx, "search.approve")] == ["refused"]  # hank: not found in his unit
     assert [x["id"] for x in world.api("rita", "GET", "/search-requests").json()] == [rid]
     assert world.api("hank", "GET", "/search-requests").json() == []
 
@@ -293,9 +259,7 @@ def test_approving_ones_own_request_is_refused(world: World) -> None:
         requests.approve(ctx, world.users["rita"], rid)
     r = world.api("rita", "POST", f"/search-requests/{rid}/deny", json={"reason": "no"})
     assert r.status_code == 403
-    refused = [
-        a for a in _audits(ctx, "search.approve") + _audits(ctx, "search.deny") if "own" in a["error"]["message"]
-    ]
+    refused = [a for a in audits(ctx, "search.approve") + audits(ctx, "search.deny") if "own" in a["error"]["message"]]
     assert len(refused) == 2
 
 
@@ -303,11 +267,11 @@ def test_denied_request_drops_the_probe_needs_a_reason_and_is_reported(world: Wo
     ctx = world.ctx
     request = world.api_search("inv", path="/search-requests", offense="burglary").json()["request"]
     r = world.api("rob", "POST", f"/search-requests/{request['id']}/deny", json={"reason": "  "})
-    assert r.status_code == 400 and _audits(ctx, "search.deny", "refused")
+    assert r.status_code == 400 and audits(ctx, "search.deny", "refused")
     r = world.api("rob", "POST", f"/search-requests/{request['id']}/deny", json={"reason": "no burglary series"})
     assert r.status_code == 200 and r.json()["status"] == "denied" and r.json()["search_id"] is None
     assert not approvals.pending_store(ctx).exists(request["probe_sha256"])
-    assert _audits(ctx, "search.deny", "ok")[0]["reason"] == "no burglary series"
+    assert audits(ctx, "search.deny", "ok")[0]["reason"] == "no burglary series"
     from facetrail.reports.transparency import collect_report
 
     report = collect_report(ctx, str(TODAY), str(TODAY), actor="test")
@@ -333,7 +297,7 @@ def _emergency(world: World) -> dict[str, Any]:
 def test_emergency_search_runs_at_once_and_is_approved_within_the_window(world: World) -> None:
     ctx = world.ctx
     r = world.api_search("inv", path="/search-requests", emergency="true")  # must cite exigent circumstances
-    assert r.status_code == 400 and _audits(ctx, "search.emergency", "refused")
+    assert r.status_code == 400 and audits(ctx, "search.emergency", "refused")
     done = _emergency(world)
     assert done["search"]["candidates"] and done["request"]["status"] == "pending"
     deadline = dt.datetime.fromisoformat(done["request"]["deadline"])
@@ -368,9 +332,9 @@ def test_locked_results_of_denied_or_late_emergency_searches_cannot_be_seen(worl
             review_candidate(ctx, world.users["rob"], sid, 1, "possible_lead")
     r = world.api("rob", "POST", f"/search-requests/{late['request']['id']}/approve", json={})
     assert r.status_code == 409 and "window" in r.json()["error"]["message"]
-    locked = _audits(ctx, "search.view", "refused") + _audits(ctx, "search.thumbnail", "refused")
+    locked = audits(ctx, "search.view", "refused") + audits(ctx, "search.thumbnail", "refused")
     assert len(locked) >= 8 and all(a["error"]["code"] == "results_locked" for a in locked)
-    assert _audits(ctx, "search.emergency.expired")
+    assert audits(ctx, "search.emergency.expired")
     # the packet names the case's locked searches without their candidates
     from facetrail.reports.packet import OPERATOR_SCOPE, collect_packet
 
@@ -406,7 +370,7 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
     inv_view = get_search(ctx, users["inv"], sid)
     assert inv_view.candidates and all(c.subject_external_id == "under review" for c in inv_view.candidates)
     assert world.api("inv", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 403
-    assert _audits(ctx, "search.thumbnail", "denied")[-1]["reason"].startswith("candidate under review")
+    assert audits(ctx, "search.thumbnail", "denied")[-1]["reason"].startswith("candidate under review")
 
     r = world.api("rob", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
     assert r.status_code == 200
@@ -418,8 +382,8 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
     assert inv_view.candidates[0].subject_external_id != "under review"
     assert inv_view.candidates[1].subject_external_id == "under review"
     assert world.api("inv", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 200
-    assert len(_audits(ctx, "lead.released")) == 1
-    disagreement = _audits(ctx, "review.disagreement")
+    assert len(audits(ctx, "lead.released")) == 1
+    disagreement = audits(ctx, "review.disagreement")
     assert len(disagreement) == 1 and disagreement[0]["rank"] == 2
     for who in ("rita", "rob"):
         seen = get_search(ctx, users[who], sid).candidates
@@ -429,7 +393,7 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
         review_candidate(ctx, users["rita"], sid, 2, "not_a_match")
     r = world.api("rob", "PUT", f"/searches/{sid}/candidates/2/review", json={"decision": "possible_lead"})
     assert r.status_code == 409
-    assert len(_audits(ctx, "review.decide", "refused")) == 2
+    assert len(audits(ctx, "review.decide", "refused")) == 2
 
 
 def test_reviewing_ones_own_search_is_refused(world: World) -> None:
@@ -442,7 +406,7 @@ def test_reviewing_ones_own_search_is_refused(world: World) -> None:
         review_candidate(ctx, as_reviewer, sid, 1, "possible_lead")
     r = world.api("inv", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
     assert r.status_code == 403
-    assert len([a for a in _audits(ctx, "review.decide", "denied") if "own search" in a["reason"]]) == 2
+    assert len([a for a in audits(ctx, "review.decide", "denied") if "own search" in a["reason"]]) == 2
 
 
 # ------------------------------------------------------------------ audit records
@@ -509,7 +473,7 @@ def test_an_undecided_request_expires_and_its_held_probe_is_deleted(world: World
     assert not approvals.pending_store(ctx).exists(request["probe_sha256"])
     [listed] = world.api("inv", "GET", "/search-requests").json()
     assert listed["status"] == "expired" and not listed["probe_held"] and listed["search_id"] is None
-    assert [a["request_id"] for a in _audits(ctx, "search.request.expired")] == [request["id"]]
-    assert [a["outcome"] for a in _audits(ctx, "search.approve")] == ["refused"]
+    assert [a["request_id"] for a in audits(ctx, "search.request.expired")] == [request["id"]]
+    assert [a["outcome"] for a in audits(ctx, "search.approve")] == ["refused"]
     with ctx.db.read() as s:
         assert s.execute(select(SearchRecord)).first() is None  # it never ran

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 
 import pytest
 from index_helpers import create_gallery, enroll_photos
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import principal_for
 from facetrail.audit.export import export_audit
 from facetrail.audit.service import take_checkpoint
 from facetrail.cases import hooks
@@ -42,7 +41,8 @@ from facetrail.oversight.guard import install
 from facetrail.oversight.models import Alert, Notification
 from facetrail.policy.principal import Principal
 from facetrail.reports.transparency import collect_report
-from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
+from facetrail.storage.models import SearchRecord
+from factories import audits, make_unit, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 GALLERY = {"OBAMA": OBAMA, "BIDEN": BIDEN, "AMY": FACEAPI / "amy" / "amy1.png"}
@@ -74,46 +74,18 @@ class World:
         apply_policy(self.ctx, text, actor="cli:test")
 
 
-def _user(ctx: AppContext, username: str, role: str, unit_id: int | None) -> Principal:
-    with ctx.db.transaction() as s:
-        user = User(username=username, role=role, unit_id=unit_id, password_hash="x", must_change_password=False)
-        s.add(user)
-        s.flush()
-        s.refresh(user, ["unit"])
-        return principal_for(user, "session")
-
-
-def _unit(ctx: AppContext, name: str) -> int:
-    with ctx.db.transaction() as s:
-        unit = Unit(name=name)
-        s.add(unit)
-        s.flush()
-        return unit.id
-
-
-def _audits(ctx: AppContext, action: str, outcome: str | None = None) -> list[dict[str, Any]]:
-    with ctx.db.read() as s:
-        query = select(AuditRecord).where(AuditRecord.action == action)
-        if outcome:
-            query = query.where(AuditRecord.outcome == outcome)
-        return [
-            {"actor": r.actor, "outcome": r.outcome, "target": r.target, "seq": r.seq, **json.loads(r.details)}
-            for r in s.execute(query.order_by(AuditRecord.seq)).scalars()
-        ]
-
-
 @pytest.fixture
 def world(ctx: AppContext) -> Iterator[World]:
     install()
-    robbery, homicide = _unit(ctx, "Robbery"), _unit(ctx, "Homicide")
+    robbery, homicide = make_unit(ctx, "Robbery"), make_unit(ctx, "Homicide")
     users = {
-        "ivan": _user(ctx, "ivan.inv", "investigator", robbery),
-        "paula": _user(ctx, "paula.inv", "investigator", robbery),
-        "pete": _user(ctx, "pete.inv", "investigator", robbery),
-        "rita": _user(ctx, "rita.rev", "reviewer", robbery),
-        "hank": _user(ctx, "hank.rev", "reviewer", homicide),
-        "admin": _user(ctx, "adam.admin", "administrator", None),
-        "aud": _user(ctx, "ada.aud", "auditor", None),
+        "ivan": make_user(ctx, "ivan.inv", "investigator", robbery),
+        "paula": make_user(ctx, "paula.inv", "investigator", robbery),
+        "pete": make_user(ctx, "pete.inv", "investigator", robbery),
+        "rita": make_user(ctx, "rita.rev", "reviewer", robbery),
+        "hank": make_user(ctx, "hank.rev", "reviewer", homicide),
+        "admin": make_user(ctx, "adam.admin", "administrator", None),
+        "aud": make_user(ctx, "ada.aud", "auditor", None),
     }
     gallery_id = create_gallery(ctx, "bookings", ctx.pipeline.model_id)
     enroll_photos(ctx, ctx.pipeline, gallery_id, GALLERY)
@@ -155,11 +127,11 @@ def test_300_searches_under_250_cases_in_two_days_are_flagged_and_the_excess_ref
             refused += 1
     assert alerts.WORKER.wait_idle()
     assert (ran, refused) == (240, 60)
-    limit_refusals = [a for a in _audits(ctx, "search", "refused") if a["error"]["code"] == "search_limit_exceeded"]
+    limit_refusals = [a for a in audits(ctx, "search", "refused") if a["error"]["code"] == "search_limit_exceeded"]
     assert len(limit_refusals) == 60 and all(a["actor"] == "user:ivan.inv" for a in limit_refusals)
     with ctx.db.read() as s:
         assert s.query(SearchRecord).filter(SearchRecord.user_id == world.users["ivan"].user_id).count() == 240
-    flagged = _audits(ctx, "oversight.alert")
+    flagged = audits(ctx, "oversight.alert")
     rules = {a["rule"] for a in flagged if a["target"] == "user:ivan.inv"}
     assert {"single_search_cases", "peer_volume", "probe_reused_across_cases"} <= rules
     assert not [a for a in flagged if a["target"] != "user:ivan.inv"]  # the colleague is not flagged
@@ -191,7 +163,7 @@ def test_other_rules_justification_hours_and_no_lead(world: World) -> None:
         world.clock[0] = START.replace(hour=10) + dt.timedelta(minutes=i)
         world.search("pete", f"R-{100 + i}", justification="routine   CHECK")
     assert alerts.WORKER.wait_idle()
-    rules = {a["rule"] for a in _audits(ctx, "oversight.alert")}
+    rules = {a["rule"] for a in audits(ctx, "oversight.alert")}
     assert rules == {"repeated_justification", "unusual_hours", "no_lead_repeats", "probe_reused_across_cases"}
 
 
@@ -214,7 +186,7 @@ def test_acknowledging_an_alert_needs_a_note_the_scope_and_is_audited(world: Wor
     with pytest.raises(FaceTrailError) as twice:
         alerts.acknowledge(ctx, world.users["aud"], alert["id"], "again")
     assert twice.value.code == "alert_already_acknowledged"
-    acks = _audits(ctx, "oversight.alert.ack")
+    acks = audits(ctx, "oversight.alert.ack")
     assert [a["outcome"] for a in acks] == ["refused", "not_found", "denied", "ok", "refused"]
     assert acks[3]["note"].startswith("three photos")
 
@@ -243,7 +215,7 @@ def test_limits_per_case_hours_and_approval_mode(world: World) -> None:
     with pytest.raises(FaceTrailError) as needs:
         world.search("paula", "R-3")
     assert needs.value.code == "approval_required"
-    refused = _audits(ctx, "search", "refused")
+    refused = audits(ctx, "search", "refused")
     assert [a["error"]["code"] for a in refused] == [
         "outside_search_hours",
         "search_limit_exceeded",
@@ -285,7 +257,7 @@ def test_case_allow_list_import_and_verification(world: World, tmp_path: Path) -
         with pytest.raises(FaceTrailError) as refused:
             world.search("ivan", case, offense=offense)
         assert refused.value.code == code
-    assert [a["error"]["code"] for a in _audits(ctx, "search", "refused")] == [
+    assert [a["error"]["code"] for a in audits(ctx, "search", "refused")] == [
         "case_not_found",
         "case_closed",
         "case_offense_mismatch",
@@ -299,7 +271,7 @@ def test_case_allow_list_import_and_verification(world: World, tmp_path: Path) -
     with pytest.raises(FaceTrailError) as bad:
         cases.import_cases(ctx, b"case_number,offense,status\n,robbery,open\nX,robbery,maybe\n", actor="cli:test")
     assert bad.value.code == "case_file_invalid" and len(bad.value.details["problems"]) == 2  # type: ignore[arg-type]
-    assert [a["outcome"] for a in _audits(ctx, "case.import")] == ["ok", "ok", "refused"]
+    assert [a["outcome"] for a in audits(ctx, "case.import")] == ["ok", "ok", "refused"]
 
 
 class _Records(http.server.BaseHTTPRequestHandler):
@@ -357,8 +329,8 @@ def test_case_verification_through_the_records_system(world: World, records_syst
     assert down.value.code == "case_check_unavailable"
     cfg.records_fail_open = True  # an agency may choose to let searches run, noted as unverified
     world.search("ivan", "R-DOWN")
-    assert [a["target"] for a in _audits(ctx, "case.unverified")] == ["case:R-DOWN"]
-    assert [a["error"]["code"] for a in _audits(ctx, "search", "refused")] == [
+    assert [a["target"] for a in audits(ctx, "case.unverified")] == ["case:R-DOWN"]
+    assert [a["error"]["code"] for a in audits(ctx, "search", "refused")] == [
         "case_not_found",
         "case_closed",
         "case_check_unavailable",
@@ -421,7 +393,7 @@ def test_the_sample_is_recomputed_from_the_chain_and_cannot_change_without_break
     draw = sampling.draw_period(ctx, "test:1", START - dt.timedelta(days=400), end, _share(0.25), actor="cli:test")
     assert draw["population"] == 8 and len(draw["search_ids"]) == 2 and draw["seed_seq"] == checkpoint["seq"]
     assert sampling.draw_period(ctx, "test:1", START, end, _share(0.9), actor="x")["search_ids"] == draw["search_ids"]
-    recorded = _audits(ctx, "oversight.sample.draw")
+    recorded = audits(ctx, "oversight.sample.draw")
     assert len(recorded) == 1 and recorded[0]["search_ids"] == draw["search_ids"]
 
     export = tmp_path / "audit.jsonl"
@@ -503,7 +475,7 @@ def test_auditors_record_findings_once(world: World) -> None:
     assert twice.value.code == "conflict"
     with pytest.raises(PermissionDeniedError):
         sampling.record_finding(ctx, world.users["rita"], items[2]["id"], good, "")
-    assert [a["outcome"] for a in _audits(ctx, "oversight.sample.finding")] == [
+    assert [a["outcome"] for a in audits(ctx, "oversight.sample.finding")] == [
         "refused",
         "ok",
         "ok",
@@ -534,7 +506,7 @@ def test_alert_emails_are_queued_sent_over_smtp_and_retried(world: World) -> Non
     for i in range(3):
         world.search("ivan", f"R-{i}")  # the same probe under 3 cases
     started = time.monotonic()
-    created = alerts.detect_for_user(ctx, world.users["ivan"].user_id)  # type: ignore[arg-type]
+    created = alerts.detect_formake_user(ctx, world.users["ivan"].user_id)  # type: ignore[arg-type]
     assert len(created) == 1
     assert notify.flush(ctx) == {"sent": 0, "retry": 2, "failed": 0}  # no SMTP server yet: retried later
     assert time.monotonic() - started < 10
@@ -580,7 +552,7 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         assert scanned.exit_code == 0 and json.loads(scanned.output)["new_alerts"] == []
     finally:
         get_settings.cache_clear()
-    assert [(a["actor"], a["outcome"]) for a in _audits(ctx, "case.import")] == [
+    assert [(a["actor"], a["outcome"]) for a in audits(ctx, "case.import")] == [
         ("cli:records-clerk", "ok"),
         ("cli:records-clerk", "refused"),
     ]

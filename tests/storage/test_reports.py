@@ -18,7 +18,6 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import principal_for
 from facetrail.audit.log import append_audit
 from facetrail.cases.reviews import review_candidate
 from facetrail.context import AppContext
@@ -30,7 +29,8 @@ from facetrail.reports.packet import OPERATOR_SCOPE, CaseNotFoundError, collect_
 from facetrail.reports.packet_pdf import write_packet_files
 from facetrail.reports.transparency import collect_report, write_report
 from facetrail.retention.deletion import delete_subject
-from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
+from facetrail.storage.models import AuditRecord, SearchRecord
+from factories import make_search, make_unit, make_user
 
 CASE = "2026-0042"
 OTHER_CASE = "2026-0099"
@@ -43,78 +43,27 @@ class World:
     search_ids: dict[str, int]  # name -> search id
 
 
-def _user(ctx: AppContext, username: str, display: str, role: str, unit_id: int | None) -> Principal:
-    with ctx.db.transaction() as s:
-        user = User(
-            username=username,
-            display_name=display,
-            role=role,
-            unit_id=unit_id,
-            password_hash="x",
-            must_change_password=False,
-            created_by="test",
-        )
-        s.add(user)
-        s.flush()
-        s.refresh(user, ["unit"])
-        return principal_for(user, "session")
-
-
-def _unit(ctx: AppContext, name: str) -> int:
-    with ctx.db.transaction() as s:
-        unit = Unit(name=name)
-        s.add(unit)
-        s.flush()
-        return unit.id
-
-
-def _search(
-    ctx: AppContext,
-    who: Principal,
-    probe: Path,
-    gallery: str,
-    case: str,
-    offense: str,
-    legal_basis: str = "warrant",
-    candidates: int = 4,
-) -> int:
-    return search_gallery(
-        ctx,
-        probe,
-        gallery=gallery,
-        case_number=case,
-        offense=offense,
-        reason=f"test search of {probe.name}",
-        actor=who.actor,
-        candidates=candidates,
-        write_thumbnails=False,
-        user_id=who.user_id,
-        unit_id=who.unit_id,
-        legal_basis=legal_basis,
-    ).search_id
-
-
 @pytest.fixture
 def world(ctx: AppContext) -> World:
     ctx.settings.keep_probe_images = True
     ctx.settings.server.similarity_floor = -1.0  # every candidate shown, so that several can be reviewed
-    robbery, homicide = _unit(ctx, "Robbery"), _unit(ctx, "Homicide")
+    robbery, homicide = make_unit(ctx, "Robbery"), make_unit(ctx, "Homicide")
     users = {
-        "inv": _user(ctx, "ivan.inv", "Ivan Investigator", "investigator", robbery),
-        "rita": _user(ctx, "rita.rev", "Rita Reviewer", "reviewer", robbery),
-        "rob": _user(ctx, "rob.rev", "Rob Second-Reviewer", "reviewer", robbery),
-        "hank": _user(ctx, "hank.inv", "Hank Homicide", "investigator", homicide),
-        "aud": _user(ctx, "ada.aud", "Ada Auditor", "auditor", None),
+        "inv": make_user(ctx, "ivan.inv", "investigator", robbery, display_name="Ivan Investigator"),
+        "rita": make_user(ctx, "rita.rev", "reviewer", robbery, display_name="Rita Reviewer"),
+        "rob": make_user(ctx, "rob.rev", "reviewer", robbery, display_name="Rob Second-Reviewer"),
+        "hank": make_user(ctx, "hank.inv", "investigator", homicide, display_name="Hank Homicide"),
+        "aud": make_user(ctx, "ada.aud", "auditor", None, display_name="Ada Auditor"),
     }
     create_gallery(ctx, "bookings", ctx.pipeline.model_id)
     create_gallery(ctx, "empty", ctx.pipeline.model_id)
     enroll_photos(ctx, ctx.pipeline, 1, GALLERY)
     inv, hank = users["inv"], users["hank"]
     ids = {
-        "mated": _search(ctx, inv, OBAMA2, "bookings", CASE, "robbery"),
-        "nothing": _search(ctx, inv, OBAMA2, "empty", CASE, "robbery", legal_basis="court-order"),
-        "other_unit": _search(ctx, hank, OBAMA2, "bookings", CASE, "homicide"),
-        "other_case": _search(ctx, inv, OBAMA2, "bookings", OTHER_CASE, "fraud"),
+        "mated": make_search(ctx, inv, OBAMA2, "bookings", CASE, "robbery"),
+        "nothing": make_search(ctx, inv, OBAMA2, "empty", CASE, "robbery", legal_basis="court-order"),
+        "other_unit": make_search(ctx, hank, OBAMA2, "bookings", CASE, "homicide"),
+        "other_case": make_search(ctx, inv, OBAMA2, "bookings", OTHER_CASE, "fraud"),
     }
     mated, rita, rob = ids["mated"], users["rita"], users["rob"]
     review_candidate(ctx, rita, mated, 1, "possible_lead", "eyes and ears agree")

@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from facetrail.audit.actions import AuditAction, Outcome
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import AuthenticationError, FaceTrailError, PermissionDeniedError
@@ -41,10 +42,10 @@ HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")  # control, format (RLO, zero-width), lon
 E = TypeVar("E", bound=FaceTrailError)
 
 
-def outcome_for(error: FaceTrailError) -> str:
+def outcome_for(error: FaceTrailError) -> Outcome:
     if isinstance(error, PermissionDeniedError | AuthenticationError):
-        return "denied"
-    return "refused"
+        return Outcome.DENIED
+    return Outcome.REFUSED
 
 
 def clip(value: Any, limit: int = MAX_TEXT) -> Any:
@@ -76,12 +77,12 @@ def error_record(error: FaceTrailError) -> dict[str, Any]:
 def audit_refusal(
     ctx: AppContext,
     who: Principal | str,
-    action: str,
+    action: AuditAction | str,
     target: str,
     error: FaceTrailError,
     *,
     details: Mapping[str, Any] | None = None,
-    outcome: str | None = None,
+    outcome: Outcome | str | None = None,
 ) -> None:
     """Record one refusal (see the module docstring). ``who`` is the principal, or an actor string where no
     principal exists (an unauthenticated request, a local operator command, the scheduler). If the audit log
@@ -106,12 +107,12 @@ def audit_refusal(
 def refuse(
     ctx: AppContext,
     who: Principal | str,
-    action: str,
+    action: AuditAction | str,
     target: str,
     error: E,
     *,
     details: Mapping[str, Any] | None = None,
-    outcome: str | None = None,
+    outcome: Outcome | str | None = None,
 ) -> E:
     """Audit the refusal and hand the error back for the caller to raise: ``raise refuse(...) from None``."""
     audit_refusal(ctx, who, action, target, error, details=details, outcome=outcome)

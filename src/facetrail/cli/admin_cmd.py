@@ -10,7 +10,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    cli_actor,
+    cli_context,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import FaceTrailError
 
 index_app = typer.Typer(
@@ -160,8 +169,7 @@ def check_command(
     """
     from facetrail.gallery.index_sync import check_index, remove_stale_index_files, stale_index_files
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         reports = [
             {"gallery": name, **check_index(ctx, gid, repair=repair, actor=cli_actor()).to_dict()}
             for gid, name in _galleries(ctx, gallery)
@@ -171,10 +179,6 @@ def check_command(
             if (gallery is None)
             else []
         )
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     consistent = all(r["consistent"] for r in reports) and not stale
     if as_json:
         print_json(

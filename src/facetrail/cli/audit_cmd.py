@@ -11,7 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from facetrail.audit.log import AuditVerification
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    cli_actor,
+    cli_context,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import FaceTrailError
 
 audit_app = typer.Typer(
@@ -137,13 +146,8 @@ def log_cmd(
     """The newest records as a table. Listing is itself audited ('audit.read')."""
     from facetrail.audit.export import read_audit_log
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         listing = read_audit_log(ctx.db, actor=cli_actor(), action=action, by_actor=actor, limit=limit)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, "records": listing.records, "audit_seq": listing.audit_seq})
         return

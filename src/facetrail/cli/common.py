@@ -5,6 +5,8 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -76,6 +78,23 @@ def open_cli_context() -> Any:
     return ctx
 
 
+@contextmanager
+def cli_context(*, json: bool = False) -> Iterator[Any]:
+    """The application context for one command: opened, handed to the block, closed; a FaceTrailError raised
+    in the block is printed (as JSON with ``json``), audited if it is a refusal, and exits with its code.
+
+        with cli_context(json=as_json) as ctx:
+            result = core_function(ctx, ...)
+    """
+    ctx = open_cli_context()
+    try:
+        yield ctx
+    except FaceTrailError as exc:
+        fail(exc, json)
+    finally:
+        ctx.close()
+
+
 def _command_path() -> str:
     try:  # typer runs on its own copy of click; its current context names the command being run
         from typer._click.globals import get_current_context
@@ -87,6 +106,7 @@ def _command_path() -> str:
 
 
 def _audit_refusal(error: FaceTrailError) -> None:
+    from facetrail.audit.actions import AuditAction
     from facetrail.audit.log import REFUSALS_RECORDED
     from facetrail.audit.refusals import audit_refusal
     from facetrail.errors import AuthenticationError, PermissionDeniedError
@@ -97,7 +117,8 @@ def _audit_refusal(error: FaceTrailError) -> None:
     if ctx is None or REFUSALS_RECORDED.get() or (who is None and not denied):
         return
     target = "cli:" + _command_path()  # e.g. "cli:facetrail case packet": never its arguments (a token...)
-    audit_refusal(ctx, who or cli_actor(), "access.denied" if denied else "cli.refused", target, error)
+    action = AuditAction.ACCESS_DENIED if denied else AuditAction.CLI_REFUSED
+    audit_refusal(ctx, who or cli_actor(), action, target, error)
 
 
 TokenOption = Annotated[

@@ -17,7 +17,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    cli_actor,
+    cli_context,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import BadInputError, FaceTrailError
 
 gallery_app = typer.Typer(help="Galleries: lawfully held sets of enrolled faces.", no_args_is_help=True)
@@ -66,8 +75,7 @@ def create_command(
     """Create an empty gallery, bound for life to the configured embedding model."""
     from facetrail.gallery.service import create_gallery
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         summary = create_gallery(
             ctx,
             name,
@@ -78,10 +86,6 @@ def create_command(
             retention_rule=retention_rule,
             keep_images=keep_images,
         )
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, "gallery": summary.to_dict()})
     else:
@@ -116,13 +120,8 @@ def show_command(name: Annotated[str, typer.Argument()], as_json: JsonOption = F
     """One gallery: provenance fields, model id, subject and face counts."""
     from facetrail.gallery.service import get_gallery
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         summary = get_gallery(ctx, name).to_dict()
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, "gallery": summary})
     else:
@@ -138,13 +137,8 @@ def subject_command(
     """One subject and its faces."""
     from facetrail.gallery.service import get_subject
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         subject = get_subject(ctx, name, external_id)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, "subject": subject})
         return
@@ -168,13 +162,8 @@ def _delete(name: str, *, external_id: str | None, face_id: int | None, reason: 
     """delete-subject and delete-face: one certified deletion (facetrail.retention.deletion)."""
     from facetrail.retention.deletion import delete_enrolled
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         result = delete_enrolled(ctx, name, external_id=external_id, face_id=face_id, actor=cli_actor(), reason=reason)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, **result})
     elif face_id is not None:

@@ -6,7 +6,6 @@ Exit codes (stable, documented in docs/cli.md): 0 success, 1 other error, 2 usag
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from facetrail.cli import (
+    admin_cmd,
+    audit_cmd,
+    eval_cmd,
+    gallery_cmd,
+    governance_cmd,
+    oversight_cmd,
+    report_cmd,
+    retention_cmd,
+    search_cmd,
+    serve_cmd,
+)
 from facetrail.cli.common import JsonOption, begin_command, console, fail, print_json
 from facetrail.errors import BadInputError, FaceTrailError
 
@@ -135,37 +146,21 @@ def demo() -> None:
     sys.exit(run_demo(console))
 
 
-# Each command module adds its commands with ``register(app)``: eval (evaluation), gallery + enroll,
-# search, audit, index and init. Kept in separate modules so each stays small.
-COMMAND_MODULES = (
-    "eval_cmd",
-    "gallery_cmd",
-    "search_cmd",
-    "audit_cmd",
-    "admin_cmd",
-    "serve_cmd",
-    "report_cmd",
-    "retention_cmd",
-    "governance_cmd",
-    "oversight_cmd",
-)
-
-
-def _register_subcommands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"facetrail.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"facetrail.cli.{name}":
-                raise
-            continue
-        if hasattr(module, "register"):
-            module.register(app)
-        else:  # a module that is just a sub-app, e.g. ``facetrail eval ...``
-            app.add_typer(module.app, name=name.removesuffix("_cmd"))
-
-
-_register_subcommands()
+# Every command group, registered explicitly: a renamed or missing module fails at import, never vanishes.
+# Kept in separate modules so each stays small; docs/cli.md lists them all (tests/test_wiring.py checks).
+for module in (
+    gallery_cmd,
+    search_cmd,
+    audit_cmd,
+    admin_cmd,
+    serve_cmd,
+    report_cmd,
+    retention_cmd,
+    governance_cmd,
+    oversight_cmd,
+):
+    module.register(app)
+app.add_typer(eval_cmd.app, name="eval")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

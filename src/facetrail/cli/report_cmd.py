@@ -16,13 +16,11 @@ from facetrail.cli.common import (
     JsonOption,
     TokenOption,
     cli_actor,
+    cli_context,
     console,
-    fail,
-    open_cli_context,
     print_json,
     signed_in,
 )
-from facetrail.errors import FaceTrailError
 
 case_app = typer.Typer(help="Cases: the disclosure packet of a case's face searches.", no_args_is_help=True)
 
@@ -45,18 +43,13 @@ def packet_cmd(
     from facetrail.reports.packet import collect_packet, scope_for
     from facetrail.reports.packet_pdf import write_packet_files
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         who = signed_in(ctx, token)
         who.require(Permission.CASE_PACKET)
         packet = collect_packet(
             ctx, case_number, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context()
         )
         pdf, js = write_packet_files(packet, out)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     summary = packet.data["summary"]
     if as_json:
         print_json(
@@ -88,14 +81,9 @@ def report_cmd(
     """The transparency report for a period: aggregate counts only, fit to publish. Audited."""
     from facetrail.reports.transparency import collect_report, write_report
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         report = collect_report(ctx, date_from, date_to, actor=cli_actor(), audit_context={"via": "cli"})
         files = write_report(report, out)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json(
             {

@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.cli.common import JsonOption, cli_actor, cli_context, console, err_console, fail, print_json
+from facetrail.errors import BadInputError
 
 retention_app = typer.Typer(help="Retention rules, runs and deletion certificates.", no_args_is_help=True)
 hold_app = typer.Typer(help="Legal holds: subjects or cases kept until the hold is lifted.", no_args_is_help=True)
@@ -27,13 +27,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _with_ctx(as_json: bool, work: Any) -> Any:
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         return work(ctx)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
 
 
 @retention_app.command("set")

@@ -23,7 +23,7 @@ def serve(
     import uvicorn
 
     from facetrail.accounts.service import bootstrap_admin
-    from facetrail.service.app import create_app
+    from facetrail.server import create_app
 
     ctx = open_cli_context()
     created = bootstrap_admin(ctx)

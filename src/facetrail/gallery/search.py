@@ -258,24 +258,8 @@ def search_gallery(
     index = get_gallery_index(ctx, p.gallery_id, actor=actor)
     scores, ids = index.search(p.vector, k)
     cal = p.calibration
-    return _record(
-        ctx,
-        actor,
-        purpose,
-        k,
-        p.image,
-        p.data,
-        p.face.index,
-        p.faces_in_probe,
-        p.face.quality.verdict,
-        p.gallery_id,
-        p.gallery_name,
-        p.model_id,
-        index.count,
-        [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)],
-        write_thumbnails,
-        scope,
-    )
+    hits = [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)]
+    return _record(ctx, actor, purpose, k, p, index.count, hits, write_thumbnails, scope)
 
 
 def _record(
@@ -283,20 +267,16 @@ def _record(
     actor: str,
     purpose: SearchPurpose,
     k: int,
-    image: DecodedImage,
-    probe_data: bytes,
-    face_index: int,
-    faces_in_probe: int,
-    probe_quality: str,
-    gallery_id: int,
-    gallery_name: str,
-    model_id: str,
+    probe: _Probe,
     gallery_size: int,
     hits: list[tuple[int, float, float, str]],
     write_thumbnails: bool,
     scope: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Write the search record, its audit record and its files as one unit; undo the files if it fails."""
+    image, probe_data, gallery_id, gallery_name = probe.image, probe.data, probe.gallery_id, probe.gallery_name
+    model_id, face_index, faces_in_probe = probe.model_id, probe.face.index, probe.faces_in_probe
+    probe_quality = probe.face.quality.verdict
     written: list[Path] = []
     results_dir: Path | None = None
     try:

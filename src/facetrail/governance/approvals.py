@@ -16,6 +16,7 @@ facetrail.cases.requests; this module never imports facetrail.cases.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -32,8 +33,26 @@ from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import SearchRecord, User, utcnow
 
-PRIOR, EMERGENCY = "prior", "emergency"
-PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
+
+class ApprovalKind(StrEnum):
+    PRIOR = "prior"  # asked for before the search runs
+    EMERGENCY = "emergency"  # run at once, approved (or not) after the fact
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"  # undecided past its deadline
+
+
+PRIOR, EMERGENCY = ApprovalKind.PRIOR, ApprovalKind.EMERGENCY
+PENDING, APPROVED, DENIED, EXPIRED = (
+    ApprovalStatus.PENDING,
+    ApprovalStatus.APPROVED,
+    ApprovalStatus.DENIED,
+    ApprovalStatus.EXPIRED,
+)
 MAX_REASON = 5000
 
 

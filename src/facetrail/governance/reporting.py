@@ -16,7 +16,7 @@ from facetrail.governance.training import trained_user_ids
 from facetrail.storage.models import Unit, User
 
 NO_UNIT = "(no unit)"
-EMERGENCY_OUTCOMES = {
+EMERGENCY_OUTCOMES: dict[str, str] = {
     APPROVED: "approved after the fact",
     DENIED: "denied (results locked)",
     EXPIRED: "window passed (results locked)",

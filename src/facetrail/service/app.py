@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,34 +15,58 @@ import facetrail
 from facetrail.context import AppContext, open_context
 from facetrail.errors import AuthenticationError, FaceTrailError, InvalidRequestError
 from facetrail.oversight.guard import install as install_oversight
+from facetrail.service.api import (
+    audit,
+    auth,
+    faces,
+    galleries,
+    governance,
+    oversight,
+    reports,
+    retention,
+    searches,
+    system,
+    users,
+)
 from facetrail.service.errors import error_body, status_for
 from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from facetrail.service.refusals import REQUEST_INVALID, audit_request_refusal
 
 log = logging.getLogger(__name__)
 
-# Routers, each ``router`` (an APIRouter) in its own module under facetrail.service.api / facetrail.web.
-API_MODULES = (
-    "auth",
-    "users",
-    "galleries",
-    "faces",
-    "searches",
-    "audit",
-    "system",
-    "reports",
-    "retention",
-    "governance",
-    "oversight",
+# Every API router, included explicitly under /api/v1 (a renamed or missing module fails at import, never
+# vanishes); tests/test_wiring.py checks the routes against the OpenAPI document and docs/roles.md.
+API_ROUTERS = (
+    auth.router,
+    users.router,
+    galleries.router,
+    faces.router,
+    searches.router,
+    audit.router,
+    system.router,
+    reports.router,
+    retention.router,
+    governance.router,
+    oversight.router,
 )
-WEB_MODULE = "facetrail.web.routes"
+
+
+class WebUI(Protocol):
+    """The server-rendered UI (facetrail.web.routes), handed in by the composition root (facetrail.server):
+    the web layer builds on this one, so this module never imports it."""
+
+    def mount(self, app: FastAPI) -> None: ...
+
+    def render_error(self, request: Request, status: int, message: str) -> Response: ...
 
 
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def create_app(ctx: AppContext | None = None) -> FastAPI:
+def create_app(ctx: AppContext | None = None, *, web: WebUI | None = None) -> FastAPI:
+    """The REST API (and, with ``web``, the web UI on the same app). ``facetrail.server.create_app`` is the
+    whole server as ``facetrail serve`` runs it."""
     ctx = ctx or open_context()
     app = FastAPI(
         title="FaceTrail",
@@ -99,30 +122,18 @@ def create_app(ctx: AppContext | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)  # never sent to the client
         return JSONResponse(error_body("internal_error", "internal error; it has been logged"), status_code=500)
 
-    for name in API_MODULES:
-        module = _optional_module(f"facetrail.service.api.{name}")
-        if module is not None:
-            app.include_router(module.router, prefix="/api/v1")
-    web = _optional_module(WEB_MODULE)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/api/v1")
+    app.state.web = web
     if web is not None:
         web.mount(app)
     return app
 
 
-def _optional_module(dotted: str) -> Any:
-    try:
-        return importlib.import_module(dotted)
-    except ModuleNotFoundError as exc:
-        if exc.name != dotted:
-            raise
-        return None
-
-
 def _html_error(request: Request, status: int, message: str) -> Response:
-    web = _optional_module(WEB_MODULE)
-    if web is not None and hasattr(web, "render_error"):
-        response: Response = web.render_error(request, status, message)
-        return response
+    web: WebUI | None = getattr(request.app.state, "web", None)
+    if web is not None:
+        return web.render_error(request, status, message)
     from html import escape
 
     return Response(

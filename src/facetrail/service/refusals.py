@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from facetrail.audit.actions import AuditAction
 from facetrail.audit.log import REFUSALS_RECORDED
 from facetrail.audit.refusals import audit_refusal
 from facetrail.errors import (
@@ -25,9 +26,9 @@ from facetrail.errors import (
     PermissionDeniedError,
 )
 
-ACCESS_DENIED = "access.denied"
-REQUEST_INVALID = "request.invalid"
-REQUEST_REFUSED = "request.refused"
+ACCESS_DENIED = AuditAction.ACCESS_DENIED
+REQUEST_INVALID = AuditAction.REQUEST_INVALID
+REQUEST_REFUSED = AuditAction.REQUEST_REFUSED
 
 
 def request_target(request: Request) -> str:
