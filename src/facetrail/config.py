@@ -139,6 +139,23 @@ class RetentionSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    processes: int | None = Field(
+        None,
+        ge=1,
+        description="Server processes for `facetrail serve` (`--processes`). Default: one per core on PostgreSQL; "
+        "SQLite runs one process and refuses more.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        30.0, description="On SIGTERM, how long in-flight requests may take to finish before the process exits."
+    )
+    change_log_days: float = Field(
+        7.0,
+        description="Gallery change-log entries older than this are deleted by retention runs; a process whose "
+        "index snapshot is older verifies it in full once.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -161,6 +178,7 @@ class Settings(BaseSettings):
     verify: VerifySettings = VerifySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def settings_customise_sources(
