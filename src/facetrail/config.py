@@ -99,6 +99,11 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, description="Largest request body accepted, enforced before the body is read."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of load balancers whose X-Forwarded-For / X-Forwarded-Proto are believed (the "
+        "client address then feeds the login throttle and the audit log). Empty: the connecting address is used.",
+    )
     offenses: list[str] = Field(
         default_factory=lambda: [
             "homicide",

@@ -60,7 +60,9 @@ def serve(
         "host": host,
         "port": port,
         "log_level": "info",
-        "proxy_headers": False,
+        # behind a load balancer the client's address comes from its X-Forwarded-For, believed from it only
+        "proxy_headers": bool(settings.server.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.server.trusted_proxies) or None,
         "server_header": False,
         "timeout_graceful_shutdown": int(settings.cluster.graceful_shutdown_seconds),
     }
