@@ -154,6 +154,11 @@ class ClusterSettings(BaseModel):
     graceful_shutdown_seconds: float = Field(
         30.0, description="On SIGTERM, how long in-flight requests may take to finish before the process exits."
     )
+    index_sync_seconds: float = Field(
+        5.0,
+        description="A server brings its loaded indexes up to date with the change log this often even without "
+        "searches (a search always does first); 0 turns it off.",
+    )
     change_log_days: float = Field(
         7.0,
         description="Gallery change-log entries older than this are deleted by retention runs; a process whose "

@@ -156,3 +156,18 @@ def test_catching_up_twice_or_over_own_additions_changes_nothing(ctx: AppContext
     assert index_sync.catch_up(ctx, gi) and gi.count == 4
     query = np.stack([f.vector for f in [*faces, *more]])
     assert [int(gi.search(q, 1)[1][0]) for q in query] == [f.face_id for f in [*faces, *more]]
+
+
+def test_a_face_deleted_on_another_host_leaves_this_hosts_snapshot_at_catch_up(ctx: AppContext) -> None:
+    gallery_id = create_gallery(ctx, "purge", ctx.pipeline.model_id)
+    faces = enroll_photos(ctx, ctx.pipeline, gallery_id, dict(PHOTOS[:3]))
+    index_sync.get_gallery_index(ctx, gallery_id)
+    index_path, _ = index_sync.index_paths(ctx, gallery_id, "exact")
+    gone = faces[1].vector.astype("<f4").tobytes()
+    assert gone in index_path.read_bytes()
+    other = ctx.settings.model_copy(update={"data_dir": ctx.settings.data_dir.parent / "host-b"})
+    # host B has its own data folder: it cannot touch this host's files
+    with other_process(other) as host_b, host_b.db.transaction() as session:
+        session.execute(delete(Face).where(Face.id == faces[1].face_id))
+    index_sync.get_gallery_index(ctx, gallery_id)  # what the next search or the periodic sync does
+    assert gone not in index_path.read_bytes()

@@ -414,7 +414,7 @@ def catch_up(ctx: AppContext, gi: GalleryIndex) -> bool:
             return False
         # every change up to ``current`` committed with its version bump, so all of them are visible here
         rows = session.execute(
-            select(GalleryChange.version, GalleryChange.face_id)
+            select(GalleryChange.version, GalleryChange.face_id, GalleryChange.op)
             .where(GalleryChange.gallery_id == gi.gallery_id, GalleryChange.version > start_version)
             .order_by(GalleryChange.version)
         ).all()
@@ -443,8 +443,11 @@ def catch_up(ctx: AppContext, gi: GalleryIndex) -> bool:
         gi.index.add(np.asarray(found_ids, dtype=np.int64), vectors)
     gi.fingerprint = (versions[-1], created)
     gi.dirty = True
-    if time.monotonic() - gi.last_saved >= LAZY_SAVE_INTERVAL_S:
-        save_gallery_index(ctx, gi)  # a later start replays less of the log
+    removed = any(r[2] != "add" for r in rows)
+    if removed or time.monotonic() - gi.last_saved >= LAZY_SAVE_INTERVAL_S:
+        # a deleted or re-embedded face's old vector must not stay in this host's snapshot (verifiable
+        # deletion holds on every host); additions only shorten the log a later start replays
+        save_gallery_index(ctx, gi)
     return True
 
 

@@ -18,11 +18,14 @@ log = logging.getLogger(__name__)
 
 
 class IndexWarmup:
-    """Loads every gallery's index once at start (snapshot + change log), in the background."""
+    """Loads every gallery's index once at start (snapshot + change log), in the background, then keeps them
+    current every ``cluster.index_sync_seconds``: another host's deletions leave this host's memory and index
+    snapshots within that time even if no search comes here."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.done = threading.Event()
+        self.stopping = threading.Event()
         self.error: str | None = None
 
     def run(self) -> None:
@@ -34,6 +37,15 @@ class IndexWarmup:
             self.error = type(exc).__name__
         finally:
             self.done.set()
+        interval = self.ctx.settings.cluster.index_sync_seconds
+        while interval > 0 and not self.stopping.wait(interval):
+            try:
+                load_all_indexes(self.ctx)  # O(changes) per gallery once loaded
+            except Exception:  # logged; the next round (or the next search) tries again
+                log.exception("keeping the gallery indexes current failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
 
 
 @dataclass(frozen=True)

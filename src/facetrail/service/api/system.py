@@ -40,6 +40,7 @@ async def _indexes(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        warmup.stop()
         try:
             flush_indexes(app.state.ctx)  # a restart replays less of the change log
         except Exception:  # the snapshot is an optimisation: a stale one is caught up at the next start
