@@ -90,7 +90,7 @@ def make_user(admin: httpx.Client, base_url: str, username: str, role: str, unit
     with closing(login(base_url, username, one_time)) as client:
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
         assert r.status_code == 200, r.text
-        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1})
+        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1, "scope": "full"})
         assert r.status_code == 201, r.text
         return str(r.json()["secret"])
 

@@ -83,7 +83,7 @@ def _populate(c: Cluster) -> None:
         )
         assert r.status_code == 200, r.text
         assert [f["status"] for f in r.json()["files"]] == ["enrolled", "enrolled"]
-        r = admin.post("/api/v1/auth/tokens", json={"name": "admin tests", "days": 1})
+        r = admin.post("/api/v1/auth/tokens", json={"name": "admin tests", "days": 1, "scope": "full"})
         assert r.status_code == 201, r.text
         c.tokens["admin"] = str(r.json()["secret"])
     finally:

@@ -38,6 +38,11 @@ class Permission(StrEnum):
     SEARCH_APPROVE = "search.approve"  # approve or deny a unit colleague's search request / emergency search
     POLICY_MANAGE = "policy.manage"  # apply a new policy version (everyone signed in may read the one in force)
     TRAINING_MANAGE = "training.manage"  # record users' search training
+    OVERSIGHT_VIEW_UNIT = "oversight.view_unit"  # the unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_VIEW_ALL = "oversight.view_all"  # every unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_ACK = "oversight.ack"  # acknowledge an alert in one's scope, with a note
+    AUDIT_SAMPLE = "audit.sample"  # see the random audit sample and record findings
+    CASES_MANAGE = "cases.manage"  # import the agency's case list
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -65,8 +70,47 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.SEARCH_APPROVE: frozenset({_R}),
     Permission.POLICY_MANAGE: frozenset({_D}),
     Permission.TRAINING_MANAGE: frozenset({_D}),
+    Permission.OVERSIGHT_VIEW_UNIT: frozenset({_R}),
+    Permission.OVERSIGHT_VIEW_ALL: frozenset({_A}),
+    Permission.OVERSIGHT_ACK: frozenset({_R, _A}),
+    Permission.AUDIT_SAMPLE: frozenset({_A}),
+    Permission.CASES_MANAGE: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
+
+
+class TokenScope(StrEnum):
+    """What an API token may do, within its owner's role (a token never has more than its owner's role).
+
+    ``read``: look only (searches one may see, reports, packets, the audit log); ``search``: read, plus run
+    searches, 1:1 verifications and detection; ``full``: everything the role allows, including changes
+    (reviews, approvals, administration, creating further tokens). Browser sessions always act in full.
+    """
+
+    READ = "read"
+    SEARCH = "search"
+    FULL = "full"
+
+
+_READ_PERMISSIONS = frozenset(
+    {
+        Permission.SEARCH_VIEW_OWN,
+        Permission.SEARCH_VIEW_UNIT,
+        Permission.SEARCH_METADATA_ALL,
+        Permission.GALLERY_READ,
+        Permission.FACES_BROWSE,
+        Permission.AUDIT_READ,
+        Permission.REPORT_READ,
+        Permission.CASE_PACKET,
+        Permission.OVERSIGHT_VIEW_UNIT,
+        Permission.OVERSIGHT_VIEW_ALL,
+    }
+)
+SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
+    TokenScope.READ: _READ_PERMISSIONS,
+    TokenScope.SEARCH: _READ_PERMISSIONS | {Permission.SEARCH_RUN, Permission.VERIFY_RUN, Permission.DETECT_RUN},
+    TokenScope.FULL: frozenset(Permission),
+}
 
 
 class PermissionDeniedError(FaceTrailError):
@@ -84,6 +128,13 @@ def allowed(role: str, permission: Permission) -> bool:
         return Role(role) in GRANTS[permission]
     except ValueError:
         return False
+
+
+def scope_allows(scope: str, permission: Permission) -> bool:
+    try:
+        return permission in SCOPE_PERMISSIONS[TokenScope(scope)]
+    except ValueError:
+        return False  # an unknown scope allows nothing
 
 
 def roles_with(permission: Permission) -> list[str]:

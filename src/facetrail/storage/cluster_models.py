@@ -1,4 +1,4 @@
-"""The tables that make every server process stateless (migration 0010).
+"""The tables that make every server process stateless (migration 0012).
 
 - ``pending_probes``: a probe photo held between the two steps of a web search (short time-to-live; deleted
   when used, and by the retention run when expired). Only the SHA-256 of its token is stored.

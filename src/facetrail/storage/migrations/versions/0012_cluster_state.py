@@ -1,7 +1,7 @@
 """cluster: pending web probes, searched-face previews, login failures and the gallery change log in the database
 
-Revision ID: 0010
-Revises: 0006
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 11:00:00
 
 Everything a later request depends on moves out of process memory, so any request may land on any process or
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0006"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
