@@ -136,6 +136,6 @@ def ensure_permission(
         who,
         action,
         target,
-        PermissionDeniedError(f"role '{who.role}' may not {permission.value}", permission=permission.value),
-        details={"reason": f"role '{who.role}' lacks {permission.value}", **(details or {})},
+        PermissionDeniedError(who.refusal_reason(permission), permission=permission.value),
+        details={"reason": who.refusal_reason(permission), **(details or {})},
     )
