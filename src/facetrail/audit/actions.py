@@ -33,6 +33,8 @@ class AuditAction(StrEnum):
     REQUEST_INVALID = "request.invalid"
     REQUEST_REFUSED = "request.refused"
     CLI_REFUSED = "cli.refused"
+    GALLERY_DELETE = "gallery.delete"  # a CLI deletion refused before it began (no signed-in administrator)
+    USER_TRAIN = "user.train"  # a CLI training record refused before it began
     # galleries and the index
     GALLERY_CREATE = "gallery.create"
     ENROLL_BATCH = "enroll.batch"
