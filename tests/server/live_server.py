@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 
 from server_process import ServerProcess
+from server_process import free_port as free_port  # re-exported: the server tests import them from here
 from server_process import start_server as start_server_process
+from server_process import stop_server as stop_server
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FR = FIXTURES / "face_recognition"
