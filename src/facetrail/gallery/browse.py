@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from facetrail.accounts import mfa
 from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
@@ -120,6 +121,7 @@ def face_thumbnail(ctx: AppContext, who: Principal, face_id: int) -> bytes:
 
 def delete_subject(ctx: AppContext, who: Principal, gallery: str, external_id: str, reason: str = "") -> dict[str, Any]:
     who.require(Permission.GALLERY_MANAGE)
+    mfa.require_fresh_second_factor(ctx, who, "deleting a subject")
     return galleries.delete_subject(ctx, gallery, external_id, actor=who.actor, reason=reason)
 
 

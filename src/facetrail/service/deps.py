@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 
+from facetrail.accounts import mfa
 from facetrail.accounts.service import Principal, resolve_api_token, resolve_session
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
@@ -23,6 +24,15 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a user who must change their password may still reach.
 PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/logout", "/api/v1/auth/me", "/password", "/logout")
+# What a session that has not shown its second factor yet may still reach (enrolment, verification, sign-out).
+SECOND_FACTOR_PATHS = (
+    "/api/v1/auth/mfa",
+    "/api/v1/auth/passkeys/assert",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/me",
+    "/mfa",
+    "/logout",
+)
 
 
 class CsrfError(FaceTrailError):
@@ -89,8 +99,16 @@ def current_principal(
         if not sent or not hmac.compare_digest(sent, request.state.csrf or ""):
             _audit_refusal(ctx, request, principal.actor, "denied", "missing or wrong CSRF token")
             raise CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
-    if principal.must_change_password and not request.url.path.startswith(PASSWORD_CHANGE_PATHS):
-        raise PasswordChangeRequiredError("you must change your password before doing anything else")
+    path = request.url.path
+    if principal.must_change_password:
+        if not path.startswith(PASSWORD_CHANGE_PATHS):
+            raise PasswordChangeRequiredError("you must change your password before doing anything else")
+    elif not path.startswith(SECOND_FACTOR_PATHS):
+        try:
+            mfa.check_gate(ctx, principal)
+        except mfa.SecondFactorRequiredError as exc:
+            _audit_refusal(ctx, request, principal.actor, "unauthenticated", exc.code)
+            raise
     return principal
 
 
