@@ -21,6 +21,15 @@ from live_server import FIXTURES, FR, ROLES, World
 INV, REV, AUD, ADM = "investigator", "reviewer", "auditor", "administrator"
 EVERYONE = frozenset(ROLES)
 PUBLIC = "public"
+# Sensitive acts: an allowed role whose token has not shown a second factor in the last minutes gets 401
+# 'step_up_required' (after the role check: denied roles still get 403 'forbidden').
+STEP_UP = {
+    ("GET", "/api/v1/audit/export"),
+    ("GET", "/api/v1/cases/{case_number}/packet"),
+    ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
+    ("DELETE", "/api/v1/users/{username}/mfa"),
+}
 
 # (method, path) -> the roles allowed, or PUBLIC (no sign-in needed). Mirrors docs/roles.md exactly.
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
@@ -32,6 +41,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/auth/tokens"): EVERYONE,
     ("POST", "/api/v1/auth/tokens"): EVERYONE,
     ("DELETE", "/api/v1/auth/tokens/{token_id}"): EVERYONE,
+    ("GET", "/api/v1/auth/mfa"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/totp/enrol"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/totp/confirm"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/verify"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/recovery-codes"): EVERYONE,
+    ("GET", "/api/v1/auth/sessions"): EVERYONE,
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"): EVERYONE,
+    ("GET", "/api/v1/sessions"): frozenset({ADM}),
+    ("DELETE", "/api/v1/sessions/{session_id}"): frozenset({ADM}),
+    ("DELETE", "/api/v1/users/{username}/mfa"): frozenset({ADM}),
     ("GET", "/api/v1/users"): frozenset({ADM}),
     ("POST", "/api/v1/users"): frozenset({ADM}),
     ("GET", "/api/v1/users/{username}"): frozenset({ADM}),
@@ -102,11 +121,14 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "seq": "999999",
         "case_number": "NO-SUCH-CASE",
         "request_id": "999999",
+        "session_id": "999999",
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/auth/login"): {"json": {}},  # 422: no credentials are tried, no throttle is fed
+        ("POST", "/api/v1/auth/mfa/verify"): {"json": {}},  # 422: no code is tried, no lockout is fed
+        ("POST", "/api/v1/auth/mfa/totp/confirm"): {"json": {"code": "000000"}},  # 409: enrolled already
         ("POST", "/api/v1/auth/password"): {"json": {"current_password": "x", "new_password": "short"}},
         ("POST", "/api/v1/auth/tokens"): {"json": {"name": f"matrix {unique}", "days": 1}},
         ("POST", "/api/v1/users"): {"json": {"username": f"matrix.{unique}", "role": "auditor"}},
@@ -176,6 +198,8 @@ def test_role_matrix_cell(operation: tuple[str, str], who: str, matrix_world: Wo
     elif who == "anonymous":
         assert r.status_code == 401, r.text
         assert r.json()["error"]["code"] == "unauthenticated"
+    elif who in expected and operation in STEP_UP and r.status_code == 401:
+        assert r.json()["error"]["code"] == "step_up_required", r.text
     elif who in expected:
         assert r.status_code not in (401, 403), r.text
     else:

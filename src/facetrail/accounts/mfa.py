@@ -229,7 +229,8 @@ def confirm_totp_enrolment(ctx: AppContext, who: Principal, code: str) -> list[s
             raise BadInputError("start the enrolment first", field="code")
         if row.confirmed_at is not None:
             raise ConflictError("a second factor is enrolled already")
-    step = _matching_step(ctx, row.secret, who.username, code)
+        pending_secret = row.secret
+    step = _matching_step(ctx, pending_secret, who.username, code)
     with ctx.db.transaction() as s:
         user = s.get(User, who.user_id)
         assert user is not None
@@ -416,6 +417,7 @@ def mfa_status(ctx: AppContext, who: Principal) -> dict[str, Any]:
     state = factor_state(ctx, who)
     with ctx.db.read() as s:
         enrolment = s.get(TotpEnrolment, who.user_id)
+        totp_enrolled = bool(enrolment and enrolment.confirmed_at)
         left = s.execute(
             select(func.count()).where(RecoveryCode.user_id == who.user_id, RecoveryCode.used_at.is_(None))
         ).scalar_one()
@@ -429,7 +431,7 @@ def mfa_status(ctx: AppContext, who: Principal) -> dict[str, Any]:
     )
     return {
         "required": state.required,
-        "totp_enrolled": bool(enrolment and enrolment.confirmed_at),
+        "totp_enrolled": totp_enrolled,
         "passkeys": int(passkeys),
         "recovery_codes_left": int(left),
         "second_factor_at": state.second_factor_at,

@@ -496,7 +496,7 @@ def resolve_session(ctx: AppContext, token: str, *, ip: str = "", user_agent: st
     if idle:
         _end_idle_session(ctx, session_id, principal)
         return None
-    _touch_session(ctx, session_id, last_seen)
+    _touch_session(ctx, session_id, last_seen, idle_limit)
     return principal, csrf
 
 
@@ -516,10 +516,12 @@ def _end_idle_session(ctx: AppContext, session_id: int, who: Principal) -> None:
         )
 
 
-def _touch_session(ctx: AppContext, session_id: int, last_seen: dt.datetime | None) -> None:
+def _touch_session(
+    ctx: AppContext, session_id: int, last_seen: dt.datetime | None, idle_limit: dt.timedelta
+) -> None:
     """Record activity for the idle timeout, at most once a minute (not a write on every request)."""
     now = utcnow()
-    if last_seen is not None and now - last_seen < dt.timedelta(seconds=60):
+    if last_seen is not None and now - last_seen < min(dt.timedelta(seconds=60), idle_limit / 4):
         return
     with ctx.db.transaction() as s:
         s.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen_at=now))
