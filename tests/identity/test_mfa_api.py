@@ -98,7 +98,9 @@ def test_second_factor_at_sign_in_replay_and_clock_skew(site: Site) -> None:
         assert replay.status_code == 401 and replay.json()["error"]["code"] == "wrong_code"
         assert b.post("/api/v1/auth/mfa/verify", json={"code": secret.at((step + 1) * 30)}).status_code == 200  # ahead
         c, _ = _login(site, "skew.user")
-        with closing(c):  # the current step is older than the newest accepted one: refused too (codes only move forward)
+        with closing(
+            c
+        ):  # the current step is older than the newest accepted one: refused too (codes only move forward)
             assert c.post("/api/v1/auth/mfa/verify", json={"code": secret.at(step * 30)}).status_code == 401
     AUTHENTICATORS.last_step[(site.server.base_url, "skew.user")] = step + 1
     replays = [

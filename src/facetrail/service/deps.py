@@ -16,7 +16,7 @@ from facetrail.accounts.service import Principal, resolve_api_token, resolve_ses
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
-from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError
+from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, TokenScope
 
 SESSION_COOKIE = "facetrail_session"
 CSRF_HEADER = "x-csrf-token"
@@ -24,6 +24,7 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a user who must change their password may still reach.
 PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/logout", "/api/v1/auth/me", "/password", "/logout")
+STEP_UP_PATH = "/api/v1/auth/mfa/verify"
 # What a session that has not shown its second factor yet may still reach (enrolment, verification, sign-out).
 SECOND_FACTOR_PATHS = (
     "/api/v1/auth/mfa",
@@ -99,6 +100,15 @@ def current_principal(
         if not sent or not hmac.compare_digest(sent, request.state.csrf or ""):
             _audit_refusal(ctx, request, principal.actor, "denied", "missing or wrong CSRF token")
             raise CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+    if (
+        principal.via == "token"
+        and principal.scope == TokenScope.READ
+        and request.method not in SAFE_METHODS
+        and request.url.path != STEP_UP_PATH  # presenting a second factor changes no data
+    ):
+        # Belt and braces over the per-permission scope check: a read-only token changes nothing anywhere.
+        _audit_refusal(ctx, request, principal.actor, "denied", "read-only API token used for a change")
+        raise PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
     path = request.url.path
     if principal.must_change_password:
         if not path.startswith(PASSWORD_CHANGE_PATHS):
@@ -124,8 +134,9 @@ def require(permission: Permission) -> Callable[..., Principal]:
         request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
     ) -> Principal:
         if not who.can(permission):
-            _audit_refusal(ctx, request, who.actor, "denied", f"role '{who.role}' lacks {permission.value}")
-            raise PermissionDeniedError(f"role '{who.role}' may not {permission.value}", permission=permission.value)
+            reason = who.refusal_reason(permission)
+            _audit_refusal(ctx, request, who.actor, "denied", reason)
+            raise PermissionDeniedError(reason, permission=permission.value)
         return who
 
     dependency.__name__ = f"require_{permission.name.lower()}"

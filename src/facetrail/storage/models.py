@@ -201,6 +201,7 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    scope: Mapped[str] = mapped_column(String(20), default="full", server_default="full")  # read | search | full
     # The last second factor presented with this token (step-up, identity issue, 0009).
     second_factor_at: Mapped[dt.datetime | None] = mapped_column()
 

@@ -1,7 +1,7 @@
 """identity: TOTP enrolments, recovery codes, passkeys; second-factor and idle state of sessions and tokens
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-01 10:50:00
 
 Sessions remember when their second factor was last presented (sign-in and step-up), their last request
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
