@@ -143,6 +143,9 @@ class OidcSettings(BaseModel):
         description="Local administrators who keep password (+ second factor) sign-in when local_passwords is off.",
     )
     display_name: str = Field("Agency sign-in", description="The label of the SSO button.")
+    clock_skew_seconds: int = Field(
+        60, ge=0, le=300, description="Leeway for the ID token's expiry and issue time (clocks differ)."
+    )
 
 
 class ServerSettings(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from live_server import AUTHENTICATORS, PASSWORD, second_factor, start_server, stop_server
+from live_server import AUTHENTICATORS, PASSWORD, enrol_totp, second_factor, start_server, stop_server
 
 from conftest import STEP_UP_SECONDS, Site
 
@@ -195,17 +195,15 @@ def test_administrator_resets_a_users_second_factor(site: Site) -> None:
     assert client.get("/api/v1/auth/me").status_code == 401  # the user's sessions ended
     client.close()
     with site.server.client(token) as machine:
-        r = machine.get("/api/v1/auth/tokens")
+        r = machine.get("/api/v1/galleries")
         assert r.status_code == 401 and r.json()["error"]["code"] == "mfa_enrolment_required"
     again, body = _login(site, "reset.me")
     with closing(again):
         assert body["second_factor"] == "enrolment_required"
-        from live_server import enrol_totp
-
-        enrol_totp(again, site.server, "reset.me")
+        enrol_totp(again, site.server, "reset.me")  # a new secret, made by the user
         assert _secret(site, "reset.me") != old_secret
     with site.server.client(token) as machine:
-        assert machine.get("/api/v1/auth/tokens").status_code == 200
+        assert machine.get("/api/v1/galleries").status_code == 200
     resets = [x for x in _audit(site, action="mfa.reset") if x["target"] == "user:reset.me"]
     assert resets and resets[0]["actor"] == "user:admin" and resets[0]["details"]["had_totp"] is True
 

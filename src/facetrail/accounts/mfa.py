@@ -142,8 +142,11 @@ def factor_state(ctx: AppContext, who: Principal) -> FactorState:
         )
 
 
-def check_gate(ctx: AppContext, who: Principal) -> None:
-    """Refuse a credential that has not satisfied the MFA policy (the request gate calls this)."""
+def check_gate(ctx: AppContext, who: Principal, *, enrolment_may_wait: bool = False) -> None:
+    """Refuse a credential that has not satisfied the MFA policy (the request gate calls this).
+
+    ``enrolment_may_wait``: a user with no factor yet may pass (the forced password change of a new account
+    comes before enrolment); an enrolled user must still show the code."""
     if who.via == "cli" or not required_for(ctx, who.role) or who.user_id is None:
         return
     with ctx.db.read() as s:
@@ -151,12 +154,14 @@ def check_gate(ctx: AppContext, who: Principal) -> None:
             return  # the common case: one query
         state = FactorState(required=True, enrolled=_has_factor(s, who.user_id), second_factor_at=None)
     if who.via == "token":
-        if not state.enrolled:
+        if not state.enrolled and not enrolment_may_wait:
             raise EnrolmentRequiredError(
                 "this account must enrol a second factor (sign in with a browser) before its API tokens work"
             )
         return
     if state.second_factor_at is None:
+        if not state.enrolled and enrolment_may_wait:
+            return
         if not state.enrolled:
             raise EnrolmentRequiredError("enrol a second factor first (POST /api/v1/auth/mfa/totp/enrol)")
         raise SecondFactorRequiredError("enter the code of your authenticator (POST /api/v1/auth/mfa/verify)")

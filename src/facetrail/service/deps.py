@@ -110,15 +110,15 @@ def current_principal(
         _audit_refusal(ctx, request, principal.actor, "denied", "read-only API token used for a change")
         raise PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
     path = request.url.path
-    if principal.must_change_password:
-        if not path.startswith(PASSWORD_CHANGE_PATHS):
-            raise PasswordChangeRequiredError("you must change your password before doing anything else")
-    elif not path.startswith(SECOND_FACTOR_PATHS):
-        try:
-            mfa.check_gate(ctx, principal)
-        except mfa.SecondFactorRequiredError as exc:
-            _audit_refusal(ctx, request, principal.actor, "unauthenticated", exc.code)
-            raise
+    if path.startswith(SECOND_FACTOR_PATHS):
+        return principal  # enrolment and the code itself come before (or with) the password change
+    if principal.must_change_password and not path.startswith(PASSWORD_CHANGE_PATHS):
+        raise PasswordChangeRequiredError("you must change your password before doing anything else")
+    try:  # an enrolled user shows the code before changing a (reset) password; a new user enrols after it
+        mfa.check_gate(ctx, principal, enrolment_may_wait=principal.must_change_password)
+    except mfa.SecondFactorRequiredError as exc:
+        _audit_refusal(ctx, request, principal.actor, "unauthenticated", exc.code)
+        raise
     return principal
 
 

@@ -14,12 +14,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrail.accounts import mfa, sessions
+from facetrail.accounts import mfa, oidc, sessions
+from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.roles import Permission
-from facetrail.service.deps import get_ctx
+from facetrail.service.api.auth import set_session_cookie
+from facetrail.service.deps import client_ip, get_ctx
 from facetrail.web.common import (
     STEP_UP_FIELD,
     csrf_ok,
@@ -36,10 +38,10 @@ router = APIRouter(include_in_schema=False)
 
 def after_sign_in(ctx: AppContext, who: Principal, next_path: str, home: str) -> str:
     """Where the browser goes once the password is right: password change, enrolment, code, or the page."""
-    if who.must_change_password:
-        return "/password"
     state = mfa.factor_state(ctx, who)
     target = next_path if next_path != "/" else home
+    if who.must_change_password:  # an enrolled user shows the code first; a new one enrols after the change
+        return "/mfa?next=/password" if state.required and state.enrolled else "/password"
     if state.required and state.second_factor_at is None:
         return "/mfa/enrol" if not state.enrolled else f"/mfa?next={target}"
     return target
@@ -247,3 +249,61 @@ def reset_user_mfa(
     csrf_ok(request, form)
     mfa.reset_mfa(ctx, who, username)
     return see_other("/admin/users?done=mfa-reset")
+
+
+# --- single sign-on (OpenID Connect) ----------------------------------------------------------------------
+
+SSO_FLOW_COOKIE = "facetrail_sso_flow"
+
+
+def _callback_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/sso/callback"
+
+
+@router.get("/sso/login")
+def sso_login(request: Request, next: str = "/", ctx: AppContext = Depends(get_ctx)) -> Response:
+    """Send the browser to the agency's provider; state, nonce and PKCE verifier stay in a short cookie."""
+    url, flow = oidc.begin(ctx, _callback_url(request))
+    response = see_other(url)
+    response.set_cookie(
+        SSO_FLOW_COOKIE,
+        flow.cookie(),
+        max_age=oidc.FLOW_SECONDS,
+        httponly=True,
+        samesite="lax",  # it must come back with the provider's top-level redirect
+        secure=request.url.scheme == "https",
+        path="/sso/",
+    )
+    response.set_cookie("facetrail_sso_next", safe_next(next), max_age=oidc.FLOW_SECONDS, httponly=True, path="/sso/")
+    return response
+
+
+@router.get("/sso/callback")
+def sso_callback(
+    request: Request, code: str = "", state: str = "", error: str = "", ctx: AppContext = Depends(get_ctx)
+) -> Response:
+    from facetrail.web.routes import home_for, render_error
+
+    if error:
+        return render_error(request, 401, f"the identity provider refused the sign-in ({error[:100]})")
+    try:
+        who = oidc.complete(
+            ctx,
+            code=code[:2000],
+            state=state[:200],
+            flow_cookie=request.cookies.get(SSO_FLOW_COOKIE, ""),
+            redirect_uri=_callback_url(request),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
+        )
+    except oidc.SsoError as exc:
+        response = render_error(request, 401, exc.message)
+        response.delete_cookie(SSO_FLOW_COOKIE, path="/sso/")
+        return response
+    token, _csrf = accounts.create_session(ctx, who, method="oidc")
+    next_path = safe_next(request.cookies.get("facetrail_sso_next", "/"))
+    response = see_other(after_sign_in(ctx, who, next_path, home_for(who)))
+    set_session_cookie(ctx, request, response, token)
+    response.delete_cookie(SSO_FLOW_COOKIE, path="/sso/")
+    response.delete_cookie("facetrail_sso_next", path="/sso/")
+    return response

@@ -114,6 +114,7 @@ def _login_page(
         username=username,
         next=safe_next(next_path),
         login_csrf=token,
+        sso=request.app.state.ctx.settings.oidc.display_name if request.app.state.ctx.settings.oidc.enabled else None,
     )
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login", max_age=3600)
     return response
