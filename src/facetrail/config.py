@@ -112,6 +112,12 @@ class MfaSettings(BaseModel):
         5.0, description="Sensitive acts need a second factor presented at most this many minutes ago (step-up)."
     )
     recovery_codes: int = Field(10, ge=1, le=50, description="One-time recovery codes issued at enrolment.")
+    passkey_rp_id: str | None = Field(
+        None, description="WebAuthn relying-party id (a domain). Default: the host name the browser used."
+    )
+    passkey_origin: str | None = Field(
+        None, description="The origin passkey answers must come from. Default: the origin of the request."
+    )
 
 
 class OidcRoleMapping(BaseModel):

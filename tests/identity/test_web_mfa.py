@@ -6,42 +6,22 @@ sessions. No inline script is needed anywhere (the CSP forbids it)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from live_server import AUTHENTICATORS, PASSWORD
 
 from conftest import STEP_UP_SECONDS, Site
 
-CHROMIUM = "/usr/bin/chromium"
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _page(browser: Any, site: Site) -> Any:
-    context = browser.new_context(base_url=site.server.base_url, accept_downloads=True)
+def page_for(browser: Any, site: Site, host: str = "127.0.0.1") -> Any:
+    context = browser.new_context(base_url=site.server.base_url.replace("127.0.0.1", host), accept_downloads=True)
     page = context.new_page()
     page.csp_errors = []
     page.on("console", lambda m: page.csp_errors.append(m.text) if m.type == "error" else None)
     return page
 
 
-def _sign_in(page: Any, site: Site, username: str) -> None:
+def sign_in(page: Any, site: Site, username: str) -> None:
     page.goto("/login")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
@@ -54,8 +34,8 @@ def _sign_in(page: Any, site: Site, username: str) -> None:
 
 def test_a_sensitive_form_asks_for_a_fresh_code_then_completes(browser: Any, site: Site) -> None:
     site.user("web.target", "auditor")[0].close()
-    page = _page(browser, site)
-    _sign_in(page, site, "admin")
+    page = page_for(browser, site)
+    sign_in(page, site, "admin")
     time.sleep(STEP_UP_SECONDS + 1)  # the sign-in code is too old now for a sensitive act
     page.goto("/admin/users")
     row = page.get_by_test_id("user-web.target")
@@ -78,8 +58,8 @@ def test_a_sensitive_form_asks_for_a_fresh_code_then_completes(browser: Any, sit
 
 def test_a_download_asks_for_a_fresh_code_then_downloads(browser: Any, site: Site) -> None:
     site.user("web.auditor", "auditor")[0].close()
-    page = _page(browser, site)
-    _sign_in(page, site, "web.auditor")
+    page = page_for(browser, site)
+    sign_in(page, site, "web.auditor")
     time.sleep(STEP_UP_SECONDS + 1)
     page.goto("/audit")
     page.click("button:has-text('Download export')")
@@ -94,8 +74,8 @@ def test_a_download_asks_for_a_fresh_code_then_downloads(browser: Any, site: Sit
 
 def test_sessions_pages_list_and_end_sessions(browser: Any, site: Site) -> None:
     client, _ = site.user("web.sessions", "auditor")
-    page = _page(browser, site)
-    _sign_in(page, site, "web.sessions")
+    page = page_for(browser, site)
+    sign_in(page, site, "web.sessions")
     page.goto("/sessions")
     rows = page.get_by_test_id("sessions").locator("tbody tr")
     assert rows.count() == 2 and "this session" in page.content()

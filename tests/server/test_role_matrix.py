@@ -29,6 +29,7 @@ STEP_UP = {
     ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"),
     ("POST", "/api/v1/auth/mfa/recovery-codes"),
     ("DELETE", "/api/v1/users/{username}/mfa"),
+    ("POST", "/api/v1/auth/passkeys/register/options"),
 }
 
 # (method, path) -> the roles allowed, or PUBLIC (no sign-in needed). Mirrors docs/roles.md exactly.
@@ -51,6 +52,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/sessions"): frozenset({ADM}),
     ("DELETE", "/api/v1/sessions/{session_id}"): frozenset({ADM}),
     ("DELETE", "/api/v1/users/{username}/mfa"): frozenset({ADM}),
+    ("GET", "/api/v1/auth/passkeys"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/register/options"): EVERYONE,
+    ("DELETE", "/api/v1/auth/passkeys/{passkey_id}"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/assert/options"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/assert"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/login/options"): PUBLIC,
+    ("POST", "/api/v1/auth/passkeys/login"): PUBLIC,
     ("GET", "/api/v1/users"): frozenset({ADM}),
     ("POST", "/api/v1/users"): frozenset({ADM}),
     ("GET", "/api/v1/users/{username}"): frozenset({ADM}),
@@ -122,6 +131,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "case_number": "NO-SUCH-CASE",
         "request_id": "999999",
         "session_id": "999999",
+        "passkey_id": "999999",
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -129,6 +139,9 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         ("POST", "/api/v1/auth/login"): {"json": {}},  # 422: no credentials are tried, no throttle is fed
         ("POST", "/api/v1/auth/mfa/verify"): {"json": {}},  # 422: no code is tried, no lockout is fed
         ("POST", "/api/v1/auth/mfa/totp/confirm"): {"json": {"code": "000000"}},  # 409: enrolled already
+        ("POST", "/api/v1/auth/passkeys"): {"json": {}},  # 422: no credential is checked
+        ("POST", "/api/v1/auth/passkeys/assert"): {"json": {}},
+        ("POST", "/api/v1/auth/passkeys/login"): {"json": {}},
         ("POST", "/api/v1/auth/password"): {"json": {"current_password": "x", "new_password": "short"}},
         ("POST", "/api/v1/auth/tokens"): {"json": {"name": f"matrix {unique}", "days": 1}},
         ("POST", "/api/v1/users"): {"json": {"username": f"matrix.{unique}", "role": "auditor"}},

@@ -91,7 +91,7 @@ def enrol_in_browser(page: Any, username: str, screenshots: Path | None = None) 
     """On the enrolment page: read the key shown beside the QR code, as a user typing it into an app would,
     confirm with a code, keep the recovery codes, continue."""
     page.wait_for_url("**/mfa/enrol")
-    assert page.get_by_test_id("mfa-qr").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert loaded(page.get_by_test_id("mfa-qr"))  # the QR code, drawn on the server, shows
     key = page.get_by_test_id("mfa-secret").inner_text().strip()
     AUTHENTICATORS.secrets[(page_server(page), username)] = key
     if screenshots is not None:

@@ -273,6 +273,19 @@ class PasskeyCredential(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class WebAuthnChallenge(Base):
+    """A WebAuthn challenge handed to a browser: single use, short-lived, bound to a user (or none: passwordless)."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(200), unique=True)  # base64url
+    purpose: Mapped[str] = mapped_column(String(20))  # register | second_factor | sign_in
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class CandidateReview(Base):
     """A reviewer's decision on one candidate of a search."""
 

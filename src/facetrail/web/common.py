@@ -155,6 +155,7 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
     items.append(("/policy", "Policy"))
     items.append(("/tokens", "API tokens"))
     items.append(("/sessions", "My sessions"))
+    items.append(("/passkeys", "Passkeys"))
     return items
 
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrail.accounts import mfa, oidc, sessions
+from facetrail.accounts import mfa, oidc, passkeys, sessions
 from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
@@ -48,6 +48,8 @@ def after_sign_in(ctx: AppContext, who: Principal, next_path: str, home: str) ->
 
 
 def _verify_page(request: Request, *, next_path: str, status: int = 200, error: str | None = None) -> Response:
+    who = getattr(request.state, "principal", None)
+    passkey_count = mfa.mfa_status(request.app.state.ctx, who)["passkeys"] if who is not None else 0
     return render(
         request,
         "mfa_verify.html",
@@ -61,6 +63,7 @@ def _verify_page(request: Request, *, next_path: str, status: int = 200, error: 
         replay=[("next", next_path)],
         next=next_path,
         error=error,
+        passkeys=passkey_count > 0,
     )
 
 
@@ -307,3 +310,26 @@ def sso_callback(
     response.delete_cookie(SSO_FLOW_COOKIE, path="/sso/")
     response.delete_cookie("facetrail_sso_next", path="/sso/")
     return response
+
+
+# --- passkeys ---------------------------------------------------------------------------------------------
+
+
+@router.get("/passkeys")
+def passkeys_page(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+) -> Response:
+    return render(request, "passkeys.html", title="Passkeys", passkeys=passkeys.list_passkeys(ctx, who))
+
+
+@router.post("/passkeys/{passkey_id}/revoke")
+def passkey_revoke(
+    passkey_id: int,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
+    form: FormData = Depends(form_data),
+) -> Response:
+    csrf_ok(request, form)
+    passkeys.revoke(ctx, who, passkey_id)
+    return see_other("/passkeys?done=revoked")

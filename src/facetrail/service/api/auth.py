@@ -36,7 +36,8 @@ class LoginResponse(BaseModel):
     second_factor: str = Field(
         "not_required",
         description="'required': POST /auth/mfa/verify next; 'enrolment_required': enrol first "
-        "(POST /auth/mfa/totp/enrol, then /auth/mfa/totp/confirm); 'not_required': the role need not use MFA.",
+        "(POST /auth/mfa/totp/enrol, then /auth/mfa/totp/confirm); 'not_required': the role need not use MFA; "
+        "'done': shown already (a passkey sign-in with user verification).",
     )
 
 

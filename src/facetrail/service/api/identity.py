@@ -4,16 +4,19 @@ accounts.sessions; docs/authentication.md describes the flows."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from facetrail.accounts import mfa, sessions
+from facetrail.accounts import mfa, passkeys, sessions
+from facetrail.accounts import service as accounts
 from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath
-from facetrail.service.deps import current_principal, get_ctx, require
+from facetrail.service.api.auth import LoginResponse, me_of, set_session_cookie
+from facetrail.service.deps import client_ip, current_principal, get_ctx, require
 
 router = APIRouter(tags=["identity"], responses=ERROR_RESPONSES)
 admin = require(Permission.USERS_MANAGE)
@@ -146,3 +149,106 @@ def end_any_session(
 def reset_mfa(username: str, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)) -> Ok:
     mfa.reset_mfa(ctx, who, username)
     return Ok()
+
+
+# --- passkeys ---------------------------------------------------------------------------------------------
+
+
+def relying_party(ctx: AppContext, request: Request) -> tuple[str, str]:
+    """(rp id, expected origin): from settings, else from the address the browser used."""
+    origin = ctx.settings.mfa.passkey_origin or f"{request.url.scheme}://{request.url.netloc}"
+    return ctx.settings.mfa.passkey_rp_id or (request.url.hostname or ""), origin
+
+
+class PasskeyInfo(BaseModel):
+    id: int
+    name: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked: bool
+
+
+class PasskeyRegistration(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="What the passkey is, e.g. 'office security key'.")
+    credential: dict[str, Any] = Field(description="The browser's PublicKeyCredential, as JSON (base64url fields).")
+
+
+class PasskeyAssertion(BaseModel):
+    credential: dict[str, Any]
+
+
+@router.get("/auth/passkeys", response_model=list[PasskeyInfo], summary="My passkeys")
+def my_passkeys(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)) -> list[PasskeyInfo]:
+    return [PasskeyInfo(**p) for p in passkeys.list_passkeys(ctx, who)]
+
+
+@router.post(
+    "/auth/passkeys/register/options", summary="Options for navigator.credentials.create (needs a fresh factor)"
+)
+def passkey_register_options(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> dict[str, Any]:
+    return passkeys.registration_options(ctx, who, relying_party(ctx, request)[0])
+
+
+@router.post("/auth/passkeys", response_model=PasskeyInfo, status_code=201, summary="Register a passkey")
+def passkey_register(
+    body: PasskeyRegistration,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(current_principal),
+) -> PasskeyInfo:
+    rp_id, origin = relying_party(ctx, request)
+    return PasskeyInfo(**passkeys.register(ctx, who, body.name, body.credential, rp_id=rp_id, origin=origin))
+
+
+@router.delete("/auth/passkeys/{passkey_id}", response_model=PasskeyInfo, summary="Revoke one of my passkeys")
+def passkey_revoke(
+    passkey_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> PasskeyInfo:
+    return PasskeyInfo(**passkeys.revoke(ctx, who, passkey_id))
+
+
+@router.post("/auth/passkeys/assert/options", summary="Options for navigator.credentials.get (second factor)")
+def passkey_assert_options(
+    request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
+) -> dict[str, Any]:
+    return passkeys.assertion_options(ctx, relying_party(ctx, request)[0], who)
+
+
+@router.post("/auth/passkeys/assert", response_model=MfaStatus, summary="A passkey as second factor or step-up")
+def passkey_assert(
+    body: PasskeyAssertion,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(current_principal),
+) -> MfaStatus:
+    rp_id, origin = relying_party(ctx, request)
+    passkeys.verify_second_factor(ctx, who, body.credential, rp_id=rp_id, origin=origin)
+    return MfaStatus(**mfa.mfa_status(ctx, who))
+
+
+@router.post("/auth/passkeys/login/options", summary="Options for a passwordless sign-in (discoverable passkey)")
+def passkey_login_options(request: Request, ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
+    return passkeys.assertion_options(ctx, relying_party(ctx, request)[0])
+
+
+@router.post("/auth/passkeys/login", response_model=LoginResponse, summary="Passwordless sign-in with a passkey")
+def passkey_login(
+    body: PasskeyAssertion, request: Request, response: Response, ctx: AppContext = Depends(get_ctx)
+) -> LoginResponse:
+    rp_id, origin = relying_party(ctx, request)
+    who = passkeys.passwordless_sign_in(
+        ctx,
+        body.credential,
+        rp_id=rp_id,
+        origin=origin,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    token, csrf = accounts.create_session(ctx, who, method="passkey")
+    opened = accounts.resolve_session(ctx, token, ip=who.ip, user_agent=who.user_agent)
+    assert opened is not None
+    mfa.mark_second_factor(ctx, opened[0])  # user verification on the device: both factors at once
+    set_session_cookie(ctx, request, response, token)
+    return LoginResponse(user=me_of(who), csrf_token=csrf, second_factor="done")

@@ -1,4 +1,4 @@
-"""identity: TOTP enrolments, recovery codes, passkeys; second-factor and idle state of sessions and tokens
+"""identity: TOTP, recovery codes, passkeys and their challenges; second-factor and idle state of sessions, tokens
 
 Revision ID: 0009
 Revises: 0008
@@ -60,9 +60,19 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_webauthn_credentials_user_id", "webauthn_credentials", ["user_id"])
+    op.create_table(
+        "webauthn_challenges",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("challenge", sa.String(length=200), nullable=False, unique=True),
+        sa.Column("purpose", sa.String(length=20), nullable=False),
+        sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("webauthn_challenges")
     op.drop_index("ix_webauthn_credentials_user_id", table_name="webauthn_credentials")
     op.drop_table("webauthn_credentials")
     op.drop_index("ix_mfa_recovery_codes_user_id", table_name="mfa_recovery_codes")
