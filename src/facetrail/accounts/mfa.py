@@ -287,8 +287,10 @@ def _matching_step(ctx: AppContext, secret: str, username: str, code: str, now: 
 
 
 def _count_failure(ctx: AppContext, s: Session, user: User) -> str:
-    """A wrong second factor counts towards lockout exactly like a wrong password."""
-    user.failed_logins += 1
+    """A wrong second factor counts towards lockout exactly like a wrong password. The increment is one UPDATE,
+    so failures presented at once on several servers are all counted."""
+    s.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
+    s.refresh(user)
     if user.failed_logins >= ctx.settings.auth.max_failed_logins:
         user.locked_until = utcnow() + dt.timedelta(minutes=ctx.settings.auth.lockout_minutes)
         user.failed_logins = 0
