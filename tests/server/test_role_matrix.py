@@ -109,6 +109,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/search-requests"): frozenset({INV, REV, AUD}),
     ("POST", "/api/v1/search-requests/{request_id}/approve"): frozenset({REV}),
     ("POST", "/api/v1/search-requests/{request_id}/deny"): frozenset({REV}),
+    ("GET", "/api/v1/oversight/alerts"): frozenset({REV, AUD}),
+    ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): frozenset({REV, AUD}),
+    ("GET", "/api/v1/oversight/samples"): frozenset({AUD}),
+    ("POST", "/api/v1/oversight/samples/{item_id}/finding"): frozenset({AUD}),
+    ("GET", "/api/v1/oversight/notifications"): frozenset({REV, AUD}),
 }
 
 _counter = iter(range(1, 10_000))
@@ -132,6 +137,8 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "request_id": "999999",
         "session_id": "999999",
         "passkey_id": "999999",
+        "alert_id": "999999",
+        "item_id": "999999",
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -173,6 +180,10 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
+        ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): {"json": {"note": "role matrix"}},
+        ("POST", "/api/v1/oversight/samples/{item_id}/finding"): {
+            "json": {"case_real": True, "justification_adequate": True, "offense_right": True}
+        },
     }
     return {"method": method, "url": url, **bodies.get((method, path), {})}
 

@@ -29,6 +29,7 @@ from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.governance.models import PolicyVersion
+from facetrail.governance.oversight_rules import AlertRules, CaseRules, LimitRules, SamplingRules
 from facetrail.storage.models import SearchRecord, utcnow
 
 ABSOLUTE_MIN_CANDIDATES, ABSOLUTE_MAX_CANDIDATES = 2, 50
@@ -89,6 +90,11 @@ class Policy(_Strict):
     approval: ApprovalRules = ApprovalRules()
     retention: RetentionRules = RetentionRules()
     training: TrainingRules = TrainingRules()
+    # Oversight (docs/oversight.md): applied by facetrail.oversight through the search path's hook.
+    limits: LimitRules = LimitRules()
+    cases: CaseRules = CaseRules()
+    alerts: AlertRules = AlertRules()
+    sampling: SamplingRules = SamplingRules()
 
     @model_validator(mode="after")
     def _approval_within_search(self) -> Policy:

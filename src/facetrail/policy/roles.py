@@ -38,6 +38,11 @@ class Permission(StrEnum):
     SEARCH_APPROVE = "search.approve"  # approve or deny a unit colleague's search request / emergency search
     POLICY_MANAGE = "policy.manage"  # apply a new policy version (everyone signed in may read the one in force)
     TRAINING_MANAGE = "training.manage"  # record users' search training
+    OVERSIGHT_VIEW_UNIT = "oversight.view_unit"  # the unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_VIEW_ALL = "oversight.view_all"  # every unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_ACK = "oversight.ack"  # acknowledge an alert in one's scope, with a note
+    AUDIT_SAMPLE = "audit.sample"  # see the random audit sample and record findings
+    CASES_MANAGE = "cases.manage"  # import the agency's case list
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -65,6 +70,11 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.SEARCH_APPROVE: frozenset({_R}),
     Permission.POLICY_MANAGE: frozenset({_D}),
     Permission.TRAINING_MANAGE: frozenset({_D}),
+    Permission.OVERSIGHT_VIEW_UNIT: frozenset({_R}),
+    Permission.OVERSIGHT_VIEW_ALL: frozenset({_A}),
+    Permission.OVERSIGHT_ACK: frozenset({_R, _A}),
+    Permission.AUDIT_SAMPLE: frozenset({_A}),
+    Permission.CASES_MANAGE: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 
@@ -92,6 +102,8 @@ _READ_PERMISSIONS = frozenset(
         Permission.AUDIT_READ,
         Permission.REPORT_READ,
         Permission.CASE_PACKET,
+        Permission.OVERSIGHT_VIEW_UNIT,
+        Permission.OVERSIGHT_VIEW_ALL,
     }
 )
 SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
