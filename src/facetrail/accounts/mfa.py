@@ -34,10 +34,12 @@ import segno
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail.accounts.service import ConflictError, NotFoundError, Principal, _aware
+from facetrail.accounts.service import _aware
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, ConflictError, FaceTrailError, NotFoundError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import AuthenticationError, Permission
 from facetrail.storage.models import (
     ApiToken,
@@ -401,20 +403,12 @@ def require_fresh_second_factor(ctx: AppContext, who: Principal, act: str) -> No
     window = dt.timedelta(minutes=ctx.settings.mfa.step_up_minutes)
     if state.second_factor_at is not None and utcnow() - state.second_factor_at <= window:
         return
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action=MfaEvent.STEP_UP,
-            target=f"user:{who.username}",
-            outcome="required",
-            details={**who.audit_context(), "act": act},
-        )
-    raise StepUpRequiredError(
+    error = StepUpRequiredError(
         f"{act} needs a fresh second factor (within {ctx.settings.mfa.step_up_minutes:g} minutes): "
         "POST /api/v1/auth/mfa/verify with a code, then retry",
         act=act,
     )
+    raise refuse(ctx, who, MfaEvent.STEP_UP, f"user:{who.username}", error, details={"act": act}, outcome="required")
 
 
 # --- status, recovery codes, reset ------------------------------------------------------------------------

@@ -29,11 +29,12 @@ from authlib.jose import JsonWebKey, JsonWebToken
 from authlib.jose.errors import JoseError
 from sqlalchemy import select, update
 
-from facetrail.accounts.service import Principal, principal_for
+from facetrail.accounts.service import principal_for
 from facetrail.audit.log import append_audit
 from facetrail.config import OidcRoleMapping, OidcSettings
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import AuthenticationError, Role
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
 

@@ -30,10 +30,11 @@ from webauthn.helpers.structs import (
 )
 
 from facetrail.accounts import mfa
-from facetrail.accounts.service import NotFoundError, Principal, _aware, principal_for
+from facetrail.accounts.service import _aware, principal_for
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError
+from facetrail.errors import BadInputError, NotFoundError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import AuthenticationError
 from facetrail.storage.models import PasskeyCredential, User, WebAuthnChallenge, utcnow
 

@@ -13,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import NotFoundError, Principal, _aware
+from facetrail.accounts.service import _aware
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
+from facetrail.errors import NotFoundError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import AuthenticationError, Permission
 from facetrail.storage.models import User, WebSession, utcnow
 

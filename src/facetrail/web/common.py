@@ -16,9 +16,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from facetrail.accounts import mfa
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import (
     PasswordChangeRequiredError,
