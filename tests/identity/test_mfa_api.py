@@ -261,3 +261,30 @@ def test_idle_timeout_and_absolute_lifetime(short_sessions: Any) -> None:
         assert idle.get("/api/v1/auth/me").status_code == 200
         time.sleep(5)
         assert idle.get("/api/v1/auth/me").status_code == 401
+
+
+def test_the_host_operator_resets_a_second_factor_from_the_cli(site: Site) -> None:
+    """The break-glass path when every administrator has lost their factor: the CLI on the server host."""
+    import os
+    import subprocess
+    import sys
+
+    client, _ = site.user("cli.reset", "auditor")
+    env = {**os.environ, "FACETRAIL_DATA_DIR": str(site.server.data_dir), "FACETRAIL_ACTOR": "cli:night-operator"}
+    env.pop("FACETRAIL_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", "from facetrail.cli.main import app; app()", "user", "reset-mfa", "cli.reset", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"ok": true' in done.stdout
+    assert client.get("/api/v1/auth/me").status_code == 401  # sessions ended
+    client.close()
+    _again, body = _login(site, "cli.reset")
+    _again.close()
+    assert body["second_factor"] == "enrolment_required"
+    resets = [x for x in _audit(site, action="mfa.reset") if x["target"] == "user:cli.reset"]
+    assert resets and resets[0]["actor"] == "cli:night-operator"
