@@ -196,7 +196,7 @@ def matrix_world(world: World) -> World:
 
 
 def _openapi_operations(world: World) -> set[tuple[str, str]]:
-    spec = httpx.get(f"{world.server.base_url}/api/v1/openapi.json").json()
+    spec = httpx.get(f"{world.server.base_url}/api/v1/openapi.json", timeout=60).json()
     return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
 
 
