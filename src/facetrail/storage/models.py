@@ -202,7 +202,7 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
     scope: Mapped[str] = mapped_column(String(20), default="full", server_default="full")  # read | search | full
-    # The last second factor presented with this token (step-up, identity issue, 0012).
+    # The last second factor presented with this token (step-up, identity issue, 0013).
     second_factor_at: Mapped[dt.datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship()
@@ -220,7 +220,7 @@ class WebSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
     ended_at: Mapped[dt.datetime | None] = mapped_column()
-    # Identity issue (0012): when the second factor was last presented in this session (None: not yet), the
+    # Identity issue (0013): when the second factor was last presented in this session (None: not yet), the
     # last request (idle timeout), how it was opened, and from where.
     second_factor_at: Mapped[dt.datetime | None] = mapped_column()
     last_seen_at: Mapped[dt.datetime | None] = mapped_column()

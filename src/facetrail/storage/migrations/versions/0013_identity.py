@@ -1,7 +1,7 @@
 """identity: TOTP, recovery codes, passkeys and their challenges; second-factor and idle state of sessions, tokens
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01 10:50:00
 
 Sessions remember when their second factor was last presented (sign-in and step-up), their last request
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
