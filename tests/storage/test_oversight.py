@@ -266,6 +266,23 @@ def test_without_the_guard_a_policy_with_limits_refuses_every_search(world: Worl
 # ------------------------------------------------------------------ case verification
 
 
+def test_case_number_pattern_is_checked_after_nfkc_normalisation(world: World) -> None:
+    text = default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "\\\\d{4}-RB-\\\\d{4}"')
+    apply_policy(world.ctx, text, actor="cli:test")
+    world.search("ivan", "2026-RB-0001")
+    world.search("ivan", "２０２６-RB-0002 ")  # full-width digits and a trailing space: the same format
+    for bad in ("2026-RB-01", "x2026-RB-0001", "2026-RB-0001\n2"):
+        with pytest.raises(FaceTrailError) as refused:
+            world.search("ivan", bad)
+        assert refused.value.code == "case_number_invalid"
+    assert [a["error"]["code"] for a in _audits(world.ctx, "search", "refused")] == ["case_number_invalid"] * 3
+    with pytest.raises(FaceTrailError) as invalid:
+        apply_policy(
+            world.ctx, default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "("'), actor="t"
+        )
+    assert invalid.value.code == "policy_invalid" and "case_number_pattern" in invalid.value.message
+
+
 def test_case_allow_list_import_and_verification(world: World, tmp_path: Path) -> None:
     ctx = world.ctx
     world.policy(cases='verification = "allow_list"\ncheck_offense = true')
@@ -502,6 +519,15 @@ def test_auditors_record_findings_once(world: World) -> None:
     assert twice.value.code == "conflict"
     with pytest.raises(PermissionDeniedError):
         sampling.record_finding(ctx, world.users["rita"], items[2]["id"], good, "")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    summary = dict(collect_report(ctx, today, today, actor="cli:test").section("audit_sample").rows)
+    assert summary == {
+        "draws": 1,
+        "searches drawn": 3,
+        "found adequate": 1,
+        "found inadequate": 1,
+        "not yet checked": 1,
+    }
     assert [a["outcome"] for a in _audits(ctx, "oversight.sample.finding")] == [
         "refused",
         "ok",
