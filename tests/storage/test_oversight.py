@@ -609,3 +609,55 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         ("cli:records-clerk", "ok"),
         ("cli:records-clerk", "refused"),
     ]
+
+
+def test_the_server_installs_the_guard_and_answers_oversight_over_http(world: World) -> None:
+    """create_app wires oversight in: with no guard installed before, the API's searches are still held to the
+    limits (429, audited), and reviewers acknowledge over HTTP."""
+    from fastapi.testclient import TestClient
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.service.app import create_app
+
+    ctx = world.ctx
+    world.policy(limits="per_user_per_day = 1")
+    hooks._guards.clear()
+    try:
+        tokens = {n: create_api_token(ctx, world.users[n], "t", scope="full")[1] for n in ("ivan", "rita", "hank")}
+        with TestClient(create_app(ctx)) as client:
+            assert hooks.installed_guards(), "create_app must install the oversight guard"
+
+            def post_search(case: str) -> Any:
+                return client.post(
+                    "/api/v1/searches",
+                    headers={"Authorization": f"Bearer {tokens['ivan']}"},
+                    data={
+                        "gallery": "bookings",
+                        "case_number": case,
+                        "offense": "robbery",
+                        "legal_basis": "warrant",
+                        "justification": "CCTV still",
+                        "candidates": "3",
+                    },
+                    files={"probe": ("p.jpg", PROBE, "image/jpeg")},
+                )
+
+            assert post_search("R-1").status_code == 201
+            refused = post_search("R-2")
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "search_limit_exceeded"
+            world.policy(limits="per_user_per_day = 0")
+            for case in ("R-3", "R-4"):
+                assert post_search(case).status_code == 201
+            assert alerts.WORKER.wait_idle()
+            rita = {"Authorization": f"Bearer {tokens['rita']}"}
+            listed = client.get("/api/v1/oversight/alerts", headers=rita).json()
+            assert [a["rule"] for a in listed] == ["probe_reused_across_cases"]
+            hank = {"Authorization": f"Bearer {tokens['hank']}"}
+            assert client.get("/api/v1/oversight/alerts", headers=hank).json() == []
+            other = client.post(f"/api/v1/oversight/alerts/{listed[0]['id']}/ack", headers=hank, json={"note": "x"})
+            assert other.status_code == 404 and other.json()["error"]["code"] == "alert_not_found"
+            done = client.post(f"/api/v1/oversight/alerts/{listed[0]['id']}/ack", headers=rita, json={"note": "ok"})
+            assert done.status_code == 200 and done.json()["acknowledged_by"] == "user:rita.rev"
+    finally:
+        install()  # as the fixture left it
+    assert [a["error"]["code"] for a in _audits(ctx, "search", "refused")] == ["search_limit_exceeded"]
