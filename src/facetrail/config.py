@@ -11,14 +11,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class ImageLimits(BaseModel):
     max_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(
-        80_000_000, description="Largest accepted width×height, checked from the header before decoding."
+        50_000_000, description="Largest accepted width×height, checked from the header before decoding."
+    )
+    decode_max_pixels: int = Field(
+        25_000_000,
+        description="Images with more pixels are decoded at reduced size (JPEG: 1/2, 1/4 or 1/8 while decoding, "
+        "never at full size; other formats: reduced right after decoding).",
+    )
+    max_concurrent_decodes: int = Field(
+        2, ge=1, description="At most this many images are decoded at once in one process (bounds memory)."
     )
     min_side: int = Field(16, description="Smallest accepted width or height, in pixels.")
 
@@ -187,6 +195,31 @@ class OversightSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    signing_key_path: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs audit checkpoints; keep it outside the data folder and off "
+        "the database host. Default: DATA_DIR/audit-signing.key (created 0600, public key beside it as .pub).",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="The Ed25519 private key itself (PEM text), e.g. from a secrets manager; wins over the path."
+    )
+    public_key_path: Path | None = Field(
+        None,
+        description="Public key used to verify checkpoints when 'audit verify' is given none. Default: the signing "
+        "key's path + '.pub'. Verifiers should pass a copy held elsewhere (--public-key).",
+    )
+    checkpoints_path: Path | None = Field(
+        None, description="The checkpoints file (JSON lines). Default: DATA_DIR/audit-checkpoints.jsonl."
+    )
+    checkpoint_every_records: int = Field(
+        1000, ge=1, description="The server signs a checkpoint once this many records came after the last one."
+    )
+    checkpoint_every_minutes: float = Field(
+        60.0, ge=0, description="...and at least this often while records arrive (0 turns automatic checkpoints off)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -196,8 +229,8 @@ class Settings(BaseSettings):
     )
     audit_key_path: Path | None = Field(
         None,
-        description="HMAC key for signed audit checkpoints. Keep it outside the database host in production. "
-        "Default: DATA_DIR/audit-checkpoint.key (created 0600).",
+        description="HMAC key of the checkpoints older installations signed (still verified). New checkpoints are "
+        "Ed25519-signed (audit.signing_key_path). Default: DATA_DIR/audit-checkpoint.key.",
     )
     keep_probe_images: bool = Field(False, description="Keep searched probe images (their hash is always kept).")
     auth: AuthSettings = AuthSettings()
@@ -209,6 +242,7 @@ class Settings(BaseSettings):
     verify: VerifySettings = VerifySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
+    audit: AuditSettings = AuditSettings()
     oversight: OversightSettings = OversightSettings()
 
     @classmethod

@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.cases.searches import SearchNotFoundError, deny, load_in_scope, review_dict, shown_candidates
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.governance import approvals, release
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, utcnow
 

@@ -33,7 +33,8 @@ def search_command(
     as_json: JsonOption = False,
 ) -> None:
     """Search a gallery. The result is a candidate list of investigative leads, never an identification."""
-    from facetrail.cases.searches import SearchRequest, run_search
+    from facetrail.cases.probe import SearchRequest
+    from facetrail.cases.searches import run_search
     from facetrail.faces.decode import read_image_bytes
 
     ctx = open_cli_context()
@@ -122,7 +123,7 @@ def verify_subject_command(
     as_json: JsonOption = False,
 ) -> None:
     """1:1: compare the probe with one enrolled subject's faces. Audited; a lead, never an identification."""
-    from facetrail.cases.searches import SearchRequest
+    from facetrail.cases.probe import SearchRequest
     from facetrail.gallery.search import LEADS_NOTICE, verify_subject
     from facetrail.governance.approvals import authorize_search
     from facetrail.policy.roles import Permission

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.errors import FaceTrailError, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, SearchRecord
 
 RELEASE_REVIEWERS = 2

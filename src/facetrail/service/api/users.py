@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from facetrail.accounts import service as accounts
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath
 from facetrail.service.api.auth import TokenInfo
