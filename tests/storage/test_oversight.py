@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import pytest
 from index_helpers import create_gallery, enroll_photos
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import principal_for
@@ -214,6 +214,12 @@ def test_acknowledging_an_alert_needs_a_note_the_scope_and_is_audited(world: Wor
     with pytest.raises(FaceTrailError) as twice:
         alerts.acknowledge(ctx, world.users["aud"], alert["id"], "again")
     assert twice.value.code == "alert_already_acknowledged"
+    assert alerts.missing_from_table(ctx, world.users["aud"]) == []
+    with ctx.db.transaction() as s:  # a database administrator hides the alert
+        s.execute(delete(Alert).where(Alert.id == alert["id"]))
+    assert alerts.list_alerts(ctx, world.users["aud"]) == []
+    assert alerts.missing_from_table(ctx, world.users["aud"]) == [alert["id"]]  # the chain still has it
+    assert alerts.missing_from_table(ctx, world.users["rita"]) == []  # auditors' check
     acks = _audits(ctx, "oversight.alert.ack")
     assert [a["outcome"] for a in acks] == ["refused", "not_found", "denied", "ok", "refused"]
     assert acks[3]["note"].startswith("three photos")
