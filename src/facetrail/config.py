@@ -110,6 +110,11 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, description="Largest request body accepted, enforced before the body is read."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of load balancers whose X-Forwarded-For / X-Forwarded-Proto are believed (the "
+        "client address then feeds the login throttle and the audit log). Empty: the connecting address is used.",
+    )
     offenses: list[str] = Field(
         default_factory=lambda: [
             "homicide",
@@ -147,6 +152,28 @@ class RetentionSettings(BaseModel):
         True,
         description="After deletions on PostgreSQL, VACUUM FULL the face tables so no dead tuple keeps "
         "deleted bytes (locks those tables while it runs; see docs/retention.md).",
+    )
+
+
+class ClusterSettings(BaseModel):
+    processes: int | None = Field(
+        None,
+        ge=1,
+        description="Server processes for `facetrail serve` (`--processes`). Default: one per core on PostgreSQL; "
+        "SQLite runs one process and refuses more.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        30.0, description="On SIGTERM, how long in-flight requests may take to finish before the process exits."
+    )
+    index_sync_seconds: float = Field(
+        5.0,
+        description="A server brings its loaded indexes up to date with the change log this often even without "
+        "searches (a search always does first); 0 turns it off.",
+    )
+    change_log_days: float = Field(
+        7.0,
+        description="Gallery change-log entries older than this are deleted by retention runs; a process whose "
+        "index snapshot is older verifies it in full once.",
     )
 
 
@@ -243,6 +270,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
     audit: AuditSettings = AuditSettings()
+    cluster: ClusterSettings = ClusterSettings()
     oversight: OversightSettings = OversightSettings()
 
     @classmethod
