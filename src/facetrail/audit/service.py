@@ -187,6 +187,11 @@ def take_checkpoint(
     return CheckpointResult(checkpoint=checkpoint, path=checkpoints_path, verification=verification)
 
 
+def checkpoint_now(ctx: AppContext, actor: str) -> CheckpointResult:
+    """A checkpoint of this installation, signed with its Ed25519 key (what 'facetrail audit checkpoint' does)."""
+    return take_checkpoint(ctx.db, ctx.checkpoints_path, ctx.audit_key_path, actor, signing_key=signing_key(ctx))
+
+
 def checkpoint_due(ctx: AppContext, now: dt.datetime | None = None) -> bool:
     """Whether an automatic checkpoint is due: N records since the last one, or M minutes with new records."""
     settings = ctx.settings.audit

@@ -19,6 +19,7 @@ from facetrail.cli import (
     eval_cmd,
     gallery_cmd,
     governance_cmd,
+    identity_cmd,
     oversight_cmd,
     report_cmd,
     retention_cmd,
@@ -158,6 +159,7 @@ for module in (
     retention_cmd,
     governance_cmd,
     oversight_cmd,
+    identity_cmd,
 ):
     module.register(app)
 app.add_typer(eval_cmd.app, name="eval")

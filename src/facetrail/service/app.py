@@ -21,6 +21,7 @@ from facetrail.service.api import (
     faces,
     galleries,
     governance,
+    identity,
     oversight,
     reports,
     retention,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 # vanishes); tests/test_wiring.py checks the routes against the OpenAPI document and docs/roles.md.
 API_ROUTERS = (
     auth.router,
+    identity.router,
     users.router,
     galleries.router,
     faces.router,
