@@ -45,6 +45,8 @@ def written_actions() -> dict[str, list[str]]:
                     values.append(node.value)
             for value in values:
                 for text in _strings(value):
+                    if text.startswith("/"):
+                        continue  # a form's action (a URL), not an audit action
                     found.setdefault(text, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")  # type: ignore[attr-defined]
     return found
 

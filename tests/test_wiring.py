@@ -107,7 +107,7 @@ def test_every_cli_command_is_registered_and_documented() -> None:
     command = typer.main.get_command(cli)
     names = set(command.commands)  # type: ignore[attr-defined]
     modules = {p.stem for p in (ROOT / "src" / "facetrail" / "cli").glob("*_cmd.py")}
-    assert len(modules) == 10 and len(names) >= len(modules)
+    assert len(modules) >= 10 and len(names) >= len(modules)
     docs = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     undocumented = sorted(n for n in names if f"facetrail {n}" not in docs)
     assert not undocumented, f"CLI commands not documented in README.md or docs/: {undocumented}"

@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
     UNIT_CREATE = "unit.create"
     AUTH_LOGIN = "auth.login"
     AUTH_LOGOUT = "auth.logout"
+    AUTH_SESSION_END = "auth.session_end"
     TOKEN_CREATE = "token.create"  # noqa: S105 - an action name
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 - an action name
     # refusals recorded by the doors (facetrail.service.refusals, facetrail.cli.common)

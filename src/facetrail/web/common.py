@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import secrets
@@ -192,3 +193,39 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/"
+
+
+ERROR_HEADINGS = {
+    400: "That request could not be done",
+    401: "Sign in first",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    422: "Check the form",
+    429: "Too many attempts",
+}
+
+
+def render_error(request: Request, status: int, message: str) -> Response:
+    if not hasattr(request.state, "principal"):  # an error before any route ran (e.g. 404): still show who
+        with contextlib.suppress(FaceTrailError):
+            optional_principal(request, request.app.state.ctx)
+    return render(
+        request,
+        "error.html",
+        status=status,
+        title=f"Error {status}",
+        heading=ERROR_HEADINGS.get(status, "Something went wrong"),
+        message=message,
+    )
+
+
+def home_for(who: Principal) -> str:
+    if who.can(Permission.SEARCH_RUN):
+        return "/search/new"
+    if who.can(Permission.SEARCH_VIEW_UNIT) or who.can(Permission.SEARCH_METADATA_ALL):
+        return "/searches" if not who.can(Permission.AUDIT_READ) else "/audit"
+    if who.can(Permission.GALLERY_MANAGE):
+        return "/galleries"
+    return "/tokens"

@@ -285,7 +285,7 @@ def sso_login(request: Request, next: str = "/", ctx: AppContext = Depends(get_c
 def sso_callback(
     request: Request, code: str = "", state: str = "", error: str = "", ctx: AppContext = Depends(get_ctx)
 ) -> Response:
-    from facetrail.web.routes import home_for, render_error
+    from facetrail.web.common import home_for, render_error
 
     if error:
         return render_error(request, 401, f"the identity provider refused the sign-in ({error[:100]})")

@@ -7,7 +7,6 @@ the other pages are in search_pages, gallery_pages, audit_pages and admin_pages.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -21,7 +20,6 @@ from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.principal import Principal
-from facetrail.policy.roles import Permission
 from facetrail.service.api.auth import set_session_cookie
 from facetrail.service.deps import SESSION_COOKIE, CsrfError, client_ip, get_ctx, optional_principal
 from facetrail.service.errors import error_body
@@ -40,6 +38,7 @@ from facetrail.web.common import (
     WebRedirect,
     csrf_ok,
     form_data,
+    home_for,
     login_csrf_ok,
     new_login_csrf,
     render,
@@ -48,18 +47,10 @@ from facetrail.web.common import (
     web_principal,
 )
 
-router = APIRouter(include_in_schema=False)
+# render_error: the error page the API app shows for HTML requests (service.app.WebUI)
+from facetrail.web.common import render_error as render_error
 
-ERROR_HEADINGS = {
-    400: "That request could not be done",
-    401: "Sign in first",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict",
-    413: "Too large",
-    422: "Check the form",
-    429: "Too many attempts",
-}
+router = APIRouter(include_in_schema=False)
 
 
 def mount(app: FastAPI) -> None:
@@ -87,30 +78,6 @@ def mount(app: FastAPI) -> None:
         act = str(exc.details.get("act") or "this action")
         error = None if "act" in exc.details else exc.message  # a wrong code re-asks with the reason
         return identity_pages.step_up_page(request, act, error=error)
-
-
-def render_error(request: Request, status: int, message: str) -> Response:
-    if not hasattr(request.state, "principal"):  # an error before any route ran (e.g. 404): still show who
-        with contextlib.suppress(FaceTrailError):
-            optional_principal(request, request.app.state.ctx)
-    return render(
-        request,
-        "error.html",
-        status=status,
-        title=f"Error {status}",
-        heading=ERROR_HEADINGS.get(status, "Something went wrong"),
-        message=message,
-    )
-
-
-def home_for(who: Principal) -> str:
-    if who.can(Permission.SEARCH_RUN):
-        return "/search/new"
-    if who.can(Permission.SEARCH_VIEW_UNIT) or who.can(Permission.SEARCH_METADATA_ALL):
-        return "/searches" if not who.can(Permission.AUDIT_READ) else "/audit"
-    if who.can(Permission.GALLERY_MANAGE):
-        return "/galleries"
-    return "/tokens"
 
 
 @router.get("/")
