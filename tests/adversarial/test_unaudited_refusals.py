@@ -18,7 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import ADMIN_FIRST_PASSWORD, FR, PASSWORD, LiveServer, login, make_user, start_server, stop_server
+from live_server import (
+    ADMIN_FIRST_PASSWORD,
+    FR,
+    PASSWORD,
+    LiveServer,
+    enrol_totp,
+    login,
+    make_user,
+    start_server,
+    stop_server,
+)
 
 PROBE = (FR / "obama.jpg").read_bytes()
 
@@ -53,6 +63,7 @@ def insiders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Insiders]:
             "/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD}
         )
         assert r.status_code == 200, r.text
+        enrol_totp(admin, server, "admin")
         assert admin.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}).status_code == 201
         tokens, usernames = {}, {}
         for role, unit in (("investigator", "north"), ("reviewer", "north"), ("auditor", None)):
