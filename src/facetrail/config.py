@@ -139,6 +139,16 @@ class RetentionSettings(BaseModel):
     )
 
 
+class GovernanceSettings(BaseModel):
+    role_grant_delay_hours: float = Field(
+        72.0,
+        ge=0,
+        description="Where only one administrator exists, a grant of the reviewer or administrator role takes "
+        "effect this many hours after it is made (shown meanwhile to every reviewer and auditor). With a second "
+        "administrator, that administrator's approval is needed instead.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -161,6 +171,7 @@ class Settings(BaseSettings):
     verify: VerifySettings = VerifySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
+    governance: GovernanceSettings = GovernanceSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,9 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Liv
         "FACETRAIL_DATA_DIR": str(data_dir),
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
         "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
+        # Worlds where one administrator makes the reviewers: grants take effect at once (separation of duties
+        # is tested with the real delay and a second administrator in tests/adversarial/)
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
         **(env_extra or {}),
     }
     env.pop("FACETRAIL_DATABASE_URL", None)

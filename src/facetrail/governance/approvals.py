@@ -15,6 +15,7 @@ Decisions are made by a reviewer of the requester's unit who is not the requeste
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from facetrail.governance.policy import Policy, active_version
 from facetrail.governance.training import require_training
 from facetrail.policy.roles import Permission, PermissionDeniedError
 from facetrail.storage.models import SearchRecord, User, utcnow
+from facetrail.text import check_text, normalize_case_number
 
 if TYPE_CHECKING:
     from facetrail.cases.searches import SearchRequest, SearchView
@@ -74,9 +76,29 @@ def _aware(value: dt.datetime) -> dt.datetime:
 # ------------------------------------------------------------------ the checks every search passes
 
 
+class CaseNumberInvalidError(BadInputError):
+    """The case number (after NFKC normalisation) does not match the policy's case_number_pattern."""
+
+    code = "case_number_invalid"
+
+
+def check_case_number(policy: Policy, case_number: str) -> str:
+    """The case number NFKC-normalised, or a refusal: control characters, or not the policy's pattern."""
+    text = check_text("case_number", normalize_case_number(case_number), max_len=100)
+    if re.fullmatch(policy.search.case_number_pattern, text) is None:
+        raise CaseNumberInvalidError(
+            f"case number {text!r} does not match the policy's case-number pattern "
+            f"{policy.search.case_number_pattern!r} (look-alike letters from other scripts are refused)",
+            field="case_number",
+            pattern=policy.search.case_number_pattern,
+        )
+    return text
+
+
 def check_search_fields(policy: Policy, req: SearchRequest) -> None:
-    """Offense, legal basis, required fields and candidate count against the policy."""
+    """Case number, offense, legal basis, required fields and candidate count against the policy."""
     rules = policy.search
+    check_case_number(policy, req.case_number)
     if req.offense not in rules.allowed_offenses:
         raise OffenseNotAllowedError(
             f"offense {req.offense!r} is not allowed for search by the policy",
@@ -182,8 +204,7 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
             raise BadInputError(
                 f"an emergency search must cite {policy.approval.emergency_legal_basis!r}", field="legal_basis"
             )
-        if not req.justification.strip():
-            raise BadInputError("justification is required", field="justification")
+        justification = check_text("justification", req.justification, max_len=2000)
         analysis = analyze_upload(ctx, probe)
         chosen = _choose_face(analysis, req.face_index)
         if chosen is None:
@@ -197,10 +218,10 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         requester_id=who.user_id,
         unit_id=who.unit_id,
         gallery_name=req.gallery,
-        case_number=req.case_number.strip(),
+        case_number=normalize_case_number(req.case_number),
         offense=req.offense,
         legal_basis=req.legal_basis,
-        justification=req.justification.strip(),
+        justification=justification,
         candidates=req.candidates,
         face_index=chosen.index,
         probe_sha256=analysis.sha256,
@@ -331,17 +352,15 @@ def _decide(ctx: AppContext, who: Principal, row_id: int, status: str, reason: s
 
 
 def _clean_reason(reason: str, required: bool) -> str:
-    text = (reason or "").strip()
-    if required and not text:
-        raise BadInputError("a reason is required", field="reason")
-    if len(text) > MAX_REASON:
-        raise BadInputError(f"the reason is over {MAX_REASON} characters", field="reason")
-    return text
+    return check_text("reason", reason, max_len=MAX_REASON, required=required, multiline=True)
 
 
 def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") -> dict[str, Any]:
     """Approve a pending request (it then runs as the requester) or an emergency search (after the fact)."""
-    text = _clean_reason(reason, required=False)
+    try:
+        text = _clean_reason(reason, required=False)
+    except BadInputError as exc:
+        raise _refuse(ctx, who, "search.approve", f"request:{request_id}", exc) from None
     row = _load_for_decision(ctx, who, request_id, "search.approve")
     row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")
     if row.kind == PRIOR:

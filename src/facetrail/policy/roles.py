@@ -38,6 +38,8 @@ class Permission(StrEnum):
     SEARCH_APPROVE = "search.approve"  # approve or deny a unit colleague's search request / emergency search
     POLICY_MANAGE = "policy.manage"  # apply a new policy version (everyone signed in may read the one in force)
     TRAINING_MANAGE = "training.manage"  # record users' search training
+    ROLE_GRANTS_VIEW = "role_grants.view"  # see pending and past grants of reviewer / administrator roles
+    REVIEW_ADJUDICATE = "review.adjudicate"  # settle two reviewers' disagreement (named adjudicators only)
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -65,6 +67,10 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.SEARCH_APPROVE: frozenset({_R}),
     Permission.POLICY_MANAGE: frozenset({_D}),
     Permission.TRAINING_MANAGE: frozenset({_D}),
+    # Separation of duties: those who release leads (and audit them) see every grant of a releasing power.
+    Permission.ROLE_GRANTS_VIEW: frozenset({_R, _A, _D}),
+    # A reviewer, and only one the policy names in review.adjudicators (checked by governance.release).
+    Permission.REVIEW_ADJUDICATE: frozenset({_R}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 
