@@ -85,8 +85,11 @@ class AuthSettings(BaseModel):
     lockout_minutes: float = Field(15.0, description="How long a locked account stays locked.")
     ip_failures_per_window: int = Field(20, description="Failed logins from one address before it is throttled.")
     ip_window_seconds: float = Field(300.0, description="The window for the per-address throttle.")
-    default_token_days: int = Field(90, description="API token lifetime when none is given.")
-    max_token_days: int = Field(365, description="Longest API token lifetime allowed.")
+    default_token_days: int = Field(30, description="API token lifetime when none is given.")
+    max_token_days: int = Field(90, description="Longest API token lifetime allowed.")
+    default_token_scope: str = Field(
+        "read", description="Scope of a new API token when none is given: 'read', 'search' or 'full'."
+    )
     cookie_secure: bool | None = Field(
         None, description="Secure flag on cookies. Default: set when the request came over HTTPS."
     )

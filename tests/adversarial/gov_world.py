@@ -72,7 +72,7 @@ def sign_up(world: GovWorld, username: str, one_time: str) -> str:
     client, _ = login(world.server, username, one_time)
     try:
         first_password(client, one_time)
-        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} adversarial", "days": 1})
+        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} adversarial", "days": 1, "scope": "full"})
         assert r.status_code == 201, r.text
         return str(r.json()["secret"])
     finally:

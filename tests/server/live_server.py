@@ -129,7 +129,7 @@ def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str,
     try:
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
         assert r.status_code == 200, r.text
-        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1})
+        r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1, "scope": "full"})
         assert r.status_code == 201, r.text
         return str(r.json()["secret"])
     finally:

@@ -120,7 +120,7 @@ def world(ctx: AppContext) -> Iterator[World]:
     create_gallery(ctx, "bookings", ctx.pipeline.model_id)
     enroll_photos(ctx, ctx.pipeline, 1, GALLERY)
     record_training(ctx, "ivan.inv", TODAY - dt.timedelta(days=10), "FR-101", actor="user:adam.admin")
-    tokens = {name: create_api_token(ctx, who, "test")[1] for name, who in users.items()}
+    tokens = {name: create_api_token(ctx, who, "test", scope="full")[1] for name, who in users.items()}
     with TestClient(create_app(ctx)) as client:
         yield World(ctx, users, client, tokens)
 

@@ -341,7 +341,7 @@ def test_api_serves_packets_and_reports_to_the_right_roles_only(ctx: AppContext,
     client = TestClient(create_app(ctx))
 
     def auth(name: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {create_api_token(ctx, world.users[name], 'test')[1]}"}
+        return {"authorization": f"Bearer {create_api_token(ctx, world.users[name], 'test', scope='full')[1]}"}
 
     r = client.get(f"/api/v1/cases/{CASE}/packet", headers=auth("rita"))
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
@@ -395,7 +395,7 @@ def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(
                 str(out),
                 "--json",
                 "--token",
-                create_api_token(ctx, world.users["inv"], "t")[1],
+                create_api_token(ctx, world.users["inv"], "t", scope="full")[1],
             ],
         )
         assert inv.exit_code == 6 and json.loads(inv.output)["error"]["code"] == "forbidden"
@@ -410,7 +410,7 @@ def test_cli_packet_runs_as_a_signed_in_user_with_that_users_scope(
                 str(out),
                 "--json",
                 "--token",
-                create_api_token(ctx, world.users["aud"], "t")[1],
+                create_api_token(ctx, world.users["aud"], "t", scope="full")[1],
             ],
         )
         assert aud.exit_code == 0, aud.output

@@ -197,7 +197,7 @@ def _admin_client(ctx: AppContext) -> TestClient:
         s.execute(update(User).values(must_change_password=False))
         admin_id = s.execute(select(User.id)).scalar_one()
     who = Principal(user_id=admin_id, username="admin", role="administrator", unit_id=None, unit_name=None)
-    _, secret = create_api_token(ctx, who, "retention test")
+    _, secret = create_api_token(ctx, who, "retention test", scope="full")
     return TestClient(create_app(ctx), headers={"Authorization": f"Bearer {secret}"})
 
 

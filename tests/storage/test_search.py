@@ -245,7 +245,7 @@ def investigator_token(ctx: AppContext, *, trained: bool = True) -> str:
     with ctx.db.read() as session:
         user = session.execute(select(User).where(User.username == "ivy.inv")).scalar_one()
         who = principal_for(user, "token")
-    return create_api_token(ctx, who, "cli")[1]
+    return create_api_token(ctx, who, "cli", scope="full")[1]
 
 
 CLI_PURPOSE = ["--case", "C-1", "--offense", "robbery", "--legal-basis", "warrant", "--reason", "CCTV still, 5th St"]

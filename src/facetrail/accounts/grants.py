@@ -36,7 +36,7 @@ SYSTEM = "system"
 
 
 class RoleGrant(Base):
-    """A pending or past grant of a privileged role (migration 0007)."""
+    """A pending or past grant of a privileged role (migration 0009)."""
 
     __tablename__ = "role_grants"
 

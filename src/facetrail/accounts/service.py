@@ -2,6 +2,15 @@
 
 Only administrators create accounts (no self-signup). Tokens and session cookies are random secrets of
 which only a SHA-256 is stored, so a database leak reveals no usable credential.
+
+Guarantees (tests/adversarial/test_sessions_tokens.py, test_account_enumeration.py):
+- a password change ends every other session of the user and revokes every API token; an administrator's
+  password reset ends every session and revokes every token (old tokens never work again);
+- API tokens are refused while the account is disabled or locked; each token has a scope
+  (``policy.roles.TokenScope``) that the permission check enforces on top of the role, and a lifetime of
+  at most ``auth.max_token_days`` (90 by default);
+- a failed sign-in answers the same message, and does the same argon2 work, whether the name is unknown,
+  the account is locked or disabled, or the password is wrong: no answer reveals which accounts exist.
 """
 
 from __future__ import annotations
@@ -31,12 +40,25 @@ from facetrail.accounts.passwords import (
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, Role, allowed
+from facetrail.policy.roles import (
+    AuthenticationError,
+    Permission,
+    PermissionDeniedError,
+    Role,
+    TokenScope,
+    allowed,
+    scope_allows,
+)
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
 from facetrail.text import check_text
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
+# The one answer to every failed sign-in (unknown name, wrong password, locked or disabled account).
+LOGIN_FAILED_MESSAGE = (
+    "sign-in failed: wrong username or password, or the account is locked after repeated failures "
+    "(wait and try again, or ask an administrator)"
+)
 
 
 class ThrottledError(FaceTrailError):
@@ -65,20 +87,30 @@ class Principal:
     via: str = "session"  # session | token | cli
     ip: str = ""
     user_agent: str = ""
+    scope: str = TokenScope.FULL.value  # an API token's scope; sessions and the CLI act in full
+    session_id: int | None = None  # the browser session this principal came from, if any
 
     @property
     def actor(self) -> str:
         return f"user:{self.username}" if self.via != "cli" else self.username
 
     def can(self, permission: Permission) -> bool:
-        return allowed(self.role, permission)
+        return allowed(self.role, permission) and scope_allows(self.scope, permission)
+
+    def refusal_reason(self, permission: Permission) -> str:
+        if not allowed(self.role, permission):
+            return f"role '{self.role}' may not {permission.value}"
+        return f"this API token's scope '{self.scope}' does not allow {permission.value}"
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
-            raise PermissionDeniedError(f"role '{self.role}' may not {permission.value}", permission=permission.value)
+            raise PermissionDeniedError(self.refusal_reason(permission), permission=permission.value)
 
     def audit_context(self) -> dict[str, Any]:
-        return {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
+        context = {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
+        if self.via == "token":
+            context["scope"] = self.scope
+        return context
 
 
 def _sha256(text: str) -> str:
@@ -92,7 +124,15 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC)
 
 
-def principal_for(user: User, via: str, ip: str = "", user_agent: str = "") -> Principal:
+def principal_for(
+    user: User,
+    via: str,
+    ip: str = "",
+    user_agent: str = "",
+    *,
+    scope: str = TokenScope.FULL.value,
+    session_id: int | None = None,
+) -> Principal:
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -103,7 +143,13 @@ def principal_for(user: User, via: str, ip: str = "", user_agent: str = "") -> P
         via=via,
         ip=ip,
         user_agent=user_agent,
+        scope=scope,
+        session_id=session_id,
     )
+
+
+def _locked(user: User) -> bool:
+    return bool(user.locked_until and _aware(user.locked_until) > utcnow())  # type: ignore[operator]
 
 
 # --- bootstrap --------------------------------------------------------------------------------------------
@@ -186,7 +232,7 @@ def user_dict(user: User) -> dict[str, Any]:
         "unit_id": user.unit_id,
         "disabled": user.disabled,
         "must_change_password": user.must_change_password,
-        "locked": bool(user.locked_until and _aware(user.locked_until) > utcnow()),  # type: ignore[operator]
+        "locked": _locked(user),
         "created_at": _aware(user.created_at),
     }
 
@@ -352,11 +398,14 @@ def _update_user(
             user.password_hash = hash_password(new_password)
             user.must_change_password = True
             user.failed_logins, user.locked_until = 0, None
+            user.password_changed_at = utcnow()
             changes["password_reset"] = True
+            # Old tokens must never work again, not even once the user has chosen a new password.
+            changes["tokens_revoked"] = _revoke_tokens(s, user.id)
         target_role = changes.get("role_requested", user.role)
         if target_role in (Role.INVESTIGATOR, Role.REVIEWER) and user.unit_id is None:
             raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
-        _end_sessions(s, user.id)
+        changes["sessions_ended"] = _end_sessions(s, user.id)
         append_audit(
             s,
             actor=by.actor,
@@ -377,10 +426,25 @@ def _update_user(
         return out, new_password
 
 
-def _end_sessions(s: Session, user_id: int) -> None:
+def _end_sessions(s: Session, user_id: int, keep_session_id: int | None = None) -> int:
+    """End the user's open sessions (all but ``keep_session_id``); returns how many were ended."""
     open_sessions = select(WebSession).where(WebSession.user_id == user_id, WebSession.ended_at.is_(None))
+    ended = 0
     for ws in s.execute(open_sessions).scalars():
-        ws.ended_at = utcnow()
+        if ws.id != keep_session_id:
+            ws.ended_at = utcnow()
+            ended += 1
+    return ended
+
+
+def _revoke_tokens(s: Session, user_id: int) -> int:
+    """Revoke every live API token of the user; returns how many were revoked."""
+    live = select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    revoked = 0
+    for token in s.execute(live).scalars():
+        token.revoked_at = utcnow()
+        revoked += 1
+    return revoked
 
 
 # --- login, throttling, lockout ---------------------------------------------------------------------------
@@ -429,12 +493,16 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
     with ctx.db.transaction() as s:
         user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
         now = utcnow()
+        # Every path below does exactly one argon2 verification, so that the time taken does not tell an
+        # unknown name from a locked, disabled or real account (tests/adversarial/test_account_enumeration.py).
         if user is None:
-            verify_password(DUMMY_HASH, password or "")  # same cost as a real check: no username probing
+            verify_password(DUMMY_HASH, password or "")
             outcome, reason = "failed", "bad credentials"
         elif user.disabled:
+            verify_password(user.password_hash, password or "")
             outcome, reason = "refused", "account disabled"
-        elif user.locked_until and _aware(user.locked_until) > now:  # type: ignore[operator]
+        elif _locked(user):
+            verify_password(user.password_hash, password or "")  # even a right password does not unlock it
             outcome, reason = "locked", "account locked"
         elif not verify_password(user.password_hash, password or ""):
             user.failed_logins += 1
@@ -460,18 +528,16 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
             details={**meta, "reason": reason},
         )
     _throttle.fail(ip)
-    if outcome == "locked":
-        raise AuthenticationError(
-            f"account locked after repeated failed logins; try again in {auth.lockout_minutes:g} minutes "
-            "or ask an administrator"
-        )
-    # One message for unknown user, wrong password and disabled account: no account enumeration.
-    raise AuthenticationError("wrong username or password")
+    # One message for unknown user, wrong password, locked and disabled account: no account enumeration.
+    # (The audit log, which only auditors read, records which it was.)
+    raise AuthenticationError(LOGIN_FAILED_MESSAGE)
 
 
 def change_password(ctx: AppContext, who: Principal, old_password: str, new_password: str) -> None:
     if who.user_id is None:
         raise AuthenticationError("not signed in")
+    if who.scope != TokenScope.FULL:
+        raise PermissionDeniedError(f"this API token's scope '{who.scope}' does not allow a password change")
     check_password_rule(new_password, who.username)
     if old_password == new_password:
         raise BadInputError("the new password must differ from the old one", field="new_password")
@@ -490,12 +556,17 @@ def change_password(ctx: AppContext, who: Principal, old_password: str, new_pass
         user.password_hash = hash_password(new_password)
         user.must_change_password = False
         user.password_changed_at = utcnow()
+        # Whoever knew the old password may have opened sessions or made tokens: they all end now. Only the
+        # session making the change (if it is one) stays signed in.
+        keep = who.session_id if who.via == "session" else None
+        ended = _end_sessions(s, user.id, keep_session_id=keep)
+        revoked = _revoke_tokens(s, user.id)
         append_audit(
             s,
             actor=who.actor,
             action="user.password_change",
             target=f"user:{who.username}",
-            details=who.audit_context(),
+            details={"sessions_ended": ended, "tokens_revoked": revoked, **who.audit_context()},
         )
 
 
@@ -522,7 +593,7 @@ def resolve_session(ctx: AppContext, token: str, *, ip: str = "", user_agent: st
         user = ws.user
         if user.disabled:
             return None
-        return principal_for(user, "session", ip, user_agent), ws.csrf_token
+        return principal_for(user, "session", ip, user_agent, session_id=ws.id), ws.csrf_token
 
 
 def end_session(ctx: AppContext, token: str, who: Principal | None = None) -> None:
@@ -548,18 +619,31 @@ def token_dict(t: ApiToken) -> dict[str, Any]:
         "created_at": _aware(t.created_at),
         "expires_at": _aware(t.expires_at),
         "revoked": t.revoked_at is not None,
+        "scope": t.scope,
         "last_used_at": _aware(t.last_used_at),
     }
 
 
-def create_api_token(ctx: AppContext, who: Principal, name: str, days: int | None = None) -> tuple[dict[str, Any], str]:
-    """A token for the caller's own machine client; the secret is returned once and never stored."""
+def create_api_token(
+    ctx: AppContext, who: Principal, name: str, days: int | None = None, scope: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """A token for the caller's own machine client; the secret is returned once and never stored.
+
+    ``scope`` (read | search | full; default ``auth.default_token_scope``) narrows what the token may do
+    within the owner's role. A token can only be made by a principal in full scope (a read-only token cannot
+    mint a broader one)."""
     who.require(Permission.TOKENS_OWN)
     name = _clean("name", name, 200)
     auth = ctx.settings.auth
     days = auth.default_token_days if days is None else days
     if not 1 <= days <= auth.max_token_days:
         raise BadInputError(f"days must be between 1 and {auth.max_token_days}", field="days")
+    try:
+        scope_value = TokenScope(scope or auth.default_token_scope).value
+    except ValueError:
+        raise BadInputError(
+            f"unknown scope {scope!r}; scopes: {', '.join(t.value for t in TokenScope)}", field="scope"
+        ) from None
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with ctx.db.transaction() as s:
         row = ApiToken(
@@ -568,6 +652,7 @@ def create_api_token(ctx: AppContext, who: Principal, name: str, days: int | Non
             prefix=secret[:10],
             token_hash=_sha256(secret),
             expires_at=utcnow() + dt.timedelta(days=days),
+            scope=scope_value,
         )
         s.add(row)
         s.flush()
@@ -577,7 +662,7 @@ def create_api_token(ctx: AppContext, who: Principal, name: str, days: int | Non
             actor=who.actor,
             action="token.create",
             target=f"token:{row.id}",
-            details={"name": name, "days": days, **who.audit_context()},
+            details={"name": name, "days": days, "scope": scope_value, **who.audit_context()},
         )
         return token_dict(row), secret
 
@@ -618,7 +703,7 @@ def resolve_api_token(ctx: AppContext, secret: str, *, ip: str = "", user_agent:
         row = s.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(secret))).scalar_one_or_none()
         if row is None or row.revoked_at is not None or _aware(row.expires_at) <= utcnow():  # type: ignore[operator]
             return None
-        if row.user.disabled:
-            return None
+        if row.user.disabled or _locked(row.user):
+            return None  # a locked account's tokens wait until the lock ends (or an administrator resets it)
         row.last_used_at = utcnow()
-        return principal_for(row.user, "token", ip, user_agent)
+        return principal_for(row.user, "token", ip, user_agent, scope=row.scope)

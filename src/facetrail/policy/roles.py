@@ -75,6 +75,38 @@ GRANTS: dict[Permission, frozenset[Role]] = {
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 
 
+class TokenScope(StrEnum):
+    """What an API token may do, within its owner's role (a token never has more than its owner's role).
+
+    ``read``: look only (searches one may see, reports, packets, the audit log); ``search``: read, plus run
+    searches, 1:1 verifications and detection; ``full``: everything the role allows, including changes
+    (reviews, approvals, administration, creating further tokens). Browser sessions always act in full.
+    """
+
+    READ = "read"
+    SEARCH = "search"
+    FULL = "full"
+
+
+_READ_PERMISSIONS = frozenset(
+    {
+        Permission.SEARCH_VIEW_OWN,
+        Permission.SEARCH_VIEW_UNIT,
+        Permission.SEARCH_METADATA_ALL,
+        Permission.GALLERY_READ,
+        Permission.FACES_BROWSE,
+        Permission.AUDIT_READ,
+        Permission.REPORT_READ,
+        Permission.CASE_PACKET,
+    }
+)
+SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
+    TokenScope.READ: _READ_PERMISSIONS,
+    TokenScope.SEARCH: _READ_PERMISSIONS | {Permission.SEARCH_RUN, Permission.VERIFY_RUN, Permission.DETECT_RUN},
+    TokenScope.FULL: frozenset(Permission),
+}
+
+
 class PermissionDeniedError(FaceTrailError):
     code = "forbidden"
     exit_code = 6
@@ -90,6 +122,13 @@ def allowed(role: str, permission: Permission) -> bool:
         return Role(role) in GRANTS[permission]
     except ValueError:
         return False
+
+
+def scope_allows(scope: str, permission: Permission) -> bool:
+    try:
+        return permission in SCOPE_PERMISSIONS[TokenScope(scope)]
+    except ValueError:
+        return False  # an unknown scope allows nothing
 
 
 def roles_with(permission: Permission) -> list[str]:

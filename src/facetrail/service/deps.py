@@ -15,7 +15,7 @@ from facetrail.accounts.service import Principal, resolve_api_token, resolve_ses
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
-from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError
+from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, TokenScope
 
 SESSION_COOKIE = "facetrail_session"
 CSRF_HEADER = "x-csrf-token"
@@ -89,6 +89,10 @@ def current_principal(
         if not sent or not hmac.compare_digest(sent, request.state.csrf or ""):
             _audit_refusal(ctx, request, principal.actor, "denied", "missing or wrong CSRF token")
             raise CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+    if principal.via == "token" and principal.scope == TokenScope.READ and request.method not in SAFE_METHODS:
+        # Belt and braces over the per-permission scope check: a read-only token changes nothing anywhere.
+        _audit_refusal(ctx, request, principal.actor, "denied", "read-only API token used for a change")
+        raise PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
     if principal.must_change_password and not request.url.path.startswith(PASSWORD_CHANGE_PATHS):
         raise PasswordChangeRequiredError("you must change your password before doing anything else")
     return principal
@@ -106,8 +110,9 @@ def require(permission: Permission) -> Callable[..., Principal]:
         request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
     ) -> Principal:
         if not who.can(permission):
-            _audit_refusal(ctx, request, who.actor, "denied", f"role '{who.role}' lacks {permission.value}")
-            raise PermissionDeniedError(f"role '{who.role}' may not {permission.value}", permission=permission.value)
+            reason = who.refusal_reason(permission)
+            _audit_refusal(ctx, request, who.actor, "denied", reason)
+            raise PermissionDeniedError(reason, permission=permission.value)
         return who
 
     dependency.__name__ = f"require_{permission.name.lower()}"

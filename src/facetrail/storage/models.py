@@ -119,10 +119,10 @@ class SearchRecord(Base):
     candidates_requested: Mapped[int] = mapped_column(Integer)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # rank, face_id, subject, score, fmr
     policy_version: Mapped[int | None] = mapped_column(Integer)  # in force when it ran (governance, 0005)
-    # 0007: 'search' (1:N) or 'verify_subject' (a 1:1 check of a named subject, gated and reviewed the same way)
+    # 0009: 'search' (1:N) or 'verify_subject' (a 1:1 check of a named subject, gated and reviewed the same way)
     kind: Mapped[str] = mapped_column(String(20), default="search", server_default="search")
     subject_requested: Mapped[str | None] = mapped_column(String(200))  # the subject a verify_subject named
-    # 0007: random per search; its audit record holds SHA-256(salt ‖ canonical candidate list), never the list
+    # 0009: random per search; its audit record holds SHA-256(salt ‖ canonical candidate list), never the list
     candidates_salt: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -206,6 +206,7 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    scope: Mapped[str] = mapped_column(String(20), default="full", server_default="full")  # read | search | full
 
     user: Mapped[User] = relationship()
 

@@ -200,7 +200,11 @@ def create_token(
     days = str(form.get("days") or "")
     try:
         info, secret = accounts.create_api_token(
-            ctx, who, str(form.get("name") or ""), int(days) if days.isdigit() else None
+            ctx,
+            who,
+            str(form.get("name") or ""),
+            int(days) if days.isdigit() else None,
+            str(form.get("scope") or "") or None,
         )
     except FaceTrailError as exc:
         return render(

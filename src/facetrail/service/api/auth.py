@@ -42,6 +42,12 @@ class PasswordChange(BaseModel):
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     days: int | None = Field(None, ge=1, le=3650, description="Lifetime in days (default and maximum from settings).")
+    scope: str | None = Field(
+        None,
+        max_length=20,
+        description="read (look only), search (read + run searches, verify, detect) or full (everything the "
+        "role allows). Default: settings auth.default_token_scope ('read').",
+    )
 
 
 class TokenInfo(BaseModel):
@@ -53,6 +59,7 @@ class TokenInfo(BaseModel):
     expires_at: dt.datetime
     revoked: bool
     last_used_at: dt.datetime | None
+    scope: str
 
 
 class TokenCreated(BaseModel):
@@ -133,7 +140,7 @@ def list_tokens(ctx: AppContext = Depends(get_ctx), who: Principal = Depends(cur
 def create_token(
     body: TokenCreate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(current_principal)
 ) -> TokenCreated:
-    info, secret = accounts.create_api_token(ctx, who, body.name, body.days)
+    info, secret = accounts.create_api_token(ctx, who, body.name, body.days, body.scope)
     return TokenCreated(token=TokenInfo(**info), secret=secret)
 
 
