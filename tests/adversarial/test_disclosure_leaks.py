@@ -32,10 +32,8 @@ def test_investigator_sees_no_score_of_a_candidate_under_review(gov_world: GovWo
         assert candidate["subject_external_id"] == "under review" and candidate["face_id"] == 0
     with gov_world.client("inv") as investigator:
         shown = investigator.get(f"/api/v1/searches/{search['search_id']}").json()
-        page = investigator.get(f"/searches/{search['search_id']}")  # the web page, over the API token: refused
     for candidate in shown["candidates"]:
         assert candidate["similarity"] is None and candidate["estimated_fmr"] is None
-    assert page.status_code in (401, 303, 302, 403)
     with gov_world.client("rev1") as reviewer:  # reviewers see the scores: they judge the candidates
         assert all(
             c["similarity"] is not None

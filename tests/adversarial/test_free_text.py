@@ -52,7 +52,7 @@ def test_review_notes_refuse_control_characters(gov_world: GovWorld, search_id: 
 def test_multiline_notes_keep_line_breaks(gov_world: GovWorld, search_id: int) -> None:
     with gov_world.client("rev2") as reviewer:
         r = reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/2/review",
+            f"/api/v1/searches/{search_id}/candidates/1/review",
             json={"decision": "not_a_match", "notes": "ear shape differs\r\nchin too"},
         )
         assert r.status_code == 200, r.text

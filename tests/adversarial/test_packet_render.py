@@ -16,6 +16,7 @@ from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import select
 
 from facetrail.context import AppContext
+from facetrail.governance.policy import active_version
 from facetrail.reports.packet import OPERATOR_SCOPE, Packet, PacketRenderError, collect_packet
 from facetrail.reports.packet_pdf import render_pdf
 from facetrail.storage.models import AuditRecord, SearchRecord
@@ -190,6 +191,7 @@ def test_every_text_field_renders(notes: str, justification: str, other: str, ca
 @pytest.mark.parametrize("backend_ctx", BACKENDS, indirect=True)
 def test_a_failed_render_is_audited_as_failed_not_delivered(backend_ctx: AppContext) -> None:
     ctx = backend_ctx
+    active_version(ctx)  # the policy in force, recorded as every search does
     with ctx.db.transaction() as s:
         s.add(
             SearchRecord(
@@ -223,4 +225,4 @@ def test_a_failed_render_is_audited_as_failed_not_delivered(backend_ctx: AppCont
     assert packet.rendered is not None and packet.rendered.startswith(b"%PDF")
     with ctx.db.read() as s:
         last = s.execute(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).scalar_one()
-    assert (last.action, last.outcome, last.seq) == ("case.packet", "ok", packet.audit_seq)
+        assert (last.action, last.outcome, last.seq) == ("case.packet", "ok", packet.audit_seq)

@@ -98,6 +98,7 @@ _READ_PERMISSIONS = frozenset(
         Permission.AUDIT_READ,
         Permission.REPORT_READ,
         Permission.CASE_PACKET,
+        Permission.ROLE_GRANTS_VIEW,
     }
 )
 SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
