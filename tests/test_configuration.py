@@ -13,7 +13,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACETRAIL_CONFIG", raising=False)
     s = Settings()
     assert s.images.max_bytes == 40 * 1024 * 1024
-    assert s.images.max_pixels == 80_000_000
+    assert s.images.max_pixels == 50_000_000
     assert s.detection.detector == "yunet"
     assert s.verify.target_fmr == 1e-3
 
@@ -26,7 +26,7 @@ def test_toml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     s = Settings()
     assert s.images.max_bytes == 555  # the environment wins over the file
     assert s.images.min_side == 20  # the file wins over the default; the rest of [images] is untouched
-    assert s.images.max_pixels == 80_000_000
+    assert s.images.max_pixels == 50_000_000
     assert s.detection.detector == "retinaface"
 
 

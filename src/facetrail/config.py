@@ -18,7 +18,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 class ImageLimits(BaseModel):
     max_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(
-        80_000_000, description="Largest accepted width×height, checked from the header before decoding."
+        50_000_000, description="Largest accepted width×height, checked from the header before decoding."
+    )
+    decode_max_pixels: int = Field(
+        25_000_000,
+        description="Images with more pixels are decoded at reduced size (JPEG: 1/2, 1/4 or 1/8 while decoding, "
+        "never at full size; other formats: reduced right after decoding).",
+    )
+    max_concurrent_decodes: int = Field(
+        2, ge=1, description="At most this many images are decoded at once in one process (bounds memory)."
     )
     min_side: int = Field(16, description="Smallest accepted width or height, in pixels.")
 
@@ -152,6 +160,51 @@ class GovernanceSettings(BaseModel):
     )
 
 
+class OversightSettings(BaseModel):
+    records_url: str = Field(
+        "",
+        description="The agency's records system, for case verification (policy cases.verification = "
+        '\'records_system\'): FaceTrail GETs URL?case_number=N and expects JSON {"status": "open"|"closed", '
+        '"offense": "..."}; 404 means no such case.',
+    )
+    records_timeout_seconds: float = Field(3.0, gt=0, description="Timeout of one records-system request.")
+    records_fail_open: bool = Field(
+        False,
+        description="When the records system cannot be reached: False (default) refuses the search "
+        "(fail closed); True lets it run, audited as unverified.",
+    )
+    records_cache_seconds: float = Field(
+        60.0, ge=0, description="How long a records-system answer is reused for the same case number."
+    )
+    detect_after_search: bool = Field(
+        True, description="Run the (incremental) anomaly rules for the searcher after each search, off the request."
+    )
+    schedule_minutes: float = Field(
+        15.0, description="The server scans for anomalies and sends pending notifications this often; 0: off."
+    )
+    smtp_host: str = Field("", description="SMTP server for oversight e-mails; empty: no e-mail (web UI only).")
+    smtp_port: int = Field(587, description="SMTP port.")
+    smtp_tls: str = Field("starttls", description="'starttls' (default), 'ssl' (implicit TLS) or 'none'.")
+    smtp_username: str = Field("", description="SMTP login, if the server needs one.")
+    smtp_password: str = Field("", description="SMTP password (never logged).")
+    smtp_sender: str = Field("facetrail@localhost", description="The From address of oversight e-mails.")
+    smtp_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one SMTP conversation.")
+    notify_recipients: list[str] = Field(
+        default_factory=list,
+        description="Addresses that get every alert and every sample draw (e.g. an oversight mailbox).",
+    )
+    unit_recipients: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per unit name: the addresses of its reviewers/supervisors for its alerts."
+    )
+    notify_retry_seconds: float = Field(
+        60.0, ge=0, description="Wait before retrying a failed e-mail (doubles each try)."
+    )
+    notify_max_attempts: int = Field(8, ge=1, description="Attempts before an e-mail is marked failed for good.")
+    public_url: str = Field(
+        "", description="This server's address, for links in e-mails (e.g. https://facetrail.example)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -175,6 +228,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    oversight: OversightSettings = OversightSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from auth_world import AuthWorld, make_world, signed_in
-from live_server import PASSWORD, LiveServer, login, start_server, stop_server
+from live_server import ADMIN_FIRST_PASSWORD, PASSWORD, LiveServer, login, start_server, stop_server
 
 NEW_PASSWORD = "Another-horse-battery-7"
 FACE = Path(__file__).resolve().parent.parent / "fixtures" / "face_recognition" / "obama.jpg"
@@ -133,3 +133,25 @@ def test_token_lifetime_is_at_most_90_days(world: AuthWorld) -> None:
     expires = dt.datetime.fromisoformat(r.json()["token"]["expires_at"])
     assert expires - dt.datetime.now(dt.UTC) <= dt.timedelta(days=90)
     user.close()
+
+
+def test_first_start_password_from_the_environment_is_never_logged(server: LiveServer) -> None:
+    """Whoever reads the server's log (operators, log shippers) must not learn the first administrator
+    password when it came from FACETRAIL_ADMIN_PASSWORD."""
+    log = server.log()
+    assert "First start" in log  # the server did bootstrap the administrator in this run
+    assert ADMIN_FIRST_PASSWORD not in log
+
+
+def test_case_numbers_with_a_slash_reach_their_packet(world: AuthWorld) -> None:
+    """Agencies write case numbers like 2026/0042: /cases/{case}/packet must serve them (raw or %2F)."""
+    world.new_user("slash.auditor", role="auditor")
+    auditor, _ = login(world.server, "slash.auditor", PASSWORD)
+    for path in ("/api/v1/cases/2026/0042/packet", "/api/v1/cases/2026%2F0042/packet"):
+        r = auditor.get(path, params={"format": "json"})
+        # No search is recorded for the case here: the packet route itself answers, naming the whole case
+        # number (before, the router answered a bare 404 for a path it did not know).
+        error = r.json()["error"]
+        assert r.status_code == 404 and error["code"] == "case_not_found", (path, r.text[:200])
+        assert error["details"]["case_number"] == "2026/0042"
+    auditor.close()

@@ -86,6 +86,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/searches/{search_id}/commitment"): frozenset({AUD}),
     ("POST", "/api/v1/role-grants/{grant_id}/approve"): frozenset({ADM}),
     ("POST", "/api/v1/role-grants/{grant_id}/cancel"): frozenset({ADM}),
+    ("GET", "/api/v1/oversight/alerts"): frozenset({REV, AUD}),
+    ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): frozenset({REV, AUD}),
+    ("GET", "/api/v1/oversight/samples"): frozenset({AUD}),
+    ("POST", "/api/v1/oversight/samples/{item_id}/finding"): frozenset({AUD}),
+    ("GET", "/api/v1/oversight/notifications"): frozenset({REV, AUD}),
 }
 
 _counter = iter(range(1, 10_000))
@@ -108,6 +113,8 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "case_number": "NO-SUCH-CASE",
         "request_id": "999999",
         "grant_id": "999999",
+        "alert_id": "999999",
+        "item_id": "999999",
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -147,6 +154,10 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
             "json": {"decision": "not_a_match", "reason": "role matrix"}
         },
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
+        ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): {"json": {"note": "role matrix"}},
+        ("POST", "/api/v1/oversight/samples/{item_id}/finding"): {
+            "json": {"case_real": True, "justification_adequate": True, "offense_right": True}
+        },
     }
     return {"method": method, "url": url, **bodies.get((method, path), {})}
 

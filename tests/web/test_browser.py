@@ -757,3 +757,83 @@ def test_a_held_subject_cannot_be_deleted_from_the_ui(browser: Any, server: Serv
     assert page.locator(".face-grid img").count() >= 1  # still there
     no_csp_violations(page)
     page.context.close()
+
+
+def test_oversight_alert_is_acknowledged_and_a_sample_finding_recorded(
+    browser: Any, server: Server, screenshots: Path, calibrated: None
+) -> None:
+    """The same photo searched under three case numbers raises an alert (detection runs on the server after each
+    search); bob, a reviewer of the unit, sees it with alice's timeline chart and acknowledges it with a note; an
+    audit sample is drawn from the chain and dave, an auditor, records a finding on a drawn search."""
+    import datetime as dt
+
+    from facetrail.audit.service import take_checkpoint
+    from facetrail.config import Settings
+    from facetrail.context import open_context
+    from facetrail.governance.oversight_rules import SamplingRules
+    from facetrail.oversight import sampling
+
+    page = new_page(browser, server)
+    sign_in(page, "alice", PASSWORDS["alice"])
+    for case in ("2026-OV-0001", "2026-OV-0002", "2026-OV-0003"):
+        _fill_search(page, case, "robbery", "warrant", probe=BIDEN)
+        page.click("button:has-text('Search with the chosen face')")
+        page.wait_for_url(re.compile(r".*/searches/\d+$"))
+    assert page.locator("a[href='/oversight']").count() == 0  # investigators have no Oversight page
+    assert page.request.get("/oversight").status == 403
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "bob", PASSWORDS["bob"])
+    page.goto("/oversight")
+    alert = page.locator("section[data-testid^=alert-]", has_text="probe_reused_across_cases").first
+    for _ in range(50):  # detection runs off the request, on the server's worker
+        if alert.count():
+            break
+        page.wait_for_timeout(200)
+        page.goto("/oversight")
+        alert = page.locator("section[data-testid^=alert-]", has_text="probe_reused_across_cases").first
+    assert "alice" in alert.inner_text() and alert.get_by_test_id("alert-status").inner_text() == "open"
+    assert loaded(page.get_by_test_id("timeline-alice"))
+    shoot(page, screenshots, "90-oversight-alert")
+    alert.get_by_label("Note (what you found or did)").fill("Three robberies with one suspect photo; cases checked.")
+    alert.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url("**/oversight?done=acked*")
+    alert = page.locator("section[data-testid^=alert-]", has_text="probe_reused_across_cases").first
+    assert alert.get_by_test_id("alert-status").inner_text() == "acknowledged"
+    assert "by user:bob" in alert.get_by_test_id("alert-ack").inner_text()
+    assert page.locator("[data-testid=samples]").count() == 0  # the audit sample is for auditors
+    shoot(page, screenshots, "91-oversight-acknowledged")
+    no_csp_violations(page)
+    page.context.close()
+
+    # The period ends now; a checkpoint after it seeds the draw (what the server's schedule does each period).
+    ctx = open_context(Settings(data_dir=server.data_dir), migrate=False)  # type: ignore[call-arg]
+    try:
+        end = dt.datetime.now(dt.UTC)
+        take_checkpoint(ctx.db, ctx.checkpoints_path, ctx.audit_key_path, "cli:browser-test")
+        draw = sampling.draw_period(
+            ctx, "browser:1", end - dt.timedelta(days=1), end, SamplingRules(share=0.5, minimum=1), actor="cli:test"
+        )
+    finally:
+        ctx.close()
+    assert draw["search_ids"]
+
+    page = new_page(browser, server)
+    sign_in(page, "dave", PASSWORDS["dave"])
+    page.goto("/oversight")
+    assert "acknowledged" in page.get_by_test_id("alerts").inner_text()  # auditors see every unit's alerts
+    item = page.locator("section[data-testid^=sample-]", has_text=f"search {draw['search_ids'][0]}").first
+    assert item.get_by_test_id("sample-verdict").inner_text() == "to check"
+    shoot(page, screenshots, "92-oversight-sample")
+    item.get_by_label("case real").check()
+    item.get_by_label("offense right").check()
+    item.get_by_label("Note (required when a check fails)").fill("Justification does not say why this suspect.")
+    item.get_by_role("button", name="Record finding").click()
+    page.wait_for_url("**/oversight?done=found*")
+    item = page.locator("section[data-testid^=sample-]", has_text=f"search {draw['search_ids'][0]}").first
+    assert item.get_by_test_id("sample-verdict").inner_text() == "inadequate"
+    assert "by user:dave" in item.get_by_test_id("sample-finding").inner_text()
+    shoot(page, screenshots, "93-oversight-finding")
+    no_csp_violations(page)
+    page.context.close()

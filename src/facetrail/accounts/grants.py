@@ -36,7 +36,7 @@ SYSTEM = "system"
 
 
 class RoleGrant(Base):
-    """A pending or past grant of a privileged role (migration 0009)."""
+    """A pending or past grant of a privileged role (migration 0012)."""
 
     __tablename__ = "role_grants"
 

@@ -155,10 +155,11 @@ def _locked(user: User) -> bool:
 # --- bootstrap --------------------------------------------------------------------------------------------
 
 
-def bootstrap_admin(ctx: AppContext) -> tuple[str, str] | None:
+def bootstrap_admin(ctx: AppContext) -> tuple[str, str | None] | None:
     """With no users at all, create one administrator. Returns (username, one-time password) or None.
 
     The password comes from FACETRAIL_ADMIN_PASSWORD if set, else is random; it must be changed at first login.
+    A password from the environment is returned as None: whoever set it knows it, and it must never reach a log.
     """
     username = ctx.settings.auth.bootstrap_admin_username
     with ctx.db.transaction() as s:
@@ -184,7 +185,7 @@ def bootstrap_admin(ctx: AppContext) -> tuple[str, str] | None:
             target=f"user:{username}",
             details={"role": "administrator", "password_from_env": from_env},
         )
-    return username, password
+    return username, None if from_env else password
 
 
 # --- units and users (administrators) ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy.sql import Select
 
 from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit
+from facetrail.cases import hooks
 from facetrail.cases.probe import PIPELINE_LOCK, ProbeAnalysis, ProbeFace, analyze_upload
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
@@ -31,7 +32,7 @@ from facetrail.gallery.search import (
 )
 from facetrail.governance import approvals as governance
 from facetrail.governance import release
-from facetrail.governance.policy import active_policy, similarity_floor_for
+from facetrail.governance.policy import active_policy, active_version, similarity_floor_for
 from facetrail.policy.roles import Permission, PermissionDeniedError
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
 
@@ -246,6 +247,7 @@ def run_search(
     try:
         governance.authorize_search(ctx, who, req, approval_id)
         _check_fields(ctx, req)
+        hooks.before_search(ctx, who, req, active_version(ctx)[1], approval_id)  # limits, case verification
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
         chosen = _choose_face(analysis, req.face_index)
@@ -270,6 +272,7 @@ def run_search(
             legal_basis=req.legal_basis,
             analyzed=analyzed,
         )
+    hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     view = get_search(ctx, who, result.search_id, audit=False)
     return SearchView(**{**view.__dict__, "gallery_size": result.gallery_size, "probe_face": chosen})
 
@@ -286,6 +289,7 @@ def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: Search
     try:
         governance.authorize_search(ctx, who, req, None)
         _check_fields(ctx, req)
+        hooks.before_search(ctx, who, req, active_version(ctx)[1], None)  # limits, case verification
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
         chosen = _choose_face(analysis, req.face_index)
@@ -308,6 +312,7 @@ def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: Search
             unit_id=who.unit_id,
             legal_basis=req.legal_basis,
         )
+    hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     return get_search(ctx, who, result.search_id, audit=False)
 
 

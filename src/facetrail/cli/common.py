@@ -40,7 +40,9 @@ def cli_actor() -> str:
 
 def open_cli_context() -> Any:
     from facetrail.context import open_context
+    from facetrail.oversight.guard import install as install_oversight
 
+    install_oversight()  # searches run from the CLI pass the same oversight guard as the server's
     return open_context()
 
 

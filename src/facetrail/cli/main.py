@@ -141,6 +141,7 @@ COMMAND_MODULES = (
     "report_cmd",
     "retention_cmd",
     "governance_cmd",
+    "oversight_cmd",
 )
 
 

@@ -31,7 +31,10 @@ def serve(
         username, password = created
         console.rule("[bold]First start: an administrator account was created")
         console.print(f"username: [bold]{username}[/]")
-        console.print(f"one-time password: [bold]{password}[/]  (shown once; it must be changed at first login)")
+        if password is None:  # from FACETRAIL_ADMIN_PASSWORD: never printed (logs are kept and shared)
+            console.print("one-time password: the one in FACETRAIL_ADMIN_PASSWORD (it must be changed at first login)")
+        else:
+            console.print(f"one-time password: [bold]{password}[/]  (shown once; it must be changed at first login)")
         console.rule()
     settings = ctx.settings
     host = host or settings.server.host

@@ -3,13 +3,23 @@
 The format is sniffed from the bytes (Pillow's magic-number detection), never the file name. Size limits are
 checked before any pixel is decoded: the file size first, then width×height from the header, which stops
 decompression bombs without allocating their pixels.
+
+Memory is bounded further for images within the limits: at most ``images.max_concurrent_decodes`` decodes
+run at once per process, and an image over ``images.decode_max_pixels`` comes out reduced (a JPEG is decoded
+at 1/2, 1/4 or 1/8 scale by libjpeg itself, so its full size is never held; other formats are reduced right
+after decoding). tests/adversarial/test_resource_bombs.py fires 16 concurrent bombs at a real server.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
+import math
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +52,31 @@ Image.MAX_IMAGE_PIXELS = None
 # Pillow warns about damaged metadata (malformed EXIF, oversized TIFF tags) and reads on; so do we. A filter
 # set once is thread-safe, unlike catch_warnings around each call.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
+_DECODERS: dict[int, ThreadPoolExecutor] = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def _decoders(size: int) -> ThreadPoolExecutor:
+    """The process-wide pool of that many decoding threads (one pool per configured size).
+
+    A pool rather than a semaphore: the allocator keeps freed memory per thread arena, so if any of a server's
+    request threads could decode, each would keep a full decode's worth of memory resident. Decoding only
+    on these few threads bounds both the concurrent work and what stays resident afterwards.
+    """
+    with _DECODERS_LOCK:
+        pool = _DECODERS.get(size)
+        if pool is None:
+            pool = _DECODERS[size] = ThreadPoolExecutor(max(1, size), thread_name_prefix="facetrail-decode")
+        return pool
+
+
+def _reduction(width: int, height: int, max_pixels: int) -> int:
+    """The smallest integer factor that brings width×height within max_pixels (1 = none)."""
+    if width * height <= max_pixels:
+        return 1
+    return math.ceil(math.sqrt(width * height / max_pixels))
 
 
 def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
@@ -111,6 +146,48 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             limit=limits.min_side,
         )
     original_mode = img.mode
+    pixels, exif_transposed = (
+        _decoders(limits.max_concurrent_decodes).submit(_decode_bounded, img, fmt, limits).result()
+    )
+    return DecodedImage(
+        pixels=pixels,
+        format=fmt,
+        original_mode=original_mode,
+        sha256=hashlib.sha256(data).hexdigest(),
+        byte_size=len(data),
+        exif_transposed=bool(exif_transposed),
+    )
+
+
+def _decode_bounded(img: Image.Image, fmt: str, limits: ImageLimits) -> tuple[np.ndarray, bool]:
+    """_decode_pixels, then hand a large decode's freed memory back to the system at once (glibc keeps it
+    otherwise, and a few bombs would leave the process holding their peak for good)."""
+    try:
+        return _decode_pixels(img, fmt, limits)
+    finally:
+        if img.width * img.height > limits.decode_max_pixels // 4 and _LIBC is not None:
+            _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _decode_pixels(img: Image.Image, fmt: str, limits: ImageLimits) -> tuple[np.ndarray, bool]:
+    """Decode (within a decode slot), orient, convert and, if over decode_max_pixels, reduce."""
+    width, height = img.size
+    factor = _reduction(width, height, limits.decode_max_pixels)
+    if factor > 1 and fmt in ("JPEG", "MPO"):
+        # libjpeg decodes at 1/2, 1/4 or 1/8 directly; draft picks the largest of those at least this size.
+        img.draft(img.mode, (math.ceil(width / factor), math.ceil(height / factor)))
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP/TIFF: the first frame only
@@ -129,15 +206,12 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
         rgb = _to_rgb(transposed)
     except Exception as exc:
         raise CorruptImageError(f"image pixels could not be converted: {_describe(exc)}") from None
+    del transposed, img  # the full-size decode is no longer needed once converted
+    remaining = _reduction(rgb.width, rgb.height, limits.decode_max_pixels)
+    if remaining > 1:
+        rgb = rgb.reduce(remaining)
     pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])  # RGB → BGR
-    return DecodedImage(
-        pixels=pixels,
-        format=fmt,
-        original_mode=original_mode,
-        sha256=hashlib.sha256(data).hexdigest(),
-        byte_size=len(data),
-        exif_transposed=bool(exif_transposed),
-    )
+    return pixels, bool(exif_transposed)
 
 
 _MAGIC = (

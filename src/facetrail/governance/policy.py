@@ -30,6 +30,7 @@ from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.governance.models import PolicyVersion
+from facetrail.governance.oversight_rules import AlertRules, CaseRules, LimitRules, SamplingRules
 from facetrail.storage.models import SearchRecord, utcnow
 
 ABSOLUTE_MIN_CANDIDATES, ABSOLUTE_MAX_CANDIDATES = 2, 50
@@ -106,6 +107,11 @@ class Policy(_Strict):
     retention: RetentionRules = RetentionRules()
     training: TrainingRules = TrainingRules()
     review: ReviewRules = ReviewRules()
+    # Oversight (docs/oversight.md): applied by facetrail.oversight through the search path's hook.
+    limits: LimitRules = LimitRules()
+    cases: CaseRules = CaseRules()
+    alerts: AlertRules = AlertRules()
+    sampling: SamplingRules = SamplingRules()
 
     @model_validator(mode="after")
     def _approval_within_search(self) -> Policy:

@@ -40,6 +40,11 @@ class Permission(StrEnum):
     TRAINING_MANAGE = "training.manage"  # record users' search training
     ROLE_GRANTS_VIEW = "role_grants.view"  # see pending and past grants of reviewer / administrator roles
     REVIEW_ADJUDICATE = "review.adjudicate"  # settle two reviewers' disagreement (named adjudicators only)
+    OVERSIGHT_VIEW_UNIT = "oversight.view_unit"  # the unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_VIEW_ALL = "oversight.view_all"  # every unit's oversight alerts, timelines and e-mails
+    OVERSIGHT_ACK = "oversight.ack"  # acknowledge an alert in one's scope, with a note
+    AUDIT_SAMPLE = "audit.sample"  # see the random audit sample and record findings
+    CASES_MANAGE = "cases.manage"  # import the agency's case list
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -71,6 +76,11 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.ROLE_GRANTS_VIEW: frozenset({_R, _A, _D}),
     # A reviewer, and only one the policy names in review.adjudicators (checked by governance.release).
     Permission.REVIEW_ADJUDICATE: frozenset({_R}),
+    Permission.OVERSIGHT_VIEW_UNIT: frozenset({_R}),
+    Permission.OVERSIGHT_VIEW_ALL: frozenset({_A}),
+    Permission.OVERSIGHT_ACK: frozenset({_R, _A}),
+    Permission.AUDIT_SAMPLE: frozenset({_A}),
+    Permission.CASES_MANAGE: frozenset({_D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 
@@ -99,6 +109,8 @@ _READ_PERMISSIONS = frozenset(
         Permission.REPORT_READ,
         Permission.CASE_PACKET,
         Permission.ROLE_GRANTS_VIEW,
+        Permission.OVERSIGHT_VIEW_UNIT,
+        Permission.OVERSIGHT_VIEW_ALL,
     }
 )
 SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {

@@ -121,6 +121,20 @@ def trained_users(session: Session, at: dt.datetime) -> dict[int, bool] | None:
     return trained_at(session, at)
 
 
+def oversight_alert_rows(session: Session, low: dt.datetime, high: dt.datetime) -> list[list[Any]] | None:
+    """Anomaly alerts raised in the period, by rule: raised, acknowledged (counted, never named)."""
+    from facetrail.oversight.reporting import alert_counts
+
+    return alert_counts(session, low, high)
+
+
+def oversight_sample_rows(session: Session, low: dt.datetime, high: dt.datetime) -> list[list[Any]] | None:
+    """Random audit samples of the period and the auditors' findings."""
+    from facetrail.oversight.reporting import sample_counts
+
+    return sample_counts(session, low, high)
+
+
 # ------------------------------------------------------------------ collecting
 
 
@@ -402,6 +416,20 @@ def collect_report(
                 "emergency searches and their after-the-fact approvals",
                 emergency_rows(s, low, high),
                 ["outcome", "searches"],
+            ),
+            _hook_section(
+                "oversight_alerts",
+                "Oversight alerts",
+                "anomaly alerts raised (by rule) and how many a supervisor or auditor has acknowledged",
+                oversight_alert_rows(s, low, high),
+                ["rule", "raised", "acknowledged"],
+            ),
+            _hook_section(
+                "audit_sample",
+                "Random audit sample and findings",
+                "searches drawn at random for an auditor's check, and the findings",
+                oversight_sample_rows(s, low, high),
+                ["item", "count"],
             ),
             _gallery_section(s, low, high),
             _user_section(s, low, high),

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import facetrail
 from facetrail.context import AppContext, open_context
 from facetrail.errors import FaceTrailError
+from facetrail.oversight.guard import install as install_oversight
 from facetrail.policy.roles import AuthenticationError
 from facetrail.service.errors import error_body, status_for
 from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -32,6 +33,7 @@ API_MODULES = (
     "reports",
     "retention",
     "governance",
+    "oversight",
 )
 WEB_MODULE = "facetrail.web.routes"
 
@@ -51,6 +53,7 @@ def create_app(ctx: AppContext | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    install_oversight()  # limits, case verification and anomaly detection on every search path
     app.add_middleware(AuditContextMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=ctx.settings.server.max_upload_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -72,18 +72,27 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        exceeded = False
 
         async def guarded_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # The framework caught our exception while parsing the body and answers 400 ("error parsing
+                # the body"): replace that answer with the one that names the problem.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_413(send, self.max_bytes)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -111,6 +111,8 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
         items.append(("/galleries", "Galleries"))
     if who.can(Permission.AUDIT_READ):
         items.append(("/audit", "Audit"))
+    if who.can(Permission.OVERSIGHT_VIEW_UNIT) or who.can(Permission.OVERSIGHT_VIEW_ALL):
+        items.append(("/oversight", "Oversight"))
     if who.can(Permission.REPORT_READ) or who.can(Permission.CASE_PACKET):
         items.append(("/reports", "Reports"))
     if who.can(Permission.USERS_MANAGE):

@@ -21,7 +21,7 @@ from facetrail.errors import FaceTrailError
 from facetrail.policy.roles import Permission
 from facetrail.service.api.auth import set_session_cookie
 from facetrail.service.deps import SESSION_COOKIE, client_ip, get_ctx, optional_principal
-from facetrail.web import admin_pages, audit_pages, gallery_pages, governance_pages, search_pages
+from facetrail.web import admin_pages, audit_pages, gallery_pages, governance_pages, oversight_pages, search_pages
 from facetrail.web.common import (
     LOGIN_CSRF_COOKIE,
     WEB_DIR,
@@ -53,7 +53,7 @@ ERROR_HEADINGS = {
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(router)
-    for module in (search_pages, governance_pages, gallery_pages, audit_pages, admin_pages):
+    for module in (search_pages, governance_pages, oversight_pages, gallery_pages, audit_pages, admin_pages):
         app.include_router(module.router)
 
     @app.exception_handler(WebRedirect)

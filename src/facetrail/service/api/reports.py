@@ -33,8 +33,9 @@ def _safe_name(text: str) -> str:
 
 
 @router.get(
-    "/cases/{case_number}/packet",
-    summary="A case's disclosure packet, PDF or JSON (audited)",
+    "/cases/{case_number:path}/packet",
+    summary="A case's disclosure packet, PDF or JSON (audited). The case number may contain '/' "
+    "(send it as is or as %2F).",
     response_class=Response,
     responses={
         200: {
