@@ -120,11 +120,25 @@ class World:
         return self.server.client(self.tokens[role])
 
 
-def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str, unit: str | None) -> str:
-    """Create the user, change its one-time password, and return an API token for it."""
+def make_user(
+    admin: httpx.Client,
+    server: LiveServer,
+    username: str,
+    role: str,
+    unit: str | None,
+    approver: httpx.Client | None = None,
+) -> str:
+    """Create the user, change its one-time password, and return an API token for it. Where a second
+    administrator exists, a reviewer or administrator grant waits for its approval: ``approver`` (another
+    administrator) gives it, as separation of duties requires."""
     r = admin.post("/api/v1/users", json={"username": username, "role": role, "unit": unit})
     assert r.status_code == 201, r.text
     one_time = r.json()["one_time_password"]
+    grant = r.json().get("pending_grant")
+    if grant is not None:
+        assert approver is not None, f"{username}: the {role} grant needs a second administrator's approval"
+        approved = approver.post(f"/api/v1/role-grants/{grant['id']}/approve")
+        assert approved.status_code == 200, approved.text
     client, _ = login(server, username, one_time)
     try:
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})

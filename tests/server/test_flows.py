@@ -324,7 +324,10 @@ def test_nobody_reviews_their_own_search(world: World) -> None:
         assert r.status_code == 201, r.text
         search_id = r.json()["search_id"]
         r = world.admin.patch("/api/v1/users/switch.user", json={"role": "reviewer"})
-        assert r.status_code == 200 and r.json()["user"]["role"] == "reviewer"
+        assert r.status_code == 200 and r.json()["user"]["role"] == "investigator"  # a grant, pending
+        with world.as_role("administrator") as second_admin:  # separation of duties: another admin approves
+            approved = second_admin.post(f"/api/v1/role-grants/{r.json()['pending_grant']['id']}/approve")
+        assert approved.status_code == 200 and approved.json()["status"] == "effective", approved.text
         r = user.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})
         assert r.status_code == 403 and "own search" in r.json()["error"]["message"]
     denied = [
