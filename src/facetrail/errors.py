@@ -1,4 +1,9 @@
-"""Errors with stable codes. The CLI maps them to exit codes, the API to HTTP statuses."""
+"""Errors with stable codes, in one place. Each class carries its CLI exit code and its HTTP status: a subclass
+inherits both unless it names its own, so the class hierarchy is the one mapping (no table elsewhere).
+
+Every package raises these (or subclasses of them, next to the code that raises them); nothing here imports
+any other part of FaceTrail.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ class FaceTrailError(Exception):
 
     code = "error"
     exit_code = 1
+    http_status = 400
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -37,16 +43,19 @@ class EmptyImageError(ImageError):
 
 class ImageTooLargeError(ImageError):
     code = "image_too_large"
+    http_status = 413
 
 
 class ImageTooManyPixelsError(ImageError):
     """Also raised for decompression bombs: checked from the header, before decoding pixels."""
 
     code = "image_too_many_pixels"
+    http_status = 413
 
 
 class ImageNotFoundError(ImageError):
     code = "image_not_found"
+    http_status = 404
 
 
 class ImageTooSmallError(ImageError):
@@ -68,6 +77,7 @@ class TruncatedImageError(CorruptImageError):
 class NoFaceError(FaceTrailError):
     code = "no_face"
     exit_code = 4
+    http_status = 422
 
 
 class FaceIndexError(BadInputError):
@@ -81,7 +91,41 @@ class ModelError(FaceTrailError):
 
     code = "model_error"
     exit_code = 5
+    http_status = 500
 
 
 class ModelMismatchError(ModelError):
     code = "model_mismatch"
+    http_status = 409
+
+
+class NotFoundError(BadInputError):
+    """Something named does not exist, or is outside the caller's scope (which must read the same)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(BadInputError):
+    """The request contradicts the current state (already decided, already exists, on hold)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class ThrottledError(FaceTrailError):
+    code = "too_many_attempts"
+    exit_code = 6
+    http_status = 429
+
+
+class AuthenticationError(FaceTrailError):
+    code = "unauthenticated"
+    exit_code = 6
+    http_status = 401
+
+
+class PermissionDeniedError(FaceTrailError):
+    code = "forbidden"
+    exit_code = 6
+    http_status = 403

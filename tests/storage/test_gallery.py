@@ -24,13 +24,12 @@ from facetrail.gallery.service import (
     GalleryNotFoundError,
     SubjectNotFoundError,
     create_gallery,
-    delete_face,
-    delete_subject,
     get_gallery,
     get_subject,
     list_galleries,
     pipeline_for,
 )
+from facetrail.retention.deletion import delete_face, delete_subject
 from facetrail.storage.models import AuditRecord, Face, Gallery, Subject
 
 FACEAPI = Path(__file__).parents[1] / "fixtures" / "faceapi"  # amy, raj, sheldon: two portraits each

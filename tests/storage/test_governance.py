@@ -21,19 +21,21 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import Principal, create_api_token, principal_for
+from facetrail.accounts.service import create_api_token, principal_for
+from facetrail.cases import requests
+from facetrail.cases.probe import SearchRequest
 from facetrail.cases.reviews import list_reviews, review_candidate
-from facetrail.cases.searches import SearchRequest, candidate_thumbnail, get_search, run_search
+from facetrail.cases.searches import candidate_thumbnail, get_search, run_search
 from facetrail.cli.main import app as cli_app
 from facetrail.config import get_settings
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
+from facetrail.errors import FaceTrailError, PermissionDeniedError
 from facetrail.governance import approvals
 from facetrail.governance.models import SearchApproval, TrainingRecord
 from facetrail.governance.policy import PolicyError, active_version, apply_policy, default_policy_text
 from facetrail.governance.release import DecisionFinalError
 from facetrail.governance.training import TrainingRequiredError, record_training
-from facetrail.policy.roles import PermissionDeniedError
+from facetrail.policy.principal import Principal
 from facetrail.service.app import create_app
 from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
 
@@ -288,7 +290,7 @@ def test_approving_ones_own_request_is_refused(world: World) -> None:
             update(SearchApproval).where(SearchApproval.id == rid).values(requester_id=world.users["rita"].user_id)
         )
     with pytest.raises(PermissionDeniedError, match="own"):
-        approvals.approve(ctx, world.users["rita"], rid)
+        requests.approve(ctx, world.users["rita"], rid)
     r = world.api("rita", "POST", f"/search-requests/{rid}/deny", json={"reason": "no"})
     assert r.status_code == 403
     refused = [

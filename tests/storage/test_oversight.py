@@ -27,19 +27,20 @@ from index_helpers import create_gallery, enroll_photos
 from sqlalchemy import event, select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import Principal, principal_for
+from facetrail.accounts.service import principal_for
 from facetrail.audit.export import export_audit
 from facetrail.audit.service import take_checkpoint
 from facetrail.cases import hooks
-from facetrail.cases.searches import SearchRequest, run_search
+from facetrail.cases.probe import SearchRequest
+from facetrail.cases.searches import run_search
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
+from facetrail.errors import FaceTrailError, PermissionDeniedError
 from facetrail.governance.policy import apply_policy, default_policy_text
 from facetrail.governance.training import record_training
 from facetrail.oversight import alerts, cases, notify, sampling
 from facetrail.oversight.guard import install
 from facetrail.oversight.models import Alert, Notification
-from facetrail.policy.roles import PermissionDeniedError
+from facetrail.policy.principal import Principal
 from facetrail.reports.transparency import collect_report
 from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
 

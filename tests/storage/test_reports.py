@@ -18,16 +18,18 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
-from facetrail.accounts.service import Principal, principal_for
+from facetrail.accounts.service import principal_for
 from facetrail.audit.log import append_audit
 from facetrail.cases.reviews import review_candidate
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery.search import search_gallery
-from facetrail.gallery.service import GalleryNotFoundError, delete_subject
+from facetrail.gallery.service import GalleryNotFoundError
+from facetrail.policy.principal import Principal
 from facetrail.reports.packet import OPERATOR_SCOPE, CaseNotFoundError, collect_packet, scope_for
 from facetrail.reports.packet_pdf import write_packet_files
 from facetrail.reports.transparency import collect_report, write_report
+from facetrail.retention.deletion import delete_subject
 from facetrail.storage.models import AuditRecord, SearchRecord, Unit, User
 
 CASE = "2026-0042"

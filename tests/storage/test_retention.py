@@ -20,16 +20,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
-from facetrail.accounts.service import Principal, bootstrap_admin, create_api_token
+from facetrail.accounts.service import bootstrap_admin, create_api_token
 from facetrail.audit.log import verify_chain
 from facetrail.config import Settings
 from facetrail.context import AppContext
 from facetrail.gallery.enroll import EnrollOptions, enroll
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.gallery.manifest import EnrollItem, items_from_paths
-from facetrail.gallery.service import create_gallery, delete_face, delete_subject, get_subject
+from facetrail.gallery.service import create_gallery, get_subject
 from facetrail.governance.policy import active_policy
-from facetrail.retention.deletion import get_certificate
+from facetrail.policy.principal import Principal
+from facetrail.retention.deletion import delete_face, delete_subject, get_certificate
 from facetrail.retention.holds import LegalHoldError, add_hold, lift_hold
 from facetrail.retention.rules import RetentionRuleError, parse_rule, set_disposition, set_rule
 from facetrail.retention.run import run_retention

@@ -204,7 +204,7 @@ def test_gallery_of_another_model_is_a_clear_error(ctx: AppContext) -> None:
 
 
 def test_a_deleted_face_is_never_a_candidate(ctx: AppContext, gallery: list[EnrolledFace]) -> None:
-    from facetrail.gallery.service import delete_subject
+    from facetrail.retention.deletion import delete_subject
 
     delete_subject(ctx, "bookings", "OBAMA", actor="t", reason="expunged")
     result = search_gallery(ctx, OBAMA2, gallery="bookings", actor="t", **PURPOSE)
@@ -233,8 +233,9 @@ def investigator_token(ctx: AppContext, *, trained: bool = True) -> str:
     """An API token of a unit's investigator (the CLI searches as a signed-in user, like the web UI and API)."""
     import datetime as dt
 
-    from facetrail.accounts.service import Principal, create_api_token, create_unit, create_user, principal_for
+    from facetrail.accounts.service import create_api_token, create_unit, create_user, principal_for
     from facetrail.governance.training import record_training
+    from facetrail.policy.principal import Principal
     from facetrail.storage.models import User
 
     admin = Principal(user_id=None, username="admin", role="administrator", unit_id=None, unit_name=None, via="cli")
@@ -339,7 +340,7 @@ def test_end_to_end_with_the_enrolment_service(ctx: AppContext) -> None:
     from facetrail.gallery.enroll import EnrollOptions, enroll
     from facetrail.gallery.manifest import EnrollItem
     from facetrail.gallery.service import create_gallery as create_real_gallery
-    from facetrail.gallery.service import delete_subject
+    from facetrail.retention.deletion import delete_subject
 
     create_real_gallery(ctx, "e2e", legal_basis="test", source_system="tests", actor="t")
     items = [EnrollItem(path=path, subject_id=external_id) for external_id, path in GALLERY_PHOTOS.items()]

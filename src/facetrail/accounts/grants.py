@@ -24,9 +24,10 @@ from sqlalchemy import ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError
-from facetrail.policy.roles import Permission, PermissionDeniedError, Role
+from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
+from facetrail.policy.roles import Permission, Role
 from facetrail.storage.models import Base, User, WebSession, utcnow
 
 PRIVILEGED = frozenset({Role.REVIEWER.value, Role.ADMINISTRATOR.value})
@@ -192,17 +193,8 @@ def apply_due(ctx: AppContext) -> int:
     return len(due)
 
 
-def _refused(ctx: AppContext, actor: str, action: str, target: str, error: Exception, context: dict[str, Any]) -> None:
-    code = getattr(error, "code", "error")
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=actor,
-            action=action,
-            target=target,
-            outcome="denied" if isinstance(error, PermissionDeniedError) else "refused",
-            details={"error": {"code": code, "message": str(error)[:500]}, **context},
-        )
+def _refused(ctx: AppContext, who: Any, action: str, target: str, error: FaceTrailError) -> None:
+    audit_refusal(ctx, who, action, target, error)  # the one refusal gate
 
 
 def approve_grant(ctx: AppContext, who: Any, grant_id: int) -> dict[str, Any]:
@@ -228,7 +220,7 @@ def approve_grant(ctx: AppContext, who: Any, grant_id: int) -> dict[str, Any]:
             _make_effective(s, grant, who.actor)
             return grant_dict(s, grant)
     except (BadInputError, PermissionDeniedError) as exc:
-        _refused(ctx, who.actor, "role.grant.approve", target, exc, who.audit_context())
+        _refused(ctx, who, "role.grant.approve", target, exc)
         raise
 
 
@@ -257,7 +249,7 @@ def cancel_grant(ctx: AppContext, who: Any, grant_id: int, reason: str = "") -> 
             )
             return grant_dict(s, grant)
     except (BadInputError, PermissionDeniedError) as exc:
-        _refused(ctx, who.actor, "role.grant.cancel", target, exc, who.audit_context())
+        _refused(ctx, who, "role.grant.cancel", target, exc)
         raise
 
 
@@ -283,7 +275,7 @@ def list_grants(ctx: AppContext, who: Any, *, pending_only: bool = False) -> lis
     """Reviewers, auditors and administrators see every grant (pending first); others are refused (audited)."""
     if not who.can(Permission.ROLE_GRANTS_VIEW):
         error = PermissionDeniedError(f"role '{who.role}' may not view role grants")
-        _refused(ctx, who.actor, "role.grant.list", "role-grants", error, who.audit_context())
+        _refused(ctx, who, "role.grant.list", "role-grants", error)
         raise error
     apply_due(ctx)
     query = select(RoleGrant).order_by(RoleGrant.id.desc())

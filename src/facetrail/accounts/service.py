@@ -23,7 +23,6 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,17 +37,18 @@ from facetrail.accounts.passwords import (
     verify_password,
 )
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.policy.roles import (
+from facetrail.errors import (
     AuthenticationError,
-    Permission,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
     PermissionDeniedError,
-    Role,
-    TokenScope,
-    allowed,
-    scope_allows,
+    ThrottledError,
 )
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission, Role, TokenScope
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
 from facetrail.text import check_text
 
@@ -59,58 +59,6 @@ LOGIN_FAILED_MESSAGE = (
     "sign-in failed: wrong username or password, or the account is locked after repeated failures "
     "(wait and try again, or ask an administrator)"
 )
-
-
-class ThrottledError(FaceTrailError):
-    code = "too_many_attempts"
-    exit_code = 6
-
-
-class NotFoundError(BadInputError):
-    code = "not_found"
-
-
-class ConflictError(BadInputError):
-    code = "conflict"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is acting: resolved from a session cookie, an API token, or the local CLI."""
-
-    user_id: int | None
-    username: str
-    role: str
-    unit_id: int | None
-    unit_name: str | None
-    must_change_password: bool = False
-    via: str = "session"  # session | token | cli
-    ip: str = ""
-    user_agent: str = ""
-    scope: str = TokenScope.FULL.value  # an API token's scope; sessions and the CLI act in full
-    session_id: int | None = None  # the browser session this principal came from, if any
-
-    @property
-    def actor(self) -> str:
-        return f"user:{self.username}" if self.via != "cli" else self.username
-
-    def can(self, permission: Permission) -> bool:
-        return allowed(self.role, permission) and scope_allows(self.scope, permission)
-
-    def refusal_reason(self, permission: Permission) -> str:
-        if not allowed(self.role, permission):
-            return f"role '{self.role}' may not {permission.value}"
-        return f"this API token's scope '{self.scope}' does not allow {permission.value}"
-
-    def require(self, permission: Permission) -> None:
-        if not self.can(permission):
-            raise PermissionDeniedError(self.refusal_reason(permission), permission=permission.value)
-
-    def audit_context(self) -> dict[str, Any]:
-        context = {"via": self.via, "ip": self.ip, "user_agent": self.user_agent[:300], "role": self.role}
-        if self.via == "token":
-            context["scope"] = self.scope
-        return context
 
 
 def _sha256(text: str) -> str:
@@ -343,16 +291,9 @@ def update_user(
     try:
         return _update_user(ctx, by, username, role, unit, disabled, reset_password)
     except grants.SeparationOfDutiesError as exc:
-        with ctx.db.transaction() as s:
-            append_audit(
-                s,
-                actor=by.actor,
-                action="user.update",
-                target=f"user:{username}",
-                outcome="denied",
-                details={"error": exc.to_dict(), "role": role, "disabled": disabled, **by.audit_context()},
-            )
-        raise
+        raise refuse(
+            ctx, by, "user.update", f"user:{username}", exc, details={"role": role, "disabled": disabled}
+        ) from None
 
 
 def _update_user(

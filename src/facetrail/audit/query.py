@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.export import EXPORT_FIELDS, ExportResult, export_audit, parse_time
 from facetrail.audit.log import AuditVerification, append_audit
 from facetrail.audit.service import verify_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import AuditRecord
 

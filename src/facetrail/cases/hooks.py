@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Protocol
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
-    from facetrail.accounts.service import Principal
-    from facetrail.cases.searches import SearchRequest
+    from facetrail.cases.probe import SearchRequest
     from facetrail.context import AppContext
     from facetrail.governance.policy import Policy
+    from facetrail.policy.principal import Principal
 
 log = logging.getLogger(__name__)
 

@@ -1,27 +1,55 @@
-"""An uploaded photo's faces, for a client to check quality and pick one (detect), and 1:1 verify of two uploads."""
+"""An uploaded photo's faces, for a client to check quality and pick one (detect), 1:1 verify of two uploads,
+and what a search asks for (``SearchRequest``) and which probe face it searches (``choose_face``).
+
+Everything that runs or approves a search starts here: cases.searches (running one), cases.requests (prior
+approval and emergency searches) and the API, web and CLI doors.
+"""
 
 from __future__ import annotations
 
 import base64
-import os
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 
-from facetrail.accounts.service import Principal
 from facetrail.api import VerifyResult, verify
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.faces.pipeline import AnalyzedFace
+from facetrail.errors import FaceTrailError
+from facetrail.faces.pipeline import PIPELINE_LOCK, AnalyzedFace
 from facetrail.faces.types import DecodedImage, Embedding
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 
-# The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
-# analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
-PIPELINE_LOCK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 THUMBNAIL_JPEG_QUALITY = 90
+
+
+class FaceChoiceRequiredError(FaceTrailError):
+    """The probe has several faces and none was chosen: the client shows ``details.faces`` and asks again."""
+
+    code = "face_choice_required"
+    http_status = 409
+
+
+class ProbeQualityError(FaceTrailError):
+    """The chosen face fails the quality checks; ``details.reasons`` says why."""
+
+    code = "probe_quality_failed"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What a 1:N search asks for, whichever door it came through (API, web form, CLI, an approved request)."""
+
+    gallery: str
+    case_number: str
+    offense: str
+    legal_basis: str
+    justification: str
+    candidates: int = 20
+    face_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,3 +162,25 @@ def verify_uploads(
             },
         )
     return result
+
+
+def choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace | None:
+    """The face to search, or a refusal: several faces and no choice, or the chosen face fails quality.
+    None when there is no usable face: the search core then gives the precise error (no_face / out of range)."""
+    faces = analysis.faces
+    if not faces or (face_index is not None and not 0 <= face_index < len(faces)):
+        return None
+    if face_index is None and len(faces) > 1:
+        raise FaceChoiceRequiredError(
+            f"the probe has {len(faces)} faces; choose one (face_index 0-{len(faces) - 1}) and search again",
+            faces=[f.to_dict() for f in faces],
+        )
+    chosen = faces[face_index or 0]
+    if not chosen.passes_quality:
+        raise ProbeQualityError(
+            "the probe face fails the quality checks: " + "; ".join(chosen.quality["reasons"]),
+            face_index=chosen.index,
+            reasons=list(chosen.quality["reasons"]),
+            quality=chosen.quality,
+        )
+    return chosen

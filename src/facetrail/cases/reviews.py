@@ -10,13 +10,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.cases.searches import SearchNotFoundError, deny, load_in_scope, review_dict, shown_candidates
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
 from facetrail.governance import approvals, release
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, utcnow
 from facetrail.text import check_text
 
@@ -31,17 +32,9 @@ class Decision(StrEnum):
 
 
 def refuse_review(ctx: AppContext, who: Principal, target: str, error: E, *, action: str = "review.decide") -> E:
-    """Audit a refused decision (bad notes or decision, not allowed) and hand the error back to raise."""
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=target,
-            outcome="denied" if isinstance(error, PermissionDeniedError) else "refused",
-            details={"error": {"code": error.code, "message": error.message[:500]}, **who.audit_context()},
-        )
-    return error
+    """Audit a refused decision (bad notes or decision, not allowed) through the one refusal gate and hand the
+    error back to raise."""
+    return refuse(ctx, who, action, target, error)
 
 
 def review_candidate(

@@ -18,12 +18,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.sql import Select
 
-from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.cases import hooks
-from facetrail.cases.probe import PIPELINE_LOCK, ProbeAnalysis, ProbeFace, analyze_upload
+from facetrail.cases.probe import ProbeFace, SearchRequest, analyze_upload, choose_face
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
+from facetrail.faces.pipeline import PIPELINE_LOCK
 from facetrail.gallery.search import (
     LEADS_NOTICE,
     search_gallery,
@@ -33,7 +34,8 @@ from facetrail.gallery.search import (
 from facetrail.governance import approvals as governance
 from facetrail.governance import release
 from facetrail.governance.policy import active_policy, active_version, similarity_floor_for
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
 
 SUBJECT_CHECK = "verify_subject"
@@ -42,31 +44,6 @@ VIEW_PERMISSIONS = (Permission.SEARCH_VIEW_OWN, Permission.SEARCH_VIEW_UNIT, Per
 
 class SearchNotFoundError(NotFoundError):
     code = "search_not_found"
-
-
-class FaceChoiceRequiredError(FaceTrailError):
-    """The probe has several faces and none was chosen: the client shows ``details.faces`` and asks again."""
-
-    code = "face_choice_required"
-    http_status = 409
-
-
-class ProbeQualityError(FaceTrailError):
-    """The chosen face fails the quality checks; ``details.reasons`` says why."""
-
-    code = "probe_quality_failed"
-    http_status = 422
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    gallery: str
-    case_number: str
-    offense: str
-    legal_basis: str
-    justification: str
-    candidates: int = 20
-    face_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,16 +91,8 @@ class SearchView:
 
 
 def deny(ctx: AppContext, who: Principal, action: str, target: str, reason: str) -> PermissionDeniedError:
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=target,
-            outcome="denied",
-            details={"reason": reason, **who.audit_context()},
-        )
-    return PermissionDeniedError(reason)
+    """A refused view or decision (audited 'denied', with the reason)."""
+    return refuse(ctx, who, action, target, PermissionDeniedError(reason), details={"reason": reason})
 
 
 def can_view_searches(who: Principal) -> bool:
@@ -187,53 +156,36 @@ def _refuse(
     error: FaceTrailError,
     probe_sha256: str | None,
 ) -> FaceTrailError:
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action="search",
-            target=f"gallery:{req.gallery[:200]}",
-            outcome="refused",
-            details={
-                "case_number": req.case_number[:200],
-                "offense": req.offense[:200],
-                "legal_basis": req.legal_basis[:200],
-                "gallery": req.gallery[:200],
-                "face_index": req.face_index,
-                "candidates_requested": req.candidates,
-                "probe_sha256": probe_sha256,
-                "error": {"code": error.code, "message": error.message[:500]},
-                **who.audit_context(),
-            },
-        )
-    return error
+    return refuse(
+        ctx,
+        who,
+        "search",
+        f"gallery:{req.gallery}",
+        error,
+        details={
+            **search_echo(req),
+            "face_index": req.face_index,
+            "candidates_requested": req.candidates,
+            "probe_sha256": probe_sha256,
+        },
+        outcome="refused",
+    )
+
+
+def search_echo(req: SearchRequest) -> dict[str, Any]:
+    """What identifies a refused search or request in its audit record (never the justification or probe)."""
+    return {
+        "case_number": req.case_number,
+        "offense": req.offense,
+        "legal_basis": req.legal_basis,
+        "gallery": req.gallery,
+    }
 
 
 def _check_fields(ctx: AppContext, req: SearchRequest) -> None:
     """Everything but the probe, before the probe is analysed."""
     validate_purpose(req.case_number, req.offense, req.justification)
     validate_candidates(req.candidates)  # offense, legal basis and the policy's bounds: governance.authorize_search
-
-
-def _choose_face(analysis: ProbeAnalysis, face_index: int | None) -> ProbeFace | None:
-    """The face to search, or a refusal: several faces and no choice, or the chosen face fails quality."""
-    faces = analysis.faces
-    if not faces or (face_index is not None and not 0 <= face_index < len(faces)):
-        return None  # the search core gives the precise error (no_face / face_index_out_of_range)
-    if face_index is None and len(faces) > 1:
-        raise FaceChoiceRequiredError(
-            f"the probe has {len(faces)} faces; choose one (face_index 0-{len(faces) - 1}) and search again",
-            faces=[f.to_dict() for f in faces],
-        )
-    chosen = faces[face_index or 0]
-    if not chosen.passes_quality:
-        raise ProbeQualityError(
-            "the probe face fails the quality checks: " + "; ".join(chosen.quality["reasons"]),
-            face_index=chosen.index,
-            reasons=list(chosen.quality["reasons"]),
-            quality=chosen.quality,
-        )
-    return chosen
 
 
 def run_search(
@@ -250,7 +202,7 @@ def run_search(
         hooks.before_search(ctx, who, req, active_version(ctx)[1], approval_id)  # limits, case verification
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
-        chosen = _choose_face(analysis, req.face_index)
+        chosen = choose_face(analysis, req.face_index)
     except FaceTrailError as exc:
         raise _refuse(ctx, who, req, exc, sha) from None
     # No usable face: the core analyses the probe itself and gives (and audits) the precise error.
@@ -292,7 +244,7 @@ def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: Search
         hooks.before_search(ctx, who, req, active_version(ctx)[1], None)  # limits, case verification
         analysis = analyze_upload(ctx, probe)
         sha = analysis.sha256
-        chosen = _choose_face(analysis, req.face_index)
+        chosen = choose_face(analysis, req.face_index)
         if chosen is None:
             raise BadInputError("the probe has no usable face (or face_index is out of range)", field="probe")
     except FaceTrailError as exc:

@@ -13,7 +13,7 @@ from rich.console import Console
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
-    from facetrail.accounts.service import Principal
+    from facetrail.policy.principal import Principal
 
 console = Console()
 err_console = Console(stderr=True)
@@ -62,7 +62,7 @@ def signed_in(ctx: Any, token: str | None) -> Principal:
     pass the same gates (role, unit, training, policy, approval, two-person review) as the web UI and the
     REST API: there is no operator bypass."""
     from facetrail.accounts.service import resolve_api_token
-    from facetrail.policy.roles import AuthenticationError
+    from facetrail.errors import AuthenticationError
 
     principal = resolve_api_token(ctx, token or "", user_agent="facetrail-cli") if token else None
     if principal is None:

@@ -164,6 +164,25 @@ def subject_command(
     console.print(table)
 
 
+def _delete(name: str, *, external_id: str | None, face_id: int | None, reason: str, as_json: bool) -> None:
+    """delete-subject and delete-face: one certified deletion (facetrail.retention.deletion)."""
+    from facetrail.retention.deletion import delete_enrolled
+
+    ctx = open_cli_context()
+    try:
+        result = delete_enrolled(ctx, name, external_id=external_id, face_id=face_id, actor=cli_actor(), reason=reason)
+    except FaceTrailError as exc:
+        fail(exc, as_json)
+    finally:
+        ctx.close()
+    if as_json:
+        print_json({"ok": True, **result})
+    elif face_id is not None:
+        console.print(f"deleted face {face_id} from {name}")
+    else:
+        console.print(f"deleted subject {external_id} and {len(result['deleted_face_ids'])} face(s) from {name}")
+
+
 @gallery_app.command("delete-subject")
 def delete_subject_command(
     name: Annotated[str, typer.Argument(help="Gallery name.")],
@@ -172,19 +191,7 @@ def delete_subject_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete a subject, its faces, their vectors and their stored images."""
-    from facetrail.gallery.service import delete_subject
-
-    ctx = open_cli_context()
-    try:
-        result = delete_subject(ctx, name, external_id, actor=cli_actor(), reason=reason)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
-    if as_json:
-        print_json({"ok": True, **result})
-    else:
-        console.print(f"deleted subject {external_id} and {len(result['deleted_face_ids'])} face(s) from {name}")
+    _delete(name, external_id=external_id, face_id=None, reason=reason, as_json=as_json)
 
 
 @gallery_app.command("delete-face")
@@ -195,19 +202,7 @@ def delete_face_command(
     as_json: JsonOption = False,
 ) -> None:
     """Delete one face, its vector and its stored image."""
-    from facetrail.gallery.service import delete_face
-
-    ctx = open_cli_context()
-    try:
-        result = delete_face(ctx, name, face_id, actor=cli_actor(), reason=reason)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
-    if as_json:
-        print_json({"ok": True, **result})
-    else:
-        console.print(f"deleted face {face_id} from {name}")
+    _delete(name, external_id=None, face_id=face_id, reason=reason, as_json=as_json)
 
 
 class _RichProgress:

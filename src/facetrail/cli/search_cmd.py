@@ -33,7 +33,8 @@ def search_command(
     as_json: JsonOption = False,
 ) -> None:
     """Search a gallery. The result is a candidate list of investigative leads, never an identification."""
-    from facetrail.cases.searches import SearchRequest, run_search
+    from facetrail.cases.probe import SearchRequest
+    from facetrail.cases.searches import run_search
     from facetrail.faces.decode import read_image_bytes
 
     ctx = open_cli_context()
@@ -125,7 +126,8 @@ def verify_subject_command(
 ) -> None:
     """1:1 check of one enrolled subject. It is a search: the same gate (training, case, offense, legal basis,
     justification, approvals), recorded and reviewed like one; nothing is shown until two reviewers release it."""
-    from facetrail.cases.searches import SearchRequest, run_subject_check
+    from facetrail.cases.probe import SearchRequest
+    from facetrail.cases.searches import run_subject_check
     from facetrail.faces.decode import read_image_bytes
 
     ctx = open_cli_context()

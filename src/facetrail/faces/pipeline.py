@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,9 +14,14 @@ from facetrail.config import Settings, get_settings
 from facetrail.errors import FaceIndexError, NoFaceError
 from facetrail.faces.decode import decode_image, read_image_bytes
 from facetrail.faces.detect import FaceDetector, detect_faces, make_detector
-from facetrail.faces.embed import FaceEmbedder, make_embedder
+from facetrail.faces.embed import make_embedder
 from facetrail.faces.quality import assess_quality
-from facetrail.faces.types import DecodedImage, DetectedFace, Embedding, QualityReport
+from facetrail.faces.types import DecodedImage, DetectedFace, Embedding, FaceEmbedder, QualityReport
+
+# The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
+# analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
+# Every server-side caller (search, detect, verify, enrollment from uploads, packets) holds it while it runs.
+PIPELINE_LOCK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -85,3 +86,22 @@ class Embedding:
     vector: np.ndarray  # float32, shape (d,)
     model_id: str
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class FaceEmbedder(Protocol):
+    model_id: str
+    dim: int
+
+    def aligned_crop(self, image_bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """The aligned face the model sees (BGR uint8), also used for quality and thumbnails."""
+        ...
+
+    def embed(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
+        """(len(faces), dim) float32, each row L2-normalised."""
+        ...
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

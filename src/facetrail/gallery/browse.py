@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.gallery import service as galleries
 from facetrail.gallery.service import FaceNotFoundError, GallerySummary, load_gallery
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import Face, Subject
 
@@ -116,13 +116,3 @@ def face_thumbnail(ctx: AppContext, who: Principal, face_id: int) -> bytes:
         if face is not None:
             return bytes(face.thumbnail)
     raise FaceNotFoundError(f"no face {face_id}", face_id=face_id)
-
-
-def delete_subject(ctx: AppContext, who: Principal, gallery: str, external_id: str, reason: str = "") -> dict[str, Any]:
-    who.require(Permission.GALLERY_MANAGE)
-    return galleries.delete_subject(ctx, gallery, external_id, actor=who.actor, reason=reason)
-
-
-def delete_face(ctx: AppContext, who: Principal, gallery: str, face_id: int, reason: str = "") -> dict[str, Any]:
-    who.require(Permission.GALLERY_MANAGE)
-    return galleries.delete_face(ctx, gallery, face_id, actor=who.actor, reason=reason)

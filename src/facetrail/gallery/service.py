@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit
 from facetrail.config import Settings
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, ModelMismatchError
+from facetrail.errors import BadInputError, ModelMismatchError, NotFoundError
 from facetrail.faces.pipeline import FacePipeline, get_pipeline
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.storage.models import Face, Gallery, Subject
 from facetrail.text import check_text
 
 
-class GalleryNotFoundError(BadInputError):
+class GalleryNotFoundError(NotFoundError):
     code = "gallery_not_found"
 
 
@@ -30,11 +30,11 @@ class GalleryExistsError(BadInputError):
     code = "gallery_exists"
 
 
-class SubjectNotFoundError(BadInputError):
+class SubjectNotFoundError(NotFoundError):
     code = "subject_not_found"
 
 
-class FaceNotFoundError(BadInputError):
+class FaceNotFoundError(NotFoundError):
     code = "face_not_found"
 
 
@@ -197,7 +197,7 @@ def check_model(ctx: AppContext, gallery: Gallery) -> str:
 def get_subject(ctx: AppContext, gallery_name: str, external_id: str) -> dict[str, Any]:
     with ctx.db.read() as session:
         gallery = load_gallery(session, gallery_name)
-        subject = _load_subject(session, gallery, external_id)
+        subject = load_subject(session, gallery, external_id)
         faces = session.execute(select(Face).where(Face.subject_id == subject.id).order_by(Face.id)).scalars()
         return {
             "gallery": gallery.name,
@@ -224,7 +224,8 @@ def get_subject(ctx: AppContext, gallery_name: str, external_id: str) -> dict[st
         }
 
 
-def _load_subject(session: Session, gallery: Gallery, external_id: str) -> Subject:
+def load_subject(session: Session, gallery: Gallery, external_id: str) -> Subject:
+    """The gallery's subject ``external_id`` (in the caller's session), or SubjectNotFoundError."""
     subject = session.execute(
         select(Subject).where(Subject.gallery_id == gallery.id, Subject.external_id == external_id)
     ).scalar_one_or_none()
@@ -233,31 +234,6 @@ def _load_subject(session: Session, gallery: Gallery, external_id: str) -> Subje
             f"gallery {gallery.name!r} has no subject {external_id!r}", gallery=gallery.name, subject=external_id
         )
     return subject
-
-
-def delete_subject(
-    ctx: AppContext, gallery_name: str, external_id: str, *, actor: str, reason: str = ""
-) -> dict[str, Any]:
-    """Delete a subject and all its faces, their vectors and (if no other face uses them) their images, and
-    issue a deletion certificate (facetrail.retention.deletion). Refused while a legal hold is in force."""
-    from facetrail.retention.deletion import delete_verifiably
-
-    certificate = delete_verifiably(ctx, gallery_name, external_id, face_ids=None, actor=actor, reason=reason)
-    return {
-        "gallery": gallery_name,
-        "external_id": external_id,
-        "deleted_face_ids": certificate["face_ids"],
-        "certificate_seq": certificate["seq"],
-    }
-
-
-def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str, reason: str = "") -> dict[str, Any]:
-    """Delete one face (its subject stays, even if it has no face left), its vector and its image, with a
-    deletion certificate. Refused while the subject is under a legal hold."""
-    from facetrail.retention.deletion import delete_verifiably
-
-    certificate = delete_verifiably(ctx, gallery_name, None, face_ids=[face_id], actor=actor, reason=reason)
-    return {"gallery": gallery_name, "deleted_face_ids": [face_id], "certificate_seq": certificate["seq"]}
 
 
 def referenced_hashes(session: Session) -> set[str]:
@@ -283,10 +259,9 @@ __all__ = [
     "SubjectNotFoundError",
     "check_model",
     "create_gallery",
-    "delete_face",
-    "delete_subject",
     "get_gallery",
     "get_subject",
     "list_galleries",
     "load_gallery",
+    "load_subject",
 ]

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery.enroll import EnrollOptions, enroll
 from facetrail.gallery.manifest import MAX_LENGTHS, EnrollItem
 from facetrail.gallery.service import load_gallery
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import Face, Subject
 from facetrail.text import check_text, find_forbidden
@@ -83,7 +83,7 @@ def enroll_uploads(
     ctx: AppContext, who: Principal, gallery: str, uploads: list[UploadedImage], *, largest_face: bool = False
 ) -> UploadEnrollment:
     """Enroll each uploaded image as one face of its subject; see the module docstring."""
-    from facetrail.cases.probe import PIPELINE_LOCK
+    from facetrail.faces.pipeline import PIPELINE_LOCK
 
     who.require(Permission.GALLERY_MANAGE)
     if not uploads:

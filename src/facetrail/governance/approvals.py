@@ -1,40 +1,38 @@
-"""Search authorisation: the policy and training checks every search passes, prior-approval requests and
-emergency searches.
+"""Search authorisation: the policy and training checks every search passes, and the state of prior-approval
+requests and emergency searches (pending, approved, denied, expired; locked results).
 
 - Every search (cases.searches.run_search calls ``authorize_search``): valid training, an allowed offense, a
   legal basis of the policy, the required fields, a candidate count within the policy's bounds. Where the
   policy asks for prior approval (offense or gallery), a search without an approved request is refused.
-- A prior REQUEST stores the probe in a separate pending store (data_dir/probes-pending) until decided: an
-  approval runs the search as the requester (results visible to them) and a denial drops the probe; either way
-  the pending copy is removed, and the kept-probe rule (keep_probe_images + retention) applies to the search.
-- An EMERGENCY search cites the policy's emergency legal basis and runs at once; a reviewer must approve it
-  within approval.emergency_window_hours, else (denied, or the window passed) its results are locked.
-Decisions are made by a reviewer of the requester's unit who is not the requester; a denial needs a reason.
+- A prior REQUEST's probe waits in a separate pending store (data_dir/probes-pending) until decided; an
+  undecided request expires (its probe deleted) after approval.request_expiry_hours.
+- An EMERGENCY search not approved within approval.emergency_window_hours (or denied) has its results locked
+  for everyone: ``require_unlocked`` refuses (audited) every view of them.
+
+The workflow that submits, approves and denies requests runs searches, so it sits above the search core in
+facetrail.cases.requests; this module never imports facetrail.cases.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from facetrail.accounts.service import ConflictError, NotFoundError, Principal, principal_for
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
 from facetrail.gallery.imagestore import ImageStore
 from facetrail.governance.models import SearchApproval
 from facetrail.governance.policy import Policy, active_version
 from facetrail.governance.training import require_training
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import SearchRecord, User, utcnow
 from facetrail.text import check_text, normalize_case_number
-
-if TYPE_CHECKING:
-    from facetrail.cases.searches import SearchRequest, SearchView
 
 PRIOR, EMERGENCY = "prior", "emergency"
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
@@ -63,6 +61,21 @@ class ResultsLockedError(FaceTrailError):
 
 class RequestNotFoundError(NotFoundError):
     code = "request_not_found"
+
+
+class SearchPurpose(Protocol):
+    """What authorisation reads of a search (facetrail.cases.probe.SearchRequest has it)."""
+
+    @property
+    def gallery(self) -> str: ...
+    @property
+    def case_number(self) -> str: ...
+    @property
+    def offense(self) -> str: ...
+    @property
+    def legal_basis(self) -> str: ...
+    @property
+    def candidates(self) -> int: ...
 
 
 def pending_store(ctx: AppContext) -> ImageStore:
@@ -95,7 +108,7 @@ def check_case_number(policy: Policy, case_number: str) -> str:
     return text
 
 
-def check_search_fields(policy: Policy, req: SearchRequest) -> None:
+def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
     """Case number, offense, legal basis, required fields and candidate count against the policy."""
     rules = policy.search
     check_case_number(policy, req.case_number)
@@ -117,7 +130,7 @@ def check_search_fields(policy: Policy, req: SearchRequest) -> None:
         )
 
 
-def authorize_search(ctx: AppContext, who: Principal, req: SearchRequest, approval_id: int | None) -> int:
+def authorize_search(ctx: AppContext, who: Principal, req: SearchPurpose, approval_id: int | None) -> int:
     """Raise unless this search may run now; returns the policy version in force. ``approval_id`` names the
     approved request or the emergency declaration this run belongs to (set by this module only)."""
     version, policy = active_version(ctx)
@@ -147,247 +160,10 @@ def authorize_search(ctx: AppContext, who: Principal, req: SearchRequest, approv
     return version
 
 
-# ------------------------------------------------------------------ requests and emergency searches
+# ------------------------------------------------------------------ pending probes and expiry
 
 
-@dataclass(frozen=True)
-class Submitted:
-    request: dict[str, Any]
-    search: SearchView | None  # emergency searches run at once
-
-
-def _refuse(
-    ctx: AppContext,
-    who: Principal,
-    action: str,
-    target: str,
-    error: FaceTrailError,
-    extra: dict[str, Any] | None = None,
-) -> FaceTrailError:
-    outcome = "denied" if isinstance(error, PermissionDeniedError) else "refused"
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=target,
-            outcome=outcome,
-            details={
-                **(extra or {}),
-                "error": {"code": error.code, "message": error.message[:500]},
-                **who.audit_context(),
-            },
-        )
-    return error
-
-
-def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *, emergency: bool) -> Submitted:
-    """A prior-approval request (stored, with its probe, until a reviewer decides) or an emergency search
-    (runs now; to be approved within the policy's window). Refusals are audited."""
-    from facetrail.cases.probe import analyze_upload
-    from facetrail.cases.searches import _choose_face, run_search
-
-    action = "search.emergency" if emergency else "search.request"
-    target = f"case:{req.case_number[:100]}"
-    echo = {
-        "case_number": req.case_number[:200],
-        "offense": req.offense[:200],
-        "gallery": req.gallery[:200],
-        "legal_basis": req.legal_basis[:200],
-    }
-    try:
-        who.require(Permission.SEARCH_RUN)
-        version, policy = active_version(ctx)
-        require_training(ctx, who)
-        check_search_fields(policy, req)
-        if emergency and req.legal_basis != policy.approval.emergency_legal_basis:
-            raise BadInputError(
-                f"an emergency search must cite {policy.approval.emergency_legal_basis!r}", field="legal_basis"
-            )
-        justification = check_text("justification", req.justification, max_len=2000)
-        analysis = analyze_upload(ctx, probe)
-        chosen = _choose_face(analysis, req.face_index)
-        if chosen is None:
-            raise BadInputError("the probe has no usable face (or face_index is out of range)", field="probe")
-    except FaceTrailError as exc:
-        raise _refuse(ctx, who, action, target, exc, echo) from None
-    now = utcnow()
-    row = SearchApproval(
-        kind=EMERGENCY if emergency else PRIOR,
-        status=PENDING,
-        requester_id=who.user_id,
-        unit_id=who.unit_id,
-        gallery_name=req.gallery,
-        case_number=normalize_case_number(req.case_number),
-        offense=req.offense,
-        legal_basis=req.legal_basis,
-        justification=justification,
-        candidates=req.candidates,
-        face_index=chosen.index,
-        probe_sha256=analysis.sha256,
-        probe_held=not emergency,
-        policy_version=version,
-        requested_at=now,
-        decision_reason="",
-        deadline=now
-        + dt.timedelta(
-            hours=policy.approval.emergency_window_hours if emergency else policy.approval.request_expiry_hours
-        ),
-    )
-    if not emergency:
-        pending_store(ctx).put(analysis.sha256, probe)
-        with ctx.db.transaction() as s:
-            s.add(row)
-            s.flush()
-            append_audit(
-                s,
-                actor=who.actor,
-                action=action,
-                target=f"request:{row.id}",
-                details={
-                    **echo,
-                    "request_id": row.id,
-                    "probe_sha256": analysis.sha256,
-                    "policy_version": version,
-                    **who.audit_context(),
-                },
-            )
-        return Submitted(request_dict(ctx, row), None)
-    with ctx.db.transaction() as s:
-        s.add(row)
-        s.flush()
-        row_id = row.id
-    try:
-        view = run_search(ctx, who, probe, req, approval_id=row_id)
-    except BaseException:
-        with ctx.db.transaction() as s:
-            s.delete(s.get(SearchApproval, row_id))
-        raise
-    with ctx.db.transaction() as s:
-        stored = s.get(SearchApproval, row_id)
-        assert stored is not None
-        stored.search_id = view.search_id
-        s.flush()
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=f"search:{view.search_id}",
-            details={
-                **echo,
-                "request_id": row_id,
-                "search_id": view.search_id,
-                "deadline": _aware(stored.deadline or now).isoformat(),
-                "policy_version": version,
-                **who.audit_context(),
-            },
-        )
-        return Submitted(request_dict(ctx, stored), view)
-
-
-def _load_for_decision(ctx: AppContext, who: Principal, request_id: int, action: str) -> SearchApproval:
-    target = f"request:{request_id}"
-    if not who.can(Permission.SEARCH_APPROVE):
-        raise _refuse(
-            ctx, who, action, target, PermissionDeniedError(f"role '{who.role}' may not approve or deny searches")
-        )
-    with ctx.db.read() as s:
-        row = s.get(SearchApproval, request_id)
-        if row is not None:
-            s.expunge(row)
-    if row is None or row.unit_id is None or row.unit_id != who.unit_id:
-        raise _refuse(ctx, who, action, target, RequestNotFoundError(f"no search request {request_id}"))
-    if row.requester_id == who.user_id:
-        raise _refuse(ctx, who, action, target, PermissionDeniedError("nobody approves or denies their own search"))
-    if row.status != PENDING:
-        raise _refuse(ctx, who, action, target, ConflictError(f"request {request_id} is already {row.status}"))
-    if row.deadline is not None and _aware(row.deadline) < utcnow():
-        _expire(ctx, [row.id])
-        if row.kind == PRIOR:
-            raise _refuse(
-                ctx,
-                who,
-                action,
-                target,
-                ConflictError(
-                    f"request {request_id} expired undecided; its probe was deleted: the investigator may ask again"
-                ),
-            )
-        raise _refuse(
-            ctx,
-            who,
-            action,
-            target,
-            ConflictError(
-                f"the approval window of emergency search {row.search_id} has passed: its results are locked"
-            ),
-        )
-    return row
-
-
-def _decide(ctx: AppContext, who: Principal, row_id: int, status: str, reason: str, action: str) -> SearchApproval:
-    with ctx.db.transaction() as s:
-        row = s.get(SearchApproval, row_id)
-        assert row is not None
-        if row.status != PENDING:  # decided concurrently
-            raise ConflictError(f"request {row_id} is already {row.status}")
-        row.status, row.decided_by_id, row.decided_at, row.decision_reason = status, who.user_id, utcnow(), reason
-        s.flush()
-        append_audit(
-            s,
-            actor=who.actor,
-            action=action,
-            target=f"request:{row_id}",
-            details={
-                "request_id": row_id,
-                "kind": row.kind,
-                "case_number": row.case_number,
-                "search_id": row.search_id,
-                "reason": reason,
-                **who.audit_context(),
-            },
-        )
-        s.expunge(row)
-        return row
-
-
-def _clean_reason(reason: str, required: bool) -> str:
-    return check_text("reason", reason, max_len=MAX_REASON, required=required, multiline=True)
-
-
-def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") -> dict[str, Any]:
-    """Approve a pending request (it then runs as the requester) or an emergency search (after the fact)."""
-    try:
-        text = _clean_reason(reason, required=False)
-    except BadInputError as exc:
-        raise _refuse(ctx, who, "search.approve", f"request:{request_id}", exc) from None
-    row = _load_for_decision(ctx, who, request_id, "search.approve")
-    row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")
-    if row.kind == PRIOR:
-        _run_approved(ctx, row)
-    with ctx.db.read() as s:
-        fresh = s.get(SearchApproval, row.id)
-        assert fresh is not None
-        return request_dict(ctx, fresh)
-
-
-def deny(ctx: AppContext, who: Principal, request_id: int, reason: str) -> dict[str, Any]:
-    """Deny a pending request (its probe is dropped) or an emergency search (its results lock). Reason required."""
-    try:
-        text = _clean_reason(reason, required=True)
-    except BadInputError as exc:
-        raise _refuse(ctx, who, "search.deny", f"request:{request_id}", exc) from None
-    row = _load_for_decision(ctx, who, request_id, "search.deny")
-    row = _decide(ctx, who, row.id, DENIED, text, "search.deny")
-    if row.kind == PRIOR:
-        _drop_probe(ctx, row.id)
-    with ctx.db.read() as s:
-        fresh = s.get(SearchApproval, row.id)
-        assert fresh is not None
-        return request_dict(ctx, fresh)
-
-
-def _drop_probe(ctx: AppContext, row_id: int) -> None:
+def drop_pending_probe(ctx: AppContext, row_id: int) -> None:
     with ctx.db.transaction() as s:
         row = s.get(SearchApproval, row_id)
         assert row is not None
@@ -402,35 +178,7 @@ def _drop_probe(ctx: AppContext, row_id: int) -> None:
         pending_store(ctx).remove(sha)
 
 
-def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
-    """Run an approved request as its requester; the results are theirs. The pending probe is then dropped."""
-    from facetrail.cases.searches import SearchRequest, run_search
-
-    with ctx.db.read() as s:
-        user = s.get(User, row.requester_id)
-        assert user is not None
-        requester = principal_for(user, via="approval")
-    probe = pending_store(ctx).path_for(row.probe_sha256).read_bytes()
-    req = SearchRequest(
-        gallery=row.gallery_name,
-        case_number=row.case_number,
-        offense=row.offense,
-        legal_basis=row.legal_basis,
-        justification=row.justification,
-        candidates=row.candidates,
-        face_index=row.face_index,
-    )
-    try:
-        view = run_search(ctx, requester, probe, req, approval_id=row.id)
-    finally:
-        _drop_probe(ctx, row.id)
-    with ctx.db.transaction() as s:
-        stored = s.get(SearchApproval, row.id)
-        assert stored is not None
-        stored.search_id = view.search_id
-
-
-def _expire(ctx: AppContext, ids: list[int]) -> None:
+def expire_requests(ctx: AppContext, ids: list[int]) -> None:
     expired_requests = []
     with ctx.db.transaction() as s:
         for row in s.execute(
@@ -460,7 +208,7 @@ def _expire(ctx: AppContext, ids: list[int]) -> None:
                 )
                 expired_requests.append(row.id)
     for row_id in expired_requests:  # an undecided request's held probe goes with it
-        _drop_probe(ctx, row_id)
+        drop_pending_probe(ctx, row_id)
 
 
 def expire_overdue(ctx: AppContext) -> int:
@@ -474,7 +222,7 @@ def expire_overdue(ctx: AppContext) -> int:
             if r.deadline is not None and _aware(r.deadline) < now
         ]
     if ids:
-        _expire(ctx, ids)
+        expire_requests(ctx, ids)
     return len(ids)
 
 
@@ -505,7 +253,7 @@ def require_unlocked(ctx: AppContext, who: Principal, record: SearchRecord, acti
     """Refuse (audited) any view of a locked emergency search's results, whoever asks."""
     if not results_locked(ctx, record.id):
         return
-    raise _refuse(
+    raise refuse(
         ctx,
         who,
         action,
@@ -565,7 +313,7 @@ def list_requests(ctx: AppContext, who: Principal, *, status: str | None = None)
     elif who.can(Permission.SEARCH_RUN) and who.user_id is not None:
         query = query.where(SearchApproval.requester_id == who.user_id)
     else:
-        raise _refuse(
+        raise refuse(
             ctx,
             who,
             "search.request.list",

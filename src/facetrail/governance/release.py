@@ -24,11 +24,12 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import Base, CandidateReview, SearchRecord, utcnow
 
 RELEASE_REVIEWERS = 2
@@ -185,16 +186,14 @@ def require_released(ctx: AppContext, who: Principal, record: SearchRecord, face
         return
     if face_id in released_faces(ctx, record):
         return
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action="search.thumbnail",
-            target=f"search:{record.id}",
-            outcome="denied",
-            details={"rank": rank, "reason": "candidate under review (not a released lead)", **who.audit_context()},
-        )
-    raise PermissionDeniedError("this candidate is under review: it is shown once two reviewers release it")
+    raise refuse(
+        ctx,
+        who,
+        "search.thumbnail",
+        f"search:{record.id}",
+        PermissionDeniedError("this candidate is under review: it is shown once two reviewers release it"),
+        details={"rank": rank, "reason": "candidate under review (not a released lead)"},
+    )
 
 
 def check_may_decide(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
@@ -203,39 +202,27 @@ def check_may_decide(ctx: AppContext, who: Principal, record: SearchRecord, face
     mine = decisions_on(ctx, record.id).get(face_id, {})
     votes = panel(mine, record.user_id)
     if who.user_id not in votes and len(votes) >= RELEASE_REVIEWERS:
-        with ctx.db.transaction() as s:
-            append_audit(
-                s,
-                actor=who.actor,
-                action="review.decide",
-                target=f"search:{record.id}",
-                outcome="refused",
-                details={
-                    "rank": rank,
-                    "reason": "review complete: two reviewers decided; a disagreement goes to adjudication",
-                    **who.audit_context(),
-                },
-            )
-        raise ReviewCompleteError(
-            "two reviewers have already decided this candidate; a third decision is never counted "
-            "(a disagreement is settled by adjudication under the policy)"
+        raise refuse(
+            ctx,
+            who,
+            "review.decide",
+            f"search:{record.id}",
+            ReviewCompleteError(
+                "two reviewers have already decided this candidate; a third decision is never counted "
+                "(a disagreement is settled by adjudication under the policy)"
+            ),
+            details={"rank": rank, "reason": "review complete: two reviewers decided"},
         )
     others = [r for r in votes if r != who.user_id]
     if who.user_id in votes and len(others) >= RELEASE_REVIEWERS - 1:
-        with ctx.db.transaction() as s:
-            append_audit(
-                s,
-                actor=who.actor,
-                action="review.decide",
-                target=f"search:{record.id}",
-                outcome="refused",
-                details={
-                    "rank": rank,
-                    "reason": "decision final: the other reviewer has decided",
-                    **who.audit_context(),
-                },
-            )
-        raise DecisionFinalError("both reviewers have decided this candidate; decisions are now final")
+        raise refuse(
+            ctx,
+            who,
+            "review.decide",
+            f"search:{record.id}",
+            DecisionFinalError("both reviewers have decided this candidate; decisions are now final"),
+            details={"rank": rank, "reason": "decision final: the other reviewer has decided"},
+        )
 
 
 def after_decision(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, NotFoundError
 from facetrail.governance.models import TrainingRecord
 from facetrail.governance.policy import active_policy
+from facetrail.policy.principal import Principal
 from facetrail.storage.models import User
 from facetrail.text import check_text
 

@@ -38,15 +38,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError
+from facetrail.errors import BadInputError, NotFoundError, PermissionDeniedError
 from facetrail.governance.oversight_rules import AlertRules, parse_hours, within_hours
 from facetrail.governance.policy import active_policy
 from facetrail.oversight import notify
 from facetrail.oversight.models import Alert
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, SearchRecord, Unit, User, utcnow
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,13 @@ from collections import Counter
 from matplotlib.figure import Figure
 from sqlalchemy import select
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
+from facetrail.errors import PermissionDeniedError
 from facetrail.oversight.alerts import AlertNotFoundError, aware, now_of
 from facetrail.oversight.models import Alert
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import SearchRecord, User
 
 DAYS = 28

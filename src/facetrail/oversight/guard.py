@@ -7,10 +7,9 @@ anomaly rules, queued to the background worker with the moment of the search.
 
 from __future__ import annotations
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.cases import hooks
-from facetrail.cases.searches import SearchRequest
+from facetrail.cases.probe import SearchRequest
 from facetrail.context import AppContext
 from facetrail.governance.approvals import APPROVED, PRIOR
 from facetrail.governance.models import SearchApproval
@@ -18,6 +17,7 @@ from facetrail.governance.policy import Policy
 from facetrail.oversight.alerts import WORKER, now_of
 from facetrail.oversight.cases import verify_case
 from facetrail.oversight.limits import check_limits
+from facetrail.policy.principal import Principal
 
 
 def _approved_request(ctx: AppContext, approval_id: int | None) -> bool:

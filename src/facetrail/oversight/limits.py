@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.governance.approvals import ApprovalRequiredError
 from facetrail.governance.oversight_rules import LimitRules, parse_hours, within_hours
 from facetrail.oversight.cases import normalise_case_number
+from facetrail.policy.principal import Principal
 from facetrail.storage.models import SearchRecord
 
 

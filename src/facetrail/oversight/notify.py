@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.oversight.models import Alert, Notification, SampleDraw
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import utcnow
 

@@ -25,15 +25,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from facetrail.accounts.service import ConflictError, NotFoundError, Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, ConflictError, FaceTrailError, NotFoundError, PermissionDeniedError
 from facetrail.governance.oversight_rules import SamplingRules
 from facetrail.governance.policy import active_policy
 from facetrail.oversight import notify
 from facetrail.oversight.models import SampleDraw, SampleItem
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.storage.models import AuditRecord, SearchRecord, Unit, utcnow
 
 ADEQUATE, INADEQUATE = "adequate", "inadequate"

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from facetrail.errors import FaceTrailError
+# Re-exported for code written before they moved to facetrail.errors (import them from there).
+from facetrail.errors import AuthenticationError as AuthenticationError
+from facetrail.errors import PermissionDeniedError as PermissionDeniedError
 
 
 class Role(StrEnum):
@@ -118,16 +120,6 @@ SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
     TokenScope.SEARCH: _READ_PERMISSIONS | {Permission.SEARCH_RUN, Permission.VERIFY_RUN, Permission.DETECT_RUN},
     TokenScope.FULL: frozenset(Permission),
 }
-
-
-class PermissionDeniedError(FaceTrailError):
-    code = "forbidden"
-    exit_code = 6
-
-
-class AuthenticationError(FaceTrailError):
-    code = "unauthenticated"
-    exit_code = 6
 
 
 def allowed(role: str, permission: Permission) -> bool:

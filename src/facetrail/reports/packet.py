@@ -28,12 +28,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail.accounts.service import NotFoundError, Principal
 from facetrail.audit.log import append_audit, canonical_json
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, NotFoundError
 from facetrail.gallery.search import LEADS_NOTICE, probe_store
 from facetrail.governance.release import ReviewAdjudication
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.reports.common import (
     RELEASE_REVIEWERS,
@@ -503,7 +503,8 @@ def _add_probe_thumbnail(ctx: AppContext, entry: dict[str, Any]) -> None:
     probe = entry["probe"]
     if not probe["image_kept"]:
         return
-    from facetrail.cases.probe import PIPELINE_LOCK, encode_jpeg
+    from facetrail.cases.probe import encode_jpeg
+    from facetrail.faces.pipeline import PIPELINE_LOCK
     from facetrail.gallery.service import pipeline_for
 
     path = probe_store(ctx).path_for(probe["sha256"])

@@ -31,10 +31,12 @@ from facetrail.context import AppContext
 from facetrail.gallery.index_sync import flush_indexes, remove_faces
 from facetrail.gallery.service import (
     FaceNotFoundError,
-    _load_subject,
     image_store,
     load_gallery,
+    load_subject,
 )
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.retention.holds import LegalHoldError, lock_subject, subject_hold_ids
 from facetrail.storage.models import Face
 
@@ -153,7 +155,7 @@ def delete_rows(
                     f"gallery {gallery.name!r} has no face {missing}", gallery=gallery.name, face_id=missing
                 )
             external_id = first.subject.external_id
-        subject = _load_subject(session, gallery, external_id)
+        subject = load_subject(session, gallery, external_id)
         lock_subject(session, subject)
         refused = subject_hold_ids(session, gallery.id, external_id)
         if not refused:
@@ -376,10 +378,57 @@ def delete_verifiably(
     return issue_certificates(ctx, [pending], purge_storage(ctx))[0]
 
 
+def delete_enrolled(
+    ctx: AppContext,
+    gallery_name: str,
+    *,
+    external_id: str | None = None,
+    face_id: int | None = None,
+    actor: str,
+    reason: str = "",
+) -> dict[str, Any]:
+    """A manual deletion: a whole subject (``external_id``) or one face (``face_id``; its subject stays, even
+    with no face left), with its vectors and images, certified. Refused (audited) under a legal hold."""
+    if (external_id is None) == (face_id is None):
+        raise ValueError("name either a subject or a face")
+    face_ids = None if face_id is None else [face_id]
+    certificate = delete_verifiably(ctx, gallery_name, external_id, face_ids=face_ids, actor=actor, reason=reason)
+    deleted = {
+        "gallery": gallery_name,
+        "deleted_face_ids": certificate["face_ids"],
+        "certificate_seq": certificate["seq"],
+    }
+    return deleted if face_id is not None else {**deleted, "external_id": external_id}
+
+
+def delete_enrolled_as(
+    ctx: AppContext,
+    who: Principal,
+    gallery_name: str,
+    *,
+    external_id: str | None = None,
+    face_id: int | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """``delete_enrolled`` for a signed-in user: gallery.manage only."""
+    who.require(Permission.GALLERY_MANAGE)
+    return delete_enrolled(ctx, gallery_name, external_id=external_id, face_id=face_id, actor=who.actor, reason=reason)
+
+
+def delete_subject(
+    ctx: AppContext, gallery_name: str, external_id: str, *, actor: str, reason: str = ""
+) -> dict[str, Any]:
+    return delete_enrolled(ctx, gallery_name, external_id=external_id, actor=actor, reason=reason)
+
+
+def delete_face(ctx: AppContext, gallery_name: str, face_id: int, *, actor: str, reason: str = "") -> dict[str, Any]:
+    return delete_enrolled(ctx, gallery_name, face_id=face_id, actor=actor, reason=reason)
+
+
 def get_certificate(ctx: AppContext, seq: int) -> dict[str, Any]:
     import json
 
-    from facetrail.accounts.service import NotFoundError
+    from facetrail.errors import NotFoundError
     from facetrail.storage.models import AuditRecord
 
     with ctx.db.read() as session:

@@ -12,11 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail.accounts.service import ConflictError, NotFoundError
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError
-from facetrail.gallery.service import _load_subject, load_gallery
+from facetrail.errors import BadInputError, ConflictError, NotFoundError
+from facetrail.gallery.service import load_gallery, load_subject
 from facetrail.retention.models import LegalHold
 from facetrail.storage.models import Gallery, Subject
 from facetrail.text import check_text
@@ -70,7 +69,7 @@ def add_hold(
     with ctx.db.transaction() as session:
         if subject is not None:
             gallery = load_gallery(session, subject[0])
-            found = _load_subject(session, gallery, subject[1])
+            found = load_subject(session, gallery, subject[1])
             lock_subject(session, found)
             hold = LegalHold(
                 kind="subject", gallery_id=gallery.id, external_id=found.external_id, reason=reason, created_by=actor

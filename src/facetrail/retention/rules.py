@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
-from facetrail.gallery.service import _load_subject, load_gallery
+from facetrail.gallery.service import load_gallery, load_subject
 from facetrail.retention.models import RetentionRuleRow, SubjectDisposition
 
 DISPOSITIONS = ("active", "released", "acquitted", "expunged")
@@ -147,7 +147,7 @@ def set_disposition(
         )
     with ctx.db.transaction() as session:
         gallery = load_gallery(session, gallery_name)
-        subject = _load_subject(session, gallery, external_id)
+        subject = load_subject(session, gallery, external_id)
         row = session.get(SubjectDisposition, subject.id)
         old = "active" if row is None else row.disposition
         if disposition == "active":

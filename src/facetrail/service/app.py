@@ -13,9 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import facetrail
 from facetrail.context import AppContext, open_context
-from facetrail.errors import FaceTrailError
+from facetrail.errors import AuthenticationError, FaceTrailError
 from facetrail.oversight.guard import install as install_oversight
-from facetrail.policy.roles import AuthenticationError
 from facetrail.service.errors import error_body, status_for
 from facetrail.service.middleware import AuditContextMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 
-from facetrail.accounts.service import Principal, resolve_api_token, resolve_session
+from facetrail.accounts.service import resolve_api_token, resolve_session
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
-from facetrail.policy.roles import AuthenticationError, Permission, PermissionDeniedError, TokenScope
+from facetrail.errors import AuthenticationError, FaceTrailError, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission, TokenScope
 
 SESSION_COOKIE = "facetrail_session"
 CSRF_HEADER = "x-csrf-token"

@@ -9,10 +9,10 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from facetrail.accounts import service as accounts
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.governance import training
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission, Role
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_require

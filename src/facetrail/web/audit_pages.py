@@ -14,11 +14,11 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.export import EXPORT_FORMATS
 from facetrail.audit.query import export_audit_file, query_audit, verify_audit_log
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, web_require

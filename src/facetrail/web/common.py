@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import (
     PasswordChangeRequiredError,

@@ -11,13 +11,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData, UploadFile
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.gallery import browse
 from facetrail.gallery.manifest import read_manifest
 from facetrail.gallery.uploads import FileOutcome, UploadedImage, enroll_uploads
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
+from facetrail.retention.deletion import delete_enrolled_as
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_require
 
@@ -229,5 +230,5 @@ def subject_delete(
             s=get_subject(ctx, name, external_id),
             error="Say why the subject is deleted.",
         )
-    browse.delete_subject(ctx, who, name, external_id, reason=reason)
+    delete_enrolled_as(ctx, who, name, external_id=external_id, reason=reason)
     return see_other(f"/galleries/{name}?done=deleted")

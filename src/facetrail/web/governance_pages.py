@@ -15,13 +15,14 @@ from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from facetrail.accounts import grants as role_grants
-from facetrail.accounts.service import Principal
+from facetrail.cases import requests
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
 from facetrail.governance import approvals
 from facetrail.governance import policy as policy_doc
 from facetrail.governance.models import PolicyVersion
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.reports.packet import collect_packet, scope_for
 from facetrail.reports.packet_pdf import render_pdf
 from facetrail.reports.transparency import collect_report, data_url, render_html, section_csv
@@ -87,9 +88,9 @@ def request_decide(
     reason = str(form.get("reason") or "")
     try:
         if decision == "approve":
-            approvals.approve(ctx, who, request_id, reason)
+            requests.approve(ctx, who, request_id, reason)
         elif decision == "deny":
-            approvals.deny(ctx, who, request_id, reason)
+            requests.deny(ctx, who, request_id, reason)
         else:
             raise BadInputError("decision must be approve or deny", field="decision")
     except PermissionDeniedError:

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError
+from facetrail.errors import FaceTrailError, PermissionDeniedError
 from facetrail.oversight import alerts, notify, sampling
 from facetrail.oversight.chart import timeline_png
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.service.api._common import require_any
 from facetrail.service.deps import get_ctx
 from facetrail.service.errors import status_for

@@ -99,7 +99,7 @@ def searched_face(
     if not path.is_file():
         return None
     pipeline = pipeline_for(ctx.settings)
-    from facetrail.cases.probe import PIPELINE_LOCK
+    from facetrail.faces.pipeline import PIPELINE_LOCK
 
     with PIPELINE_LOCK:
         image = pipeline.decode(path.read_bytes())

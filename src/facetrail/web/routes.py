@@ -15,9 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
 
 from facetrail.accounts import service as accounts
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api.auth import set_session_cookie
 from facetrail.service.deps import SESSION_COOKIE, client_ip, get_ctx, optional_principal

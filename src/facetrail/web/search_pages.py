@@ -14,13 +14,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData, UploadFile
 
-from facetrail.accounts.service import Principal
-from facetrail.cases.probe import data_url, detect_upload
+from facetrail.cases import requests
+from facetrail.cases.probe import FaceChoiceRequiredError, ProbeQualityError, SearchRequest, data_url, detect_upload
 from facetrail.cases.reviews import Decision, review_candidate
 from facetrail.cases.searches import (
-    FaceChoiceRequiredError,
-    ProbeQualityError,
-    SearchRequest,
     candidate_thumbnail,
     get_search,
     list_searches,
@@ -33,6 +30,7 @@ from facetrail.errors import FaceTrailError
 from facetrail.gallery.browse import list_galleries
 from facetrail.governance import approvals, release, training
 from facetrail.governance.policy import active_policy
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
@@ -218,7 +216,7 @@ def search_run(
         if mode == "search":
             view = run_search(ctx, who, pending.data, req)
         else:
-            submitted = approvals.submit(ctx, who, pending.data, req, emergency=mode == "emergency")
+            submitted = requests.submit(ctx, who, pending.data, req, emergency=mode == "emergency")
             if submitted.search is None:  # a request: it waits for a reviewer
                 take_probe(token, who.user_id)
                 return see_other(f"/requests?done=submitted#request-{submitted.request['id']}")

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, UploadFile
 from pydantic import BaseModel
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
-from facetrail.errors import BadInputError, ImageTooLargeError
-from facetrail.policy.roles import Permission, PermissionDeniedError
+from facetrail.errors import BadInputError, ImageTooLargeError, PermissionDeniedError
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
 from facetrail.service.deps import current_principal, get_ctx
 
 # Database ids: bounded so that no client-chosen number can overflow an integer column.

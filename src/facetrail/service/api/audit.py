@@ -11,9 +11,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from facetrail.accounts.service import Principal
 from facetrail.audit.query import export_audit_file, query_audit, verify_audit_log
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES
 from facetrail.service.deps import get_ctx, require

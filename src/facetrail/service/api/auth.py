@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from facetrail.accounts import service as accounts
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.service.api._common import ERROR_RESPONSES
 from facetrail.service.deps import SESSION_COOKIE, client_ip, current_principal, get_ctx
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
 from facetrail.cases.probe import ProbeFace, detect_upload, verify_uploads
 from facetrail.context import AppContext
 from facetrail.gallery import browse
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, JPEG_RESPONSE, IdPath, read_upload
 from facetrail.service.deps import get_ctx, require

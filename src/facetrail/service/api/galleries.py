@@ -9,13 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery import browse
 from facetrail.gallery.service import GallerySummary
 from facetrail.gallery.uploads import UploadedImage, enroll_uploads
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
+from facetrail.retention.deletion import delete_enrolled_as
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath, read_upload
 from facetrail.service.deps import get_ctx, require
 
@@ -260,7 +261,7 @@ def delete_subject(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
 ) -> Deleted:
-    return Deleted(**browse.delete_subject(ctx, who, name, external_id, reason))
+    return Deleted(**delete_enrolled_as(ctx, who, name, external_id=external_id, reason=reason))
 
 
 @router.delete("/{name}/faces/{face_id}", response_model=Deleted, summary="Delete one face (audited)")
@@ -271,4 +272,4 @@ def delete_face(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
 ) -> Deleted:
-    return Deleted(**browse.delete_face(ctx, who, name, face_id, reason))
+    return Deleted(**delete_enrolled_as(ctx, who, name, face_id=face_id, reason=reason))

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
-from facetrail.cases.searches import SearchRequest
+from facetrail.cases import requests
+from facetrail.cases.probe import SearchRequest
 from facetrail.context import AppContext
 from facetrail.governance import approvals, training
 from facetrail.governance import policy as policy_doc
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath, read_upload
 from facetrail.service.api.searches import SearchOut, search_out
@@ -176,7 +177,7 @@ def submit_request(
         candidates=candidates,
         face_index=face_index,
     )
-    done = approvals.submit(ctx, who, data, req, emergency=emergency)
+    done = requests.submit(ctx, who, data, req, emergency=emergency)
     return SubmittedOut(request=RequestOut(**done.request), search=search_out(done.search) if done.search else None)
 
 
@@ -204,7 +205,7 @@ def approve(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_APPROVE)),
 ) -> RequestOut:
-    return RequestOut(**approvals.approve(ctx, who, request_id, body.reason if body else ""))
+    return RequestOut(**requests.approve(ctx, who, request_id, body.reason if body else ""))
 
 
 @router.post(
@@ -218,4 +219,4 @@ def deny(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_APPROVE)),
 ) -> RequestOut:
-    return RequestOut(**approvals.deny(ctx, who, request_id, body.reason if body else ""))
+    return RequestOut(**requests.deny(ctx, who, request_id, body.reason if body else ""))

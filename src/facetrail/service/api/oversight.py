@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.oversight import alerts, notify, sampling
 from facetrail.oversight.scheduler import OversightScheduler
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath, require_any
 from facetrail.service.deps import get_ctx, require

@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.reports.packet import collect_packet, scope_for
 from facetrail.reports.packet_pdf import render_pdf

@@ -10,8 +10,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.retention import holds, rules
 from facetrail.retention.deletion import get_certificate

@@ -15,11 +15,12 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from facetrail.accounts.service import Principal
 from facetrail.cases import reviews, searches
-from facetrail.cases.searches import SearchRequest, SearchView
+from facetrail.cases.probe import SearchRequest
+from facetrail.cases.searches import SearchView
 from facetrail.context import AppContext
 from facetrail.gallery.search import MAX_CANDIDATES, MIN_CANDIDATES
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, JPEG_RESPONSE, IdPath, read_upload, require_any
 from facetrail.service.api.faces import DetectedFaceOut, face_out

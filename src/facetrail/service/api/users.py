@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from facetrail.accounts import grants
 from facetrail.accounts import service as accounts
-from facetrail.accounts.service import Principal
 from facetrail.context import AppContext
+from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES, IdPath
 from facetrail.service.api.auth import TokenInfo
