@@ -148,7 +148,9 @@ def populate_accounts_and_gallery(base_url: str) -> str:
         investigator.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD}), 200
     )
     token = str(
-        expect(investigator.post("/api/v1/auth/tokens", json={"name": "bench", "days": 1}), 201).json()["secret"]
+        expect(
+            investigator.post("/api/v1/auth/tokens", json={"name": "bench", "days": 1, "scope": "search"}), 201
+        ).json()["secret"]
     )
     investigator.close()
     expect(

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -110,6 +110,11 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, description="Largest request body accepted, enforced before the body is read."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of load balancers whose X-Forwarded-For / X-Forwarded-Proto are believed (the "
+        "client address then feeds the login throttle and the audit log). Empty: the connecting address is used.",
+    )
     offenses: list[str] = Field(
         default_factory=lambda: [
             "homicide",
@@ -160,6 +165,28 @@ class GovernanceSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    processes: int | None = Field(
+        None,
+        ge=1,
+        description="Server processes for `facetrail serve` (`--processes`). Default: one per core on PostgreSQL; "
+        "SQLite runs one process and refuses more.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        30.0, description="On SIGTERM, how long in-flight requests may take to finish before the process exits."
+    )
+    index_sync_seconds: float = Field(
+        5.0,
+        description="A server brings its loaded indexes up to date with the change log this often even without "
+        "searches (a search always does first); 0 turns it off.",
+    )
+    change_log_days: float = Field(
+        7.0,
+        description="Gallery change-log entries older than this are deleted by retention runs; a process whose "
+        "index snapshot is older verifies it in full once.",
+    )
+
+
 class OversightSettings(BaseModel):
     records_url: str = Field(
         "",
@@ -205,6 +232,31 @@ class OversightSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    signing_key_path: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs audit checkpoints; keep it outside the data folder and off "
+        "the database host. Default: DATA_DIR/audit-signing.key (created 0600, public key beside it as .pub).",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="The Ed25519 private key itself (PEM text), e.g. from a secrets manager; wins over the path."
+    )
+    public_key_path: Path | None = Field(
+        None,
+        description="Public key used to verify checkpoints when 'audit verify' is given none. Default: the signing "
+        "key's path + '.pub'. Verifiers should pass a copy held elsewhere (--public-key).",
+    )
+    checkpoints_path: Path | None = Field(
+        None, description="The checkpoints file (JSON lines). Default: DATA_DIR/audit-checkpoints.jsonl."
+    )
+    checkpoint_every_records: int = Field(
+        1000, ge=1, description="The server signs a checkpoint once this many records came after the last one."
+    )
+    checkpoint_every_minutes: float = Field(
+        60.0, ge=0, description="...and at least this often while records arrive (0 turns automatic checkpoints off)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", env_nested_delimiter="__", extra="ignore")
 
@@ -214,8 +266,8 @@ class Settings(BaseSettings):
     )
     audit_key_path: Path | None = Field(
         None,
-        description="HMAC key for signed audit checkpoints. Keep it outside the database host in production. "
-        "Default: DATA_DIR/audit-checkpoint.key (created 0600).",
+        description="HMAC key of the checkpoints older installations signed (still verified). New checkpoints are "
+        "Ed25519-signed (audit.signing_key_path). Default: DATA_DIR/audit-checkpoint.key.",
     )
     keep_probe_images: bool = Field(False, description="Keep searched probe images (their hash is always kept).")
     auth: AuthSettings = AuthSettings()
@@ -228,6 +280,8 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    audit: AuditSettings = AuditSettings()
+    cluster: ClusterSettings = ClusterSettings()
     oversight: OversightSettings = OversightSettings()
 
     @classmethod

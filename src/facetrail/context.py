@@ -39,7 +39,15 @@ class AppContext:
 
     @property
     def checkpoints_path(self) -> Path:
-        return self.settings.data_dir / "audit-checkpoints.jsonl"
+        return self.settings.audit.checkpoints_path or (self.settings.data_dir / "audit-checkpoints.jsonl")
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.settings.audit.signing_key_path or (self.settings.data_dir / "audit-signing.key")
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.settings.audit.public_key_path or Path(f"{self.signing_key_path}.pub")
 
     def close(self) -> None:
         self.db.dispose()

@@ -25,6 +25,7 @@ PUBLIC = "public"
 # (method, path) -> the roles allowed, or PUBLIC (no sign-in needed). Mirrors docs/roles.md exactly.
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/health"): PUBLIC,
+    ("GET", "/api/v1/ready"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): EVERYONE,
     ("GET", "/api/v1/auth/me"): EVERYONE,

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from facetrail.config import IndexSettings, Settings
 from facetrail.context import AppContext, open_context
 from facetrail.gallery import index_sync
+from facetrail.storage.cluster_models import GalleryChange
 from facetrail.storage.models import AuditRecord, Face, Gallery
 
 
@@ -81,8 +82,9 @@ def test_check_detects_and_repairs_a_row_deleted_behind_its_back(
 ) -> None:
     gallery_id, faces = enrolled
     gone = faces[2]
-    with ctx.db.transaction() as session:  # deleted directly in the database: the index file still has it
-        session.execute(delete(Face).where(Face.id == gone.face_id))
+    with ctx.db.transaction() as session:  # deleted directly in the database, and its change-log entry too:
+        session.execute(delete(Face).where(Face.id == gone.face_id))  # the index file still has it
+        session.execute(delete(GalleryChange).where(GalleryChange.face_id == gone.face_id))
     with fresh_process(ctx.settings) as other:
         report = index_sync.check_index(other, gallery_id, repair=False)
         assert not report.consistent and not report.repaired

@@ -20,12 +20,9 @@ import hashlib
 import os
 import re
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.accounts import grants
@@ -49,6 +46,7 @@ from facetrail.errors import (
 )
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission, Role, TokenScope
+from facetrail.storage.cluster_models import LoginFailure
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
 from facetrail.text import check_text
 
@@ -392,27 +390,26 @@ def _revoke_tokens(s: Session, user_id: int) -> int:
 # --- login, throttling, lockout ---------------------------------------------------------------------------
 
 
-class _AddressThrottle:
-    """Failed logins per client address in a sliding window (per process)."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def blocked(self, ip: str, limit: int, window: float) -> bool:
-        with self._lock:
-            q = self._failures[ip]
-            now = time.monotonic()
-            while q and now - q[0] > window:
-                q.popleft()
-            return len(q) >= limit
-
-    def fail(self, ip: str) -> None:
-        with self._lock:
-            self._failures[ip].append(time.monotonic())
+def _address_blocked(ctx: AppContext, ip: str, limit: int, window: float) -> bool:
+    """Whether this address has ``limit`` failed logins within the window, counted in the database: every
+    server process and host sees the same count."""
+    since = utcnow() - dt.timedelta(seconds=window)
+    with ctx.db.read() as s:
+        count = s.execute(
+            select(func.count()).select_from(LoginFailure).where(LoginFailure.address == ip, LoginFailure.at >= since)
+        ).scalar_one()
+    return int(count) >= limit
 
 
-_throttle = _AddressThrottle()
+def _address_failed(s: Session, ip: str, window: float) -> None:
+    now = utcnow()
+    s.add(LoginFailure(address=ip[:100], at=now))
+    # this address's entries past the window are no longer counted: drop them as we go (retention drops the rest)
+    s.execute(
+        delete(LoginFailure).where(
+            LoginFailure.address == ip[:100], LoginFailure.at < now - dt.timedelta(seconds=window)
+        )
+    )
 
 
 def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "", user_agent: str = "") -> Principal:
@@ -421,7 +418,7 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
     auth = ctx.settings.auth
     username = (username or "").strip().lower()[:100]
     meta = {"ip": ip, "user_agent": user_agent[:300]}
-    if _throttle.blocked(ip, auth.ip_failures_per_window, auth.ip_window_seconds):
+    if _address_blocked(ctx, ip[:100], auth.ip_failures_per_window, auth.ip_window_seconds):
         with ctx.db.transaction() as s:
             append_audit(
                 s,
@@ -433,7 +430,8 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
             )
         raise ThrottledError("too many failed logins from this address; wait a few minutes and try again")
     with ctx.db.transaction() as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        # row-locked (PostgreSQL) so concurrent failures on several hosts all count toward the lockout
+        user = s.execute(select(User).where(User.username == username).with_for_update()).scalar_one_or_none()
         now = utcnow()
         # Every path below does exactly one argon2 verification, so that the time taken does not tell an
         # unknown name from a locked, disabled or real account (tests/adversarial/test_account_enumeration.py).
@@ -469,7 +467,7 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
             outcome=outcome,
             details={**meta, "reason": reason},
         )
-    _throttle.fail(ip)
+        _address_failed(s, ip, auth.ip_window_seconds)
     # One message for unknown user, wrong password, locked and disabled account: no account enumeration.
     # (The audit log, which only auditors read, records which it was.)
     raise AuthenticationError(LOGIN_FAILED_MESSAGE)
@@ -483,18 +481,53 @@ def change_password(ctx: AppContext, who: Principal, old_password: str, new_pass
     check_password_rule(new_password, who.username)
     if old_password == new_password:
         raise BadInputError("the new password must differ from the old one", field="new_password")
-    with ctx.db.transaction() as s:
-        user = s.get(User, who.user_id)
-        if user is None or not verify_password(user.password_hash, old_password):
+    auth = ctx.settings.auth
+    if _address_blocked(ctx, who.ip[:100], auth.ip_failures_per_window, auth.ip_window_seconds):
+        with ctx.db.transaction() as s:
             append_audit(
                 s,
                 actor=who.actor,
                 action="user.password_change",
                 target=f"user:{who.username}",
-                outcome="failed",
+                outcome="throttled",
                 details=who.audit_context(),
             )
-            raise AuthenticationError("the current password is wrong")
+        raise ThrottledError("too many failed attempts from this address; wait a few minutes and try again")
+    refused: str | None = None
+    with ctx.db.transaction() as s:
+        # The current password is a password guess like a sign-in: whoever holds a session (a stolen cookie)
+        # must not get unlimited guesses here. Failures count toward the lockout and the address throttle and
+        # are recorded in this committed transaction (the refusal is raised after it).
+        user = s.execute(select(User).where(User.id == who.user_id).with_for_update()).scalar_one_or_none()
+        if user is None:
+            refused = "no such user"
+        elif _locked(user):
+            verify_password(user.password_hash, old_password)
+            refused = "account locked"
+        elif not verify_password(user.password_hash, old_password):
+            refused = "bad credentials"
+            user.failed_logins += 1
+            if user.failed_logins >= auth.max_failed_logins:
+                user.locked_until = utcnow() + dt.timedelta(minutes=auth.lockout_minutes)
+                user.failed_logins = 0
+                refused = "account locked"
+        if refused is not None:
+            append_audit(
+                s,
+                actor=who.actor,
+                action="user.password_change",
+                target=f"user:{who.username}",
+                outcome="locked" if refused == "account locked" else "failed",
+                details={**who.audit_context(), "reason": refused},
+            )
+            _address_failed(s, who.ip, auth.ip_window_seconds)
+    if refused is not None:
+        raise AuthenticationError(
+            "the current password is wrong, or the account is locked after repeated failures (wait and try again)"
+        )
+    with ctx.db.transaction() as s:
+        user = s.get(User, who.user_id)
+        assert user is not None
         user.password_hash = hash_password(new_password)
         user.must_change_password = False
         user.password_changed_at = utcnow()

@@ -91,8 +91,12 @@ def export_audit(
     since: str | None = None,
     until: str | None = None,
     fmt: str = "jsonl",
+    checkpoint: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write the records with since <= ts < until to ``out`` (atomically) or, when None, to ``stdout``."""
+    """Write the records with since <= ts < until to ``out`` (atomically) or, when None, to ``stdout``.
+
+    ``checkpoint``: the newest signed checkpoint, recorded in the export's own audit record (and printed by
+    the CLI, sent as a header by the API) so that every export witnesses it."""
     if fmt not in EXPORT_FORMATS:
         raise BadInputError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}", field="format")
     since_ts = parse_time(since, "since") if since else None
@@ -121,6 +125,7 @@ def export_audit(
                     "count": count,
                     "first_seq": first,
                     "last_seq": last,
+                    "checkpoint": checkpoint,
                 },
             )
         if out:

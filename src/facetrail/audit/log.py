@@ -2,15 +2,19 @@
 
 Each record's hash covers its sequence number, time, actor, action, target, outcome, details and the
 previous record's hash, so editing, deleting, reordering or inserting a record breaks the chain at that
-point. Truncating the tail leaves a valid shorter chain, which only an external reference can reveal:
-``make_checkpoint`` signs (HMAC-SHA256, key kept outside the database) the head's sequence number and hash,
-and ``verify_chain`` checks every checkpoint it is given still holds. docs/audit.md describes the format.
+point. Truncating the tail, or re-chaining a rewritten log, leaves a valid chain, which only an external
+reference can reveal: ``make_checkpoint`` signs the head's sequence number and hash with an Ed25519 private key
+kept outside the data folder (``audit.signing_key_path`` or ``FACETRAIL_AUDIT__SIGNING_KEY``), and
+``verify_chain`` checks every checkpoint it is given with only the public key, so whoever can verify cannot
+forge. Older installations' HMAC-SHA256 checkpoints still verify with their key. docs/audit.md describes the
+format; tests/adversarial/test_audit_rewrite.py performs the rewrites (SQLite and PostgreSQL).
 
 Nothing in FaceTrail updates or deletes audit records; database triggers refuse it too.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -23,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -194,11 +201,19 @@ def _describe_link_break(session: Session, rec: Any) -> tuple[int, str]:
 
 
 def verify_chain(
-    session: Session, checkpoints: Iterable[dict[str, Any]] = (), key: bytes | None = None
+    session: Session,
+    checkpoints: Iterable[dict[str, Any]] = (),
+    key: bytes | None = None,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    checkpoint_targets: Iterable[str] = (),
 ) -> AuditVerification:
     """Recompute the whole chain; report the first broken record, then check signed checkpoints.
 
-    ``key`` None skips the signature check (the caller then vouches for the checkpoints some other way).
+    ``key`` (HMAC) None skips HMAC signature checks (the caller then vouches for them some other way); an
+    Ed25519 checkpoint is checked against ``public_key`` and refused without one. ``checkpoint_targets``:
+    the checkpoint files given; every 'audit.checkpoint' record naming one of them must have its checkpoint
+    in ``checkpoints``, else the file was replaced or cut.
     """
     _use_snapshot(session)
     cps = list(checkpoints)
@@ -211,8 +226,12 @@ def verify_chain(
 
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     hashes_by_seq: dict[int, str] = {0: GENESIS_HASH}
+    targets = set(checkpoint_targets)
+    recorded_checkpoints: list[int] = []  # 'audit.checkpoint' records for the files given
     for rec in _iter_records(session):
         count += 1
+        if targets and rec.action == "audit.checkpoint" and rec.target in targets:
+            recorded_checkpoints.append(rec.seq)
         if rec.seq > expected_seq:
             span = f"record {expected_seq}" if rec.seq - 1 == expected_seq else f"records {expected_seq}–{rec.seq - 1}"
             report(expected_seq, f"{span} missing (deleted): the log jumps from {expected_seq - 1} to {rec.seq}")
@@ -247,9 +266,16 @@ def verify_chain(
         report(last_seq, f"record {last_seq} is not the record the chain head names (replaced)")
 
     checked, last_good_cp = 0, None
+    missing = [seq for seq in recorded_checkpoints if seq not in wanted_seqs]
+    if missing:
+        report(
+            None,
+            f"{len(missing)} checkpoint(s) recorded in the log (first at record {missing[0]}) are missing from "
+            "the checkpoint file: it was replaced or cut",
+        )
     for cp in cps:
         checked += 1
-        bad = _check_checkpoint(cp, hashes_by_seq, last_seq, key)
+        bad = _check_checkpoint(cp, hashes_by_seq, last_seq, key, public_key)
         if bad is None:
             last_good_cp = max(last_good_cp or 0, int(cp["seq"]))
         else:
@@ -257,8 +283,10 @@ def verify_chain(
     warnings = []
     if not cps:
         warnings.append("no checkpoints given: removal of records from the end of the log cannot be detected")
-    elif key is None:
-        warnings.append("checkpoint signatures not checked (no key)")
+    elif key is None and any("hmac" in cp for cp in cps if isinstance(cp, dict)):
+        warnings.append("HMAC checkpoint signatures not checked (no key)")
+    elif cps and last_good_cp is not None and last_good_cp < last_seq:
+        warnings.append(f"records {last_good_cp + 1}–{last_seq} come after the newest checkpoint (not yet vouched for)")
 
     first_bad = min((s for s, _ in problems if s is not None), default=None)
     first_problem = next((p for s, p in problems if s == first_bad), problems[0][1] if problems else None)
@@ -283,16 +311,28 @@ def checkpoint_signature(checkpoint: dict[str, Any], key: bytes) -> str:
 
 
 def _check_checkpoint(
-    cp: dict[str, Any], hashes: dict[int, str], last_seq: int, key: bytes | None
+    cp: dict[str, Any],
+    hashes: dict[int, str],
+    last_seq: int,
+    key: bytes | None,
+    public_key: Ed25519PublicKey | None = None,
 ) -> tuple[int | None, str] | None:
     """None if the checkpoint holds, else (first bad seq or None, what is wrong)."""
     try:
-        seq, head_hash, ts, mac = cp["seq"], str(cp["hash"]), str(cp["ts"]), str(cp["hmac"])
-        if not isinstance(seq, int) or seq < 0:
+        seq, head_hash, ts = cp["seq"], str(cp["hash"]), str(cp["ts"])
+        if not isinstance(seq, int) or seq < 0 or not ("hmac" in cp or "signature" in cp):
             raise ValueError(seq)
     except (KeyError, TypeError, ValueError):
         return None, f"checkpoint is malformed: {cp!r:.200}"
-    if key is not None and not hmac.compare_digest(checkpoint_signature(cp, key), mac):
+    if "signature" in cp:
+        if public_key is None:
+            return None, f"checkpoint of {ts} (record {seq}) is Ed25519-signed but no public key was given"
+        if not ed25519_signature_holds(cp, public_key):
+            return None, (
+                f"checkpoint of {ts} (record {seq}) has a bad signature: forged, altered, or signed by another key "
+                f"(key id {str(cp.get('key_id'))[:20]!r}; the public key given is {public_key_id(public_key)!r})"
+            )
+    elif key is not None and not hmac.compare_digest(checkpoint_signature(cp, key), str(cp["hmac"])):
         return None, f"checkpoint of {ts} (record {seq}) has a bad signature: forged, altered, or another key"
     if seq > last_seq:
         return last_seq + 1, (
@@ -304,14 +344,104 @@ def _check_checkpoint(
     return None
 
 
-def make_checkpoint(session: Session, key: bytes) -> dict[str, Any]:
-    """The head's sequence number, hash and record count, signed with a key kept outside the database."""
+def make_checkpoint(session: Session, key: bytes | Ed25519PrivateKey) -> dict[str, Any]:
+    """The head's sequence number, hash and record count, signed with a key kept outside the database:
+    Ed25519 (verifiable with the public key alone), or HMAC with a legacy key given as bytes."""
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     count = session.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
     ts = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     checkpoint: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "ts": ts, "records": count}
+    if isinstance(key, Ed25519PrivateKey):
+        return sign_ed25519(checkpoint, key)
     checkpoint["hmac"] = checkpoint_signature(checkpoint, key)
     return checkpoint
+
+
+# --- Ed25519 checkpoints ------------------------------------------------------------------------------------
+
+
+def _ed25519_payload(checkpoint: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in checkpoint.items() if k != "signature"}).encode("utf-8")
+
+
+def public_key_id(public_key: Ed25519PublicKey) -> str:
+    """A short fingerprint of the public key: the first 16 hex digits of SHA-256 of its raw 32 bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign_ed25519(checkpoint: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The checkpoint with alg, key_id and an Ed25519 signature (base64) over everything but the signature."""
+    signed = {**checkpoint, "alg": "ed25519", "key_id": public_key_id(key.public_key())}
+    signed["signature"] = base64.b64encode(key.sign(_ed25519_payload(signed))).decode("ascii")
+    return signed
+
+
+def ed25519_signature_holds(checkpoint: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+    try:
+        signature = base64.b64decode(str(checkpoint["signature"]), validate=True)
+        public_key.verify(signature, _ed25519_payload(checkpoint))
+    except (InvalidSignature, ValueError, KeyError):
+        return False
+    return True
+
+
+def load_signing_key(pem: bytes) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInputError("the audit signing key is not an Ed25519 private key", field="audit.signing_key")
+    return key
+
+
+def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path`` (PEM, PKCS#8), created 0600 if missing, with its public key beside
+    it (``path`` + '.pub') for convenience. Verifiers should use a copy of the public key held elsewhere."""
+    if path.exists():
+        return load_signing_key(path.read_bytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    Path(f"{path}.pub").write_text(public_key_pem(key.public_key()))
+    return key
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """A public key file: PEM (SubjectPublicKeyInfo), or the raw 32 bytes as hex or base64."""
+    text = path.read_bytes().strip()
+    try:
+        if text.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(text)
+        else:
+            raw = bytes.fromhex(text.decode()) if len(text) == 64 else base64.b64decode(text, validate=True)
+            key = Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInputError(f"{path} is not an Ed25519 public key (PEM, hex or base64)", field="public_key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadInputError(f"{path} is not an Ed25519 public key", field="public_key")
+    return key
+
+
+def latest_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The newest well-formed checkpoint in the file (for reports and exports to witness), or None."""
+    for cp in reversed(read_checkpoints(path)):
+        if isinstance(cp.get("seq"), int) and ("signature" in cp or "hmac" in cp):
+            return cp
+    return None
+
+
+def checkpoint_witness(cp: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What reports and exports print of a checkpoint: enough for anyone to check it later."""
+    if cp is None:
+        return None
+    fields = ("seq", "hash", "ts", "records", "alg", "key_id", "signature", "hmac")
+    return {k: cp[k] for k in fields if k in cp}
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from facetrail.audit.export import EXPORT_FIELDS, ExportResult, export_audit, parse_time
 from facetrail.audit.log import AuditVerification, append_audit
-from facetrail.audit.service import verify_audit
+from facetrail.audit.service import latest_witness, verify_with_settings
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.policy.principal import Principal
@@ -101,7 +101,7 @@ def query_audit(
 def verify_audit_log(ctx: AppContext, who: Principal) -> AuditVerification:
     """Recompute the chain and check the signed checkpoints; the result is audited ('audit.verify')."""
     who.require(Permission.AUDIT_READ)
-    result = verify_audit(ctx.db, ctx.checkpoints_path, ctx.audit_key_path)
+    result = verify_with_settings(ctx)
     with ctx.db.transaction() as s:
         append_audit(
             s,
@@ -139,4 +139,5 @@ def export_audit_file(
         since=since,
         until=until,
         fmt=fmt,
+        checkpoint=latest_witness(ctx),
     )

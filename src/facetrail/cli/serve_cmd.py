@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from facetrail.cli.common import console, open_cli_context
+from facetrail.cli.common import console, fail, open_cli_context
 
 
 def register(app: typer.Typer) -> None:
@@ -16,16 +17,36 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default from settings: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings: 8000).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker threads for blocking work (face pipeline, database).")] = 8,
+    workers: Annotated[
+        int, typer.Option(help="Worker threads per process for blocking work (face pipeline, database).")
+    ] = 8,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Server processes (uvicorn workers). Default: one per core on PostgreSQL; SQLite serves one.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the FaceTrail server on the configured database (SQLite + in-process index by default)."""
-    import anyio.to_thread
+    """Run the FaceTrail server on the configured database (SQLite + in-process index by default).
+
+    SIGTERM or Ctrl-C stops it gracefully: no new connections, in-flight requests finish (up to
+    cluster.graceful_shutdown_seconds), index snapshots are saved.
+    """
     import uvicorn
 
     from facetrail.accounts.service import bootstrap_admin
-    from facetrail.service.app import create_app
+    from facetrail.cluster.processes import ProcessCountError, server_processes
+    from facetrail.service.worker import THREADS_ENV
 
     ctx = open_cli_context()
+    settings = ctx.settings
+    try:
+        count = server_processes(
+            processes if processes is not None else settings.cluster.processes, is_sqlite=ctx.db.is_sqlite
+        )
+    except ProcessCountError as exc:
+        fail(exc)
     created = bootstrap_admin(ctx)
     if created is not None:
         username, password = created
@@ -36,14 +57,27 @@ def serve(
         else:
             console.print(f"one-time password: [bold]{password}[/]  (shown once; it must be changed at first login)")
         console.rule()
-    settings = ctx.settings
     host = host or settings.server.host
     port = port or settings.server.port
-    app = create_app(ctx)
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        # behind a load balancer the client's address comes from its X-Forwarded-For, believed from it only
+        "proxy_headers": bool(settings.server.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.server.trusted_proxies) or None,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(settings.cluster.graceful_shutdown_seconds),
+    }
+    plural = "es" if count > 1 else ""
+    console.print(f"FaceTrail on http://{host}:{port}  ({count} process{plural}; data: {settings.data_dir.resolve()})")
+    if count == 1:
+        from facetrail.service.app import create_app
 
-    @app.on_event("startup")
-    async def _threads() -> None:  # the default limiter (40) oversubscribes a small machine's cores
-        anyio.to_thread.current_default_thread_limiter().total_tokens = workers
-
-    console.print(f"FaceTrail on http://{host}:{port}  (data: {settings.data_dir.resolve()})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+        app = create_app(ctx)
+        app.state.worker_threads = workers
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    ctx.close()  # each worker opens its own context
+    os.environ[THREADS_ENV] = str(workers)
+    uvicorn.run("facetrail.service.worker:worker_app", factory=True, workers=count, **options)  # type: ignore[arg-type]

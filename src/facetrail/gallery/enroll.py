@@ -40,7 +40,7 @@ from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace, FacePipeline
 from facetrail.faces.quality import assess_quality
 from facetrail.gallery.imagestore import ImageStore
-from facetrail.gallery.index_sync import add_faces, check_index, flush_indexes
+from facetrail.gallery.index_sync import add_faces, flush_indexes, get_gallery_index
 from facetrail.gallery.manifest import EnrollItem, check_names_agree
 from facetrail.gallery.service import (
     check_model,
@@ -296,7 +296,8 @@ def enroll(
     check_names_agree(items, known_names)  # before anything is stored
 
     summary.swept_orphan_images = sweep_image_store(ctx)
-    check_index(ctx, gallery_id, repair=True, actor=actor)  # e.g. after a run killed before it saved
+    # up to date before adding (e.g. after a run killed before it saved): snapshot + change log, O(changes)
+    get_gallery_index(ctx, gallery_id, actor=actor)
     store = image_store(ctx) if keep_images else None
     pipeline = pipeline_for(ctx.settings)
     writer = _BatchWriter(ctx, gallery_id, gallery_name, model_id, source_system, actor, source, summary)

@@ -7,28 +7,36 @@ The index is a derived copy of the gallery's (face id, embedding) rows, persiste
   same order-independent checksum of (face id, embedding bytes). A mismatch is logged, audited
   ('index.repair'), returned to the caller and repaired from the database; it is never ignored.
 - Before every search the gallery's database fingerprint (its ``faces_version`` change counter, bumped by
-  triggers on every face insert, delete or re-embedding) is compared with the one the index was last verified
-  against; if another process enrolled or deleted faces meanwhile, the index is verified and repaired again
-  before it is used.
+  triggers on every face insert, delete or re-embedding) is compared with the version the index mirrors; if
+  another process or host changed the gallery meanwhile, only the changes since then are applied, read from
+  the gallery change log (``gallery_changes``, appended by the same triggers in the same transaction): O(changes),
+  not O(gallery). A gap in the log (trimmed by retention, or a restored database) falls back to the full
+  verify-and-repair.
+- A process starts from the persisted snapshot (the file records the version it mirrors) plus the log tail;
+  a file without a version, unreadable or inconsistent with its description is verified and repaired in full.
+- The full verify-and-repair stays available on demand (``facetrail index check``).
 - ``add_faces`` / ``remove_faces`` apply committed enrolments and deletions to the loaded index and save it.
   If a process dies between its database commit and the index save, the next load repairs the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import append_audit
@@ -36,7 +44,8 @@ from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.index import ApproximateIndex, ExactIndex, load_index, make_index, vector_set_checksum
 from facetrail.index.base import atomic_write
-from facetrail.storage.models import Face, Gallery
+from facetrail.storage.cluster_models import GalleryChange
+from facetrail.storage.models import Face, Gallery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +215,7 @@ def save_gallery_index(ctx: AppContext, gi: GalleryIndex) -> None:
     """Write the index file, then its JSON (a crash between the two is caught by the checksum at load)."""
     index_path, meta_path = index_paths(ctx, gi.gallery_id, gi.kind)
     index_path.parent.mkdir(parents=True, exist_ok=True)
-    with gi.lock:
+    with gi.lock, _file_lock(index_path):
         if gi.index is None:
             index_path.unlink(missing_ok=True)
         else:
@@ -219,6 +228,10 @@ def save_gallery_index(ctx: AppContext, gi: GalleryIndex) -> None:
             "dim": None if gi.index is None else gi.index.dim,
             "count": gi.count,
             "checksum": _index_checksum(gi.index),
+            # the database state the file mirrors at least (it may hold later changes too: catching up from
+            # here is idempotent); None: never verified, the next load verifies in full
+            "faces_version": None if gi.fingerprint is None else gi.fingerprint[0],
+            "gallery_created_at": None if gi.fingerprint is None else gi.fingerprint[1],
             "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         encoded = json.dumps(meta, indent=2, sort_keys=True).encode()
@@ -230,19 +243,32 @@ def save_gallery_index(ctx: AppContext, gi: GalleryIndex) -> None:
         gi.dirty, gi.last_saved = False, time.monotonic()
 
 
+@contextlib.contextmanager
+def _file_lock(index_path: Path) -> Iterator[None]:
+    """Processes sharing a data folder write and read an index file and its JSON as a pair, one at a time."""
+    fd = os.open(index_path.with_name(index_path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _load_file(
     ctx: AppContext, gallery_id: int, kind: str, model_id: str
-) -> tuple[AnyIndex | None, list[str], str | None]:
+) -> tuple[AnyIndex | None, list[str], str | None, Fingerprint | None]:
     """The persisted index, the problems found reading it (none: the file is whole and as described), and its
     checksum when computed (so the comparison with the database need not compute it again)."""
     index_path, meta_path = index_paths(ctx, gallery_id, kind)
     if not meta_path.exists():
-        return None, ["no index file"], None
+        return None, ["no index file"], None, None
     try:
-        meta = json.loads(meta_path.read_text())
-        index = load_index(index_path) if index_path.exists() else None
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(index_path):
+            meta = json.loads(meta_path.read_text())
+            index = load_index(index_path) if index_path.exists() else None
     except (OSError, ValueError, RuntimeError) as exc:  # faiss raises RuntimeError on corrupt data
-        return None, [f"index file unreadable: {exc}"], None
+        return None, [f"index file unreadable: {exc}"], None, None
     problems = []
     if meta.get("model_id") != model_id:
         problems.append(f"index was built with model {meta.get('model_id')}, the gallery uses {model_id}")
@@ -254,7 +280,9 @@ def _load_file(
         problems.append(f"index file holds {count} vectors, its description says {meta.get('count')}")
     elif meta.get("checksum") != (checksum := _index_checksum(index)):
         problems.append("index file content does not match its recorded checksum")
-    return index, problems, checksum
+    version, created = meta.get("faces_version"), meta.get("gallery_created_at")
+    fingerprint = (int(version), str(created)) if isinstance(version, int) and isinstance(created, str) else None
+    return index, problems, checksum, fingerprint
 
 
 def _compare(
@@ -326,6 +354,9 @@ def _verify_and_repair(
         [*file_problems, *problems],
     )
     if check.consistent:
+        if repair and gi.fingerprint != fingerprint:  # the snapshot records the version it was verified at
+            gi.fingerprint = fingerprint
+            save_gallery_index(ctx, gi)
         gi.fingerprint = fingerprint
         return check
     log.warning("index of gallery %s does not match the database: %s", gi.gallery_id, "; ".join(check.problems))
@@ -333,8 +364,8 @@ def _verify_and_repair(
         _repair(gi, db_ids, db_vectors, _index_params(ctx))
         if _index_checksum(gi.index) != db_sum:  # pragma: no cover - a rebuild from the rows always matches
             raise IndexSyncError(f"index of gallery {gi.gallery_id} could not be repaired")
-        save_gallery_index(ctx, gi)
         gi.fingerprint = fingerprint
+        save_gallery_index(ctx, gi)
         check.repaired = True
         _audit_repair(ctx, check, actor)
     return check
@@ -352,41 +383,137 @@ def _cache(ctx: AppContext) -> dict[int, GalleryIndex]:
 
 
 def _load_unverified(ctx: AppContext, gallery_id: int) -> tuple[GalleryIndex, list[str], str | None]:
+    """The persisted snapshot as it is; its fingerprint is the version its file records (None if unusable)."""
     with ctx.db.read() as session:
         model_id = _gallery(session, gallery_id).model_id
     kind = ctx.settings.index.kind
-    index, file_problems, checksum = _load_file(ctx, gallery_id, kind, model_id)
-    return GalleryIndex(gallery_id, model_id, kind, index), file_problems, checksum
+    index, file_problems, checksum, fingerprint = _load_file(ctx, gallery_id, kind, model_id)
+    gi = GalleryIndex(gallery_id, model_id, kind, index, None if file_problems else fingerprint)
+    return gi, file_problems, checksum
 
 
-def _open(ctx: AppContext, gallery_id: int, repair: bool, actor: str) -> tuple[GalleryIndex, IndexCheck]:
-    gi, file_problems, checksum = _load_unverified(ctx, gallery_id)
-    check = _verify_and_repair(ctx, gi, file_problems, repair, actor, checksum)
-    return gi, check
+CATCH_UP_CHUNK = 5_000
+
+
+def catch_up(ctx: AppContext, gi: GalleryIndex) -> bool:
+    """Apply the gallery's logged changes after the version the index mirrors (caller holds ``gi.lock``).
+
+    O(changes): the touched faces are removed from the index and those that still exist are added back with
+    their current embedding, so applying a change twice, or a change the index already holds, is harmless.
+    False when the log cannot bring the index up to date (no known version, a different gallery under the same
+    id, a gap, or a database older than the index): the caller then verifies in full.
+    """
+    if gi.fingerprint is None:
+        return False
+    start_version, created = gi.fingerprint
+    with ctx.db.read() as session:
+        current = db_fingerprint(session, gi.gallery_id)
+        if current == gi.fingerprint:
+            return True
+        if current[1] != created or current[0] < start_version:
+            return False
+        # every change up to ``current`` committed with its version bump, so all of them are visible here
+        rows = session.execute(
+            select(GalleryChange.version, GalleryChange.face_id, GalleryChange.op)
+            .where(GalleryChange.gallery_id == gi.gallery_id, GalleryChange.version > start_version)
+            .order_by(GalleryChange.version)
+        ).all()
+        versions = [int(r[0]) for r in rows]
+        if not versions or versions != list(range(start_version + 1, start_version + 1 + len(versions))):
+            return False  # trimmed or missing entries: only a full comparison can tell what changed
+        touched = np.unique(np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
+        found_ids: list[int] = []
+        found_vectors: list[bytes] = []
+        for begin in range(0, len(touched), CATCH_UP_CHUNK):
+            chunk = [int(i) for i in touched[begin : begin + CATCH_UP_CHUNK]]
+            for face_id, embedding in session.execute(
+                select(Face.id, Face.embedding).where(Face.gallery_id == gi.gallery_id, Face.id.in_(chunk))
+            ):
+                found_ids.append(int(face_id))
+                found_vectors.append(bytes(embedding))
+    if gi.index is not None and gi.index.ntotal:
+        gi.index.remove(touched)
+    if found_ids:
+        sizes = {len(v) for v in found_vectors}
+        if len(sizes) != 1 or (gi.index is not None and gi.index.dim * 4 not in sizes):
+            return False
+        vectors = np.frombuffer(b"".join(found_vectors), dtype="<f4").reshape(len(found_ids), -1).astype(np.float32)
+        if gi.index is None:
+            gi.index = make_index(gi.kind, int(vectors.shape[1]), **_index_params(ctx))
+        gi.index.add(np.asarray(found_ids, dtype=np.int64), vectors)
+    gi.fingerprint = (versions[-1], created)
+    gi.dirty = True
+    removed = any(r[2] != "add" for r in rows)
+    if removed or time.monotonic() - gi.last_saved >= LAZY_SAVE_INTERVAL_S:
+        # a deleted or re-embedded face's old vector must not stay in this host's snapshot (verifiable
+        # deletion holds on every host); additions only shorten the log a later start replays
+        save_gallery_index(ctx, gi)
+    return True
+
+
+def _bring_up_to_date(
+    ctx: AppContext, gi: GalleryIndex, file_problems: list[str], checksum: str | None, actor: str
+) -> None:
+    if file_problems or not catch_up(ctx, gi):
+        _verify_and_repair(ctx, gi, file_problems, repair=True, actor=actor, index_checksum=checksum)
 
 
 def get_gallery_index(ctx: AppContext, gallery_id: int, *, actor: str = SYSTEM_ACTOR) -> GalleryIndex:
-    """The gallery's index, loaded (checked and repaired) on first use and re-verified if the gallery changed."""
+    """The gallery's index, up to date with the database: loaded from its snapshot plus the change log on first
+    use, then brought forward by the changes logged since (a full verify-and-repair where the log cannot)."""
     cache = _cache(ctx)
     gi = cache.get(gallery_id)
     if gi is None:
         with _CACHE_LOCK:
             gi = cache.get(gallery_id)
             if gi is None:
-                gi, _ = _open(ctx, gallery_id, repair=True, actor=actor)
+                gi, file_problems, checksum = _load_unverified(ctx, gallery_id)
+                with gi.lock:
+                    _bring_up_to_date(ctx, gi, file_problems, checksum, actor)
                 cache[gallery_id] = gi
         return gi
     with gi.lock:
         with ctx.db.read() as session:
             current = db_fingerprint(session, gallery_id)
         if current != gi.fingerprint:
-            _verify_and_repair(ctx, gi, [], repair=True, actor=actor)
+            _bring_up_to_date(ctx, gi, [], None, actor)
     return gi
+
+
+def is_current(ctx: AppContext, gallery_id: int) -> bool:
+    """Whether this process has the gallery's index loaded and mirroring the database's latest version."""
+    gi = _cache(ctx).get(gallery_id)
+    if gi is None:
+        return False
+    with ctx.db.read() as session:
+        return db_fingerprint(session, gallery_id) == gi.fingerprint
+
+
+def load_all_indexes(ctx: AppContext, *, actor: str = SYSTEM_ACTOR) -> int:
+    """Load (and bring up to date) every gallery's index; returns how many. A server calls it at start."""
+    with ctx.db.read() as session:
+        gallery_ids = list(session.execute(select(Gallery.id).order_by(Gallery.id)).scalars())
+    for gallery_id in gallery_ids:
+        with contextlib.suppress(IndexSyncError):  # deleted meanwhile
+            get_gallery_index(ctx, gallery_id, actor=actor)
+    return len(gallery_ids)
+
+
+def trim_change_log(ctx: AppContext) -> int:
+    """Delete change-log entries older than ``cluster.change_log_days`` and those of deleted galleries. A
+    process whose index is older than what remains verifies in full once (it finds a gap)."""
+    cutoff = utcnow() - dt.timedelta(days=ctx.settings.cluster.change_log_days)
+    with ctx.db.transaction() as session:
+        old: Any = session.execute(delete(GalleryChange).where(GalleryChange.at < cutoff))
+        orphaned: Any = session.execute(
+            delete(GalleryChange).where(GalleryChange.gallery_id.not_in(select(Gallery.id)))
+        )
+    return int(old.rowcount or 0) + int(orphaned.rowcount or 0)
 
 
 def _index_for_update(ctx: AppContext, gallery_id: int) -> GalleryIndex:
     """The loaded index, or the saved file as it is: enrolment only applies its own committed changes (no full
-    comparison with the database per batch); the next search verifies the result (``fingerprint`` None)."""
+    comparison with the database per batch); the next search brings it up to date (from the change log)."""
     cache = _cache(ctx)
     with _CACHE_LOCK:
         gi = cache.get(gallery_id)
@@ -460,8 +587,16 @@ def remove_faces(ctx: AppContext, gallery_id: int, face_ids: Iterable[int]) -> i
 
 
 def check_index(ctx: AppContext, gallery_id: int, *, repair: bool = True, actor: str = SYSTEM_ACTOR) -> IndexCheck:
-    """Load the persisted index afresh and compare it with the database; repair a mismatch unless told not to."""
-    gi, check = _open(ctx, gallery_id, repair=repair, actor=actor)
+    """Load the persisted snapshot afresh, apply the change log's tail as a starting process would, and compare
+    the result with the database in full (count and checksum of every face id and embedding); repair a
+    mismatch unless told not to. A snapshot brought forward is saved (when repairing)."""
+    gi, file_problems, checksum = _load_unverified(ctx, gallery_id)
+    with gi.lock:
+        if not file_problems and catch_up(ctx, gi):
+            checksum = None  # the index changed since the file was read
+        check = _verify_and_repair(ctx, gi, file_problems, repair, actor, checksum)
+        if repair and gi.dirty:
+            save_gallery_index(ctx, gi)
     if repair:
         _cache(ctx)[gallery_id] = gi
     return check
@@ -478,7 +613,9 @@ def rebuild_index(
     kind = ctx.settings.index.kind
     if progress is not None:
         progress(0, len(db_ids))
-    gi = GalleryIndex(gallery_id, model_id, kind, build_index(kind, db_ids, db_vectors, _index_params(ctx), progress))
+    gi = GalleryIndex(
+        gallery_id, model_id, kind, build_index(kind, db_ids, db_vectors, _index_params(ctx), progress), fingerprint
+    )
     db_sum = _db_checksum(db_ids, db_vectors)
     check = IndexCheck(gallery_id, kind, model_id, len(db_ids), gi.count, db_sum, _index_checksum(gi.index))
     if check.index_checksum != db_sum:  # pragma: no cover - a rebuild from the rows always matches
@@ -498,7 +635,6 @@ def rebuild_index(
             },
         )
         save_gallery_index(ctx, gi)  # inside the transaction: if the save fails, the audit record rolls back
-    gi.fingerprint = fingerprint
     _cache(ctx)[gallery_id] = gi
     return check
 

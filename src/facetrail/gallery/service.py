@@ -61,7 +61,12 @@ def pipeline_for(settings: Settings) -> FacePipeline:
     """The pipeline for these settings, cached on the settings that shape it only (not paths or the database),
     so every context with the same face settings shares one loaded model."""
     face_only = settings.model_copy(
-        update={"data_dir": Path("facetrail-data"), "database_url": None, "audit_key_path": None}
+        update={
+            "data_dir": Path("facetrail-data"),
+            "database_url": None,
+            "audit_key_path": None,
+            "audit": type(settings.audit)(),
+        }
     )
     return get_pipeline(face_only)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from facetrail.audit.service import verify_audit
+from facetrail.audit.service import latest_witness, verify_with_settings
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.faces.calibration import load_calibration
@@ -34,8 +34,9 @@ def iso(value: dt.datetime) -> str:
 
 def chain_status(ctx: AppContext) -> dict[str, Any]:
     """The audit chain's verification (with the signed checkpoints), as stated on a packet or report."""
-    result = verify_audit(ctx.db, ctx.checkpoints_path, ctx.audit_key_path)
+    result = verify_with_settings(ctx)
     return {
+        "checkpoint": latest_witness(ctx),
         "ok": result.ok,
         "records": result.records,
         "head_seq": result.head_seq,

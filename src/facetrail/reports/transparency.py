@@ -387,9 +387,35 @@ def _chain_section(chain: dict[str, Any]) -> Section:
         "Audit log verification",
         f"Every action in FaceTrail is written to a hash-chained audit log. When this report was made the "
         f"chain was {chain_sentence(chain)}.",
-        ["ok", "records", "head_seq", "checkpoints_checked", "problem"],
-        [[chain["ok"], chain["records"], chain["head_seq"], chain["checkpoints_checked"], chain["problem"] or ""]],
+        [
+            "ok",
+            "records",
+            "head_seq",
+            "checkpoints_checked",
+            "problem",
+            "checkpoint_seq",
+            "checkpoint_hash",
+            "checkpoint_signature",
+        ],
+        [
+            [
+                chain["ok"],
+                chain["records"],
+                chain["head_seq"],
+                chain["checkpoints_checked"],
+                chain["problem"] or "",
+                *_checkpoint_cells(chain.get("checkpoint")),
+            ]
+        ],
     )
+
+
+def _checkpoint_cells(cp: dict[str, Any] | None) -> list[Any]:
+    """The newest signed checkpoint, printed so that every copy of the report witnesses it: a later rewrite of
+    the log (even one re-signed with another key) contradicts copies held elsewhere."""
+    if not cp:
+        return ["", "", ""]
+    return [cp["seq"], cp["hash"], cp.get("signature") or f"hmac:{cp.get('hmac', '')}"]
 
 
 def collect_report(

@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import select
 
 from facetrail.audit.log import append_audit
+from facetrail.cluster.held_probes import purge_expired
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.gallery.index_sync import trim_change_log
 from facetrail.gallery.search import probe_store
 from facetrail.retention.deletion import PendingCertificate, delete_rows, issue_certificates, purge_storage
 from facetrail.retention.holds import LegalHoldError, held_cases, held_subjects
@@ -54,6 +56,7 @@ class RetentionReport:
     as_of: str
     actions: list[PlannedAction]
     storage: dict[str, Any] | None = None
+    expired: dict[str, int] | None = None  # short-lived rows deleted: held probes, searched faces, change log
 
     def count(self, status: str) -> int:
         return sum(1 for a in self.actions if a.status == status)
@@ -65,6 +68,7 @@ class RetentionReport:
             "summary": {s: self.count(s) for s in ("due", "held", "deleted", "gone", "failed")},
             "actions": [a.to_dict() for a in self.actions],
             "storage": self.storage,
+            "expired": self.expired,
         }
 
 
@@ -205,6 +209,10 @@ def run_retention(
                 if progress:
                     progress(action)
             return report
+        report.expired = {
+            **purge_expired(ctx, login_window_seconds=ctx.settings.auth.ip_window_seconds),
+            "gallery_changes": trim_change_log(ctx),
+        }
         pendings: list[tuple[PlannedAction, PendingCertificate]] = []
         for action in actions:
             if action.status == "due":
@@ -230,6 +238,7 @@ def run_retention(
                     details={
                         "as_of": report.as_of,
                         "summary": summary["summary"],
+                        "expired": report.expired,
                         "certificates": [a.certificate_seq for a in actions if a.certificate_seq],
                         "held": [
                             {

@@ -1,32 +1,32 @@
 """Probe photos between the two steps of a web search, and the searched face for the results page.
 
-Both are held in this process's memory only, briefly, never on disk (a probe is written to disk only when
-``keep_probe_images`` says so, by the search core). A pending probe belongs to the user who uploaded it.
-The server runs one process (``facetrail serve``), so both survive from one request to the next.
+Both are held in the database (``facetrail.cluster.held_probes``: short time-to-live, deleted on use or expiry),
+so the two steps and the results page may be answered by different processes or hosts. A pending probe
+belongs to the user who uploaded it. Its face analysis is derived again from the held bytes when the second
+step lands on a process that has not seen it (a small per-process cache spares the same process the work;
+nothing depends on it).
 """
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 import threading
-import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from facetrail.cases.probe import ProbeAnalysis, encode_jpeg
+from facetrail.cases.probe import ProbeAnalysis, analyze_upload, encode_jpeg
+from facetrail.cluster import held_probes
 from facetrail.context import AppContext
 from facetrail.gallery.search import probe_store
 from facetrail.gallery.service import pipeline_for
 
-PENDING_SECONDS = 30 * 60
-PENDING_MAX = 32
-FACES_SECONDS = 60 * 60
-FACES_MAX = 256
+PENDING_SECONDS = held_probes.PENDING_SECONDS
+FACES_SECONDS = held_probes.FACES_SECONDS
 PREVIEW_MAX_SIDE = 960
+_ANALYSES_MAX = 8
 
 
 @dataclass
@@ -35,64 +35,57 @@ class PendingProbe:
     data: bytes
     analysis: ProbeAnalysis
     fields: dict[str, str]
-    created: float = field(default_factory=time.monotonic)
 
 
-class _Expiring:
-    """A small LRU of entries that expire; thread-safe (routes run in a thread pool)."""
-
-    def __init__(self, seconds: float, max_entries: int) -> None:
-        self.seconds, self.max_entries = seconds, max_entries
-        self._items: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic(), value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-
-    def get(self, key: Any, pop: bool = False) -> Any:
-        with self._lock:
-            found = self._items.pop(key, None) if pop else self._items.get(key)
-            if found is None or time.monotonic() - found[0] > self.seconds:
-                return None
-            return found[1]
+_analyses: OrderedDict[str, ProbeAnalysis] = OrderedDict()  # sha256 of the bytes -> analysis (a cache only)
+_analyses_lock = threading.Lock()
 
 
-_pending = _Expiring(PENDING_SECONDS, PENDING_MAX)
-_searched_faces = _Expiring(FACES_SECONDS, FACES_MAX)
+def _analysis_for(ctx: AppContext, data: bytes) -> ProbeAnalysis:
+    key = hashlib.sha256(data).hexdigest()
+    with _analyses_lock:
+        found = _analyses.get(key)
+    if found is not None:
+        return found
+    analysis = analyze_upload(ctx, data)
+    _remember_analysis(analysis)
+    return analysis
 
 
-def hold_probe(probe: PendingProbe) -> str:
-    token = secrets.token_urlsafe(18)
-    _pending.put(token, probe)
-    return token
+def _remember_analysis(analysis: ProbeAnalysis) -> None:
+    with _analyses_lock:
+        _analyses[analysis.sha256] = analysis
+        _analyses.move_to_end(analysis.sha256)
+        while len(_analyses) > _ANALYSES_MAX:
+            _analyses.popitem(last=False)
 
 
-def peek_probe(token: str, user_id: int | None) -> PendingProbe | None:
-    probe: PendingProbe | None = _pending.get(token)
-    return probe if probe is not None and probe.user_id == user_id else None
+def hold_probe(ctx: AppContext, probe: PendingProbe) -> str:
+    _remember_analysis(probe.analysis)
+    return held_probes.hold(ctx, probe.user_id, probe.data, probe.fields)
 
 
-def take_probe(token: str, user_id: int | None) -> PendingProbe | None:
-    probe = peek_probe(token, user_id)
-    if probe is not None:
-        _pending.get(token, pop=True)
-    return probe
+def peek_probe(ctx: AppContext, token: str, user_id: int | None) -> PendingProbe | None:
+    held = held_probes.peek(ctx, token, user_id)
+    if held is None:
+        return None
+    return PendingProbe(held.user_id, held.data, _analysis_for(ctx, held.data), held.fields)
 
 
-def remember_searched_face(search_id: int, aligned_jpeg: bytes) -> None:
-    _searched_faces.put(search_id, aligned_jpeg)
+def take_probe(ctx: AppContext, token: str, user_id: int | None) -> None:
+    held_probes.take(ctx, token, user_id)
+
+
+def remember_searched_face(ctx: AppContext, search_id: int, aligned_jpeg: bytes) -> None:
+    held_probes.remember_face(ctx, search_id, aligned_jpeg)
 
 
 def searched_face(
     ctx: AppContext, search_id: int, probe_sha256: str, probe_stored: bool, face_index: int
 ) -> bytes | None:
-    """The aligned face that was searched: from memory right after the search, or re-derived from the stored
-    probe when the policy keeps probes; None when neither (the page says the probe is not retained)."""
-    jpeg: bytes | None = _searched_faces.get(search_id)
+    """The aligned face that was searched: held in the database for an hour after the search, or re-derived
+    from the stored probe when the policy keeps probes; None when neither (the page says it is not retained)."""
+    jpeg = held_probes.searched_face(ctx, search_id)
     if jpeg is not None or not probe_stored:
         return jpeg
     path = probe_store(ctx).path_for(probe_sha256)
@@ -107,7 +100,7 @@ def searched_face(
     if not 0 <= face_index < len(faces):
         return None
     jpeg = encode_jpeg(faces[face_index].aligned)
-    remember_searched_face(search_id, jpeg)
+    remember_searched_face(ctx, search_id, jpeg)
     return jpeg
 
 

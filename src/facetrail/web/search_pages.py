@@ -139,7 +139,7 @@ def search_upload(
         return _form_page(request, ctx, who, fields, 422, f"The probe could not be used: {exc.message}")
     if not analysis.faces:
         return _form_page(request, ctx, who, fields, 422, "No face was found in the probe photo. Nothing was searched.")
-    token = hold_probe(PendingProbe(who.user_id, data, analysis, fields))
+    token = hold_probe(ctx, PendingProbe(who.user_id, data, analysis, fields))
     return _pick_page(request, ctx, token, data, analysis, fields)
 
 
@@ -182,7 +182,7 @@ def search_run(
     """Step 2: search the chosen face."""
     csrf_ok(request, form)
     token = str(form.get("probe_token") or "")
-    pending = peek_probe(token, who.user_id)
+    pending = peek_probe(ctx, token, who.user_id)
     if pending is None:
         return _form_page(
             request,
@@ -218,11 +218,11 @@ def search_run(
         else:
             submitted = requests.submit(ctx, who, pending.data, req, emergency=mode == "emergency")
             if submitted.search is None:  # a request: it waits for a reviewer
-                take_probe(token, who.user_id)
+                take_probe(ctx, token, who.user_id)
                 return see_other(f"/requests?done=submitted#request-{submitted.request['id']}")
             view = submitted.search
     except ProbeQualityError as exc:
-        take_probe(token, who.user_id)
+        take_probe(ctx, token, who.user_id)
         listed = exc.details.get("reasons")
         reasons = [str(r) for r in listed] if isinstance(listed, list) else [exc.message]
         return _form_page(
@@ -237,11 +237,11 @@ def search_run(
     except FaceChoiceRequiredError as exc:
         return _pick_page(request, ctx, token, pending.data, pending.analysis, f, 409, exc.message)
     except FaceTrailError as exc:
-        take_probe(token, who.user_id)
+        take_probe(ctx, token, who.user_id)
         return _form_page(request, ctx, who, f, 422, f"Refused: {exc.message}")
-    take_probe(token, who.user_id)
+    take_probe(ctx, token, who.user_id)
     if view.probe_face is not None:
-        remember_searched_face(view.search_id, view.probe_face.aligned_jpeg)
+        remember_searched_face(ctx, view.search_id, view.probe_face.aligned_jpeg)
     return see_other(f"/searches/{view.search_id}")
 
 

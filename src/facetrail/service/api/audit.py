@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from facetrail.audit.query import export_audit_file, query_audit, verify_audit_log
+from facetrail.audit.service import CheckpointScheduler, latest_witness
 from facetrail.context import AppContext
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api._common import ERROR_RESPONSES
 from facetrail.service.deps import get_ctx, require
 
-router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
+
+@asynccontextmanager
+async def _checkpoints(app: FastAPI) -> AsyncIterator[None]:
+    """Including this router starts the server's automatic audit checkpoints (audit.checkpoint_every_*)."""
+    scheduler = CheckpointScheduler(app.state.ctx)
+    scheduler.start()
+    app.state.checkpoint_scheduler = scheduler
+    try:
+        yield
+    finally:
+        scheduler.stop()
+
+
+router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES, lifespan=_checkpoints)
 auditor = require(Permission.AUDIT_READ)
 TimeQuery = Annotated[str | None, Query(max_length=40, description="ISO-8601 date or time (UTC if no zone)")]
 
@@ -105,8 +122,14 @@ def export(
         _remove(folder)
         raise
     media = "text/csv" if format == "csv" else "application/x-ndjson"
+    # The newest signed checkpoint travels with every export (and is in its 'audit.export' record).
+    witness = json.dumps(latest_witness(ctx), separators=(",", ":"))
     return FileResponse(
-        out, media_type=media, filename=f"facetrail-audit.{format}", background=BackgroundTask(_remove, folder)
+        out,
+        media_type=media,
+        filename=f"facetrail-audit.{format}",
+        headers={"x-facetrail-checkpoint": witness},
+        background=BackgroundTask(_remove, folder),
     )
 
 
