@@ -322,7 +322,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
             for c in shown
         ]
         candidates = release.visible_candidates(ctx, who, record, candidates)  # blind two-person review
-        if record.kind == SUBJECT_CHECK and who.can(Permission.SEARCH_VIEW_OWN):
+        if record.kind == SUBJECT_CHECK and release.sees_as_searcher(who, record.user_id):
             # a 1:1 check answers its searcher nothing until released: not even that a candidate exists
             candidates = [c for c in candidates if c.subject_external_id != release.UNDER_REVIEW]
     created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
@@ -354,7 +354,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
 def _shown_count(ctx: AppContext, who: Principal, record: SearchRecord, shown: int) -> int:
     """How many candidates the caller is told were shown: for a 1:1 check, its searcher learns only released
     leads (an unknown subject, one below the floor and one under review must look alike)."""
-    if record.kind == SUBJECT_CHECK and who.can(Permission.SEARCH_VIEW_OWN):
+    if record.kind == SUBJECT_CHECK and release.sees_as_searcher(who, record.user_id):
         return len(release.released_faces(ctx, record))
     return shown
 
