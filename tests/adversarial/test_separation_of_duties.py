@@ -109,7 +109,8 @@ def _admin_password() -> str:
 def lone_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, httpx.Client]]:
     """A fresh server with one administrator and the default delay (72 h)."""
     server = start_server(
-        tmp_path_factory.mktemp("lone") / "data", {"FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "72"}
+        tmp_path_factory.mktemp("lone") / "data",
+        {"FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "72", "FACETRAIL_MFA__REQUIRED_ROLES": "[]"},
     )
     try:
         admin, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)

@@ -37,7 +37,7 @@ SYSTEM = "system"
 
 
 class RoleGrant(Base):
-    """A pending or past grant of a privileged role (migration 0013)."""
+    """A pending or past grant of a privileged role (migration 0014)."""
 
     __tablename__ = "role_grants"
 

@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from facetrail.accounts import mfa
 from facetrail.accounts.service import principal_for
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
@@ -229,6 +230,7 @@ def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") 
     except BadInputError as exc:
         raise refuse(ctx, who, "search.approve", f"request:{request_id}", exc) from None
     row = _load_for_decision(ctx, who, request_id, "search.approve")
+    mfa.require_fresh_second_factor(ctx, who, "approving a search request")
     row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")
     if row.kind == PRIOR:
         _run_approved(ctx, row)

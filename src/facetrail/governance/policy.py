@@ -55,12 +55,13 @@ class SearchRules(_Strict):
     similarity_floor: float = Field(ge=-1.0, le=1.0)
     # Case numbers must match this (a Python regular expression, whole string) after NFKC normalisation: ASCII
     # only by default, so a look-alike from another script ("А-2026-001", Cyrillic А) is refused, not a new case.
-    case_number_pattern: str = Field(DEFAULT_CASE_NUMBER_PATTERN, min_length=1, max_length=500)
+    # Empty: any (then only control characters are refused). Verification against the agency's case list: [cases].
+    case_number_pattern: str = Field(DEFAULT_CASE_NUMBER_PATTERN, max_length=500)
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchRules:
         try:
-            re.compile(self.case_number_pattern)
+            re.compile(self.case_number_pattern or "")
         except re.error as exc:
             raise ValueError(f"case_number_pattern is not a valid regular expression: {exc}") from None
         unknown = sorted(set(self.required_fields) - set(KNOWN_FIELDS))

@@ -56,7 +56,7 @@ class ReviewCompleteError(FaceTrailError):
 
 
 class ReviewAdjudication(Base):
-    """How a disagreement between the two panel reviewers of a candidate was settled (migration 0013)."""
+    """How a disagreement between the two panel reviewers of a candidate was settled (migration 0014)."""
 
     __tablename__ = "review_adjudications"
     __table_args__ = (UniqueConstraint("search_id", "face_id", name="uq_adjudication_once"),)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from facetrail.accounts import grants as role_grants
+from facetrail.accounts import mfa
 from facetrail.cases import requests
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
@@ -93,7 +94,7 @@ def request_decide(
             requests.deny(ctx, who, request_id, reason)
         else:
             raise BadInputError("decision must be approve or deny", field="decision")
-    except PermissionDeniedError:
+    except (PermissionDeniedError, mfa.StepUpRequiredError):
         raise
     except FaceTrailError as exc:
         return _requests_page(request, ctx, who, status=status_for(exc), error=f"Request {request_id}: {exc.message}")
@@ -262,6 +263,7 @@ def packet_download(
     """A case's disclosure packet in the caller's scope (generation audited by the core)."""
     if format not in ("pdf", "json"):
         raise BadInputError("format must be pdf or json", field="format")
+    mfa.require_fresh_second_factor(ctx, who, "downloading a case packet")
     made = collect_packet(
         ctx,
         case,

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from facetrail.accounts import grants
+from facetrail.accounts import grants, mfa
 from facetrail.accounts import service as accounts
 from facetrail.context import AppContext
 from facetrail.policy.principal import Principal
@@ -126,6 +126,8 @@ def get_user(username: str, ctx: AppContext = Depends(get_ctx), who: Principal =
 def update_user(
     username: str, body: UserUpdate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
 ) -> UserWithPassword:
+    if body.role is not None:
+        mfa.require_fresh_second_factor(ctx, who, "changing a role")
     user, password = accounts.update_user(
         ctx, who, username, role=body.role, unit=body.unit, disabled=body.disabled, reset_password=body.reset_password
     )

@@ -1,8 +1,8 @@
 """review, scope and disclosure (issue 8): role grants, review adjudications, verify-subject searches and
 salted commitments to candidate lists
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-01 11:00:00
 
 - role_grants: a grant of the reviewer or administrator role waits for a second administrator's approval, or
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
