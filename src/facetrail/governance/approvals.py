@@ -97,15 +97,15 @@ class CaseNumberInvalidError(BadInputError):
 
 def check_case_number(policy: Policy, case_number: str) -> str:
     """The case number NFKC-normalised, or a refusal: control characters, or not the policy's pattern."""
-    text = check_text("case_number", normalize_case_number(case_number), max_len=100)
-    if policy.search.case_number_pattern and re.fullmatch(policy.search.case_number_pattern, text) is None:
+    text = normalize_case_number(case_number)
+    if policy.search.case_number_pattern and text and re.fullmatch(policy.search.case_number_pattern, text) is None:
         raise CaseNumberInvalidError(
             f"case number {text!r} does not match the policy's case-number pattern "
             f"{policy.search.case_number_pattern!r} (look-alike letters from other scripts are refused)",
             field="case_number",
             pattern=policy.search.case_number_pattern,
         )
-    return text
+    return check_text("case_number", text, max_len=100)
 
 
 def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
