@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from auth_world import AuthWorld, make_world
-from live_server import PASSWORD, LiveServer, login, start_server, stop_server
+from live_server import PASSWORD, LiveServer, enrol_totp, login, start_server, stop_server
 
 MAX_FAILED_LOGINS = 5  # auth.max_failed_logins, the default
 
@@ -42,6 +42,7 @@ def auditor(world: AuthWorld) -> Iterator[httpx.Client]:
     client, _ = login(world.server, "rt.auditor", one_time)
     r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(client, world.server, "rt.auditor")  # MFA is on, as in production
     yield client
     client.close()
 

@@ -13,7 +13,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from live_server import ADMIN_FIRST_PASSWORD, FR, PASSWORD, LiveServer, login, make_user, start_server, stop_server
+from live_server import (
+    ADMIN_FIRST_PASSWORD,
+    FR,
+    PASSWORD,
+    LiveServer,
+    enrol_totp,
+    login,
+    make_user,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +39,7 @@ def clients(server: LiveServer) -> Iterator[dict[str, httpx.Client]]:
     admin, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)
     r = admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(admin, server, "admin")  # MFA is on, as in production
     assert admin.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}).status_code == 201
     investigator = server.client(make_user(admin, server, "rt.inv", "investigator", "north"))
     auditor = server.client(make_user(admin, server, "rt.aud", "auditor", None))
