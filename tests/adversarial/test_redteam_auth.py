@@ -103,3 +103,15 @@ def test_forged_web_form_post_is_refused_and_audited(world: AuthWorld, auditor: 
     ]
     assert len(denied) == 2, f"forged form posts are not audited: {denied}"
     assert all(rec["outcome"] == "denied" for rec in denied)
+
+
+def test_forged_sign_in_form_is_refused_and_audited(world: AuthWorld, auditor: httpx.Client) -> None:
+    """Login CSRF: a cross-site page signs the victim's browser into the attacker's account (whatever the
+    victim then types, the attacker reads). The sign-in form without its token is refused, and audited."""
+    with httpx.Client(base_url=world.server.base_url, timeout=60) as browser:
+        r = browser.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": "forged"})
+        assert r.status_code == 400, r.text
+        assert "facetrail_session" not in browser.cookies, "the forged sign-in opened a session"
+    denied = [rec for rec in records(auditor, action="access.denied") if rec["target"] == "POST /login"]
+    assert len(denied) == 1, denied
+    assert denied[0]["outcome"] == "denied" and denied[0]["details"]["username"] == "admin"

@@ -21,6 +21,10 @@ from live_server import (
     enrol_totp,
     login,
     make_user,
+<<<<<<< HEAD
+=======
+    second_factor,
+>>>>>>> main
     start_server,
     stop_server,
 )
@@ -58,7 +62,9 @@ def clients(server: LiveServer) -> Iterator[dict[str, httpx.Client]]:
         client.close()
 
 
-def set_limits(admin: httpx.Client, **limits: int) -> None:
+def set_limits(admin: httpx.Client, server: LiveServer, **limits: int) -> None:
+    r = second_factor(admin, server, "admin")  # a fresh second factor for a sensitive act (step-up)
+    assert r.status_code == 200, r.text
     text = admin.get("/api/v1/policy").json()["text"]
     for name, value in limits.items():
         assert f"\n{name} = 0\n" in text, f"the shipped policy no longer has '{name} = 0'"
@@ -81,8 +87,10 @@ def search(client: httpx.Client, case_number: str) -> httpx.Response:
     )
 
 
-def test_letter_case_variants_do_not_buy_a_fresh_per_case_allowance(clients: dict[str, httpx.Client]) -> None:
-    set_limits(clients["admin"], per_case=1)
+def test_letter_case_variants_do_not_buy_a_fresh_per_case_allowance(
+    server: LiveServer, clients: dict[str, httpx.Client]
+) -> None:
+    set_limits(clients["admin"], server, per_case=1)
     inv = clients["investigator"]
     first = search(inv, "ef-7")
     assert first.status_code == 201, first.text

@@ -76,7 +76,8 @@ def test_searcher_made_reviewer_still_sees_own_candidates_under_review(server: L
     assert [c["subject_external_id"] for c in r.json()["candidates"]] == ["under review"]
     searcher.close()
 
-    assert second_factor(admin, server, "admin").status_code == 200  # a role change is a step-up act
+    r = second_factor(admin, server, "admin")  # a fresh second factor for a role change (step-up)
+    assert r.status_code == 200, r.text
     r = admin.patch("/api/v1/users/rt.searcher", json={"role": "reviewer"})
     assert r.status_code == 200, r.text
     assert admin.get("/api/v1/users/rt.searcher").json()["role"] == "reviewer", "the promotion did not take effect"
