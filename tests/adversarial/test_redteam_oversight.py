@@ -21,10 +21,7 @@ from live_server import (
     enrol_totp,
     login,
     make_user,
-<<<<<<< HEAD
-=======
     second_factor,
->>>>>>> main
     start_server,
     stop_server,
 )
