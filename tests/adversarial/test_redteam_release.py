@@ -14,7 +14,18 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from live_server import ADMIN_FIRST_PASSWORD, FR, PASSWORD, LiveServer, login, make_user, start_server, stop_server
+from live_server import (
+    ADMIN_FIRST_PASSWORD,
+    FR,
+    PASSWORD,
+    LiveServer,
+    enrol_totp,
+    login,
+    make_user,
+    second_factor,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +40,7 @@ def admin(server: LiveServer) -> Iterator[httpx.Client]:
     client, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)
     r = client.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(client, server, "admin")  # MFA is on, as in production
     assert client.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}).status_code == 201
     r = client.post("/api/v1/galleries", json={"name": "bookings", "legal_basis": "Booking", "source_system": "rms"})
     assert r.status_code == 201, r.text
@@ -64,6 +76,8 @@ def test_searcher_made_reviewer_still_sees_own_candidates_under_review(server: L
     assert [c["subject_external_id"] for c in r.json()["candidates"]] == ["under review"]
     searcher.close()
 
+    r = second_factor(admin, server, "admin")  # a fresh second factor for a role change (step-up)
+    assert r.status_code == 200, r.text
     r = admin.patch("/api/v1/users/rt.searcher", json={"role": "reviewer"})
     assert r.status_code == 200, r.text
     assert admin.get("/api/v1/users/rt.searcher").json()["role"] == "reviewer", "the promotion did not take effect"

@@ -17,12 +17,13 @@ from starlette.datastructures import FormData
 
 from facetrail.accounts import mfa
 from facetrail.accounts import service as accounts
+from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api.auth import set_session_cookie
-from facetrail.service.deps import SESSION_COOKIE, client_ip, get_ctx, optional_principal
+from facetrail.service.deps import SESSION_COOKIE, CsrfError, client_ip, get_ctx, optional_principal
 from facetrail.service.errors import error_body
 from facetrail.web import (
     admin_pages,
@@ -150,6 +151,16 @@ def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData =
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     next_path = safe_next(str(form.get("next") or "/"))
     if not login_csrf_ok(request, str(form.get("csrf_token") or "")):
+        # a forged sign-in (login CSRF: signing the victim's browser into the attacker's account) is audited
+        audit_refusal(
+            ctx,
+            "anonymous",
+            "access.denied",
+            f"{request.method} {request.url.path}",
+            CsrfError("the sign-in form expired or did not come from FaceTrail"),
+            details={"reason": "missing or wrong CSRF token (sign-in form)", "username": username[:100]},
+            outcome="denied",
+        )
         return _login_page(
             request,
             status=400,
