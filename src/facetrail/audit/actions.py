@@ -24,6 +24,10 @@ class AuditAction(StrEnum):
     USER_UPDATE = "user.update"
     USER_PASSWORD_CHANGE = "user.password_change"  # noqa: S105 - an action name
     UNIT_CREATE = "unit.create"
+    ROLE_GRANT_REQUEST = "role.grant.request"
+    ROLE_GRANT_APPROVE = "role.grant.approve"
+    ROLE_GRANT_CANCEL = "role.grant.cancel"
+    ROLE_GRANT_EFFECTIVE = "role.grant.effective"
     AUTH_LOGIN = "auth.login"
     AUTH_LOGOUT = "auth.logout"
     AUTH_SESSION_END = "auth.session_end"
@@ -57,6 +61,8 @@ class AuditAction(StrEnum):
     SEARCH_THUMBNAIL = "search.thumbnail"
     REVIEW_DECIDE = "review.decide"
     REVIEW_LIST = "review.list"
+    REVIEW_ADJUDICATE = "review.adjudicate"
+    LEAD_RELEASED = "lead.released"
     # governance
     POLICY_APPLY = "policy.apply"
     TRAINING_RECORD = "training.record"
