@@ -359,7 +359,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and database")
     args = parser.parse_args()
     facts = {
-        "command": "python bench/cluster.py " + " ".join(sys.argv[1:]),
+        "command": "python bench/cluster.py " + " ".join(a for a in sys.argv[1:] if a != "--note" and a != args.note),
         "started": now_utc(),
         "load_before": load_note(),
     }
