@@ -554,20 +554,32 @@ def test_log_listing_filters_and_is_audited(ctx: AppContext) -> None:
 # --- the commands --------------------------------------------------------------------------------------------
 
 
+def _auditor_token(ctx: AppContext) -> str:
+    from facetrail.accounts.service import create_api_token, create_user, principal_for
+    from facetrail.policy.principal import Principal
+    from facetrail.storage.models import User
+
+    admin = Principal(user_id=None, username="root", role="administrator", unit_id=None, unit_name=None)
+    create_user(ctx, admin, username="ada.aud", role="auditor", unit=None)
+    with ctx.db.read() as s:
+        auditor = principal_for(s.execute(select(User).where(User.username == "ada.aud")).scalar_one(), "session")
+    return create_api_token(ctx, auditor, "cli", scope="read")[1]
+
+
 def test_cli_verify_checkpoint_export_log(ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from facetrail.cli.main import app
     from facetrail.config import get_settings
 
     monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.settings.data_dir))
     monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.db.url)
-    monkeypatch.setenv("FACETRAIL_ACTOR", "cli-test")
     get_settings.cache_clear()
+    monkeypatch.setenv("FACETRAIL_API_TOKEN", _auditor_token(ctx))  # export and log run as a signed-in auditor
     try:
         fill(ctx, 4)
         runner = CliRunner()
         checkpoint = runner.invoke(app, ["audit", "checkpoint", "--json"])
         assert checkpoint.exit_code == 0, checkpoint.output
-        assert json.loads(checkpoint.output)["checkpoint"]["seq"] == 5
+        assert json.loads(checkpoint.output)["checkpoint"]["seq"] == 2 + 4 + 1  # user, token, fill, itself
         ok = runner.invoke(app, ["audit", "verify", "--json"])
         assert ok.exit_code == 0 and json.loads(ok.output)["ok"] is True
         exported = runner.invoke(app, ["audit", "export", "--format", "csv", "--out", str(tmp_path / "a.csv")])

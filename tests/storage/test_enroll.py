@@ -214,7 +214,6 @@ def _start_enroll(ctx: AppContext, folders: list[Path]) -> subprocess.Popen[str]
         **os.environ,
         "FACETRAIL_DATA_DIR": str(ctx.data_dir),
         "FACETRAIL_DATABASE_URL": ctx.settings.resolved_database_url,
-        "FACETRAIL_ACTOR": "kill-test",
     }
     args = [
         sys.executable,

@@ -177,26 +177,33 @@ def test_policy_cli_validate_apply_show_history(world: World, tmp_path: Any, mon
         bad.write_text(default_policy_text().replace('offenses = ["burglary", "fraud"]', 'offenses = ["jaywalking"]'))
         result = runner.invoke(cli_app, ["policy", "validate", str(bad)])
         assert result.exit_code != 0
-        result = runner.invoke(cli_app, ["policy", "apply", str(bad)])
+        admin = ["--token", world.tokens["admin"]]
+        result = runner.invoke(cli_app, ["policy", "apply", str(bad), *admin])
         assert result.exit_code != 0 and _audits(world.ctx, "policy.apply", "refused")
         good = tmp_path / "good.toml"
         good.write_text(default_policy_text())
         assert runner.invoke(cli_app, ["policy", "validate", str(good)]).exit_code == 0
-        result = runner.invoke(cli_app, ["policy", "apply", str(good), "--json"])
+        # Without a signed-in administrator (or as a reviewer) the CLI applies nothing, and says who tried.
+        assert runner.invoke(cli_app, ["policy", "apply", str(good)]).exit_code != 0
+        as_reviewer = runner.invoke(cli_app, ["policy", "apply", str(good), "--token", world.tokens["rita"]])
+        assert as_reviewer.exit_code != 0
+        assert _audits(world.ctx, "policy.apply", "denied")[-1]["actor"] == "user:rita.rev"
+        result = runner.invoke(cli_app, ["policy", "apply", str(good), "--json", *admin])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["version"] == 2
         history = json.loads(runner.invoke(cli_app, ["policy", "history", "--json"]).output)
         assert [v["version"] for v in history] == [2, 1]
         assert "similarity_floor = 0.30" in runner.invoke(cli_app, ["policy", "show"]).output
         # training through the CLI: nora can search afterwards
-        result = runner.invoke(cli_app, ["user", "train", "nora.new", "--date", str(TODAY), "--json"])
+        result = runner.invoke(cli_app, ["user", "train", "nora.new", "--date", str(TODAY), "--json", *admin])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["valid"] is True
-        assert runner.invoke(cli_app, ["user", "train", "nobody", "--date", str(TODAY)]).exit_code != 0
+        assert runner.invoke(cli_app, ["user", "train", "nobody", "--date", str(TODAY), *admin]).exit_code != 0
     finally:
         get_settings.cache_clear()
     assert run_search(world.ctx, world.users["new"], OBAMA2.read_bytes(), _req()).candidates is not None
     assert _audits(world.ctx, "training.record")[-1]["target"] == "user:nora.new"
+    assert _audits(world.ctx, "training.record")[-1]["actor"] == "user:adam.admin"
 
 
 # ------------------------------------------------------------------ training gate

@@ -563,7 +563,6 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
     ctx = world.ctx
     monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.settings.data_dir))
     monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
-    monkeypatch.setenv("FACETRAIL_ACTOR", "cli:records-clerk")
     get_settings.cache_clear()
     try:
         listing = tmp_path / "cases.csv"
@@ -580,7 +579,10 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         assert scanned.exit_code == 0 and json.loads(scanned.output)["new_alerts"] == []
     finally:
         get_settings.cache_clear()
+    from facetrail.cli.common import cli_actor
+
+    operator = cli_actor()
     assert [(a["actor"], a["outcome"]) for a in _audits(ctx, "case.import")] == [
-        ("cli:records-clerk", "ok"),
-        ("cli:records-clerk", "refused"),
+        (operator, "ok"),  # an operator command: the OS user, nothing the caller sets
+        (operator, "refused"),
     ]

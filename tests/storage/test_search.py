@@ -223,7 +223,6 @@ def cli(ctx: AppContext, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
 
     monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.settings.data_dir))
     monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
-    monkeypatch.setenv("FACETRAIL_ACTOR", "cli-test")
     get_settings.cache_clear()
     runner = CliRunner()
     yield lambda *args: runner.invoke(app, [str(a) for a in args])

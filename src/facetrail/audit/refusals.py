@@ -112,6 +112,6 @@ def ensure_permission(
         who,
         action,
         target,
-        PermissionDeniedError(f"role '{who.role}' may not {permission.value}", permission=permission.value),
+        PermissionDeniedError(who.refusal_reason(permission), permission=permission.value),
         details=details,
     )

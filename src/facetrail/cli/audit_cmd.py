@@ -11,8 +11,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from facetrail.audit.log import AuditVerification
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    TokenOption,
+    acting_user,
+    cli_actor,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import FaceTrailError
+from facetrail.policy.roles import Permission
 
 audit_app = typer.Typer(
     help="The append-only, hash-chained audit log: verify, checkpoint, export, log.", no_args_is_help=True
@@ -166,17 +177,20 @@ def export_cmd(
     until: Annotated[str | None, typer.Option("--until", help="ISO-8601 date/time, exclusive (no zone = UTC).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl (default) or csv.")] = "jsonl",
     out: Annotated[Path | None, typer.Option("--out", help="Write here (atomically) instead of stdout.")] = None,
+    token: TokenOption = None,
 ) -> None:
-    """Export records with every hashed field as stored. The export is itself audited ('audit.export')."""
+    """Export records with every hashed field as stored. The export is itself audited ('audit.export').
+    Runs as the signed-in auditor behind --token."""
     from facetrail.audit.export import export_audit
     from facetrail.audit.service import latest_witness
 
     ctx = open_cli_context()
     try:
+        who = acting_user(ctx, token, Permission.AUDIT_READ, action="audit.export", target="audit_log")
         witness = latest_witness(ctx)
         result = export_audit(
             ctx.db,
-            actor=cli_actor(),
+            actor=who.actor,
             out=out,
             stdout=sys.stdout,
             since=since,
@@ -200,14 +214,17 @@ def log_cmd(
     action: Annotated[str | None, typer.Option("--action", help="'search' matches search and search.*")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest N records (1–10000).")] = 50,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The newest records as a table. Listing is itself audited ('audit.read')."""
+    """The newest records as a table. Listing is itself audited ('audit.read'). Runs as the signed-in auditor
+    behind --token."""
     from facetrail.audit.export import read_audit_log
 
     ctx = open_cli_context()
     try:
-        listing = read_audit_log(ctx.db, actor=cli_actor(), action=action, by_actor=actor, limit=limit)
+        who = acting_user(ctx, token, Permission.AUDIT_READ, action="audit.read", target="audit_log")
+        listing = read_audit_log(ctx.db, actor=who.actor, action=action, by_actor=actor, limit=limit)
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:

@@ -1,16 +1,24 @@
-"""Shared CLI plumbing: error output, JSON output, the acting user, and the application context."""
+"""Shared CLI plumbing: error output, JSON output, the acting user, and the application context.
+
+Who acts (tests/adversarial/test_cli_actor.py): a command that changes governance data or reveals faces runs
+as the signed-in user behind ``--token`` (FACETRAIL_API_TOKEN), with that user's role and token scope, its
+refusals audited through the one gate; an operator command (init, serve, index, audit verify/checkpoint)
+records ``cli:<OS user>`` taken from the process's user id. Nothing a caller sets (no FACETRAIL_ACTOR, no
+$USER) can name someone else in the audit log.
+"""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from facetrail.errors import FaceTrailError
+from facetrail.policy.roles import Permission
 
 if TYPE_CHECKING:
     from facetrail.policy.principal import Principal
@@ -34,8 +42,15 @@ def print_json(data: Any) -> None:
 
 
 def cli_actor() -> str:
-    """Who is acting, for the audit log. Until accounts exist (server issue): the OS user, or FACETRAIL_ACTOR."""
-    return os.environ.get("FACETRAIL_ACTOR") or f"cli:{getpass.getuser()}"
+    """The operator, for the audit log of OS-level commands: ``cli:<name of the process's user id>``.
+
+    From the operating system, never from the environment (getpass.getuser() would believe $USER)."""
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        name = f"uid{uid}"
+    return f"cli:{name}"
 
 
 def open_cli_context() -> Any:
@@ -71,3 +86,17 @@ def signed_in(ctx: Any, token: str | None) -> Principal:
             "(create one in the web UI under Tokens)"
         )
     return principal
+
+
+def acting_user(ctx: Any, token: str | None, permission: Permission, *, action: str, target: str = "") -> Principal:
+    """The signed-in user behind ``token``, who must hold ``permission`` (role and token scope). A missing or
+    bad token is audited as the OS user, a missing permission as the user: both through the one refusal gate."""
+    from facetrail.audit.refusals import ensure_permission, refuse
+    from facetrail.errors import AuthenticationError
+
+    try:
+        who = signed_in(ctx, token)
+    except AuthenticationError as exc:
+        raise refuse(ctx, cli_actor(), action, target, exc, details={"via": "cli"}) from None
+    ensure_permission(ctx, who, permission, action=action, target=target)
+    return who

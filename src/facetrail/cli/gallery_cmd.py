@@ -17,8 +17,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    TokenOption,
+    acting_user,
+    cli_actor,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.policy.roles import Permission
 
 gallery_app = typer.Typer(help="Galleries: lawfully held sets of enrolled faces.", no_args_is_help=True)
 
@@ -164,13 +175,18 @@ def subject_command(
     console.print(table)
 
 
-def _delete(name: str, *, external_id: str | None, face_id: int | None, reason: str, as_json: bool) -> None:
-    """delete-subject and delete-face: one certified deletion (facetrail.retention.deletion)."""
+def _delete(
+    name: str, *, external_id: str | None, face_id: int | None, reason: str, token: str | None, as_json: bool
+) -> None:
+    """delete-subject and delete-face: one certified deletion (facetrail.retention.deletion), run as the
+    signed-in administrator behind --token."""
     from facetrail.retention.deletion import delete_enrolled
 
     ctx = open_cli_context()
     try:
-        result = delete_enrolled(ctx, name, external_id=external_id, face_id=face_id, actor=cli_actor(), reason=reason)
+        target = f"{name}:{external_id if face_id is None else f'face {face_id}'}"
+        who = acting_user(ctx, token, Permission.GALLERY_MANAGE, action="gallery.delete", target=target)
+        result = delete_enrolled(ctx, name, external_id=external_id, face_id=face_id, actor=who.actor, reason=reason)
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
@@ -188,10 +204,11 @@ def delete_subject_command(
     name: Annotated[str, typer.Argument(help="Gallery name.")],
     external_id: Annotated[str, typer.Argument(help="Subject external id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")] = "",
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete a subject, its faces, their vectors and their stored images."""
-    _delete(name, external_id=external_id, face_id=None, reason=reason, as_json=as_json)
+    """Delete a subject, its faces, their vectors and their stored images (as the user behind --token)."""
+    _delete(name, external_id=external_id, face_id=None, reason=reason, token=token, as_json=as_json)
 
 
 @gallery_app.command("delete-face")
@@ -199,10 +216,11 @@ def delete_face_command(
     name: Annotated[str, typer.Argument(help="Gallery name.")],
     face_id: Annotated[int, typer.Argument(help="Face id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")] = "",
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete one face, its vector and its stored image."""
-    _delete(name, external_id=None, face_id=face_id, reason=reason, as_json=as_json)
+    """Delete one face, its vector and its stored image (as the user behind --token)."""
+    _delete(name, external_id=None, face_id=face_id, reason=reason, token=token, as_json=as_json)
 
 
 class _RichProgress:

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
+from facetrail.cli.common import JsonOption, TokenOption, acting_user, console, fail, open_cli_context, print_json
 from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.policy.roles import Permission
 
 policy_app = typer.Typer(
     help="The policy document: what searches are allowed (versioned, audited).", no_args_is_help=True
@@ -80,13 +81,21 @@ def validate_command(
 
 @policy_app.command("apply")
 def apply_command(
-    file: Annotated[Path, typer.Argument(help="A TOML policy document")], as_json: JsonOption = False
+    file: Annotated[Path, typer.Argument(help="A TOML policy document")],
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Validate and apply a policy document as the next version (audited with the diff)."""
+    """Validate and apply a policy document as the next version (audited with the diff). Runs as the signed-in
+    administrator behind --token."""
     from facetrail.governance.policy import apply_policy
 
     text = _read(file, as_json)
-    applied = _run(as_json, lambda ctx: apply_policy(ctx, text, actor=cli_actor(), audit_context={"via": "cli"}))
+
+    def apply(ctx: Any) -> Any:
+        who = acting_user(ctx, token, Permission.POLICY_MANAGE, action="policy.apply", target="policy")
+        return apply_policy(ctx, text, actor=who.actor, audit_context=who.audit_context())
+
+    applied = _run(as_json, apply)
     if as_json:
         print_json(applied)
     else:
@@ -113,19 +122,23 @@ def train_command(
     username: Annotated[str, typer.Argument(help="The user who completed search training")],
     date: Annotated[str, typer.Option("--date", help="Completion date, YYYY-MM-DD")],
     course: Annotated[str, typer.Option("--course", help="The course completed")] = "FaceTrail search training",
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record a user's search training (audited). Without it, or once it expires, they cannot search."""
+    """Record a user's search training (audited). Without it, or once it expires, they cannot search. Runs as
+    the signed-in administrator behind --token."""
     from facetrail.governance.training import record_training
 
     try:
         day = dt.date.fromisoformat(date.strip())
     except ValueError:
         fail(BadInputError("--date must be YYYY-MM-DD", field="date"), as_json)
-    done = _run(
-        as_json,
-        lambda ctx: record_training(ctx, username, day, course, actor=cli_actor(), audit_context={"via": "cli"}),
-    )
+
+    def train(ctx: Any) -> Any:
+        who = acting_user(ctx, token, Permission.TRAINING_MANAGE, action="user.train", target=f"user:{username}")
+        return record_training(ctx, username, day, course, actor=who.actor, audit_context=who.audit_context())
+
+    done = _run(as_json, train)
     if as_json:
         print_json(done)
     else:

@@ -12,8 +12,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, cli_actor, console, err_console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    TokenOption,
+    acting_user,
+    console,
+    err_console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.policy.roles import Permission
 
 retention_app = typer.Typer(help="Retention rules, runs and deletion certificates.", no_args_is_help=True)
 hold_app = typer.Typer(help="Legal holds: subjects or cases kept until the hold is lifted.", no_args_is_help=True)
@@ -24,6 +34,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(retention_app, name="retention")
     app.add_typer(hold_app, name="hold")
     app.add_typer(subject_app, name="subject")
+
+
+def _user(ctx: Any, token: str | None, permission: Permission, action: str, target: str = "") -> str:
+    """The audit actor: the signed-in user behind --token, who must hold the permission (no operator bypass)."""
+    return acting_user(ctx, token, permission, action=action, target=target).actor
 
 
 def _with_ctx(as_json: bool, work: Any) -> Any:
@@ -44,6 +59,7 @@ def set_command(
     ] = None,
     rule_file: Annotated[Path | None, typer.Option("--file", help="Read the rule from this TOML/JSON file.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the gallery's rule.")] = False,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Set (validated, audited) or remove a gallery's retention rule."""
@@ -52,7 +68,12 @@ def set_command(
     if sum(x is not None and x is not False for x in (rule, rule_file, clear or None)) != 1:
         fail(BadInputError("give exactly one of RULE, --file or --clear"), as_json)
     text = None if clear else (rule_file.read_text() if rule_file is not None else rule)
-    saved = _with_ctx(as_json, lambda ctx: set_rule(ctx, gallery, text, actor=cli_actor()))
+    saved = _with_ctx(
+        as_json,
+        lambda ctx: set_rule(
+            ctx, gallery, text, actor=_user(ctx, token, Permission.RETENTION_MANAGE, "retention.rule", gallery)
+        ),
+    )
     out = {
         "gallery": gallery,
         "rule": None if saved is None else json.loads(saved.to_json()),
@@ -82,6 +103,7 @@ def run_command(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Plan as of this date (YYYY-MM-DD; dry runs only).")
     ] = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Apply every gallery's retention rule and the probe retention period (legal holds respected)."""
@@ -97,6 +119,7 @@ def run_command(
             fail(BadInputError("--as-of only plans: use it with --dry-run"), as_json)
 
     def work(ctx: Any) -> Any:
+        actor = _user(ctx, token, Permission.RETENTION_MANAGE, "retention.run")
         total = len(plan(ctx, day))
         with Progress(
             TextColumn("{task.description}"),
@@ -113,7 +136,7 @@ def run_command(
                     task, advance=1, description=f"{action.kind} {action.gallery or ''} {action.external_id or ''}"
                 )
 
-            return run_retention(ctx, dry_run=dry_run, actor=cli_actor(), today=day, progress=advance)
+            return run_retention(ctx, dry_run=dry_run, actor=actor, today=day, progress=advance)
 
     report = _with_ctx(as_json, work).to_dict()
     if as_json:
@@ -185,6 +208,7 @@ def hold_add_command(
     reason: Annotated[str, typer.Option("--reason", help="Why (e.g. the preservation order).")],
     subject: Annotated[str | None, typer.Option("--subject", help="GALLERY:EXTERNAL_ID")] = None,
     case: Annotated[str | None, typer.Option("--case", help="A case number.")] = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Place a legal hold on a subject or a case (audited)."""
@@ -197,7 +221,14 @@ def hold_add_command(
             fail(BadInputError("--subject must be GALLERY:EXTERNAL_ID", field="subject"), as_json)
         target = (gallery, external_id)
     hold = _with_ctx(
-        as_json, lambda ctx: add_hold(ctx, actor=cli_actor(), reason=reason, subject=target, case_number=case)
+        as_json,
+        lambda ctx: add_hold(
+            ctx,
+            actor=_user(ctx, token, Permission.LEGAL_HOLD, "legal_hold.place"),
+            reason=reason,
+            subject=target,
+            case_number=case,
+        ),
     )
     if as_json:
         print_json({"ok": True, "hold": hold})
@@ -229,12 +260,18 @@ def hold_list_command(
 def hold_lift_command(
     hold_id: Annotated[int, typer.Argument()],
     reason: Annotated[str, typer.Option("--reason")],
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Lift a legal hold (audited)."""
     from facetrail.retention.holds import lift_hold
 
-    hold = _with_ctx(as_json, lambda ctx: lift_hold(ctx, hold_id, actor=cli_actor(), reason=reason))
+    hold = _with_ctx(
+        as_json,
+        lambda ctx: lift_hold(
+            ctx, hold_id, actor=_user(ctx, token, Permission.LEGAL_HOLD, "legal_hold.lift", str(hold_id)), reason=reason
+        ),
+    )
     if as_json:
         print_json({"ok": True, "hold": hold})
     else:
@@ -247,13 +284,22 @@ def disposition_command(
     external_id: Annotated[str, typer.Argument()],
     disposition: Annotated[str, typer.Argument(help="released | acquitted | expunged | active")],
     reason: Annotated[str, typer.Option("--reason")] = "",
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record a subject's outcome; a gallery rule may then delete it (audited)."""
     from facetrail.retention.rules import set_disposition
 
     out = _with_ctx(
-        as_json, lambda ctx: set_disposition(ctx, gallery, external_id, disposition, actor=cli_actor(), reason=reason)
+        as_json,
+        lambda ctx: set_disposition(
+            ctx,
+            gallery,
+            external_id,
+            disposition,
+            actor=_user(ctx, token, Permission.RETENTION_MANAGE, "subject.disposition", f"{gallery}:{external_id}"),
+            reason=reason,
+        ),
     )
     if as_json:
         print_json({"ok": True, **out})
