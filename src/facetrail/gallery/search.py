@@ -28,7 +28,7 @@ from facetrail.faces.calibration import Calibration, load_calibration
 from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace
 from facetrail.faces.types import DecodedImage
-from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.gallery.index_sync import get_gallery_index
 from facetrail.gallery.service import SubjectNotFoundError, check_model, load_gallery
 from facetrail.storage.models import Face, SearchRecord, Subject
@@ -167,8 +167,8 @@ def results_root(ctx: AppContext) -> Path:
     return ctx.data_dir / "results"
 
 
-def probe_store(ctx: AppContext) -> ImageStore:
-    return ImageStore(ctx.data_dir / "probes")
+def probe_store(ctx: AppContext) -> AnyImageStore:
+    return open_image_store(ctx, "probes")
 
 
 def _echo(value: object) -> object:
@@ -328,6 +328,7 @@ def _record(
 ) -> SearchResult:
     """Write the search record, its audit record and its files as one unit; undo the files if it fails."""
     written: list[Path] = []
+    stored_probe: str | None = None  # written to the probe store by this search: removed if it fails
     results_dir: Path | None = None
     try:
         with ctx.db.transaction() as session:
@@ -345,7 +346,8 @@ def _record(
             if ctx.settings.keep_probe_images:
                 store = probe_store(ctx)
                 if not store.exists(image.sha256):
-                    written.append(store.put(image.sha256, probe_data))
+                    store.put(image.sha256, probe_data)
+                    stored_probe = image.sha256
                 probe_stored = True
             scope = scope or {}
             record = SearchRecord(
@@ -420,6 +422,8 @@ def _record(
             )
             search_id, created_at = record.id, record.created_at
     except BaseException:
+        if stored_probe is not None:
+            probe_store(ctx).remove(stored_probe)
         for path in reversed(written):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
