@@ -557,6 +557,7 @@ def test_alert_emails_are_queued_sent_over_smtp_and_retried(world: World) -> Non
 def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    from facetrail.accounts.service import create_api_token
     from facetrail.cli.main import app
     from facetrail.config import get_settings
 
@@ -568,11 +569,13 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         listing = tmp_path / "cases.csv"
         listing.write_text("case_number,offense\nR-1,robbery\nR-2,robbery\n")
         runner = CliRunner()
-        done = runner.invoke(app, ["case", "import", str(listing), "--json"])
+        assert runner.invoke(app, ["case", "import", str(listing), "--json"]).exit_code == 6  # no signed-in user
+        admin = ["--token", create_api_token(ctx, world.users["admin"], "cli", scope="full")[1]]
+        done = runner.invoke(app, ["case", "import", str(listing), "--json", *admin])
         assert done.exit_code == 0, done.output
         assert json.loads(done.output)["added"] == 2
         listing.write_text("case_number,offense,status\nR-1,robbery,unknown\n")
-        bad = runner.invoke(app, ["case", "import", str(listing), "--json"])
+        bad = runner.invoke(app, ["case", "import", str(listing), "--json", *admin])
         assert bad.exit_code == 3 and json.loads(bad.output)["error"]["code"] == "case_file_invalid"
         assert runner.invoke(app, ["case", "packet", "--help"]).exit_code == 0  # the packet command is still there
         scanned = runner.invoke(app, ["oversight", "scan", "--json"])
@@ -581,8 +584,8 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         get_settings.cache_clear()
     from facetrail.cli.common import cli_actor
 
-    operator = cli_actor()
     assert [(a["actor"], a["outcome"]) for a in _audits(ctx, "case.import")] == [
-        (operator, "ok"),  # an operator command: the OS user, nothing the caller sets
-        (operator, "refused"),
+        (cli_actor(), "denied"),  # no token: refused, and recorded under the OS user
+        ("user:adam.admin", "ok"),  # the signed-in administrator, nothing the caller sets
+        ("user:adam.admin", "refused"),
     ]

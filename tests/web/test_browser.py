@@ -767,7 +767,7 @@ def test_oversight_alert_is_acknowledged_and_a_sample_finding_recorded(
     audit sample is drawn from the chain and dave, an auditor, records a finding on a drawn search."""
     import datetime as dt
 
-    from facetrail.audit.service import take_checkpoint
+    from facetrail.audit.service import checkpoint_now
     from facetrail.config import Settings
     from facetrail.context import open_context
     from facetrail.governance.oversight_rules import SamplingRules
@@ -811,7 +811,7 @@ def test_oversight_alert_is_acknowledged_and_a_sample_finding_recorded(
     ctx = open_context(Settings(data_dir=server.data_dir), migrate=False)  # type: ignore[call-arg]
     try:
         end = dt.datetime.now(dt.UTC)
-        take_checkpoint(ctx.db, ctx.checkpoints_path, ctx.audit_key_path, "cli:browser-test")
+        checkpoint_now(ctx, "cli:browser-test")  # signed like the server's automatic checkpoints (Ed25519)
         draw = sampling.draw_period(
             ctx, "browser:1", end - dt.timedelta(days=1), end, SamplingRules(share=0.5, minimum=1), actor="cli:test"
         )

@@ -428,18 +428,53 @@ def change_password(ctx: AppContext, who: Principal, old_password: str, new_pass
     check_password_rule(new_password, who.username)
     if old_password == new_password:
         raise BadInputError("the new password must differ from the old one", field="new_password")
-    with ctx.db.transaction() as s:
-        user = s.get(User, who.user_id)
-        if user is None or not verify_password(user.password_hash, old_password):
+    auth = ctx.settings.auth
+    if _address_blocked(ctx, who.ip[:100], auth.ip_failures_per_window, auth.ip_window_seconds):
+        with ctx.db.transaction() as s:
             append_audit(
                 s,
                 actor=who.actor,
                 action="user.password_change",
                 target=f"user:{who.username}",
-                outcome="failed",
+                outcome="throttled",
                 details=who.audit_context(),
             )
-            raise AuthenticationError("the current password is wrong")
+        raise ThrottledError("too many failed attempts from this address; wait a few minutes and try again")
+    refused: str | None = None
+    with ctx.db.transaction() as s:
+        # The current password is a password guess like a sign-in: whoever holds a session (a stolen cookie)
+        # must not get unlimited guesses here. Failures count toward the lockout and the address throttle and
+        # are recorded in this committed transaction (the refusal is raised after it).
+        user = s.execute(select(User).where(User.id == who.user_id).with_for_update()).scalar_one_or_none()
+        if user is None:
+            refused = "no such user"
+        elif _locked(user):
+            verify_password(user.password_hash, old_password)
+            refused = "account locked"
+        elif not verify_password(user.password_hash, old_password):
+            refused = "bad credentials"
+            user.failed_logins += 1
+            if user.failed_logins >= auth.max_failed_logins:
+                user.locked_until = utcnow() + dt.timedelta(minutes=auth.lockout_minutes)
+                user.failed_logins = 0
+                refused = "account locked"
+        if refused is not None:
+            append_audit(
+                s,
+                actor=who.actor,
+                action="user.password_change",
+                target=f"user:{who.username}",
+                outcome="locked" if refused == "account locked" else "failed",
+                details={**who.audit_context(), "reason": refused},
+            )
+            _address_failed(s, who.ip, auth.ip_window_seconds)
+    if refused is not None:
+        raise AuthenticationError(
+            "the current password is wrong, or the account is locked after repeated failures (wait and try again)"
+        )
+    with ctx.db.transaction() as s:
+        user = s.get(User, who.user_id)
+        assert user is not None
         user.password_hash = hash_password(new_password)
         user.must_change_password = False
         user.password_changed_at = utcnow()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ def verifying_key(ctx: AppContext, public_key_file: Path | None = None) -> tuple
     return None, "none"
 
 
+def checkpoint_target(path: Path) -> str:
+    """How an 'audit.checkpoint' record names its file: host and absolute path. Several servers on one database
+    each keep their own file; a verifier holds each host's records to that host's file only."""
+    return f"{socket.gethostname()}:{path.resolve()}"
+
+
 def verify_audit(
     db: Database,
     checkpoints_path: Path,
@@ -80,7 +87,7 @@ def verify_audit(
     files = [checkpoints_path, *more_checkpoint_files]
     checkpoints = [cp for path in files for cp in read_checkpoints(path)]
     key = load_key(key_path) if key_path.exists() else None
-    targets = {str(path.resolve()) for path in files}
+    targets = {checkpoint_target(path) for path in files}
     with db.read() as session:
         result = verify_chain(session, checkpoints, key, public_key=public_key, checkpoint_targets=targets)
     hmac_checkpoints = [cp for cp in checkpoints if isinstance(cp, dict) and "hmac" in cp]
@@ -167,7 +174,7 @@ def take_checkpoint(
                 session,
                 actor=actor,
                 action="audit.checkpoint",
-                target=str(checkpoints_path.resolve()),
+                target=checkpoint_target(checkpoints_path),
                 details={
                     "verified_records": verification.records,
                     "previous_checkpoint_seq": verification.last_checkpoint_seq,
@@ -178,6 +185,11 @@ def take_checkpoint(
             assert checkpoint["seq"] == record.seq  # the head is ours: the transaction holds the write lock
         append_checkpoint(checkpoints_path, checkpoint)
     return CheckpointResult(checkpoint=checkpoint, path=checkpoints_path, verification=verification)
+
+
+def checkpoint_now(ctx: AppContext, actor: str) -> CheckpointResult:
+    """A checkpoint of this installation, signed with its Ed25519 key (what 'facetrail audit checkpoint' does)."""
+    return take_checkpoint(ctx.db, ctx.checkpoints_path, ctx.audit_key_path, actor, signing_key=signing_key(ctx))
 
 
 def checkpoint_due(ctx: AppContext, now: dt.datetime | None = None) -> bool:

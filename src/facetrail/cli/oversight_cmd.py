@@ -8,9 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
+from facetrail.cli.common import (
+    JsonOption,
+    TokenOption,
+    acting_user,
+    cli_actor,
+    console,
+    fail,
+    open_cli_context,
+    print_json,
+)
 from facetrail.cli.report_cmd import case_app  # `facetrail case …`: the packet lives there, the import here
 from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.policy.roles import Permission
 
 oversight_app = typer.Typer(help="Anomaly alerts, audit sampling and e-mail (docs/oversight.md).", no_args_is_help=True)
 
@@ -35,16 +45,23 @@ def _run(as_json: bool, action: Any) -> Any:
 @case_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="CSV: case_number,offense[,status]; the complete list of cases.")],
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replace the case list with the file's (cases missing from it are closed). Audited ('case.import')."""
+    """Replace the case list with the file's (cases missing from it are closed). Audited ('case.import').
+    Runs as the signed-in administrator behind --token."""
     from facetrail.oversight.cases import import_cases
 
     try:
         data = file.read_bytes()
     except OSError as exc:
         fail(BadInputError(f"cannot read {file}: {exc}", field="file"), as_json)
-    counts = _run(as_json, lambda ctx: import_cases(ctx, data, actor=cli_actor(), audit_context={"via": "cli"}))
+
+    def work(ctx: Any) -> Any:
+        who = acting_user(ctx, token, Permission.CASES_MANAGE, action="case.import", target=str(file))
+        return import_cases(ctx, data, actor=who.actor, audit_context=who.audit_context())
+
+    counts = _run(as_json, work)
     if as_json:
         print_json({"ok": True, **counts})
     else:

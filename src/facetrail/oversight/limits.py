@@ -1,10 +1,11 @@
 """Search limits (policy ``[limits]``): searches per user per day and per week, per case, and search hours.
 
 Days and weeks (Monday-Sunday) are calendar periods in the policy's time zone; the per-case limit counts every
-user's searches for the case number. Only searches that ran count (refused attempts do not). A search beyond a
-limit is refused ('search_limit_exceeded' / 'outside_search_hours') or, when the policy says on_exceed =
-"approval", needs a reviewer's prior approval ('approval_required': submit it as a search request; the approved
-run is not counted against the limit again). The refusal is audited by the search path's gate.
+user's searches for the case number, whatever its letter case ("ab-7" and "AB-7" are one case). Only searches
+that ran count (refused attempts do not). A search beyond a limit is refused ('search_limit_exceeded' /
+'outside_search_hours') or, when the policy says on_exceed = "approval", needs a reviewer's prior approval
+('approval_required': submit it as a search request; the approved run is not counted against the limit
+again). The refusal is audited by the search path's gate.
 
 The count and the search are not one transaction: two searches racing at the limit can both pass. The limit
 is a brake on volume, not an exact quota; anomaly alerts see the volume regardless.
@@ -63,7 +64,12 @@ def usage(ctx: AppContext, user_id: int | None, case_number: str, rules: LimitRu
         this_week = s.execute(select(func.count()).where(mine, SearchRecord.created_at >= week)).scalar_one()
         this_case = s.execute(
             select(func.count()).where(
-                or_(SearchRecord.case_number == raw, SearchRecord.case_number == normalise_case_number(raw))
+                or_(
+                    SearchRecord.case_number == raw,
+                    # "ab-7", "AB-7" and "Ab-7" are one case to the limit: a change of letter case (or
+                    # spaces around it) must not buy a fresh allowance. Stored numbers are compared upper-cased.
+                    func.upper(func.trim(SearchRecord.case_number)) == normalise_case_number(raw),
+                )
             )
         ).scalar_one()
     return Usage(int(today), int(this_week), int(this_case))

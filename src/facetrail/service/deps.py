@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from facetrail.accounts.service import resolve_api_token, resolve_session
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import AuthenticationError, FaceTrailError, PermissionDeniedError
 from facetrail.policy.principal import Principal
@@ -103,7 +104,17 @@ def check_form_csrf(request: Request, submitted: str | None) -> None:
     """For HTML form posts: the hidden field must match the session's token."""
     expected = getattr(request.state, "csrf", None) or ""
     if not submitted or not expected or not hmac.compare_digest(submitted, expected):
-        raise CsrfError("the form has expired or did not come from FaceTrail; reload the page and try again")
+        # A forged cross-site post is an attack on the signed-in user: it is audited like every refusal.
+        who: Principal | None = getattr(request.state, "principal", None)
+        raise refuse(
+            get_ctx(request),
+            who if who is not None else "anonymous",
+            "access.denied",
+            f"{request.method} {request.url.path}",
+            CsrfError("the form has expired or did not come from FaceTrail; reload the page and try again"),
+            details={"reason": "missing or wrong CSRF token (form)"},
+            outcome="denied",
+        ) from None
 
 
 def require(permission: Permission) -> Callable[..., Principal]:
