@@ -88,7 +88,12 @@ class IndexSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    session_hours: float = Field(8.0, description="Browser sessions end this many hours after login.")
+    session_hours: float = Field(
+        12.0, description="Absolute lifetime: a browser session ends this many hours after sign-in, active or not."
+    )
+    session_idle_minutes: float = Field(
+        30.0, description="Idle timeout: a browser session ends after this many minutes without a request."
+    )
     max_failed_logins: int = Field(5, description="Failed logins in a row before the account is locked.")
     lockout_minutes: float = Field(15.0, description="How long a locked account stays locked.")
     ip_failures_per_window: int = Field(20, description="Failed logins from one address before it is throttled.")
@@ -102,6 +107,59 @@ class AuthSettings(BaseModel):
         None, description="Secure flag on cookies. Default: set when the request came over HTTPS."
     )
     bootstrap_admin_username: str = Field("admin", description="The administrator created on first start.")
+
+
+class MfaSettings(BaseModel):
+    required_roles: list[str] = Field(
+        default_factory=lambda: ["investigator", "reviewer", "auditor", "administrator"],
+        description="Roles that must use a second factor (TOTP or a passkey) at every sign-in. Default: all. "
+        "An empty list turns MFA off (only for tests of unrelated behaviour; see docs/authentication.md).",
+    )
+    issuer: str = Field("FaceTrail", description="The issuer name authenticator apps show next to the account.")
+    step_up_minutes: float = Field(
+        5.0, description="Sensitive acts need a second factor presented at most this many minutes ago (step-up)."
+    )
+    recovery_codes: int = Field(10, ge=1, le=50, description="One-time recovery codes issued at enrolment.")
+    passkey_rp_id: str | None = Field(
+        None, description="WebAuthn relying-party id (a domain). Default: the host name the browser used."
+    )
+    passkey_origin: str | None = Field(
+        None, description="The origin passkey answers must come from. Default: the origin of the request."
+    )
+
+
+class OidcRoleMapping(BaseModel):
+    claim: str = Field("groups", description="ID-token claim to look at (a string or a list of strings).")
+    value: str = Field(description="The value (e.g. a group name or id) that grants this mapping.")
+    role: str = Field(description="The FaceTrail role it grants.")
+    unit: str | None = Field(None, description="The unit it places the user in (investigators and reviewers).")
+
+
+class OidcSettings(BaseModel):
+    enabled: bool = Field(False, description="Offer sign-in through the agency's OpenID Provider.")
+    issuer: str = Field("", description="The provider's issuer URL (its discovery document is ISSUER/.well-known/…).")
+    client_id: str = Field("", description="FaceTrail's client id at the provider.")
+    client_secret: str = Field("", description="FaceTrail's client secret (confidential client).")
+    redirect_uri: str | None = Field(
+        None, description="The callback URL registered at the provider. Default: this server's /sso/callback."
+    )
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"], description="Scopes asked.")
+    username_claim: str = Field("preferred_username", description="Claim that names the FaceTrail username.")
+    mappings: list[OidcRoleMapping] = Field(
+        default_factory=list,
+        description="Claim values → role and unit, first match wins. Users no mapping matches are refused.",
+    )
+    local_passwords: bool = Field(
+        True, description="Allow password sign-in. False: only the break-glass users may sign in with a password."
+    )
+    break_glass_users: list[str] = Field(
+        default_factory=lambda: ["admin"],
+        description="Local administrators who keep password (+ second factor) sign-in when local_passwords is off.",
+    )
+    display_name: str = Field("Agency sign-in", description="The label of the SSO button.")
+    clock_skew_seconds: int = Field(
+        60, ge=0, le=300, description="Leeway for the ID token's expiry and issue time (clocks differ)."
+    )
 
 
 class ServerSettings(BaseModel):
@@ -267,6 +325,8 @@ class Settings(BaseSettings):
     )
     keep_probe_images: bool = Field(False, description="Keep searched probe images (their hash is always kept).")
     auth: AuthSettings = AuthSettings()
+    mfa: MfaSettings = MfaSettings()
+    oidc: OidcSettings = OidcSettings()
     server: ServerSettings = ServerSettings()
     images: ImageLimits = ImageLimits()
     detection: DetectionSettings = DetectionSettings()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from live_server import ADMIN_FIRST_PASSWORD, PASSWORD, LiveServer, login
+from live_server import ADMIN_FIRST_PASSWORD, PASSWORD, LiveServer, enrol_totp, login
 
 
 @dataclass
@@ -15,7 +15,7 @@ class AuthWorld:
     admin: httpx.Client
 
     def new_user(self, username: str, role: str = "investigator") -> str:
-        """Create the user and set its password to PASSWORD (first sign-in); returns the password."""
+        """Create the user, set its password to PASSWORD and enrol its TOTP (first sign-in); returns the password."""
         r = self.admin.post("/api/v1/users", json={"username": username, "role": role, "unit": "north"})
         assert r.status_code == 201, r.text
         one_time = r.json()["one_time_password"]
@@ -23,6 +23,7 @@ class AuthWorld:
         try:
             r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
             assert r.status_code == 200, r.text
+            enrol_totp(client, self.server, username)  # MFA is on, as in production
         finally:
             client.close()
         return PASSWORD
@@ -40,6 +41,7 @@ def make_world(server: LiveServer) -> AuthWorld:
     admin, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)
     r = admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(admin, server, "admin")
     assert admin.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}).status_code == 201
     return AuthWorld(server=server, admin=admin)
 

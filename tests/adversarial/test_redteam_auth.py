@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from auth_world import AuthWorld, make_world
-from live_server import PASSWORD, LiveServer, login, start_server, stop_server
+from live_server import PASSWORD, LiveServer, enrol_totp, login, start_server, stop_server
 
 MAX_FAILED_LOGINS = 5  # auth.max_failed_logins, the default
 
@@ -42,6 +42,7 @@ def auditor(world: AuthWorld) -> Iterator[httpx.Client]:
     client, _ = login(world.server, "rt.auditor", one_time)
     r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(client, world.server, "rt.auditor")  # MFA is on, as in production
     yield client
     client.close()
 
@@ -102,3 +103,15 @@ def test_forged_web_form_post_is_refused_and_audited(world: AuthWorld, auditor: 
     ]
     assert len(denied) == 2, f"forged form posts are not audited: {denied}"
     assert all(rec["outcome"] == "denied" for rec in denied)
+
+
+def test_forged_sign_in_form_is_refused_and_audited(world: AuthWorld, auditor: httpx.Client) -> None:
+    """Login CSRF: a cross-site page signs the victim's browser into the attacker's account (whatever the
+    victim then types, the attacker reads). The sign-in form without its token is refused, and audited."""
+    with httpx.Client(base_url=world.server.base_url, timeout=60) as browser:
+        r = browser.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": "forged"})
+        assert r.status_code == 400, r.text
+        assert "facetrail_session" not in browser.cookies, "the forged sign-in opened a session"
+    denied = [rec for rec in records(auditor, action="access.denied") if rec["target"] == "POST /login"]
+    assert len(denied) == 1, denied
+    assert denied[0]["outcome"] == "denied" and denied[0]["details"]["username"] == "admin"

@@ -13,7 +13,18 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from live_server import ADMIN_FIRST_PASSWORD, FR, PASSWORD, LiveServer, login, make_user, start_server, stop_server
+from live_server import (
+    ADMIN_FIRST_PASSWORD,
+    FR,
+    PASSWORD,
+    LiveServer,
+    enrol_totp,
+    login,
+    make_user,
+    second_factor,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +40,7 @@ def clients(server: LiveServer) -> Iterator[dict[str, httpx.Client]]:
     admin, _ = login(server, "admin", ADMIN_FIRST_PASSWORD)
     r = admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    enrol_totp(admin, server, "admin")  # MFA is on, as in production
     assert admin.post("/api/v1/units", json={"name": "north", "agency": "Example Police"}).status_code == 201
     investigator = server.client(make_user(admin, server, "rt.inv", "investigator", "north"))
     auditor = server.client(make_user(admin, server, "rt.aud", "auditor", None))
@@ -47,7 +59,9 @@ def clients(server: LiveServer) -> Iterator[dict[str, httpx.Client]]:
         client.close()
 
 
-def set_limits(admin: httpx.Client, **limits: int) -> None:
+def set_limits(admin: httpx.Client, server: LiveServer, **limits: int) -> None:
+    r = second_factor(admin, server, "admin")  # a fresh second factor for a sensitive act (step-up)
+    assert r.status_code == 200, r.text
     text = admin.get("/api/v1/policy").json()["text"]
     for name, value in limits.items():
         assert f"\n{name} = 0\n" in text, f"the shipped policy no longer has '{name} = 0'"
@@ -70,8 +84,10 @@ def search(client: httpx.Client, case_number: str) -> httpx.Response:
     )
 
 
-def test_letter_case_variants_do_not_buy_a_fresh_per_case_allowance(clients: dict[str, httpx.Client]) -> None:
-    set_limits(clients["admin"], per_case=1)
+def test_letter_case_variants_do_not_buy_a_fresh_per_case_allowance(
+    server: LiveServer, clients: dict[str, httpx.Client]
+) -> None:
+    set_limits(clients["admin"], server, per_case=1)
     inv = clients["investigator"]
     first = search(inv, "ef-7")
     assert first.status_code == 201, first.text

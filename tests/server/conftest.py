@@ -14,6 +14,7 @@ from live_server import (
     ROLES,
     LiveServer,
     World,
+    enrol_totp,
     login,
     make_user,
     start_server,
@@ -37,6 +38,8 @@ def world(live_server: LiveServer) -> Iterator[World]:
     assert admin.get("/api/v1/galleries").status_code == 403  # nothing else until the password is changed
     r = admin.post("/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD})
     assert r.status_code == 200, r.text
+    assert admin.get("/api/v1/galleries").json()["error"]["code"] == "mfa_enrolment_required"  # MFA is on
+    enrol_totp(admin, live_server, "admin")
     for unit in ("north", "south"):
         assert admin.post("/api/v1/units", json={"name": unit, "agency": "Example Police"}).status_code == 201
     w = World(server=live_server, admin=admin)

@@ -9,10 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from authenticators import Authenticators
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FR = FIXTURES / "face_recognition"
@@ -94,13 +98,38 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait()
 
 
+AUTHENTICATORS = Authenticators()
+
+
+def enrol_totp(client: httpx.Client, server: LiveServer, username: str) -> list[str]:
+    """First sign-in's second half: enrol TOTP from the secret the server returns; returns the recovery codes."""
+    r = client.post("/api/v1/auth/mfa/totp/enrol")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["qr_svg"].startswith("data:image/svg+xml;base64,")
+    AUTHENTICATORS.secrets[(server.base_url, username)] = body["secret"]
+    AUTHENTICATORS.last_step.pop((server.base_url, username), None)
+    r = client.post("/api/v1/auth/mfa/totp/confirm", json={"code": AUTHENTICATORS.code(server.base_url, username)})
+    assert r.status_code == 200, r.text
+    return list(r.json()["recovery_codes"])
+
+
+def second_factor(client: httpx.Client, server: LiveServer, username: str) -> httpx.Response:
+    """Present a fresh TOTP code for the client's session or token (sign-in or step-up)."""
+    return client.post("/api/v1/auth/mfa/verify", json={"code": AUTHENTICATORS.code(server.base_url, username)})
+
+
 def login(server: LiveServer, username: str, password: str) -> tuple[httpx.Client, str]:
-    """A browser-like client: session cookie plus the CSRF token it must send on changes."""
+    """A browser-like client: session cookie plus the CSRF token it must send on changes. Where the user has
+    enrolled a second factor, its code is entered too (a user still to enrol gets a half-signed-in session)."""
     client = server.client()
     r = client.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert r.status_code == 200, r.text
     csrf = r.json()["csrf_token"]
     client.headers["x-csrf-token"] = csrf
+    if r.json()["second_factor"] == "required":
+        r = second_factor(client, server, username)
+        assert r.status_code == 200, r.text
     return client, csrf
 
 
@@ -116,9 +145,17 @@ class World:
     def as_role(self, role: str) -> httpx.Client:
         return self.server.client(self.tokens[role])
 
+    @contextmanager
+    def stepped_up(self, role: str) -> Iterator[httpx.Client]:
+        """The role's token client after a fresh second factor (step-up), for sensitive acts."""
+        with self.as_role(role) as client:
+            r = second_factor(client, self.server, self.usernames[role])
+            assert r.status_code == 200, r.text
+            yield client
+
 
 def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str, unit: str | None) -> str:
-    """Create the user, change its one-time password, and return an API token for it."""
+    """Create the user, change its one-time password, enrol its second factor, and return an API token."""
     r = admin.post("/api/v1/users", json={"username": username, "role": role, "unit": unit})
     assert r.status_code == 201, r.text
     one_time = r.json()["one_time_password"]
@@ -126,6 +163,7 @@ def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str,
     try:
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
         assert r.status_code == 200, r.text
+        enrol_totp(client, server, username)
         r = client.post("/api/v1/auth/tokens", json={"name": f"{username} tests", "days": 1, "scope": "full"})
         assert r.status_code == 201, r.text
         return str(r.json()["secret"])

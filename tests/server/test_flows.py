@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-from live_server import FIXTURES, FR, PASSWORD, World, login, make_user
+from live_server import FIXTURES, FR, PASSWORD, World, enrol_totp, login, make_user, second_factor
 
 SEARCH_FIELDS = {
     "gallery": "bookings",
@@ -94,6 +94,7 @@ def test_users_reset_disable_and_token_revocation(world: World) -> None:
     with closing(client):
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})
         assert r.status_code == 200
+        enrol_totp(client, world.server, "temp.user")
         secret = client.post("/api/v1/auth/tokens", json={"name": "t"}).json()["secret"]
     with world.server.client(secret) as temp:
         assert temp.get("/api/v1/auth/me").json()["username"] == "temp.user"
@@ -140,6 +141,7 @@ def test_enrollment_by_upload_reports_each_file_and_is_idempotent(world: World) 
         assert investigator.get(subject["faces"][0]["thumbnail_url"]).status_code == 403
         assert investigator.get("/api/v1/galleries/bookings").json()["faces"] == 4
 
+    assert second_factor(admin, world.server, "admin").status_code == 200  # deleting a subject: step-up
     r = admin.delete("/api/v1/galleries/bookings/subjects/B-RAJ", params={"reason": "record expunged"})
     assert r.status_code == 200 and r.json()["deleted_face_ids"] == [subject["faces"][0]["face_id"]]
     assert admin.get("/api/v1/galleries/bookings/subjects/B-RAJ").status_code == 404
@@ -296,7 +298,7 @@ def test_audit_shows_the_actions_verifies_and_exports(world: World, searches: di
     assert all(r["details"]["legal_basis"] == "warrant" and r["details"]["request"]["ip"] == "127.0.0.1" for r in ran)
     since = _audit(world, since="2000-01-01", until="2000-01-02")
     assert since == []
-    with world.as_role("auditor") as auditor:
+    with world.stepped_up("auditor") as auditor:  # exporting the audit log needs a fresh second factor
         verification = auditor.get("/api/v1/audit/verify").json()
         assert verification["ok"] is True and verification["first_bad_seq"] is None
         jsonl = auditor.get("/api/v1/audit/export")
@@ -323,6 +325,7 @@ def test_nobody_reviews_their_own_search(world: World) -> None:
         r = _search(user, _photo("obama.jpg"), case_number="2026-0077")
         assert r.status_code == 201, r.text
         search_id = r.json()["search_id"]
+        assert second_factor(world.admin, world.server, "admin").status_code == 200  # changing a role: step-up
         r = world.admin.patch("/api/v1/users/switch.user", json={"role": "reviewer"})
         assert r.status_code == 200 and r.json()["user"]["role"] == "reviewer"
         r = user.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})

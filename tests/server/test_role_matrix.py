@@ -21,6 +21,16 @@ from live_server import FIXTURES, FR, ROLES, World
 INV, REV, AUD, ADM = "investigator", "reviewer", "auditor", "administrator"
 EVERYONE = frozenset(ROLES)
 PUBLIC = "public"
+# Sensitive acts: an allowed role whose token has not shown a second factor in the last minutes gets 401
+# 'step_up_required' (after the role check: denied roles still get 403 'forbidden').
+STEP_UP = {
+    ("GET", "/api/v1/audit/export"),
+    ("GET", "/api/v1/cases/{case_number}/packet"),
+    ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
+    ("DELETE", "/api/v1/users/{username}/mfa"),
+    ("POST", "/api/v1/auth/passkeys/register/options"),
+}
 
 # (method, path) -> the roles allowed, or PUBLIC (no sign-in needed). Mirrors docs/roles.md exactly.
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
@@ -33,6 +43,24 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/auth/tokens"): EVERYONE,
     ("POST", "/api/v1/auth/tokens"): EVERYONE,
     ("DELETE", "/api/v1/auth/tokens/{token_id}"): EVERYONE,
+    ("GET", "/api/v1/auth/mfa"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/totp/enrol"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/totp/confirm"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/verify"): EVERYONE,
+    ("POST", "/api/v1/auth/mfa/recovery-codes"): EVERYONE,
+    ("GET", "/api/v1/auth/sessions"): EVERYONE,
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"): EVERYONE,
+    ("GET", "/api/v1/sessions"): frozenset({ADM}),
+    ("DELETE", "/api/v1/sessions/{session_id}"): frozenset({ADM}),
+    ("DELETE", "/api/v1/users/{username}/mfa"): frozenset({ADM}),
+    ("GET", "/api/v1/auth/passkeys"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/register/options"): EVERYONE,
+    ("DELETE", "/api/v1/auth/passkeys/{passkey_id}"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/assert/options"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/assert"): EVERYONE,
+    ("POST", "/api/v1/auth/passkeys/login/options"): PUBLIC,
+    ("POST", "/api/v1/auth/passkeys/login"): PUBLIC,
     ("GET", "/api/v1/users"): frozenset({ADM}),
     ("POST", "/api/v1/users"): frozenset({ADM}),
     ("GET", "/api/v1/users/{username}"): frozenset({ADM}),
@@ -108,6 +136,8 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "seq": "999999",
         "case_number": "NO-SUCH-CASE",
         "request_id": "999999",
+        "session_id": "999999",
+        "passkey_id": "999999",
         "alert_id": "999999",
         "item_id": "999999",
     }
@@ -115,6 +145,11 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
     photo = (FR / "obama.jpg").read_bytes()
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/auth/login"): {"json": {}},  # 422: no credentials are tried, no throttle is fed
+        ("POST", "/api/v1/auth/mfa/verify"): {"json": {}},  # 422: no code is tried, no lockout is fed
+        ("POST", "/api/v1/auth/mfa/totp/confirm"): {"json": {"code": "000000"}},  # 409: enrolled already
+        ("POST", "/api/v1/auth/passkeys"): {"json": {}},  # 422: no credential is checked
+        ("POST", "/api/v1/auth/passkeys/assert"): {"json": {}},
+        ("POST", "/api/v1/auth/passkeys/login"): {"json": {}},
         ("POST", "/api/v1/auth/password"): {"json": {"current_password": "x", "new_password": "short"}},
         ("POST", "/api/v1/auth/tokens"): {"json": {"name": f"matrix {unique}", "days": 1}},
         ("POST", "/api/v1/users"): {"json": {"username": f"matrix.{unique}", "role": "auditor"}},
@@ -162,7 +197,7 @@ def matrix_world(world: World) -> World:
 
 
 def _openapi_operations(world: World) -> set[tuple[str, str]]:
-    spec = httpx.get(f"{world.server.base_url}/api/v1/openapi.json").json()
+    spec = httpx.get(f"{world.server.base_url}/api/v1/openapi.json", timeout=60).json()
     return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
 
 
@@ -188,6 +223,8 @@ def test_role_matrix_cell(operation: tuple[str, str], who: str, matrix_world: Wo
     elif who == "anonymous":
         assert r.status_code == 401, r.text
         assert r.json()["error"]["code"] == "unauthenticated"
+    elif who in expected and operation in STEP_UP and r.status_code == 401:
+        assert r.json()["error"]["code"] == "step_up_required", r.text
     elif who in expected:
         assert r.status_code not in (401, 403), r.text
     else:

@@ -66,7 +66,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url)  # type: ignore[call-arg]
+    # MFA off (mfa.required_roles = []): these tests are about storage, governance, reports and retention, and
+    # sign their users in through core functions. Second factors have their own tests here (test_mfa_store.py,
+    # which enrols, so step-up still applies) and run ON in tests/identity, tests/server and tests/adversarial.
+    return Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path / "data", database_url=database_url, mfa={"required_roles": []}
+    )
 
 
 @pytest.fixture

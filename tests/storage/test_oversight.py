@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import pytest
 from index_helpers import create_gallery, enroll_photos
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import principal_for
@@ -214,6 +214,12 @@ def test_acknowledging_an_alert_needs_a_note_the_scope_and_is_audited(world: Wor
     with pytest.raises(FaceTrailError) as twice:
         alerts.acknowledge(ctx, world.users["aud"], alert["id"], "again")
     assert twice.value.code == "alert_already_acknowledged"
+    assert alerts.missing_from_table(ctx, world.users["aud"]) == []
+    with ctx.db.transaction() as s:  # a database administrator hides the alert
+        s.execute(delete(Alert).where(Alert.id == alert["id"]))
+    assert alerts.list_alerts(ctx, world.users["aud"]) == []
+    assert alerts.missing_from_table(ctx, world.users["aud"]) == [alert["id"]]  # the chain still has it
+    assert alerts.missing_from_table(ctx, world.users["rita"]) == []  # auditors' check
     acks = _audits(ctx, "oversight.alert.ack")
     assert [a["outcome"] for a in acks] == ["refused", "not_found", "denied", "ok", "refused"]
     assert acks[3]["note"].startswith("three photos")
@@ -265,6 +271,23 @@ def test_without_the_guard_a_policy_with_limits_refuses_every_search(world: Worl
 
 
 # ------------------------------------------------------------------ case verification
+
+
+def test_case_number_pattern_is_checked_after_nfkc_normalisation(world: World) -> None:
+    text = default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "\\\\d{4}-RB-\\\\d{4}"')
+    apply_policy(world.ctx, text, actor="cli:test")
+    world.search("ivan", "2026-RB-0001")
+    world.search("ivan", "２０２６-RB-0002 ")  # full-width digits and a trailing space: the same format
+    for bad in ("2026-RB-01", "x2026-RB-0001", "2026-RB-0001\n2"):
+        with pytest.raises(FaceTrailError) as refused:
+            world.search("ivan", bad)
+        assert refused.value.code == "case_number_invalid"
+    assert [a["error"]["code"] for a in _audits(world.ctx, "search", "refused")] == ["case_number_invalid"] * 3
+    with pytest.raises(FaceTrailError) as invalid:
+        apply_policy(
+            world.ctx, default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "("'), actor="t"
+        )
+    assert invalid.value.code == "policy_invalid" and "case_number_pattern" in invalid.value.message
 
 
 def test_case_allow_list_import_and_verification(world: World, tmp_path: Path) -> None:
@@ -503,6 +526,15 @@ def test_auditors_record_findings_once(world: World) -> None:
     assert twice.value.code == "conflict"
     with pytest.raises(PermissionDeniedError):
         sampling.record_finding(ctx, world.users["rita"], items[2]["id"], good, "")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    summary = dict(collect_report(ctx, today, today, actor="cli:test").section("audit_sample").rows)
+    assert summary == {
+        "draws": 1,
+        "searches drawn": 3,
+        "found adequate": 1,
+        "found inadequate": 1,
+        "not yet checked": 1,
+    }
     assert [a["outcome"] for a in _audits(ctx, "oversight.sample.finding")] == [
         "refused",
         "ok",
@@ -589,3 +621,55 @@ def test_cli_case_import_and_scan(world: World, tmp_path: Path, monkeypatch: pyt
         ("user:adam.admin", "ok"),  # the signed-in administrator, nothing the caller sets
         ("user:adam.admin", "refused"),
     ]
+
+
+def test_the_server_installs_the_guard_and_answers_oversight_over_http(world: World) -> None:
+    """create_app wires oversight in: with no guard installed before, the API's searches are still held to the
+    limits (429, audited), and reviewers acknowledge over HTTP."""
+    from fastapi.testclient import TestClient
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.service.app import create_app
+
+    ctx = world.ctx
+    world.policy(limits="per_user_per_day = 1")
+    hooks._guards.clear()
+    try:
+        tokens = {n: create_api_token(ctx, world.users[n], "t", scope="full")[1] for n in ("ivan", "rita", "hank")}
+        with TestClient(create_app(ctx)) as client:
+            assert hooks.installed_guards(), "create_app must install the oversight guard"
+
+            def post_search(case: str) -> Any:
+                return client.post(
+                    "/api/v1/searches",
+                    headers={"Authorization": f"Bearer {tokens['ivan']}"},
+                    data={
+                        "gallery": "bookings",
+                        "case_number": case,
+                        "offense": "robbery",
+                        "legal_basis": "warrant",
+                        "justification": "CCTV still",
+                        "candidates": "3",
+                    },
+                    files={"probe": ("p.jpg", PROBE, "image/jpeg")},
+                )
+
+            assert post_search("R-1").status_code == 201
+            refused = post_search("R-2")
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "search_limit_exceeded"
+            world.policy(limits="per_user_per_day = 0")
+            for case in ("R-3", "R-4"):
+                assert post_search(case).status_code == 201
+            assert alerts.WORKER.wait_idle()
+            rita = {"Authorization": f"Bearer {tokens['rita']}"}
+            listed = client.get("/api/v1/oversight/alerts", headers=rita).json()
+            assert [a["rule"] for a in listed] == ["probe_reused_across_cases"]
+            hank = {"Authorization": f"Bearer {tokens['hank']}"}
+            assert client.get("/api/v1/oversight/alerts", headers=hank).json() == []
+            other = client.post(f"/api/v1/oversight/alerts/{listed[0]['id']}/ack", headers=hank, json={"note": "x"})
+            assert other.status_code == 404 and other.json()["error"]["code"] == "alert_not_found"
+            done = client.post(f"/api/v1/oversight/alerts/{listed[0]['id']}/ack", headers=rita, json={"note": "ok"})
+            assert done.status_code == 200 and done.json()["acknowledged_by"] == "user:rita.rev"
+    finally:
+        install()  # as the fixture left it
+    assert [a["error"]["code"] for a in _audits(ctx, "search", "refused")] == ["search_limit_exceeded"]

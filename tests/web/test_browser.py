@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageFilter
 from web_helpers import ADMIN_PASSWORD, CHROMIUM, UNDER_CI, Server
 
+from authenticators import Authenticators
 from face_fixtures import BIDEN, BLANK_WHITE, FACEAPI, OBAMA, OBAMA2, TWO_PEOPLE, calibration_tables
 
 pytestmark = pytest.mark.skipif(
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.skipif(
 WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 PASSWORDS: dict[str, str] = {"admin": ADMIN_PASSWORD}
 STATE: dict[str, Any] = {}
+AUTHENTICATORS = Authenticators()
 
 
 def loaded(img: Any, timeout_s: float = 30.0) -> bool:
@@ -69,14 +71,45 @@ def shoot(page: Any, folder: Path, name: str) -> None:
 
 
 def sign_in(page: Any, username: str, password: str) -> None:
+    """Password, then (MFA is on for every role) the code of the user's authenticator where it has one."""
     page.goto("/login")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("button:has-text('Sign in')")
+    page.wait_for_load_state()
+    if "/mfa" in page.url and "/mfa/enrol" not in page.url and (page_server(page), username) in AUTHENTICATORS.secrets:
+        page.fill("#code", AUTHENTICATORS.code(page_server(page), username))
+        page.click("button:has-text('Continue')")
+        page.wait_for_url(lambda url: "/mfa" not in url)
+
+
+def page_server(page: Any) -> str:
+    return "/".join(page.url.split("/")[:3])
+
+
+def enrol_in_browser(page: Any, username: str, screenshots: Path | None = None) -> list[str]:
+    """On the enrolment page: read the key shown beside the QR code, as a user typing it into an app would,
+    confirm with a code, keep the recovery codes, continue."""
+    page.wait_for_url("**/mfa/enrol")
+    assert loaded(page.get_by_test_id("mfa-qr"))  # the QR code, drawn on the server, shows
+    key = page.get_by_test_id("mfa-secret").inner_text().strip()
+    AUTHENTICATORS.secrets[(page_server(page), username)] = key
+    if screenshots is not None:
+        shoot(page, screenshots, "03-mfa-enrolment")
+    page.fill("#code", AUTHENTICATORS.code(page_server(page), username))
+    page.click("button:has-text('Confirm')")
+    codes = [c.strip() for c in page.get_by_test_id("recovery-codes").locator("code").all_inner_texts()]
+    assert len(codes) == 10
+    if screenshots is not None:
+        shoot(page, screenshots, "04-recovery-codes")
+    page.click("text=I have kept them: continue")
+    page.wait_for_url(lambda url: "/mfa" not in url)
+    return codes
 
 
 def first_sign_in(page: Any, username: str, one_time: str) -> None:
-    """Sign in with a one-time password; FaceTrail insists on a new one before anything else."""
+    """Sign in with a one-time password; FaceTrail insists on a new one, then on a second factor, before
+    anything else."""
     sign_in(page, username, one_time)
     page.wait_for_url("**/password")
     new = "Chosen-Pass-" + secrets.token_urlsafe(9)
@@ -86,6 +119,7 @@ def first_sign_in(page: Any, username: str, one_time: str) -> None:
     page.click("button:has-text('Change password')")
     page.wait_for_url(lambda url: not url.endswith("/password"))
     PASSWORDS[username] = new
+    enrol_in_browser(page, username)
 
 
 def drop_file(page: Any, selector: str, path: Path) -> None:
@@ -136,8 +170,11 @@ def test_first_login_forces_a_password_change(browser: Any, server: Server, scre
     page.fill("#new_password", first_sign_in_done)
     page.fill("#confirm_password", first_sign_in_done)
     page.click("button:has-text('Change password')")
-    page.wait_for_url("**/galleries")
     PASSWORDS["admin"] = first_sign_in_done
+    page.goto("/galleries")  # nothing is reachable before the second factor is enrolled either
+    assert page.url.endswith("/mfa/enrol")
+    enrol_in_browser(page, "admin", screenshots)
+    page.wait_for_url("**/galleries")
     header = page.get_by_test_id("who").inner_text()
     assert "admin" in header and "administrator" in header and "Sign out" in header
     # The first Tab reaches the skip link, and the focus is visible.

@@ -22,7 +22,7 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.accounts.passwords import (
@@ -75,6 +75,7 @@ def principal_for(
     *,
     scope: str = TokenScope.FULL.value,
     session_id: int | None = None,
+    credential_id: int | None = None,
 ) -> Principal:
     return Principal(
         user_id=user.id,
@@ -88,6 +89,7 @@ def principal_for(
         user_agent=user_agent,
         scope=scope,
         session_id=session_id,
+        credential_id=credential_id if credential_id is not None else session_id,
     )
 
 
@@ -388,6 +390,9 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
         elif user.disabled:
             verify_password(user.password_hash, password or "")
             outcome, reason = "refused", "account disabled"
+        elif not _password_sign_in_allowed(ctx, user):
+            verify_password(user.password_hash, password or "")
+            outcome, reason = "refused", "password sign-in is off for this account (single sign-on)"
         elif _locked(user):
             verify_password(user.password_hash, password or "")  # even a right password does not unlock it
             outcome, reason = "locked", "account locked"
@@ -418,6 +423,14 @@ def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "",
     # One message for unknown user, wrong password, locked and disabled account: no account enumeration.
     # (The audit log, which only auditors read, records which it was.)
     raise AuthenticationError(LOGIN_FAILED_MESSAGE)
+
+
+def _password_sign_in_allowed(ctx: AppContext, user: User) -> bool:
+    """SSO-provisioned users never sign in with a password; with ``oidc.local_passwords`` off only the
+    break-glass administrators do."""
+    if user.external_subject is not None:
+        return False
+    return ctx.settings.oidc.local_passwords or user.username in ctx.settings.oidc.break_glass_users
 
 
 def change_password(ctx: AppContext, who: Principal, old_password: str, new_password: str) -> None:
@@ -495,12 +508,24 @@ def change_password(ctx: AppContext, who: Principal, old_password: str, new_pass
 # --- browser sessions -------------------------------------------------------------------------------------
 
 
-def create_session(ctx: AppContext, who: Principal) -> tuple[str, str]:
-    """A new session for a signed-in user: (cookie token, CSRF token)."""
+def create_session(ctx: AppContext, who: Principal, method: str = "password") -> tuple[str, str]:
+    """A new session for a signed-in user: (cookie token, CSRF token). It has shown no second factor yet."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    expires = utcnow() + dt.timedelta(hours=ctx.settings.auth.session_hours)
+    now = utcnow()
+    expires = now + dt.timedelta(hours=ctx.settings.auth.session_hours)
     with ctx.db.transaction() as s:
-        s.add(WebSession(token_hash=_sha256(token), user_id=who.user_id, csrf_token=csrf, expires_at=expires))
+        s.add(
+            WebSession(
+                token_hash=_sha256(token),
+                user_id=who.user_id,
+                csrf_token=csrf,
+                expires_at=expires,
+                last_seen_at=now,
+                method=method,
+                ip=who.ip[:100],
+                user_agent=who.user_agent[:300],
+            )
+        )
     return token, csrf
 
 
@@ -514,14 +539,51 @@ def resolve_session(ctx: AppContext, token: str, *, ip: str = "", user_agent: st
         user = ws.user
         if user.disabled:
             return None
-        return principal_for(user, "session", ip, user_agent, session_id=ws.id), ws.csrf_token
+        idle_limit = dt.timedelta(minutes=ctx.settings.auth.session_idle_minutes)
+        last_seen = _aware(ws.last_seen_at or ws.created_at)
+        idle = last_seen is not None and utcnow() - last_seen > idle_limit
+        principal, csrf, session_id = (
+            principal_for(user, "session", ip, user_agent, session_id=ws.id),
+            ws.csrf_token,
+            ws.id,
+        )
+    if idle:
+        _end_idle_session(ctx, session_id, principal)
+        return None
+    _touch_session(ctx, session_id, last_seen, idle_limit)
+    return principal, csrf
+
+
+def _end_idle_session(ctx: AppContext, session_id: int, who: Principal) -> None:
+    with ctx.db.transaction() as s:
+        ws = s.get(WebSession, session_id)
+        if ws is None or ws.ended_at is not None:
+            return
+        ws.ended_at, ws.end_reason = utcnow(), "idle timeout"
+        append_audit(
+            s,
+            actor=who.actor,
+            action="auth.session_end",
+            target=f"session:{session_id}",
+            outcome="expired",
+            details={**who.audit_context(), "reason": "idle timeout"},
+        )
+
+
+def _touch_session(ctx: AppContext, session_id: int, last_seen: dt.datetime | None, idle_limit: dt.timedelta) -> None:
+    """Record activity for the idle timeout, at most once a minute (not a write on every request)."""
+    now = utcnow()
+    if last_seen is not None and now - last_seen < min(dt.timedelta(seconds=60), idle_limit / 4):
+        return
+    with ctx.db.transaction() as s:
+        s.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen_at=now))
 
 
 def end_session(ctx: AppContext, token: str, who: Principal | None = None) -> None:
     with ctx.db.transaction() as s:
         ws = s.execute(select(WebSession).where(WebSession.token_hash == _sha256(token))).scalar_one_or_none()
         if ws is not None and ws.ended_at is None:
-            ws.ended_at = utcnow()
+            ws.ended_at, ws.end_reason = utcnow(), "signed out"
             if who is not None:
                 append_audit(
                     s, actor=who.actor, action="auth.logout", target=f"user:{who.username}", details=who.audit_context()
@@ -626,4 +688,4 @@ def resolve_api_token(ctx: AppContext, secret: str, *, ip: str = "", user_agent:
         if row.user.disabled or _locked(row.user):
             return None  # a locked account's tokens wait until the lock ends (or an administrator resets it)
         row.last_used_at = utcnow()
-        return principal_for(row.user, "token", ip, user_agent, scope=row.scope)
+        return principal_for(row.user, "token", ip, user_agent, scope=row.scope, credential_id=row.id)

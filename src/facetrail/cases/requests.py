@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from facetrail.accounts import mfa
 from facetrail.accounts.service import principal_for
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
@@ -231,6 +232,7 @@ def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") 
     """Approve a pending request (it then runs as the requester) or an emergency search (after the fact)."""
     text = _clean_reason(reason, required=False)
     row = _load_for_decision(ctx, who, request_id, "search.approve")
+    mfa.require_fresh_second_factor(ctx, who, "approving a search request")
     row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")
     if row.kind == PRIOR:
         _run_approved(ctx, row)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from facetrail.accounts import mfa
 from facetrail.audit.log import append_audit
 from facetrail.cases.searches import SearchNotFoundError, deny, load_in_scope, review_dict, shown_candidates
 from facetrail.context import AppContext
@@ -55,6 +56,10 @@ def review_candidate(
         )
     face_id = int(match[0]["face_id"])
     release.check_may_decide(ctx, who, record, face_id, rank)
+    if choice is Decision.POSSIBLE_LEAD and who.user_id is not None:  # the second agreeing review releases
+        after = {**release.decisions_on(ctx, search_id).get(face_id, {}), who.user_id: choice.value}
+        if release.is_released(after, record.user_id):
+            mfa.require_fresh_second_factor(ctx, who, "releasing a lead")
     with ctx.db.transaction() as s:
         review = s.execute(
             select(CandidateReview).where(

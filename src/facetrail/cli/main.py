@@ -142,6 +142,7 @@ COMMAND_MODULES = (
     "retention_cmd",
     "governance_cmd",
     "oversight_cmd",
+    "identity_cmd",
     "store_cmd",
 )
 

@@ -16,6 +16,8 @@ facetrail.cases.requests; this module never imports facetrail.cases.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -67,6 +69,8 @@ class SearchPurpose(Protocol):
     @property
     def gallery(self) -> str: ...
     @property
+    def case_number(self) -> str: ...
+    @property
     def offense(self) -> str: ...
     @property
     def legal_basis(self) -> str: ...
@@ -85,9 +89,20 @@ def _aware(value: dt.datetime) -> dt.datetime:
 # ------------------------------------------------------------------ the checks every search passes
 
 
+class CaseNumberInvalidError(BadInputError):
+    code = "case_number_invalid"
+
+
 def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
-    """Offense, legal basis, required fields and candidate count against the policy."""
+    """Offense, legal basis, required fields, case-number format and candidate count against the policy."""
     rules = policy.search
+    number = unicodedata.normalize("NFKC", req.case_number).strip()
+    if rules.case_number_pattern and number and not re.fullmatch(rules.case_number_pattern, number):
+        raise CaseNumberInvalidError(
+            f"case number {number[:100]!r} does not have the agency's format (policy search.case_number_pattern)",
+            field="case_number",
+            pattern=rules.case_number_pattern,
+        )
     if req.offense not in rules.allowed_offenses:
         raise OffenseNotAllowedError(
             f"offense {req.offense!r} is not allowed for search by the policy",

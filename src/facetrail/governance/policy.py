@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import hashlib
 import json
+import re
 import threading
 import tomllib
 from importlib import resources
@@ -51,9 +52,17 @@ class SearchRules(_Strict):
     max_candidates: int = Field(ABSOLUTE_MAX_CANDIDATES, ge=ABSOLUTE_MIN_CANDIDATES, le=ABSOLUTE_MAX_CANDIDATES)
     default_candidates: int = Field(20, ge=ABSOLUTE_MIN_CANDIDATES, le=ABSOLUTE_MAX_CANDIDATES)
     similarity_floor: float = Field(ge=-1.0, le=1.0)
+    # The agency's case-number format (a regular expression the whole NFKC-normalised number must match);
+    # empty: any. Case verification against the agency's list or records system: policy [cases], oversight.
+    case_number_pattern: str = Field("", max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchRules:
+        if self.case_number_pattern:
+            try:
+                re.compile(self.case_number_pattern)
+            except re.error as exc:
+                raise ValueError(f"case_number_pattern is not a valid regular expression: {exc}") from None
         unknown = sorted(set(self.required_fields) - set(KNOWN_FIELDS))
         if unknown:
             raise ValueError(f"required_fields: unknown field(s) {unknown}; known: {list(KNOWN_FIELDS)}")

@@ -64,11 +64,19 @@ def _is_reviewer(who: Principal) -> bool:
     return who.can(Permission.REVIEW_DECIDE)
 
 
+def sees_as_searcher(who: Principal, searcher_id: int | None) -> bool:
+    """Whether the caller sees a search as its searcher: investigators, and the searcher whatever their role
+    is now (an investigator made a reviewer must not see who their own unreleased candidates are)."""
+    return who.can(Permission.SEARCH_VIEW_OWN) or (who.user_id is not None and who.user_id == searcher_id)
+
+
 def visible_reviews(
     who: Principal, decisions: dict[int, str], reviews: list[dict[str, Any]], searcher_id: int | None
 ) -> list[dict[str, Any]]:
     """The decisions on one candidate the caller may see: reviewers only their own until they have decided;
     investigators none until the candidate is released; others (auditors) all."""
+    if who.user_id is not None and who.user_id == searcher_id:
+        return reviews if is_released(decisions, searcher_id) else []
     if _is_reviewer(who):
         if who.user_id in decisions:
             return reviews
@@ -86,7 +94,7 @@ def visible_candidates(ctx: AppContext, who: Principal, record: SearchRecord, ca
     for c in candidates:
         mine = decisions.get(c.face_id, {})
         reviews = visible_reviews(who, mine, c.reviews, record.user_id)
-        if who.can(Permission.SEARCH_VIEW_OWN) and not is_released(mine, record.user_id):
+        if sees_as_searcher(who, record.user_id) and not is_released(mine, record.user_id):
             out.append(replace(c, reviews=[], face_id=0, subject_id=0, subject_external_id=UNDER_REVIEW))
         else:
             out.append(replace(c, reviews=reviews))
@@ -95,7 +103,7 @@ def visible_candidates(ctx: AppContext, who: Principal, record: SearchRecord, ca
 
 def require_released(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
     """Investigators may see a candidate's face only once it is a released lead (refusal audited)."""
-    if not who.can(Permission.SEARCH_VIEW_OWN):
+    if not sees_as_searcher(who, record.user_id):
         return
     if is_released(decisions_on(ctx, record.id).get(face_id, {}), record.user_id):
         return

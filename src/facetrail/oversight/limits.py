@@ -59,9 +59,11 @@ def usage(ctx: AppContext, user_id: int | None, case_number: str, rules: LimitRu
     day, week = period_starts(now, rules.timezone)
     raw = case_number.strip()[:100]
     with ctx.db.read() as s:
-        mine = SearchRecord.user_id == user_id
-        today = s.execute(select(func.count()).where(mine, SearchRecord.created_at >= day)).scalar_one()
-        this_week = s.execute(select(func.count()).where(mine, SearchRecord.created_at >= week)).scalar_one()
+        today, this_week = s.execute(
+            select(func.count().filter(SearchRecord.created_at >= day), func.count()).where(
+                SearchRecord.user_id == user_id, SearchRecord.created_at >= min(day, week)
+            )
+        ).one()
         this_case = s.execute(
             select(func.count()).where(
                 or_(

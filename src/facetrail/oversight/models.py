@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from facetrail.storage.models import Base, utcnow
+from facetrail.storage.models import Base, SearchRecord, utcnow
 
 
 class CaseEntry(Base):
@@ -99,3 +99,7 @@ class Notification(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+# Limits and anomaly rules read one user's searches of a recent window on every search (migration 0011).
+Index("ix_searches_user_id_created_at", SearchRecord.user_id, SearchRecord.created_at)

@@ -28,6 +28,7 @@ class Principal:
     user_agent: str = ""
     scope: str = TokenScope.FULL.value  # an API token's scope; sessions and the CLI act in full
     session_id: int | None = None  # the browser session this principal came from, if any
+    credential_id: int | None = None  # the WebSession or ApiToken row (second factor, step-up, session lists)
 
     @property
     def actor(self) -> str:

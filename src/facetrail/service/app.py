@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Routers, each ``router`` (an APIRouter) in its own module under facetrail.service.api / facetrail.web.
 API_MODULES = (
     "auth",
+    "identity",
     "users",
     "galleries",
     "faces",

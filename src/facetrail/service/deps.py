@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 
+from facetrail.accounts import mfa
 from facetrail.accounts.service import resolve_api_token, resolve_session
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
@@ -25,6 +26,16 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a user who must change their password may still reach.
 PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/logout", "/api/v1/auth/me", "/password", "/logout")
+STEP_UP_PATH = "/api/v1/auth/mfa/verify"
+# What a session that has not shown its second factor yet may still reach (enrolment, verification, sign-out).
+SECOND_FACTOR_PATHS = (
+    "/api/v1/auth/mfa",
+    "/api/v1/auth/passkeys/assert",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/me",
+    "/mfa",
+    "/logout",
+)
 
 
 class CsrfError(FaceTrailError):
@@ -91,12 +102,25 @@ def current_principal(
         if not sent or not hmac.compare_digest(sent, request.state.csrf or ""):
             _audit_refusal(ctx, request, principal.actor, "denied", "missing or wrong CSRF token")
             raise CsrfError(f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
-    if principal.via == "token" and principal.scope == TokenScope.READ and request.method not in SAFE_METHODS:
+    if (
+        principal.via == "token"
+        and principal.scope == TokenScope.READ
+        and request.method not in SAFE_METHODS
+        and request.url.path != STEP_UP_PATH  # presenting a second factor changes no data
+    ):
         # Belt and braces over the per-permission scope check: a read-only token changes nothing anywhere.
         _audit_refusal(ctx, request, principal.actor, "denied", "read-only API token used for a change")
         raise PermissionDeniedError("this API token is read-only (scope 'read')", scope=principal.scope)
-    if principal.must_change_password and not request.url.path.startswith(PASSWORD_CHANGE_PATHS):
+    path = request.url.path
+    if path.startswith(SECOND_FACTOR_PATHS):
+        return principal  # enrolment and the code itself come before (or with) the password change
+    if principal.must_change_password and not path.startswith(PASSWORD_CHANGE_PATHS):
         raise PasswordChangeRequiredError("you must change your password before doing anything else")
+    try:  # an enrolled user shows the code before changing a (reset) password; a new user enrols after it
+        mfa.check_gate(ctx, principal, enrolment_may_wait=principal.must_change_password)
+    except mfa.SecondFactorRequiredError as exc:
+        _audit_refusal(ctx, request, principal.actor, "unauthenticated", exc.code)
+        raise
     return principal
 
 

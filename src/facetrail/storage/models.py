@@ -202,6 +202,8 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
     scope: Mapped[str] = mapped_column(String(20), default="full", server_default="full")  # read | search | full
+    # The last second factor presented with this token (step-up, identity issue, 0013).
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship()
 
@@ -218,8 +220,70 @@ class WebSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
     ended_at: Mapped[dt.datetime | None] = mapped_column()
+    # Identity issue (0013): when the second factor was last presented in this session (None: not yet), the
+    # last request (idle timeout), how it was opened, and from where.
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column()
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column()
+    method: Mapped[str] = mapped_column(String(40), default="password", server_default="password")
+    ip: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    end_reason: Mapped[str | None] = mapped_column(String(100))
 
     user: Mapped[User] = relationship()
+
+
+class TotpEnrolment(Base):
+    """A user's TOTP secret. Unconfirmed until the first code is entered; ``last_step`` refuses replays."""
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))  # base32
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column()
+    last_step: Mapped[int | None] = mapped_column(BigInteger)  # the newest 30 s step whose code was accepted
+
+
+class RecoveryCode(Base):
+    """One-time recovery codes: only a SHA-256 of each is stored."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class PasskeyCredential(Base):
+    """A WebAuthn credential (passkey) of a user: named, revocable; the private key never leaves the device."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class WebAuthnChallenge(Base):
+    """A WebAuthn challenge handed to a browser: single use, short-lived, bound to a user (or none: passwordless)."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(200), unique=True)  # base64url
+    purpose: Mapped[str] = mapped_column(String(20))  # register | second_factor | sign_in
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class CandidateReview(Base):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from facetrail.accounts import mfa
 from facetrail.accounts import service as accounts
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
@@ -81,6 +82,10 @@ def create_user(
     )
 
 
+def _current_role(ctx: AppContext, who: Principal, username: str) -> str | None:
+    return next((u["role"] for u in accounts.list_users(ctx, who) if u["username"] == username), None)
+
+
 @router.post("/admin/users/{username}")
 def update_user(
     username: str,
@@ -108,9 +113,12 @@ def update_user(
             accounts.update_user(ctx, who, username, disabled=action == "disable")
         else:
             unit = str(form.get("unit") or "")
-            accounts.update_user(
-                ctx, who, username, role=str(form.get("role") or "") or None, unit=int(unit) if unit.isdigit() else None
-            )
+            role = str(form.get("role") or "") or None
+            if role is not None and role != _current_role(ctx, who, username):
+                mfa.require_fresh_second_factor(ctx, who, "changing a role")
+            accounts.update_user(ctx, who, username, role=role, unit=int(unit) if unit.isdigit() else None)
+    except mfa.StepUpRequiredError:
+        raise
     except FaceTrailError as exc:
         return _users_page(request, ctx, who, status=422, error=f"{username}: {exc.message}")
     return see_other("/admin/users?done=updated")

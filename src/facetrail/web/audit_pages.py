@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 
+from facetrail.accounts import mfa
 from facetrail.audit.export import EXPORT_FORMATS
 from facetrail.audit.query import export_audit_file, query_audit, verify_audit_log
 from facetrail.context import AppContext
@@ -91,6 +92,7 @@ def audit_export(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = web_require(Permission.AUDIT_READ),
 ) -> Response:
+    mfa.require_fresh_second_factor(ctx, who, "exporting the audit log")
     work = Path(tempfile.mkdtemp(prefix="facetrail-export-"))
     out = work / f"facetrail-audit.{format if format in EXPORT_FORMATS else 'jsonl'}"
     try:

@@ -7,13 +7,17 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
+from facetrail.accounts import mfa
 from facetrail.context import AppContext
+from facetrail.errors import FaceTrailError
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import (
@@ -28,6 +32,7 @@ from facetrail.service.deps import (
 WEB_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 LOGIN_CSRF_COOKIE = "facetrail_login_csrf"
+STEP_UP_FIELD = "step_up_code"
 
 
 class WebRedirect(Exception):
@@ -52,8 +57,30 @@ templates.env.filters["when"] = _when
 
 async def form_data(request: Request) -> FormData:
     """The posted form, parsed before the (synchronous) route runs in the thread pool: routes call blocking
-    core functions (argon2, the face pipeline, the database), which must not run on the event loop."""
-    return await request.form()
+    core functions (argon2, the face pipeline, the database), which must not run on the event loop.
+
+    A form re-posted from the step-up page carries ``step_up_code``: it is checked (after the form's CSRF
+    token) before the route runs, so the resumed action finds a fresh second factor."""
+    form = await request.form()
+    request.state.form = form
+    code = form.get(STEP_UP_FIELD)
+    if isinstance(code, str) and code and request.url.path != "/mfa/step-up":
+        await run_in_threadpool(_step_up_from_form, request, form, code)
+    return form
+
+
+def _step_up_from_form(request: Request, form: FormData, code: str) -> None:
+    ctx: AppContext = request.app.state.ctx
+    who = optional_principal(request, ctx)
+    if who is None:
+        return
+    csrf_ok(request, form)
+    try:
+        mfa.verify_second_factor(ctx, who, code, purpose="step_up")
+    except mfa.AccountLockedError:
+        raise
+    except FaceTrailError as exc:
+        raise mfa.StepUpRequiredError(exc.message) from None
 
 
 def web_principal(
@@ -64,6 +91,11 @@ def web_principal(
         return current_principal(request, ctx, principal)
     except PasswordChangeRequiredError:
         raise WebRedirect("/password") from None
+    except mfa.EnrolmentRequiredError:
+        raise WebRedirect("/mfa/enrol") from None
+    except mfa.SecondFactorRequiredError:
+        target = request.url.path if request.method == "GET" else "/"
+        raise WebRedirect(f"/mfa?next={quote(target)}") from None
 
 
 def web_require(permission: Permission) -> Any:
@@ -120,8 +152,12 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
         items.append(("/admin/units", "Units"))
     if who.can(Permission.LEGAL_HOLD):
         items.append(("/holds", "Legal holds"))
+    if who.can(Permission.USERS_MANAGE):
+        items.append(("/admin/sessions", "All sessions"))
     items.append(("/policy", "Policy"))
     items.append(("/tokens", "API tokens"))
+    items.append(("/sessions", "My sessions"))
+    items.append(("/passkeys", "Passkeys"))
     return items
 
 

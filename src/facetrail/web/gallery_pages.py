@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData, UploadFile
 
+from facetrail.accounts import mfa
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.gallery import browse
@@ -230,5 +231,6 @@ def subject_delete(
             s=get_subject(ctx, name, external_id),
             error="Say why the subject is deleted.",
         )
+    mfa.require_fresh_second_factor(ctx, who, "deleting a subject")
     delete_enrolled_as(ctx, who, name, external_id=external_id, reason=reason)
     return see_other(f"/galleries/{name}?done=deleted")

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
+from facetrail.accounts import mfa
 from facetrail.cases import requests
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
@@ -92,7 +93,7 @@ def request_decide(
             requests.deny(ctx, who, request_id, reason)
         else:
             raise BadInputError("decision must be approve or deny", field="decision")
-    except PermissionDeniedError:
+    except (PermissionDeniedError, mfa.StepUpRequiredError):
         raise
     except FaceTrailError as exc:
         return _requests_page(request, ctx, who, status=status_for(exc), error=f"Request {request_id}: {exc.message}")
@@ -261,6 +262,7 @@ def packet_download(
     """A case's disclosure packet in the caller's scope (generation audited by the core)."""
     if format not in ("pdf", "json"):
         raise BadInputError("format must be pdf or json", field="format")
+    mfa.require_fresh_second_factor(ctx, who, "downloading a case packet")
     made = collect_packet(ctx, case, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context())
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in made.case_number)[:100]
     headers = {"content-disposition": f'attachment; filename="disclosure-packet-{safe}.{format}"'}

@@ -8,20 +8,32 @@ the other pages are in search_pages, gallery_pages, audit_pages and admin_pages.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
 
+from facetrail.accounts import mfa
 from facetrail.accounts import service as accounts
+from facetrail.audit.refusals import audit_refusal
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.api.auth import set_session_cookie
-from facetrail.service.deps import SESSION_COOKIE, client_ip, get_ctx, optional_principal
-from facetrail.web import admin_pages, audit_pages, gallery_pages, governance_pages, oversight_pages, search_pages
+from facetrail.service.deps import SESSION_COOKIE, CsrfError, client_ip, get_ctx, optional_principal
+from facetrail.service.errors import error_body
+from facetrail.web import (
+    admin_pages,
+    audit_pages,
+    gallery_pages,
+    governance_pages,
+    identity_pages,
+    oversight_pages,
+    search_pages,
+)
 from facetrail.web.common import (
     LOGIN_CSRF_COOKIE,
     WEB_DIR,
@@ -53,12 +65,28 @@ ERROR_HEADINGS = {
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(router)
-    for module in (search_pages, governance_pages, oversight_pages, gallery_pages, audit_pages, admin_pages):
+    for module in (
+        search_pages,
+        governance_pages,
+        oversight_pages,
+        gallery_pages,
+        audit_pages,
+        admin_pages,
+        identity_pages,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(WebRedirect)
     async def redirect(_request: Request, exc: WebRedirect) -> Response:
         return see_other(exc.location)
+
+    @app.exception_handler(mfa.StepUpRequiredError)
+    async def step_up(request: Request, exc: mfa.StepUpRequiredError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(error_body(exc.code, exc.message, exc.details or None), status_code=401)
+        act = str(exc.details.get("act") or "this action")
+        error = None if "act" in exc.details else exc.message  # a wrong code re-asks with the reason
+        return identity_pages.step_up_page(request, act, error=error)
 
 
 def render_error(request: Request, status: int, message: str) -> Response:
@@ -103,6 +131,7 @@ def _login_page(
         username=username,
         next=safe_next(next_path),
         login_csrf=token,
+        sso=request.app.state.ctx.settings.oidc.display_name if request.app.state.ctx.settings.oidc.enabled else None,
     )
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login", max_age=3600)
     return response
@@ -122,6 +151,16 @@ def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData =
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     next_path = safe_next(str(form.get("next") or "/"))
     if not login_csrf_ok(request, str(form.get("csrf_token") or "")):
+        # a forged sign-in (login CSRF: signing the victim's browser into the attacker's account) is audited
+        audit_refusal(
+            ctx,
+            "anonymous",
+            "access.denied",
+            f"{request.method} {request.url.path}",
+            CsrfError("the sign-in form expired or did not come from FaceTrail"),
+            details={"reason": "missing or wrong CSRF token (sign-in form)", "username": username[:100]},
+            outcome="denied",
+        )
         return _login_page(
             request,
             status=400,
@@ -137,8 +176,7 @@ def login(request: Request, ctx: AppContext = Depends(get_ctx), form: FormData =
         status = 429 if exc.code == "too_many_attempts" else 401
         return _login_page(request, status=status, error=exc.message, username=username, next_path=next_path)
     token, _csrf = accounts.create_session(ctx, who)
-    target = "/password" if who.must_change_password else (next_path if next_path != "/" else home_for(who))
-    response = see_other(target)
+    response = see_other(identity_pages.after_sign_in(ctx, who, next_path, home_for(who)))
     set_session_cookie(ctx, request, response, token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
@@ -181,4 +219,4 @@ def password_change(
         accounts.change_password(ctx, who, str(form.get("current_password") or ""), new)
     except FaceTrailError as exc:
         return render(request, "password.html", status=422, title="Change password", error=exc.message)
-    return see_other(home_for(who))
+    return see_other(identity_pages.after_sign_in(ctx, replace(who, must_change_password=False), "/", home_for(who)))

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from facetrail.accounts import mfa
 from facetrail.audit.query import export_audit_file, query_audit, verify_audit_log
 from facetrail.audit.service import CheckpointScheduler, latest_witness
 from facetrail.context import AppContext
@@ -114,6 +115,7 @@ def export(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(auditor),
 ) -> FileResponse:
+    mfa.require_fresh_second_factor(ctx, who, "exporting the audit log")
     folder = Path(tempfile.mkdtemp(prefix="facetrail-audit-export-"))
     out = folder / f"audit.{format}"
     try:

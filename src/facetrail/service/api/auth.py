@@ -7,6 +7,7 @@ import datetime as dt
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from facetrail.accounts import mfa
 from facetrail.accounts import service as accounts
 from facetrail.context import AppContext
 from facetrail.policy.principal import Principal
@@ -32,6 +33,12 @@ class Me(BaseModel):
 class LoginResponse(BaseModel):
     user: Me
     csrf_token: str = Field(description="Send it as the X-CSRF-Token header on state-changing API calls.")
+    second_factor: str = Field(
+        "not_required",
+        description="'required': POST /auth/mfa/verify next; 'enrolment_required': enrol first "
+        "(POST /auth/mfa/totp/enrol, then /auth/mfa/totp/confirm); 'not_required': the role need not use MFA; "
+        "'done': shown already (a passkey sign-in with user verification).",
+    )
 
 
 class PasswordChange(BaseModel):
@@ -101,7 +108,9 @@ def login(
     )
     token, csrf = accounts.create_session(ctx, who)
     set_session_cookie(ctx, request, response, token)
-    return LoginResponse(user=me_of(who), csrf_token=csrf)
+    state = mfa.factor_state(ctx, who)
+    second = "not_required" if not state.required else ("required" if state.enrolled else "enrolment_required")
+    return LoginResponse(user=me_of(who), csrf_token=csrf, second_factor=second)
 
 
 @router.post("/logout", response_model=Ok, summary="Sign out (ends the session)")

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
+from facetrail.accounts import mfa
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery import browse
@@ -261,6 +262,7 @@ def delete_subject(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.GALLERY_MANAGE)),
 ) -> Deleted:
+    mfa.require_fresh_second_factor(ctx, who, "deleting a subject")
     return Deleted(**delete_enrolled_as(ctx, who, name, external_id=external_id, reason=reason))
 
 

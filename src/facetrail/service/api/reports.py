@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
+from facetrail.accounts import mfa
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.policy.principal import Principal
@@ -50,6 +51,7 @@ def packet(
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(packet_maker),
 ) -> Response:
+    mfa.require_fresh_second_factor(ctx, who, "downloading a case packet")
     made = collect_packet(ctx, case_number, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context())
     name = f"disclosure-packet-{_safe_name(made.case_number)}.{format}"
     headers = {"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"}

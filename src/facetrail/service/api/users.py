@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from facetrail.accounts import mfa
 from facetrail.accounts import service as accounts
 from facetrail.context import AppContext
 from facetrail.policy.principal import Principal
@@ -98,6 +99,8 @@ def get_user(username: str, ctx: AppContext = Depends(get_ctx), who: Principal =
 def update_user(
     username: str, body: UserUpdate, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
 ) -> UserWithPassword:
+    if body.role is not None:
+        mfa.require_fresh_second_factor(ctx, who, "changing a role")
     user, password = accounts.update_user(
         ctx, who, username, role=body.role, unit=body.unit, disabled=body.disabled, reset_password=body.reset_password
     )

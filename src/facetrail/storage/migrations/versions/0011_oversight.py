@@ -19,6 +19,8 @@ _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # Limits and anomaly rules read one user's searches of a recent window on every search.
+    op.create_index("ix_searches_user_id_created_at", "searches", ["user_id", "created_at"])
     op.create_table(
         "oversight_cases",
         sa.Column("case_number", sa.String(length=100), primary_key=True),
@@ -95,6 +97,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_searches_user_id_created_at", table_name="searches")
     op.drop_table("oversight_notifications")
     op.drop_table("oversight_sample_items")
     op.drop_table("oversight_sample_draws")
