@@ -130,6 +130,8 @@ def start_host(name: str, root: Path, database_url: str, extra_env: dict[str, st
         "FACETRAIL_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]',
         "FACETRAIL_RETENTION__SCHEDULE_MINUTES": "0",
         "FACETRAIL_CLUSTER__IMAGE_STORE": "postgres",  # the hosts share nothing but the database
+        # MFA off: these tests are about hosts and processes, MFA has its own (docs/authentication.md)
+        "FACETRAIL_MFA__REQUIRED_ROLES": "[]",
         **(extra_env or {}),
     }
     log_path = root / f"host-{name}.log"
