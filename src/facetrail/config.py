@@ -213,6 +213,16 @@ class RetentionSettings(BaseModel):
     )
 
 
+class GovernanceSettings(BaseModel):
+    role_grant_delay_hours: float = Field(
+        72.0,
+        ge=0,
+        description="Where only one administrator exists, a grant of the reviewer or administrator role takes "
+        "effect this many hours after it is made (shown meanwhile to every reviewer and auditor). With a second "
+        "administrator, that administrator's approval is needed instead.",
+    )
+
+
 class ClusterSettings(BaseModel):
     processes: int | None = Field(
         None,
@@ -335,6 +345,7 @@ class Settings(BaseSettings):
     verify: VerifySettings = VerifySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
+    governance: GovernanceSettings = GovernanceSettings()
     audit: AuditSettings = AuditSettings()
     cluster: ClusterSettings = ClusterSettings()
     oversight: OversightSettings = OversightSettings()

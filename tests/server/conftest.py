@@ -47,10 +47,12 @@ def world(live_server: LiveServer) -> Iterator[World]:
         unit = "north" if role in ("investigator", "reviewer") else None
         w.usernames[role] = f"{role[:5]}.north" if unit else f"{role[:5]}.hq"
         w.tokens[role] = make_user(admin, live_server, w.usernames[role], role, unit)
+    second_admin = live_server.client(w.tokens["administrator"])  # approves grants now that two admins exist
     for role in ("investigator", "reviewer"):
         key = f"{role}_south"
         w.usernames[key] = f"{role[:5]}.south"
-        w.tokens[key] = make_user(admin, live_server, w.usernames[key], role, "south")
+        w.tokens[key] = make_user(admin, live_server, w.usernames[key], role, "south", approver=second_admin)
+    second_admin.close()
     for key in ("investigator", "investigator_south"):  # the training gate: nobody searches untrained
         r = admin.post(
             f"/api/v1/users/{w.usernames[key]}/training",

@@ -55,6 +55,9 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Liv
         "FACETRAIL_DATA_DIR": str(data_dir),
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
         "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
+        # Worlds where one administrator makes the reviewers: grants take effect at once (separation of duties
+        # is tested with the real delay and a second administrator in tests/adversarial/)
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
         **(env_extra or {}),
     }
     env.pop("FACETRAIL_DATABASE_URL", None)
@@ -154,11 +157,25 @@ class World:
             yield client
 
 
-def make_user(admin: httpx.Client, server: LiveServer, username: str, role: str, unit: str | None) -> str:
-    """Create the user, change its one-time password, enrol its second factor, and return an API token."""
+def make_user(
+    admin: httpx.Client,
+    server: LiveServer,
+    username: str,
+    role: str,
+    unit: str | None,
+    approver: httpx.Client | None = None,
+) -> str:
+    """Create the user, change its one-time password, enrol its second factor, and return an API token. Where a second
+    administrator exists, a reviewer or administrator grant waits for its approval: ``approver`` (another
+    administrator) gives it, as separation of duties requires."""
     r = admin.post("/api/v1/users", json={"username": username, "role": role, "unit": unit})
     assert r.status_code == 201, r.text
     one_time = r.json()["one_time_password"]
+    grant = r.json().get("pending_grant")
+    if grant is not None:
+        assert approver is not None, f"{username}: the {role} grant needs a second administrator's approval"
+        approved = approver.post(f"/api/v1/role-grants/{grant['id']}/approve")
+        assert approved.status_code == 200, approved.text
     client, _ = login(server, username, one_time)
     try:
         r = client.post("/api/v1/auth/password", json={"current_password": one_time, "new_password": PASSWORD})

@@ -110,6 +110,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/search-requests"): frozenset({INV, REV, AUD}),
     ("POST", "/api/v1/search-requests/{request_id}/approve"): frozenset({REV}),
     ("POST", "/api/v1/search-requests/{request_id}/deny"): frozenset({REV}),
+    ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/adjudication"): frozenset({REV}),
+    ("GET", "/api/v1/role-grants"): frozenset({REV, AUD, ADM}),
+    ("GET", "/api/v1/searches/{search_id}/commitment"): frozenset({AUD}),
+    ("POST", "/api/v1/role-grants/{grant_id}/approve"): frozenset({ADM}),
+    ("POST", "/api/v1/role-grants/{grant_id}/cancel"): frozenset({ADM}),
     ("GET", "/api/v1/oversight/alerts"): frozenset({REV, AUD}),
     ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): frozenset({REV, AUD}),
     ("GET", "/api/v1/oversight/samples"): frozenset({AUD}),
@@ -136,6 +141,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "seq": "999999",
         "case_number": "NO-SUCH-CASE",
         "request_id": "999999",
+        "grant_id": "999999",
         "session_id": "999999",
         "passkey_id": "999999",
         "alert_id": "999999",
@@ -180,6 +186,9 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
             },
         },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
+        ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/adjudication"): {
+            "json": {"decision": "not_a_match", "reason": "role matrix"}
+        },
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
         ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): {"json": {"note": "role matrix"}},
         ("POST", "/api/v1/oversight/samples/{item_id}/finding"): {

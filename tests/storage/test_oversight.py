@@ -274,7 +274,11 @@ def test_without_the_guard_a_policy_with_limits_refuses_every_search(world: Worl
 
 
 def test_case_number_pattern_is_checked_after_nfkc_normalisation(world: World) -> None:
-    text = default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "\\\\d{4}-RB-\\\\d{4}"')
+    text = re.sub(
+        r"(?m)^case_number_pattern = .*$",
+        lambda _: 'case_number_pattern = "\\\\d{4}-RB-\\\\d{4}"',
+        default_policy_text(),
+    )
     apply_policy(world.ctx, text, actor="cli:test")
     world.search("ivan", "2026-RB-0001")
     world.search("ivan", "２０２６-RB-0002 ")  # full-width digits and a trailing space: the same format
@@ -285,7 +289,9 @@ def test_case_number_pattern_is_checked_after_nfkc_normalisation(world: World) -
     assert [a["error"]["code"] for a in _audits(world.ctx, "search", "refused")] == ["case_number_invalid"] * 3
     with pytest.raises(FaceTrailError) as invalid:
         apply_policy(
-            world.ctx, default_policy_text().replace('case_number_pattern = ""', 'case_number_pattern = "("'), actor="t"
+            world.ctx,
+            re.sub(r"(?m)^case_number_pattern = .*$", lambda _: 'case_number_pattern = "("', default_policy_text()),
+            actor="t",
         )
     assert invalid.value.code == "policy_invalid" and "case_number_pattern" in invalid.value.message
 

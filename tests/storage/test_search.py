@@ -79,9 +79,8 @@ def test_search_is_recorded_and_audited_with_its_details(ctx: AppContext, galler
     assert {k: details[k] for k in PURPOSE} == PURPOSE
     assert details["gallery"] == "bookings" and details["model_id"] == ctx.pipeline.model_id
     assert details["probe_sha256"] == probe_hash and details["face_index"] == 0
-    assert [(c["face_id"], c["similarity"]) for c in details["candidates"]] == [
-        (c.face_id, round(c.similarity, 5)) for c in result.candidates
-    ]
+    assert "candidates" not in details  # a salted commitment instead: no candidate is named in the log
+    assert len(details["candidates_commitment"]) == 64
     with ctx.db.read() as session:
         assert verify_chain(session).ok
     assert not (ctx.data_dir / "probes").exists()  # retention off: only the hash is kept
@@ -354,25 +353,28 @@ def test_end_to_end_with_the_enrolment_service(ctx: AppContext) -> None:
     assert "AMY" not in [c.subject_external_id for c in result.candidates]
 
 
-def test_verify_against_a_subject_is_audited(ctx: AppContext, gallery: list[EnrolledFace]) -> None:
-    from facetrail.gallery.search import verify_subject
-    from facetrail.gallery.service import SubjectNotFoundError
+def test_the_audit_record_commits_to_the_candidates_without_naming_them(
+    ctx: AppContext, gallery: list[EnrolledFace]
+) -> None:
+    """A database administrator who rewrites a stored candidate list is caught by the salted commitment in the
+    search's audit record, which itself names nobody (issue 8)."""
+    from sqlalchemy import text as sql
 
-    same = verify_subject(ctx, OBAMA2, gallery="bookings", subject="OBAMA", actor="t", **PURPOSE)
-    other = verify_subject(ctx, OBAMA2, gallery="bookings", subject="AMY", actor="t", **PURPOSE)
-    assert same.similarity > other.similarity
-    assert same.above_threshold and not other.above_threshold
-    assert same.estimated_fmr < other.estimated_fmr
-    records = audit_rows(ctx, "verify")
-    assert [(o, d["subject"]) for o, d in records] == [("ok", "OBAMA"), ("ok", "AMY")]
-    assert records[0][1]["case_number"] == PURPOSE["case_number"]
-    assert records[0][1]["similarity"] == round(same.similarity, 5)
-    with pytest.raises(SubjectNotFoundError):
-        verify_subject(ctx, OBAMA2, gallery="bookings", subject="NOBODY", actor="t", **PURPOSE)
-    with pytest.raises(BadInputError, match="reason is required"):
-        verify_subject(ctx, OBAMA2, gallery="bookings", subject="OBAMA", actor="t", **{**PURPOSE, "reason": ""})
-    assert [o for o, _ in audit_rows(ctx, "verify")][2:] == ["refused", "refused"]
-    assert count(ctx, Face) == len(GALLERY_PHOTOS)
+    from facetrail.gallery.search import check_commitment
+
+    result = search_gallery(ctx, OBAMA2, gallery="bookings", actor="t", candidates=3, **PURPOSE)
+    [(_, details)] = audit_rows(ctx)
+    assert "candidates" not in details and len(details["candidates_commitment"]) == 64
+    assert not any(c.subject_external_id in json.dumps(details) for c in result.candidates)
+    assert check_commitment(ctx, result.search_id)["matches"] is True
+    with ctx.db.read() as session:
+        stored = session.execute(select(SearchRecord)).scalar_one().candidates
+    swapped = [{**stored[0], "subject_external_id": "SOMEONE-ELSE"}, *stored[1:]]
+    with ctx.db.transaction() as session:  # the rewrite, as raw SQL
+        session.execute(
+            sql("UPDATE searches SET candidates = :c WHERE id = :i"), {"c": json.dumps(swapped), "i": result.search_id}
+        )
+    assert check_commitment(ctx, result.search_id)["matches"] is False
 
 
 def test_an_empty_gallery_gives_an_empty_list_still_recorded(ctx: AppContext) -> None:
@@ -381,7 +383,7 @@ def test_an_empty_gallery_gives_an_empty_list_still_recorded(ctx: AppContext) ->
     assert result.candidates == [] and result.gallery_size == 0 and result.results_dir is None
     assert count(ctx, SearchRecord) == 1
     [(outcome, details)] = audit_rows(ctx)
-    assert outcome == "ok" and details["candidates"] == []
+    assert outcome == "ok" and len(details["candidates_commitment"]) == 64
 
 
 def test_cli_init_creates_the_data_dir_schema_and_key(ctx: AppContext, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]

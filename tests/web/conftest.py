@@ -33,6 +33,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_PASSWORD,
         # reviewers compare the searched face with the candidates later, so the probe is kept
         "FACETRAIL_KEEP_PROBE_IMAGES": "true",
+        # one administrator makes the reviewers here: grants take effect at once (the delay and the second
+        # administrator's approval are tested in tests/adversarial/test_separation_of_duties.py)
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
     }
     env.pop("FACETRAIL_DATABASE_URL", None)  # the embedded default: SQLite in the data folder
     log = root / "server.log"

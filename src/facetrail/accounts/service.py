@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from facetrail.accounts import grants
 from facetrail.accounts.passwords import (
     DUMMY_HASH,
     check_password_rule,
@@ -33,6 +34,7 @@ from facetrail.accounts.passwords import (
     verify_password,
 )
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import (
     AuthenticationError,
@@ -46,6 +48,7 @@ from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission, Role, TokenScope
 from facetrail.storage.cluster_models import LoginFailure
 from facetrail.storage.models import ApiToken, Unit, User, WebSession, utcnow
+from facetrail.text import check_text
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
@@ -137,14 +140,7 @@ def bootstrap_admin(ctx: AppContext) -> tuple[str, str | None] | None:
 
 
 def _clean(field: str, value: str, max_len: int = 200, required: bool = True) -> str:
-    text = (value or "").strip()
-    if required and not text:
-        raise BadInputError(f"{field} is required", field=field)
-    if len(text) > max_len:
-        raise BadInputError(f"{field} is longer than {max_len} characters", field=field)
-    if any(ord(c) < 32 for c in text):
-        raise BadInputError(f"{field} contains control characters", field=field)
-    return text
+    return check_text(field, value, max_len=max_len, required=required)
 
 
 def create_unit(ctx: AppContext, by: Principal, name: str, agency: str = "") -> dict[str, Any]:
@@ -213,7 +209,10 @@ def create_user(
     display_name: str = "",
     password: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create an account with a one-time password (returned once) that must be changed at first login."""
+    """Create an account with a one-time password (returned once) that must be changed at first login.
+
+    A reviewer or administrator account is created disabled with a pending role grant (accounts.grants):
+    ``pending_grant`` in the returned dict says when or by whose approval it takes effect."""
     by.require(Permission.USERS_MANAGE)
     username = _clean("username", username, 64).lower()
     if not USERNAME_RE.match(username):
@@ -233,6 +232,7 @@ def create_user(
         unit_row = _find_unit(s, unit)
         if role_value in (Role.INVESTIGATOR, Role.REVIEWER) and unit_row is None:
             raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
+        privileged = role_value in grants.PRIVILEGED
         user = User(
             username=username,
             display_name=display_name,
@@ -241,10 +241,10 @@ def create_user(
             password_hash=hash_password(initial),
             must_change_password=True,
             created_by=by.actor,
+            disabled=privileged,  # until its role grant takes effect
         )
         s.add(user)
         s.flush()
-        s.refresh(user)
         append_audit(
             s,
             actor=by.actor,
@@ -252,7 +252,18 @@ def create_user(
             target=f"user:{username}",
             details={"role": role_value, "unit": unit_row.name if unit_row else None, **by.audit_context()},
         )
-        return user_dict(user), initial
+        grant = (
+            grants.request_grant(ctx, s, by.user_id, by.actor, user, role_value, new_account=True)
+            if privileged
+            else None
+        )
+        s.flush()
+        s.refresh(user)
+        out = user_dict(user)
+        out["pending_grant"] = (
+            grants.grant_dict(s, grant) if grant is not None and grant.status == grants.PENDING else None
+        )
+        return out, initial
 
 
 def list_users(ctx: AppContext, by: Principal) -> list[dict[str, Any]]:
@@ -271,8 +282,30 @@ def update_user(
     disabled: bool | None = None,
     reset_password: bool = False,
 ) -> tuple[dict[str, Any], str | None]:
-    """Change role, unit or disabled state, or reset the password (returned once). Ends the user's sessions."""
+    """Change role, unit or disabled state, or reset the password (returned once). Ends the user's sessions.
+
+    Separation of duties (accounts.grants): nobody changes their own role; the last active administrator is
+    neither demoted nor disabled (refusals audited, code separation_of_duties); a change to reviewer or
+    administrator becomes a pending role grant (``pending_grant``) and the user keeps the old role meanwhile."""
     by.require(Permission.USERS_MANAGE)
+    try:
+        return _update_user(ctx, by, username, role, unit, disabled, reset_password)
+    except grants.SeparationOfDutiesError as exc:
+        raise refuse(
+            ctx, by, "user.update", f"user:{username}", exc, details={"role": role, "disabled": disabled}
+        ) from None
+
+
+def _update_user(
+    ctx: AppContext,
+    by: Principal,
+    username: str,
+    role: str | None,
+    unit: str | int | None,
+    disabled: bool | None,
+    reset_password: bool,
+) -> tuple[dict[str, Any], str | None]:
+    grant = None
     with ctx.db.transaction() as s:
         user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
         if user is None:
@@ -280,9 +313,15 @@ def update_user(
         changes: dict[str, Any] = {}
         if role is not None:
             try:
-                user.role = changes["role"] = Role(role).value
+                new_role = Role(role).value
             except ValueError:
                 raise BadInputError(f"unknown role {role!r}", field="role") from None
+            if new_role != user.role:
+                grants.check_role_change(s, by.user_id, user, new_role)
+                if new_role in grants.PRIVILEGED:
+                    changes["role_requested"] = new_role  # the grant below; the old role stays meanwhile
+                else:
+                    user.role = changes["role"] = new_role
         if unit is not None:
             unit_row = _find_unit(s, unit)
             user.unit_id = unit_row.id if unit_row else None
@@ -290,6 +329,10 @@ def update_user(
         if disabled is not None:
             if user.id == by.user_id and disabled:
                 raise BadInputError("administrators cannot disable their own account", field="disabled")
+            if disabled and not user.disabled:
+                grants.check_disable(s, user)
+            if not disabled and user.disabled:
+                grants.check_enable(s, user)
             user.disabled = changes["disabled"] = disabled
         new_password = None
         if reset_password:
@@ -301,7 +344,8 @@ def update_user(
             changes["password_reset"] = True
             # Old tokens must never work again, not even once the user has chosen a new password.
             changes["tokens_revoked"] = _revoke_tokens(s, user.id)
-        if user.role in (Role.INVESTIGATOR, Role.REVIEWER) and user.unit_id is None:
+        target_role = changes.get("role_requested", user.role)
+        if target_role in (Role.INVESTIGATOR, Role.REVIEWER) and user.unit_id is None:
             raise BadInputError("investigators and reviewers must belong to a unit", field="unit")
         changes["sessions_ended"] = _end_sessions(s, user.id)
         append_audit(
@@ -311,9 +355,17 @@ def update_user(
             target=f"user:{username}",
             details={**changes, **by.audit_context()},
         )
+        if "role_requested" in changes:
+            grant = grants.request_grant(
+                ctx, s, by.user_id, by.actor, user, changes["role_requested"], new_account=False
+            )
         s.flush()
         s.refresh(user)
-        return user_dict(user), new_password
+        out = user_dict(user)
+        out["pending_grant"] = (
+            grants.grant_dict(s, grant) if grant is not None and grant.status == grants.PENDING else None
+        )
+        return out, new_password
 
 
 def _end_sessions(s: Session, user_id: int, keep_session_id: int | None = None) -> int:
@@ -364,6 +416,7 @@ def _address_failed(s: Session, ip: str, window: float) -> None:
 
 def authenticate(ctx: AppContext, username: str, password: str, *, ip: str = "", user_agent: str = "") -> Principal:
     """Check a password. Failures are counted per account (lockout) and per address (throttle), and audited."""
+    grants.apply_due(ctx)  # a role grant whose delay has passed takes effect before anyone signs in
     auth = ctx.settings.auth
     username = (username or "").strip().lower()[:100]
     meta = {"ip": ip, "user_agent": user_agent[:300]}
@@ -532,6 +585,7 @@ def create_session(ctx: AppContext, who: Principal, method: str = "password") ->
 def resolve_session(ctx: AppContext, token: str, *, ip: str = "", user_agent: str = "") -> tuple[Principal, str] | None:
     if not token or len(token) > 200:
         return None
+    grants.apply_due(ctx)
     with ctx.db.read() as s:
         ws = s.execute(select(WebSession).where(WebSession.token_hash == _sha256(token))).scalar_one_or_none()
         if ws is None or ws.ended_at is not None or _aware(ws.expires_at) <= utcnow():  # type: ignore[operator]
@@ -681,6 +735,7 @@ def revoke_api_token(ctx: AppContext, who: Principal, token_id: int) -> dict[str
 def resolve_api_token(ctx: AppContext, secret: str, *, ip: str = "", user_agent: str = "") -> Principal | None:
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
+    grants.apply_due(ctx)
     with ctx.db.transaction() as s:
         row = s.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(secret))).scalar_one_or_none()
         if row is None or row.revoked_at is not None or _aware(row.expires_at) <= utcnow():  # type: ignore[operator]

@@ -44,6 +44,7 @@ from facetrail.governance.training import require_training
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import User, utcnow
+from facetrail.text import check_text, normalize_case_number
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -71,8 +72,7 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
             raise BadInputError(
                 f"an emergency search must cite {policy.approval.emergency_legal_basis!r}", field="legal_basis"
             )
-        if not req.justification.strip():
-            raise BadInputError("justification is required", field="justification")
+        justification = check_text("justification", req.justification, max_len=2000)
         analysis = analyze_upload(ctx, probe)
         chosen = choose_face(analysis, req.face_index)
         if chosen is None:
@@ -86,10 +86,10 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         requester_id=who.user_id,
         unit_id=who.unit_id,
         gallery_name=req.gallery,
-        case_number=req.case_number.strip(),
+        case_number=normalize_case_number(req.case_number),
         offense=req.offense,
         legal_basis=req.legal_basis,
-        justification=req.justification.strip(),
+        justification=justification,
         candidates=req.candidates,
         face_index=chosen.index,
         probe_sha256=analysis.sha256,
@@ -220,17 +220,15 @@ def _decide(ctx: AppContext, who: Principal, row_id: int, status: str, reason: s
 
 
 def _clean_reason(reason: str, required: bool) -> str:
-    text = (reason or "").strip()
-    if required and not text:
-        raise BadInputError("a reason is required", field="reason")
-    if len(text) > MAX_REASON:
-        raise BadInputError(f"the reason is over {MAX_REASON} characters", field="reason")
-    return text
+    return check_text("reason", reason, max_len=MAX_REASON, required=required, multiline=True)
 
 
 def approve(ctx: AppContext, who: Principal, request_id: int, reason: str = "") -> dict[str, Any]:
     """Approve a pending request (it then runs as the requester) or an emergency search (after the fact)."""
-    text = _clean_reason(reason, required=False)
+    try:
+        text = _clean_reason(reason, required=False)
+    except BadInputError as exc:
+        raise refuse(ctx, who, "search.approve", f"request:{request_id}", exc) from None
     row = _load_for_decision(ctx, who, request_id, "search.approve")
     mfa.require_fresh_second_factor(ctx, who, "approving a search request")
     row = _decide(ctx, who, row.id, APPROVED, text, "search.approve")

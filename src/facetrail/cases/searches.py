@@ -23,7 +23,7 @@ from facetrail.audit.refusals import refuse
 from facetrail.cases import hooks
 from facetrail.cases.probe import ProbeFace, SearchRequest, analyze_upload, choose_face
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError, NotFoundError, PermissionDeniedError
+from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
 from facetrail.faces.pipeline import PIPELINE_LOCK
 from facetrail.gallery.search import (
     LEADS_NOTICE,
@@ -38,6 +38,7 @@ from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import CandidateReview, Face, SearchRecord, Unit, User
 
+SUBJECT_CHECK = "verify_subject"
 VIEW_PERMISSIONS = (Permission.SEARCH_VIEW_OWN, Permission.SEARCH_VIEW_UNIT, Permission.SEARCH_METADATA_ALL)
 
 
@@ -51,8 +52,8 @@ class CandidateView:
     face_id: int
     subject_id: int
     subject_external_id: str
-    similarity: float
-    estimated_fmr: float
+    similarity: float | None  # None: an investigator's view of a candidate still under review
+    estimated_fmr: float | None
     reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -81,6 +82,7 @@ class SearchView:
     candidates: list[CandidateView] | None
     reviews_count: int
     notice: str = LEADS_NOTICE
+    kind: str = "search"  # or 'verify_subject': a 1:1 check of a named subject
     gallery_size: int | None = None  # known right after the search only
     probe_face: ProbeFace | None = None  # the searched face's aligned crop, right after the search only
 
@@ -227,6 +229,45 @@ def run_search(
     return SearchView(**{**view.__dict__, "gallery_size": result.gallery_size, "probe_face": chosen})
 
 
+def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, subject: str) -> SearchView:
+    """A 1:1 check of a named subject (``facetrail verify-subject``) is a search: the same gate as run_search
+    (training, case number, offense, legal basis, justification, prior approval; refusals audited), recorded as
+    a search of kind 'verify_subject' and reviewed like one. Its answer reveals nothing until two reviewers
+    released the lead: an unknown subject, one below the floor and one under review all answer alike."""
+    from facetrail.gallery.search import search_subject
+
+    who.require(Permission.SEARCH_RUN)
+    sha: str | None = None
+    try:
+        governance.authorize_search(ctx, who, req, None)
+        _check_fields(ctx, req)
+        hooks.before_search(ctx, who, req, active_version(ctx)[1], None)  # limits, case verification
+        analysis = analyze_upload(ctx, probe)
+        sha = analysis.sha256
+        chosen = choose_face(analysis, req.face_index)
+        if chosen is None:
+            raise BadInputError("the probe has no usable face (or face_index is out of range)", field="probe")
+    except FaceTrailError as exc:
+        raise _refuse(ctx, who, req, exc, sha) from None
+    with PIPELINE_LOCK:
+        result = search_subject(
+            ctx,
+            probe,
+            gallery=req.gallery,
+            subject=subject,
+            case_number=req.case_number,
+            offense=req.offense,
+            reason=req.justification,
+            actor=who.actor,
+            analyzed=(analysis.image, analysis.embedded(ctx, chosen.index), len(analysis.faces)),
+            user_id=who.user_id,
+            unit_id=who.unit_id,
+            legal_basis=req.legal_basis,
+        )
+    hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
+    return get_search(ctx, who, result.search_id, audit=False)
+
+
 # ------------------------------------------------------------------ history and views
 
 
@@ -281,6 +322,9 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
             for c in shown
         ]
         candidates = release.visible_candidates(ctx, who, record, candidates)  # blind two-person review
+        if record.kind == SUBJECT_CHECK and release.sees_as_searcher(who, record.user_id):
+            # a 1:1 check answers its searcher nothing until released: not even that a candidate exists
+            candidates = [c for c in candidates if c.subject_external_id != release.UNDER_REVIEW]
     created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
     return SearchView(
         search_id=record.id,
@@ -299,11 +343,20 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         face_index=record.face_index,
         faces_in_probe=record.faces_in_probe,
         candidates_requested=record.candidates_requested,
-        candidates_shown=len(shown),
+        candidates_shown=_shown_count(ctx, who, record, len(shown)),
         similarity_floor=similarity_floor_for(ctx, record.policy_version),
         candidates=candidates,
-        reviews_count=sum(len(v) for v in reviews.values()),
+        kind=record.kind,
+        reviews_count=release.visible_review_count(ctx, who, record, reviews),
     )
+
+
+def _shown_count(ctx: AppContext, who: Principal, record: SearchRecord, shown: int) -> int:
+    """How many candidates the caller is told were shown: for a 1:1 check, its searcher learns only released
+    leads (an unknown subject, one below the floor and one under review must look alike)."""
+    if record.kind == SUBJECT_CHECK and release.sees_as_searcher(who, record.user_id):
+        return len(release.released_faces(ctx, record))
+    return shown
 
 
 def _unit_name(ctx: AppContext, unit_id: int | None) -> str | None:
@@ -367,6 +420,10 @@ def list_searches(
         )
         items = []
         for record, unit in rows:
+            shown_count = int(counts.get(record.id, 0))
+            if shown_count and not who.can(Permission.SEARCH_METADATA_ALL):
+                # a blind reviewer must not learn from the count that someone else decided (nor an investigator)
+                shown_count = release.visible_review_count(ctx, who, record, _reviews_by_face(ctx, record.id))
             floor = similarity_floor_for(ctx, record.policy_version)
             items.append(
                 SearchView(
@@ -388,10 +445,13 @@ def list_searches(
                     face_index=record.face_index,
                     faces_in_probe=record.faces_in_probe,
                     candidates_requested=record.candidates_requested,
-                    candidates_shown=sum(1 for c in record.candidates if float(c["similarity"]) >= floor),
+                    candidates_shown=_shown_count(
+                        ctx, who, record, sum(1 for c in record.candidates if float(c["similarity"]) >= floor)
+                    ),
                     similarity_floor=floor,
                     candidates=None,
-                    reviews_count=int(counts.get(record.id, 0)),
+                    kind=record.kind,
+                    reviews_count=shown_count,
                 )
             )
     return SearchPage(total=int(total), items=items)
@@ -425,7 +485,7 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
                 actor=who.actor,
                 action="search.thumbnail",
                 target=f"search:{search_id}",
-                details={"rank": rank, "face_id": face.id, **who.audit_context()},
+                details={"rank": rank, **who.audit_context()},  # rank only: the log names no candidate
             )
             return bytes(face.thumbnail)
     raise NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)")

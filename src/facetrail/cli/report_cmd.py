@@ -43,14 +43,19 @@ def packet_cmd(
     the full candidate list and every review decision: a PDF and the same data as JSON. Audited."""
     from facetrail.policy.roles import Permission
     from facetrail.reports.packet import collect_packet, scope_for
-    from facetrail.reports.packet_pdf import write_packet_files
+    from facetrail.reports.packet_pdf import render_pdf, write_packet_files
 
     ctx = open_cli_context()
     try:
         who = signed_in(ctx, token)
         who.require(Permission.CASE_PACKET)
         packet = collect_packet(
-            ctx, case_number, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context()
+            ctx,
+            case_number,
+            actor=who.actor,
+            scope=scope_for(who),
+            audit_context=who.audit_context(),
+            render=render_pdf,
         )
         pdf, js = write_packet_files(packet, out)
     except FaceTrailError as exc:

@@ -100,7 +100,9 @@ def search_command(
     for column in ("rank", "similarity", "est. false-match rate", "subject"):
         table.add_column(column)
     for c in rows:
-        table.add_row(str(c.rank), f"{c.similarity:.4f}", f"{c.estimated_fmr:.1e}", escape(c.subject_external_id))
+        score = "under review" if c.similarity is None else f"{c.similarity:.4f}"
+        fmr = "" if c.estimated_fmr is None else f"{c.estimated_fmr:.1e}"
+        table.add_row(str(c.rank), score, fmr, escape(c.subject_external_id))
     console.print(table)
     console.print(
         "[dim]Candidates stay 'under review' until two reviewers release them as leads. A high rank or "
@@ -122,54 +124,50 @@ def verify_subject_command(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """1:1: compare the probe with one enrolled subject's faces. Audited; a lead, never an identification."""
+    """1:1 check of one enrolled subject. It is a search: the same gate (training, case, offense, legal basis,
+    justification, approvals), recorded and reviewed like one; nothing is shown until two reviewers release it."""
     from facetrail.cases.probe import SearchRequest
-    from facetrail.gallery.search import LEADS_NOTICE, verify_subject
-    from facetrail.governance.approvals import authorize_search
-    from facetrail.policy.roles import Permission
+    from facetrail.cases.searches import run_subject_check
+    from facetrail.faces.decode import read_image_bytes
 
     ctx = open_cli_context()
     try:
         who = signed_in(ctx, token)
-        who.require(Permission.SEARCH_RUN)
-        # the same gates as a 1:N search of that gallery: training, policy fields, prior approval
-        authorize_search(
-            ctx,
-            who,
-            SearchRequest(
-                gallery=gallery, case_number=case_number, offense=offense, legal_basis=legal_basis, justification=reason
-            ),
-            None,
-        )
-        result = verify_subject(
-            ctx,
-            image,
+        probe = read_image_bytes(image, ctx.settings.images)
+        request = SearchRequest(
             gallery=gallery,
-            subject=subject,
             case_number=case_number,
             offense=offense,
-            reason=reason,
-            actor=who.actor,
+            legal_basis=legal_basis,
+            justification=reason,
             face_index=face,
         )
+        view = run_subject_check(ctx, who, probe, request, subject)
     except FaceTrailError as exc:
         fail(exc, as_json)
     finally:
         ctx.close()
+    released = [
+        {"rank": c.rank, "subject_external_id": c.subject_external_id, "similarity": c.similarity}
+        for c in view.candidates or []
+    ]
     if as_json:
-        print_json({"ok": True, **result.to_dict()})
+        print_json(
+            {
+                "ok": True,
+                "kind": "subject_check",
+                "notice": view.notice,
+                "search_id": view.search_id,
+                "gallery": view.gallery,
+                "case_number": view.case_number,
+                "released_leads": released,
+                "status": "released" if released else "recorded: nothing is shown until two reviewers release a lead",
+            }
+        )
         return
-    console.print(f"[bold yellow]{LEADS_NOTICE}[/]")
-    verdict = (
-        "[green]above[/] the threshold: similar enough to warrant review"
-        if result.above_threshold
-        else "[yellow]below[/] the threshold: same person not established"
-    )
+    console.print(f"[bold yellow]{escape(view.notice)}[/]")
     console.print(
-        f"subject {escape(result.subject_external_id)} in gallery {escape(result.gallery)}: best "
-        f"similarity [bold]{result.similarity:.4f}[/] over {len(result.face_scores)} face(s) — {verdict}"
-    )
-    console.print(
-        f"threshold {result.threshold:.4f} (estimated false-match rate {result.target_fmr:g}); "
-        f"what the score means: {result.score_meaning}"
+        f"subject check recorded as search {view.search_id} of gallery {escape(view.gallery)}, case "
+        f"{escape(view.case_number)}. Nothing is shown until two reviewers of your unit release a lead; "
+        "then it appears under this search."
     )

@@ -506,7 +506,9 @@ class _BatchWriter:
                     "enrolled": len(face_ids),
                     "skipped_duplicate": duplicates,
                     "face_ids": face_ids,
-                    "subjects_created": created,
+                    # a count, never the subjects' ids: with face ids they would let an auditor name a search's
+                    # candidates (the audit log names nobody who was not released)
+                    "subjects_created": len(created),
                 },
             )
         return face_ids, [v for _, v in faces], duplicates, len(created)

@@ -3,7 +3,7 @@
 Two backends with one interface (``open_image_store``; ``cluster.image_store`` chooses):
 
 - ``local`` (default): a folder, DATA_DIR/<store>/ab/cd/<sha256> (below);
-- ``postgres``: rows of the ``stored_images`` table (migration 0014), so that hosts share nothing but the
+- ``postgres``: rows of the ``stored_images`` table (migration 0015), so that hosts share nothing but the
   database. Deleted rows are purged from the table's pages by the same VACUUM FULL as the face tables
   (retention/deletion.py), so verifiable deletion holds on both. Locks are PostgreSQL advisory locks.
 

@@ -6,12 +6,22 @@ transaction: if the audit record cannot be written, the search leaves no record 
 A probe is never added to a gallery; its SHA-256 is always recorded, the image itself only when
 ``settings.keep_probe_images`` is on. Searches refused before they run (bad fields, unknown gallery, model
 mismatch, unusable probe) are audited with outcome 'refused'.
+
+Disclosure: the audit record of a search never names a candidate. It holds ``candidates_commitment``,
+SHA-256 over a random per-search salt and the canonical JSON of the candidate list as stored
+(``commitment_for``); the list and the salt stay in the searches table, which only the searcher and the unit's
+reviewers may read through FaceTrail. An auditor proves the list unchanged (``check_commitment``) without
+seeing who is on it, and a released list can be proven to a court by disclosing it with its salt. A
+'verify_subject' search (a 1:1 check of a named subject) commits to the named subject the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import secrets
 import shutil
 import unicodedata
 from dataclasses import dataclass
@@ -21,7 +31,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from facetrail.audit.log import append_audit
+from facetrail.audit.log import append_audit, canonical_json
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.faces.calibration import Calibration, load_calibration
@@ -30,8 +40,9 @@ from facetrail.faces.pipeline import AnalyzedFace
 from facetrail.faces.types import DecodedImage
 from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.gallery.index_sync import get_gallery_index
-from facetrail.gallery.service import SubjectNotFoundError, check_model, load_gallery
+from facetrail.gallery.service import check_model, load_gallery
 from facetrail.storage.models import Face, SearchRecord, Subject
+from facetrail.text import check_text, normalize_case_number
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +62,14 @@ class SearchPurpose:
 
 
 def clean_field(field_name: str, value: str | None, max_len: int) -> str:
-    """Trimmed text, or a BadInputError naming the field: required, not blank, bounded, no control characters."""
-    text = (value or "").strip()
-    if not text:
-        raise BadInputError(f"{field_name} is required and must not be blank", field=field_name)
-    if len(text) > max_len:
-        raise BadInputError(f"{field_name} is {len(text)} characters, over the limit of {max_len}", field=field_name)
-    for pos, char in enumerate(text):
-        # control and format characters (newlines, bidi overrides, zero-width) could disguise what is recorded
-        if unicodedata.category(char) in ("Cc", "Cf"):
-            raise BadInputError(
-                f"{field_name} contains a control character (U+{ord(char):04X}) at position {pos}",
-                field=field_name,
-            )
-    return text
+    """Trimmed text, or a BadInputError naming the field: required, not blank, bounded, one line, no control
+    or invisible formatting characters (facetrail.text)."""
+    return check_text(field_name, value, max_len=max_len)
 
 
 def validate_purpose(case_number: str | None, offense: str | None, reason: str | None) -> SearchPurpose:
     return SearchPurpose(
-        clean_field("case_number", case_number, FIELD_LIMITS["case_number"]),
+        clean_field("case_number", normalize_case_number(case_number), FIELD_LIMITS["case_number"]),
         clean_field("offense", offense, FIELD_LIMITS["offense"]),
         clean_field("reason", reason, FIELD_LIMITS["reason"]),
     )
@@ -161,6 +161,47 @@ class SearchResult:
                 {**c.to_dict(), "expected_false_matches": self.expected_false_matches(c)} for c in self.candidates
             ],
         }
+
+
+def commitment_for(salt_hex: str, value: Any) -> str:
+    """SHA-256 over the salt's bytes and the value's canonical JSON: binds the record without revealing it."""
+    return hashlib.sha256(bytes.fromhex(salt_hex) + canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def check_commitment(ctx: AppContext, search_id: int) -> dict[str, Any]:
+    """Recompute a search's commitment from the stored list and compare it with its audit record: whether the
+    candidate list (and named subject) is what the search produced. Reveals no candidate."""
+    from facetrail.storage.models import AuditRecord
+
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, search_id)
+        if record is None:
+            return {"search_id": search_id, "found": False}
+        needle = f'"search_id":{search_id}'
+        audits = [
+            a
+            for a in s.execute(
+                select(AuditRecord).where(
+                    AuditRecord.action == "search",
+                    AuditRecord.outcome == "ok",
+                    AuditRecord.target == f"gallery:{record.gallery_name}",
+                    AuditRecord.details.contains(needle, autoescape=True),
+                )
+            ).scalars()
+        ]
+        mine = [a for a in audits if json.loads(a.details).get("search_id") == search_id]
+        out: dict[str, Any] = {"search_id": search_id, "found": True, "audit_seq": mine[0].seq if mine else None}
+        if not mine or record.candidates_salt is None:
+            return {**out, "committed": False, "matches": None}
+        details = json.loads(mine[0].details)
+        expected = details.get("candidates_commitment")
+        actual = commitment_for(record.candidates_salt, record.candidates)
+        subject_ok = True
+        if record.subject_requested is not None:
+            subject_ok = details.get("subject_commitment") == commitment_for(
+                record.candidates_salt, record.subject_requested
+            )
+        return {**out, "committed": True, "matches": expected == actual and subject_ok}
 
 
 def results_root(ctx: AppContext) -> Path:
@@ -350,7 +391,11 @@ def _record(
                     stored_probe = image.sha256
                 probe_stored = True
             scope = scope or {}
+            salt = secrets.token_hex(32)
             record = SearchRecord(
+                kind=scope.get("kind") or "search",
+                subject_requested=scope.get("subject"),
+                candidates_salt=salt,
                 actor=actor,
                 user_id=scope.get("user_id"),
                 unit_id=scope.get("unit_id"),
@@ -415,9 +460,14 @@ def _record(
                     "face_index": face_index,
                     "faces_in_probe": faces_in_probe,
                     "candidates_requested": k,
-                    "candidates": [
-                        {"rank": c.rank, "face_id": c.face_id, "similarity": round(c.similarity, 5)} for c in candidates
-                    ],
+                    # never the candidates themselves: a salted commitment to the stored list (module docstring)
+                    "candidates_commitment": commitment_for(salt, record.candidates),
+                    **({"kind": record.kind} if record.kind != "search" else {}),
+                    **(
+                        {"subject_commitment": commitment_for(salt, record.subject_requested)}
+                        if record.subject_requested is not None
+                        else {}
+                    ),
                 },
             )
             search_id, created_at = record.id, record.created_at
@@ -450,67 +500,12 @@ def _record(
     )
 
 
-# 1:1 verification against one enrolled subject -----------------------------------------------------------
+# 1:1 check of one named subject: a search like any other ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SubjectVerification:
-    """The probe's face compared with every face of one subject; the best score decides. Still a lead."""
-
-    audit_seq: int
-    actor: str
-    gallery: str
-    subject_external_id: str
-    model_id: str
-    purpose: SearchPurpose
-    probe_sha256: str
-    face_index: int
-    faces_in_probe: int
-    face_scores: list[tuple[int, float]]  # (face id, similarity), best first
-    threshold: float
-    target_fmr: float
-    estimated_fmr: float
-    score_meaning: str
-
-    @property
-    def similarity(self) -> float:
-        return self.face_scores[0][1]
-
-    @property
-    def above_threshold(self) -> bool:
-        return self.similarity >= self.threshold
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "subject_verification",
-            "notice": LEADS_NOTICE,
-            "audit_seq": self.audit_seq,
-            "actor": self.actor,
-            "gallery": self.gallery,
-            "subject_external_id": self.subject_external_id,
-            "model_id": self.model_id,
-            "case_number": self.purpose.case_number,
-            "offense": self.purpose.offense,
-            "reason": self.purpose.reason,
-            "probe": {
-                "sha256": self.probe_sha256,
-                "face_index": self.face_index,
-                "faces_detected": self.faces_in_probe,
-            },
-            "similarity": round(self.similarity, 5),
-            "threshold": round(self.threshold, 5),
-            "target_fmr": self.target_fmr,
-            "above_threshold": self.above_threshold,
-            "decision": "same_person_likely" if self.above_threshold else "not_established",
-            "estimated_fmr": self.estimated_fmr,
-            "score_meaning": self.score_meaning,
-            "faces": [{"face_id": fid, "similarity": round(score, 5)} for fid, score in self.face_scores],
-        }
-
-
-def verify_subject(
+def search_subject(
     ctx: AppContext,
-    probe: bytes | str | Path,
+    probe: bytes,
     *,
     gallery: str,
     subject: str,
@@ -518,82 +513,63 @@ def verify_subject(
     offense: str | None,
     reason: str | None,
     actor: str,
-    face_index: int | None = None,
-) -> SubjectVerification:
-    """1:1: is the probe's face like this subject's enrolled faces? Audited ('verify') before it is returned."""
+    analyzed: tuple[DecodedImage, AnalyzedFace, int],
+    user_id: int | None,
+    unit_id: int | None,
+    legal_basis: str | None,
+) -> SearchResult:
+    """Compare the probe's face with one named subject's enrolled faces, recorded as a search of kind
+    'verify_subject' whose candidate list is that subject's best-scoring face, or empty when the gallery holds
+    no such subject: an unknown subject and one below the similarity floor leave the same trace as "no lead".
+    The caller (cases.searches.run_subject_check) has passed the search gate; reviews release the result."""
+    subject_id = clean_field("subject", subject, 200)
     attempted: dict[str, Any] = {
         "gallery": gallery,
-        "subject": subject,
         "case_number": case_number,
         "offense": offense,
         "reason": reason,
-        "face_index": face_index,
+        "kind": "verify_subject",
+        "legal_basis": legal_basis,
     }
     try:
         purpose = validate_purpose(case_number, offense, reason)
-        p = _prepare_probe(ctx, probe, gallery, face_index, attempted)
-        with ctx.db.read() as session:
-            rows = session.execute(
-                select(Face.id, Face.embedding)
-                .join(Subject, Subject.id == Face.subject_id)
-                .where(Subject.gallery_id == p.gallery_id, Subject.external_id == subject)
-                .order_by(Face.id)
-            ).all()
-        if not rows:
-            raise SubjectNotFoundError(
-                f"gallery {p.gallery_name!r} has no subject {subject!r} with a face",
-                gallery=p.gallery_name,
-                subject=subject,
-            )
+        p = _prepare_probe(ctx, probe, gallery, None, attempted, analyzed)
     except FaceTrailError as exc:
-        _audit_refused(ctx, actor, "verify", gallery, attempted, exc)
+        _audit_refused(ctx, actor, "search", gallery, attempted, exc)
         raise
-    scores = sorted(
-        ((int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb in rows),
-        key=lambda pair: -pair[1],
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(Face.id, Face.embedding)
+            .join(Subject, Subject.id == Face.subject_id)
+            .where(Subject.gallery_id == p.gallery_id, Subject.external_id == subject_id)
+            .order_by(Face.id)
+        ).all()
+    scored = sorted(
+        ((int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb in rows), key=lambda h: -h[1]
     )
-    best = scores[0][1]
-    target = ctx.settings.verify.target_fmr
-    result_fields = {
-        "threshold": p.calibration.threshold_for(target),
-        "estimated_fmr": p.calibration.fmr_at(best),
-    }
-    with ctx.db.transaction() as session:
-        record = append_audit(
-            session,
-            actor=actor,
-            action="verify",
-            target=f"gallery:{p.gallery_name}",
-            details={
-                "case_number": purpose.case_number,
-                "offense": purpose.offense,
-                "reason": purpose.reason,
-                "gallery": p.gallery_name,
-                "gallery_id": p.gallery_id,
-                "subject": subject,
-                "model_id": p.model_id,
-                "probe_sha256": p.image.sha256,
-                "face_index": p.face.index,
-                "faces_in_probe": p.faces_in_probe,
-                "similarity": round(best, 5),
-                "threshold": round(result_fields["threshold"], 5),
-                "face_ids": [fid for fid, _ in scores],
-            },
-        )
-        seq = record.seq
-    return SubjectVerification(
-        seq,
+    cal = p.calibration
+    hits = [(fid, score, cal.fmr_at(score), cal.describe(score)) for fid, score in scored[:1]]
+    return _record(
+        ctx,
         actor,
-        p.gallery_name,
-        subject,
-        p.model_id,
         purpose,
-        p.image.sha256,
+        1,
+        p.image,
+        p.data,
         p.face.index,
         p.faces_in_probe,
-        scores,
-        result_fields["threshold"],
-        target,
-        result_fields["estimated_fmr"],
-        p.calibration.describe(best),
+        p.face.quality.verdict,
+        p.gallery_id,
+        p.gallery_name,
+        p.model_id,
+        len(rows),
+        hits,
+        False,
+        {
+            "user_id": user_id,
+            "unit_id": unit_id,
+            "legal_basis": legal_basis,
+            "kind": "verify_subject",
+            "subject": subject_id,
+        },
     )

@@ -19,6 +19,7 @@ from facetrail.errors import BadInputError, ModelMismatchError, NotFoundError
 from facetrail.faces.pipeline import FacePipeline, get_pipeline
 from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.storage.models import Face, Gallery, Subject
+from facetrail.text import check_text
 
 
 class GalleryNotFoundError(NotFoundError):
@@ -107,12 +108,7 @@ def _summaries(session: Session, where: Any = None) -> list[GallerySummary]:
 
 
 def _require_text(field: str, value: str, max_len: int) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise BadInputError(f"{field} is required and must not be blank", field=field)
-    if len(value) > max_len:
-        raise BadInputError(f"{field} is {len(value)} characters, over the limit of {max_len}", field=field)
-    return value
+    return check_text(field, value, max_len=max_len)
 
 
 def create_gallery(
@@ -128,7 +124,8 @@ def create_gallery(
 ) -> GallerySummary:
     """A new, empty gallery bound for life to the configured embedder's model id."""
     name = _require_text("name", name, 200)
-    legal_basis = _require_text("legal basis", legal_basis, 10_000)
+    legal_basis = check_text("legal basis", legal_basis, max_len=10_000, multiline=True)
+    description = check_text("description", description, max_len=10_000, required=False, multiline=True)
     source_system = _require_text("source", source_system, 200)
     model_id = pipeline_for(ctx.settings).model_id
     try:
@@ -137,7 +134,7 @@ def create_gallery(
                 raise GalleryExistsError(f"a gallery named {name!r} already exists", gallery=name)
             gallery = Gallery(
                 name=name,
-                description=description.strip(),
+                description=description,
                 legal_basis=legal_basis,
                 source_system=source_system,
                 retention_rule=retention_rule.strip(),

@@ -25,6 +25,7 @@ from facetrail.gallery.service import load_gallery
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import Face, Subject
+from facetrail.text import check_text, find_forbidden
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -68,9 +69,10 @@ def _check_text(field: str, value: str | None, index: int, required: bool = Fals
             raise BadInputError(f"file {index + 1}: {field} is required", field=field, file=index)
         return None
     limit = MAX_LENGTHS.get(field, 200)
-    if len(text) > limit or any(ord(c) < 32 for c in text):
+    if len(text) > limit or find_forbidden(text) is not None:
         raise BadInputError(
-            f"file {index + 1}: {field} must be at most {limit} characters without control characters",
+            f"file {index + 1}: {field} must be at most {limit} characters without control or invisible "
+            "formatting characters",
             field=field,
             file=index,
         )
@@ -92,6 +94,7 @@ def enroll_uploads(
         _check_text("subject_id", up.subject_id, i, required=True)
         _check_text("name", up.name, i)
         _check_text("source_record_id", up.source_record_id, i)
+        check_text("notes", up.notes, max_len=10_000, required=False, multiline=True)
     hashes = [hashlib.sha256(up.data).hexdigest() for up in uploads]
     with tempfile.TemporaryDirectory(prefix="facetrail-upload-") as tmp:
         items = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -33,6 +32,7 @@ from facetrail.governance.training import require_training
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import SearchRecord, User, utcnow
+from facetrail.text import check_text, normalize_case_number
 
 PRIOR, EMERGENCY = "prior", "emergency"
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
@@ -90,19 +90,28 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 class CaseNumberInvalidError(BadInputError):
+    """The case number (after NFKC normalisation) does not match the policy's case_number_pattern."""
+
     code = "case_number_invalid"
 
 
-def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
-    """Offense, legal basis, required fields, case-number format and candidate count against the policy."""
-    rules = policy.search
-    number = unicodedata.normalize("NFKC", req.case_number).strip()
-    if rules.case_number_pattern and number and not re.fullmatch(rules.case_number_pattern, number):
+def check_case_number(policy: Policy, case_number: str) -> str:
+    """The case number NFKC-normalised, or a refusal: control characters, or not the policy's pattern."""
+    text = normalize_case_number(case_number)
+    if policy.search.case_number_pattern and text and re.fullmatch(policy.search.case_number_pattern, text) is None:
         raise CaseNumberInvalidError(
-            f"case number {number[:100]!r} does not have the agency's format (policy search.case_number_pattern)",
+            f"case number {text!r} does not match the policy's case-number pattern "
+            f"{policy.search.case_number_pattern!r} (look-alike letters from other scripts are refused)",
             field="case_number",
-            pattern=rules.case_number_pattern,
+            pattern=policy.search.case_number_pattern,
         )
+    return check_text("case_number", text, max_len=100)
+
+
+def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
+    """Case number, offense, legal basis, required fields and candidate count against the policy."""
+    rules = policy.search
+    check_case_number(policy, req.case_number)
     if req.offense not in rules.allowed_offenses:
         raise OffenseNotAllowedError(
             f"offense {req.offense!r} is not allowed for search by the policy",

@@ -19,7 +19,7 @@ import re
 import threading
 import tomllib
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import event, func, select
@@ -34,6 +34,7 @@ from facetrail.governance.oversight_rules import AlertRules, CaseRules, LimitRul
 from facetrail.storage.models import SearchRecord, utcnow
 
 ABSOLUTE_MIN_CANDIDATES, ABSOLUTE_MAX_CANDIDATES = 2, 50
+DEFAULT_CASE_NUMBER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 ./:#_-]{0,99}"
 ALWAYS_REQUIRED = ("case_number", "offense", "justification")
 KNOWN_FIELDS = (*ALWAYS_REQUIRED, "legal_basis")
 MAX_POLICY_BYTES = 100_000
@@ -52,17 +53,17 @@ class SearchRules(_Strict):
     max_candidates: int = Field(ABSOLUTE_MAX_CANDIDATES, ge=ABSOLUTE_MIN_CANDIDATES, le=ABSOLUTE_MAX_CANDIDATES)
     default_candidates: int = Field(20, ge=ABSOLUTE_MIN_CANDIDATES, le=ABSOLUTE_MAX_CANDIDATES)
     similarity_floor: float = Field(ge=-1.0, le=1.0)
-    # The agency's case-number format (a regular expression the whole NFKC-normalised number must match);
-    # empty: any. Case verification against the agency's list or records system: policy [cases], oversight.
-    case_number_pattern: str = Field("", max_length=200)
+    # Case numbers must match this (a Python regular expression, whole string) after NFKC normalisation: ASCII
+    # only by default, so a look-alike from another script ("А-2026-001", Cyrillic А) is refused, not a new case.
+    # Empty: any (then only control characters are refused). Verification against the agency's case list: [cases].
+    case_number_pattern: str = Field(DEFAULT_CASE_NUMBER_PATTERN, max_length=500)
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchRules:
-        if self.case_number_pattern:
-            try:
-                re.compile(self.case_number_pattern)
-            except re.error as exc:
-                raise ValueError(f"case_number_pattern is not a valid regular expression: {exc}") from None
+        try:
+            re.compile(self.case_number_pattern or "")
+        except re.error as exc:
+            raise ValueError(f"case_number_pattern is not a valid regular expression: {exc}") from None
         unknown = sorted(set(self.required_fields) - set(KNOWN_FIELDS))
         if unknown:
             raise ValueError(f"required_fields: unknown field(s) {unknown}; known: {list(KNOWN_FIELDS)}")
@@ -86,6 +87,13 @@ class ApprovalRules(_Strict):
     emergency_legal_basis: str = "exigent-circumstances"
 
 
+class ReviewRules(_Strict):
+    # How a disagreement between the two reviewers of a candidate is settled (never by a third reviewer):
+    # 'adjudicate': by one of the named adjudicators (reviewers), with a reason; 'not_released': by this rule.
+    on_disagreement: Literal["adjudicate", "not_released"] = "adjudicate"
+    adjudicators: list[str] = Field(default_factory=list)  # usernames of reviewers who may adjudicate
+
+
 class RetentionRules(_Strict):
     probe_image_days: int = Field(30, ge=0, le=36_500)
 
@@ -99,6 +107,7 @@ class Policy(_Strict):
     approval: ApprovalRules = ApprovalRules()
     retention: RetentionRules = RetentionRules()
     training: TrainingRules = TrainingRules()
+    review: ReviewRules = ReviewRules()
     # Oversight (docs/oversight.md): applied by facetrail.oversight through the search path's hook.
     limits: LimitRules = LimitRules()
     cases: CaseRules = CaseRules()

@@ -1,30 +1,44 @@
 """Two-person review before a lead is released.
 
-A candidate becomes a RELEASED LEAD only when two different reviewers, neither of them the searcher, have
-marked it possible_lead. Each reviewer decides blind: until they have recorded their own decision on a
-candidate, the other reviewers' decisions on it are withheld from them (search view and review list). Once
-two reviewers have decided a candidate, their decisions are final (a change of mind after seeing the other's
-is refused and audited) and a disagreement is recorded ('review.disagreement') and shown to both.
-Investigators see each candidate as "under review" (no identity, no face) until it is released.
+A candidate's PANEL is the first two different reviewers (never the searcher) who decide it. It becomes a
+RELEASED LEAD only when both panel reviewers marked it possible_lead, or when they disagreed and the recorded
+ADJUDICATION (table review_adjudications) says possible_lead. A third reviewer never votes: once the panel has
+decided, further decisions are refused and audited (code review_complete), so a disagreement can never be
+out-voted. A disagreement is recorded ('review.disagreement') and settled by the policy's rule
+(``review.on_disagreement``): 'not_released' records the adjudication at once (actor 'system', not a lead);
+'adjudicate' waits for a reviewer the policy names in ``review.adjudicators`` (not on the panel, not the
+searcher), whose decision and reason are recorded ('review.adjudicate').
+
+Each reviewer decides blind: until they have recorded their own decision on a candidate, the other reviewers'
+decisions on it are withheld from them (search view, review list, review counts). Once the panel has decided,
+its decisions are final (a change of mind after seeing the other's is refused and audited).
+Investigators see each candidate as "under review" (no identity, no face, no score) until it is released.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from facetrail.audit.log import append_audit
+from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
-from facetrail.errors import FaceTrailError, PermissionDeniedError
+from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
-from facetrail.storage.models import CandidateReview, SearchRecord
+from facetrail.storage.models import Base, CandidateReview, SearchRecord, utcnow
 
 RELEASE_REVIEWERS = 2
 POSSIBLE_LEAD = "possible_lead"
 UNDER_REVIEW = "under review"
+
+
+ADJUDICATED_BY_RULE = "not_released"
+ADJUDICATE = "adjudicate"
 
 
 class DecisionFinalError(FaceTrailError):
@@ -33,13 +47,37 @@ class DecisionFinalError(FaceTrailError):
     exit_code = 6
 
 
+class ReviewCompleteError(FaceTrailError):
+    """Two reviewers have decided the candidate: a third reviewer's decision is never counted."""
+
+    code = "review_complete"
+    http_status = 409
+    exit_code = 6
+
+
+class ReviewAdjudication(Base):
+    """How a disagreement between the two panel reviewers of a candidate was settled (migration 0014)."""
+
+    __tablename__ = "review_adjudications"
+    __table_args__ = (UniqueConstraint("search_id", "face_id", name="uq_adjudication_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"), index=True)
+    face_id: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    adjudicator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))  # None: rule
+    decision: Mapped[str] = mapped_column(String(40))  # possible_lead | not_a_match
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 def decisions_on(ctx: AppContext, search_id: int) -> dict[int, dict[int, str]]:
-    """face id -> reviewer id -> current decision."""
+    """face id -> reviewer id -> current decision, reviewers in the order they first decided."""
     with ctx.db.read() as s:
         rows = s.execute(
-            select(CandidateReview.face_id, CandidateReview.reviewer_id, CandidateReview.decision).where(
-                CandidateReview.search_id == search_id
-            )
+            select(CandidateReview.face_id, CandidateReview.reviewer_id, CandidateReview.decision)
+            .where(CandidateReview.search_id == search_id)
+            .order_by(CandidateReview.id)
         ).all()
     out: dict[int, dict[int, str]] = {}
     for face_id, reviewer_id, decision in rows:
@@ -47,17 +85,44 @@ def decisions_on(ctx: AppContext, search_id: int) -> dict[int, dict[int, str]]:
     return out
 
 
-def is_released(decisions: dict[int, str], searcher_id: int | None) -> bool:
-    leads = {r for r, d in decisions.items() if d == POSSIBLE_LEAD and r != searcher_id}
-    return len(leads) >= RELEASE_REVIEWERS
+def adjudications_on(ctx: AppContext, search_id: int) -> dict[int, str]:
+    """face id -> the adjudication's decision."""
+    with ctx.db.read() as s:
+        rows = s.execute(
+            select(ReviewAdjudication.face_id, ReviewAdjudication.decision).where(
+                ReviewAdjudication.search_id == search_id
+            )
+        ).all()
+    return {int(face_id): decision for face_id, decision in rows}
 
 
-def release_status(decisions: dict[int, str], searcher_id: int | None) -> str:
-    if is_released(decisions, searcher_id):
+def panel(decisions: dict[int, str], searcher_id: int | None) -> dict[int, str]:
+    """The first RELEASE_REVIEWERS reviewers (never the searcher) and their decisions: the only votes."""
+    return dict([(r, d) for r, d in decisions.items() if r != searcher_id][:RELEASE_REVIEWERS])
+
+
+def is_released(decisions: dict[int, str], searcher_id: int | None, adjudication: str | None = None) -> bool:
+    votes = panel(decisions, searcher_id)
+    if len(votes) < RELEASE_REVIEWERS:
+        return False
+    if all(d == POSSIBLE_LEAD for d in votes.values()):
+        return True
+    return adjudication == POSSIBLE_LEAD
+
+
+def release_status(decisions: dict[int, str], searcher_id: int | None, adjudication: str | None = None) -> str:
+    if is_released(decisions, searcher_id, adjudication):
         return "released_lead"
-    if len(decisions) >= RELEASE_REVIEWERS and len(set(decisions.values())) > 1:
+    votes = panel(decisions, searcher_id)
+    if len(votes) >= RELEASE_REVIEWERS and len(set(votes.values())) > 1:
         return "disagreement"
     return "under_review"
+
+
+def released_faces(ctx: AppContext, record: SearchRecord) -> set[int]:
+    """The face ids of a search's released leads."""
+    decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
+    return {f for f, d in decisions.items() if is_released(d, record.user_id, settled.get(f))}
 
 
 def _is_reviewer(who: Principal) -> bool:
@@ -89,67 +154,99 @@ def visible_reviews(
 def visible_candidates(ctx: AppContext, who: Principal, record: SearchRecord, candidates: list[Any]) -> list[Any]:
     """Candidates as the caller may see them: blind reviews for reviewers; for investigators, unreleased
     candidates masked as "under review" (rank and score kept; no identity, no decisions)."""
-    decisions = decisions_on(ctx, record.id)
+    decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
     out = []
     for c in candidates:
         mine = decisions.get(c.face_id, {})
         reviews = visible_reviews(who, mine, c.reviews, record.user_id)
-        if sees_as_searcher(who, record.user_id) and not is_released(mine, record.user_id):
-            out.append(replace(c, reviews=[], face_id=0, subject_id=0, subject_external_id=UNDER_REVIEW))
+        if sees_as_searcher(who, record.user_id) and not is_released(mine, record.user_id, settled.get(c.face_id)):
+            # nothing but "under review": no identity, no score (a score would tell how close a stranger is)
+            out.append(
+                replace(
+                    c,
+                    reviews=[],
+                    face_id=0,
+                    subject_id=0,
+                    subject_external_id=UNDER_REVIEW,
+                    similarity=None,
+                    estimated_fmr=None,
+                )
+            )
         else:
             out.append(replace(c, reviews=reviews))
     return out
+
+
+def visible_review_count(
+    ctx: AppContext, who: Principal, record: SearchRecord, reviews_by_face: dict[int, list[dict[str, Any]]]
+) -> int:
+    """How many review decisions of the search the caller may see (never a hint of a withheld decision)."""
+    decisions = decisions_on(ctx, record.id)
+    return sum(
+        len(visible_reviews(who, decisions.get(face_id, {}), reviews, record.user_id))
+        for face_id, reviews in reviews_by_face.items()
+    )
 
 
 def require_released(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
     """Investigators may see a candidate's face only once it is a released lead (refusal audited)."""
     if not sees_as_searcher(who, record.user_id):
         return
-    if is_released(decisions_on(ctx, record.id).get(face_id, {}), record.user_id):
+    if face_id in released_faces(ctx, record):
         return
-    with ctx.db.transaction() as s:
-        append_audit(
-            s,
-            actor=who.actor,
-            action="search.thumbnail",
-            target=f"search:{record.id}",
-            outcome="denied",
-            details={"rank": rank, "reason": "candidate under review (not a released lead)", **who.audit_context()},
-        )
-    raise PermissionDeniedError("this candidate is under review: it is shown once two reviewers release it")
+    raise refuse(
+        ctx,
+        who,
+        "search.thumbnail",
+        f"search:{record.id}",
+        PermissionDeniedError("this candidate is under review: it is shown once two reviewers release it"),
+        details={"rank": rank, "reason": "candidate under review (not a released lead)"},
+    )
 
 
 def check_may_decide(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
-    """Once two reviewers have decided a candidate, neither may change their decision (refusal audited)."""
+    """Once the panel has decided a candidate, neither may change their decision and nobody else may decide
+    it (a third vote would out-vote a disagreement); refusals audited."""
     mine = decisions_on(ctx, record.id).get(face_id, {})
-    others = [r for r in mine if r != who.user_id]
-    if who.user_id in mine and len(others) >= RELEASE_REVIEWERS - 1:
-        with ctx.db.transaction() as s:
-            append_audit(
-                s,
-                actor=who.actor,
-                action="review.decide",
-                target=f"search:{record.id}",
-                outcome="refused",
-                details={
-                    "rank": rank,
-                    "face_id": face_id,
-                    "reason": "decision final: the other reviewer has decided",
-                    **who.audit_context(),
-                },
-            )
-        raise DecisionFinalError("both reviewers have decided this candidate; decisions are now final")
+    votes = panel(mine, record.user_id)
+    if who.user_id not in votes and len(votes) >= RELEASE_REVIEWERS:
+        raise refuse(
+            ctx,
+            who,
+            "review.decide",
+            f"search:{record.id}",
+            ReviewCompleteError(
+                "two reviewers have already decided this candidate; a third decision is never counted "
+                "(a disagreement is settled by adjudication under the policy)"
+            ),
+            details={"rank": rank, "reason": "review complete: two reviewers decided"},
+        )
+    others = [r for r in votes if r != who.user_id]
+    if who.user_id in votes and len(others) >= RELEASE_REVIEWERS - 1:
+        raise refuse(
+            ctx,
+            who,
+            "review.decide",
+            f"search:{record.id}",
+            DecisionFinalError("both reviewers have decided this candidate; decisions are now final"),
+            details={"rank": rank, "reason": "decision final: the other reviewer has decided"},
+        )
 
 
 def after_decision(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
-    """Record a release or a disagreement the moment the second decision makes one."""
-    mine = decisions_on(ctx, record.id).get(face_id, {})
-    if len(mine) < RELEASE_REVIEWERS:
+    """Record a release or a disagreement the moment the second decision makes one; under the policy rule
+    'not_released' the disagreement's adjudication is recorded at once. Audit records name the candidate by
+    rank only, and its face id once it is a released lead (never an unreleased candidate's identity)."""
+    from facetrail.governance.policy import active_policy
+
+    votes = panel(decisions_on(ctx, record.id).get(face_id, {}), record.user_id)
+    if len(votes) < RELEASE_REVIEWERS:
         return
-    status = release_status(mine, record.user_id)
+    status = release_status(votes, record.user_id)
     action = {"released_lead": "lead.released", "disagreement": "review.disagreement"}.get(status)
     if action is None:
         return
+    rule = active_policy(ctx).review.on_disagreement
     with ctx.db.transaction() as s:
         append_audit(
             s,
@@ -160,20 +257,126 @@ def after_decision(ctx: AppContext, who: Principal, record: SearchRecord, face_i
                 "search_id": record.id,
                 "case_number": record.case_number,
                 "rank": rank,
-                "face_id": face_id,
-                "decisions": {str(k): v for k, v in sorted(mine.items())},
+                **({"face_id": face_id} if status == "released_lead" else {"settled_by": rule}),
+                "decisions": {str(k): v for k, v in votes.items()},
                 **who.audit_context(),
             },
         )
+        if status == "disagreement" and rule == ADJUDICATED_BY_RULE:
+            reason = "policy rule review.on_disagreement = 'not_released': a disagreement is never a lead"
+            s.add(
+                ReviewAdjudication(
+                    search_id=record.id,
+                    face_id=face_id,
+                    rank=rank,
+                    adjudicator_id=None,
+                    decision="not_a_match",
+                    reason=reason,
+                )
+            )
+            append_audit(
+                s,
+                actor="system",
+                action="review.adjudicate",
+                target=f"search:{record.id}",
+                details={"search_id": record.id, "rank": rank, "decision": "not_a_match", "reason": reason},
+            )
+
+
+class AdjudicationError(BadInputError):
+    code = "adjudication_not_possible"
+    http_status = 409
+
+
+def adjudicate(
+    ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int, decision: str, reason: str
+) -> dict[str, Any]:
+    """A named adjudicator settles the panel's disagreement on one candidate (checks and refusals audited by
+    the caller's gate: cases.reviews.adjudicate_candidate)."""
+    from facetrail.governance.policy import active_policy
+
+    rules = active_policy(ctx).review
+    if not who.can(Permission.REVIEW_ADJUDICATE) or who.username not in rules.adjudicators:
+        raise PermissionDeniedError("only a reviewer the policy names in review.adjudicators settles a disagreement")
+    if rules.on_disagreement != ADJUDICATE:
+        raise AdjudicationError(f"the policy settles disagreements by its rule ({rules.on_disagreement!r})")
+    if decision not in (POSSIBLE_LEAD, "not_a_match"):
+        raise BadInputError("an adjudication decides possible_lead or not_a_match", field="decision")
+    votes = panel(decisions_on(ctx, record.id).get(face_id, {}), record.user_id)
+    if who.user_id in votes or who.user_id == record.user_id:
+        raise PermissionDeniedError("the adjudicator is neither one of the two reviewers nor the searcher")
+    if release_status(votes, record.user_id) != "disagreement":
+        raise AdjudicationError("there is no disagreement to adjudicate on this candidate")
+    with ctx.db.transaction() as s:
+        existing = s.execute(
+            select(ReviewAdjudication).where(
+                ReviewAdjudication.search_id == record.id, ReviewAdjudication.face_id == face_id
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            raise AdjudicationError("this disagreement has already been adjudicated")
+        row = ReviewAdjudication(
+            search_id=record.id,
+            face_id=face_id,
+            rank=rank,
+            adjudicator_id=who.user_id,
+            decision=decision,
+            reason=reason,
+        )
+        s.add(row)
+        s.flush()
+        append_audit(
+            s,
+            actor=who.actor,
+            action="review.adjudicate",
+            target=f"search:{record.id}",
+            details={
+                "search_id": record.id,
+                "case_number": record.case_number,
+                "rank": rank,
+                "decision": decision,
+                "reason": reason,
+                "panel": {str(k): v for k, v in votes.items()},
+                **({"face_id": face_id} if decision == POSSIBLE_LEAD else {}),
+                **who.audit_context(),
+            },
+        )
+        if decision == POSSIBLE_LEAD:
+            append_audit(
+                s,
+                actor=who.actor,
+                action="lead.released",
+                target=f"search:{record.id}",
+                details={
+                    "search_id": record.id,
+                    "case_number": record.case_number,
+                    "rank": rank,
+                    "face_id": face_id,
+                    "by_adjudication": row.id,
+                    **who.audit_context(),
+                },
+            )
+        return {
+            "search_id": record.id,
+            "rank": rank,
+            "adjudicator": who.username,
+            "decision": decision,
+            "reason": reason,
+            "created_at": row.created_at,
+        }
 
 
 def visible_review_list(
     ctx: AppContext, who: Principal, record: SearchRecord, reviews: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """A search's review list with, per candidate, only the decisions the caller may see (visible_reviews)."""
-    decisions = decisions_on(ctx, record.id)
+    decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
+    names_candidates = _is_reviewer(who)  # the unit's reviewers see the candidates anyway
     out = []
     for face_id in dict.fromkeys(int(r["face_id"]) for r in reviews):
         mine = [r for r in reviews if int(r["face_id"]) == face_id]
-        out.extend(visible_reviews(who, decisions.get(face_id, {}), mine, record.user_id))
+        shown = visible_reviews(who, decisions.get(face_id, {}), mine, record.user_id)
+        if not names_candidates and not is_released(decisions.get(face_id, {}), record.user_id, settled.get(face_id)):
+            shown = [{**r, "face_id": 0} for r in shown]  # auditors: the decision, never who it was about
+        out.extend(shown)
     return out

@@ -16,6 +16,7 @@ from facetrail.governance.models import TrainingRecord
 from facetrail.governance.policy import active_policy
 from facetrail.policy.principal import Principal
 from facetrail.storage.models import User
+from facetrail.text import check_text
 
 MAX_COURSE = 200
 
@@ -56,9 +57,7 @@ def record_training(
     audit_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record that ``username`` completed search training on ``completed_on`` (audited 'training.record')."""
-    course = (course or "").strip()
-    if not course or len(course) > MAX_COURSE:
-        raise BadInputError(f"course is required (at most {MAX_COURSE} characters)", field="course")
+    course = check_text("course", course, max_len=MAX_COURSE)
     if completed_on > _today():
         raise BadInputError("the completion date is in the future", field="date")
     validity = active_policy(ctx).training.validity_days

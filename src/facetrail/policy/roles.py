@@ -40,6 +40,8 @@ class Permission(StrEnum):
     SEARCH_APPROVE = "search.approve"  # approve or deny a unit colleague's search request / emergency search
     POLICY_MANAGE = "policy.manage"  # apply a new policy version (everyone signed in may read the one in force)
     TRAINING_MANAGE = "training.manage"  # record users' search training
+    ROLE_GRANTS_VIEW = "role_grants.view"  # see pending and past grants of reviewer / administrator roles
+    REVIEW_ADJUDICATE = "review.adjudicate"  # settle two reviewers' disagreement (named adjudicators only)
     OVERSIGHT_VIEW_UNIT = "oversight.view_unit"  # the unit's oversight alerts, timelines and e-mails
     OVERSIGHT_VIEW_ALL = "oversight.view_all"  # every unit's oversight alerts, timelines and e-mails
     OVERSIGHT_ACK = "oversight.ack"  # acknowledge an alert in one's scope, with a note
@@ -72,6 +74,10 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.SEARCH_APPROVE: frozenset({_R}),
     Permission.POLICY_MANAGE: frozenset({_D}),
     Permission.TRAINING_MANAGE: frozenset({_D}),
+    # Separation of duties: those who release leads (and audit them) see every grant of a releasing power.
+    Permission.ROLE_GRANTS_VIEW: frozenset({_R, _A, _D}),
+    # A reviewer, and only one the policy names in review.adjudicators (checked by governance.release).
+    Permission.REVIEW_ADJUDICATE: frozenset({_R}),
     Permission.OVERSIGHT_VIEW_UNIT: frozenset({_R}),
     Permission.OVERSIGHT_VIEW_ALL: frozenset({_A}),
     Permission.OVERSIGHT_ACK: frozenset({_R, _A}),
@@ -104,6 +110,7 @@ _READ_PERMISSIONS = frozenset(
         Permission.AUDIT_READ,
         Permission.REPORT_READ,
         Permission.CASE_PACKET,
+        Permission.ROLE_GRANTS_VIEW,
         Permission.OVERSIGHT_VIEW_UNIT,
         Permission.OVERSIGHT_VIEW_ALL,
     }

@@ -14,6 +14,7 @@ from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
 from facetrail.faces.calibration import load_calibration
 from facetrail.governance.release import RELEASE_REVIEWERS as RELEASE_REVIEWERS
+from facetrail.governance.release import ReviewAdjudication, is_released, panel
 from facetrail.storage.models import CandidateReview
 
 # The two-person rule (issue 5, facetrail.governance.release): a candidate is a released lead once
@@ -90,23 +91,28 @@ class CandidateDecisions:
 
     search_id: int
     face_id: int
-    decisions: dict[int, str]
+    decisions: dict[int, str]  # in the order the reviewers first decided
+    adjudication: str | None = None
 
     def leads_from(self, searcher_id: int | None) -> int:
-        return sum(1 for reviewer, d in self.decisions.items() if d == POSSIBLE_LEAD and reviewer != searcher_id)
+        """possible_lead votes of the panel (the first two reviewers; a third reviewer never votes)."""
+        return sum(1 for d in panel(self.decisions, searcher_id).values() if d == POSSIBLE_LEAD)
 
     def released(self, searcher_id: int | None) -> bool:
-        return self.leads_from(searcher_id) >= RELEASE_REVIEWERS
+        return is_released(self.decisions, searcher_id, self.adjudication)
 
     @property
     def disagreement(self) -> bool:
-        """Two reviewers of the same candidate decided differently."""
-        return len(set(self.decisions.values())) > 1
+        """The two panel reviewers of the candidate decided differently."""
+        return len(self.decisions) >= RELEASE_REVIEWERS and len(set(list(self.decisions.values())[:2])) > 1
 
 
-def group_decisions(reviews: Iterable[CandidateReview]) -> dict[tuple[int, int], CandidateDecisions]:
-    """Reviews grouped by (search id, face id)."""
+def group_decisions(
+    reviews: Iterable[CandidateReview], adjudications: Iterable[ReviewAdjudication] = ()
+) -> dict[tuple[int, int], CandidateDecisions]:
+    """Reviews grouped by (search id, face id), reviewers in the order they first decided."""
     grouped: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
-    for review in reviews:
+    for review in sorted(reviews, key=lambda r: r.id):
         grouped[(review.search_id, review.face_id)][review.reviewer_id] = review.decision
-    return {key: CandidateDecisions(key[0], key[1], decisions) for key, decisions in grouped.items()}
+    settled = {(a.search_id, a.face_id): a.decision for a in adjudications}
+    return {key: CandidateDecisions(key[0], key[1], decisions, settled.get(key)) for key, decisions in grouped.items()}

@@ -2,10 +2,14 @@
 
 Every search of the case is listed, including those that found nothing and those whose candidates were all
 rejected, with: the probe (its aligned face if the probe image was kept, else its SHA-256), who ran it and
-when, the approval and policy version (see the hooks below), the model and thresholds, the full candidate
-list with scores and estimated false-match rates (also those under the similarity floor, marked as never
-shown), every review decision with its author and time (the current ones and the full history from the audit
-log), and the search attempts that were refused. packet_pdf.py renders it; the JSON beside it holds the same.
+when, the approval and policy version (see the hooks below), the model and thresholds, the candidates that
+were shown, every review decision with its author and time (the current ones and the full history from the
+audit log), and the search attempts that were refused. packet_pdf.py renders it; the JSON beside it holds the
+same.
+
+Disclosure: a packet names only RELEASED leads (subject, face, score). A shown candidate that was not released
+appears by rank with its votes and decisions, its identity and score withheld; a candidate below the
+similarity floor does not appear at all. A locked emergency search shows neither candidates nor reviews.
 
 Generating a packet is audited ('case.packet') in the same transaction as its reads.
 """
@@ -15,7 +19,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,7 @@ from facetrail.audit.log import append_audit, canonical_json
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError
 from facetrail.gallery.search import LEADS_NOTICE, probe_store
+from facetrail.governance.release import ReviewAdjudication
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.reports.common import (
@@ -40,6 +47,8 @@ from facetrail.storage.models import AuditRecord, CandidateReview, SearchRecord,
 
 FORMAT_VERSION = 1
 NOT_RECORDED = "not recorded"
+NOT_RELEASED = "not released (identity withheld)"
+log = logging.getLogger(__name__)
 
 
 class CaseNotFoundError(NotFoundError):
@@ -58,11 +67,12 @@ class PacketScope:
     blind_reviewer: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Packet:
     case_number: str
     audit_seq: int  # the 'case.packet' record of this generation
     data: dict[str, Any]  # what the JSON file holds and the PDF shows
+    rendered: bytes | None = None  # the PDF, when collect_packet was asked to render it
 
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -151,7 +161,6 @@ def _decision_history(session: Session, search_ids: list[int]) -> dict[int, list
                 "at": rec.ts,
                 "reviewer": rec.actor,
                 "rank": d.get("rank"),
-                "face_id": d.get("face_id"),
                 "decision": d.get("decision"),
                 "previous_decision": d.get("previous_decision"),
                 "notes": d.get("notes", ""),
@@ -168,31 +177,34 @@ def _candidates(
     floor = similarity_floor_for(ctx, record.policy_version)  # the floor of the policy the search ran under
     out = []
     for c in record.candidates:
-        face_id = int(c["face_id"])
+        if float(c["similarity"]) < floor:
+            continue  # never shown to anyone: not in any packet either (not even its score)
+        face_id, rank = int(c["face_id"]), int(c["rank"])
         grouped = decisions.get((record.id, face_id))
-        out.append(
-            {
-                "rank": int(c["rank"]),
-                "subject_id": int(c["subject_id"]),
-                "subject_external_id": str(c["subject_external_id"]),
-                "face_id": face_id,
-                "similarity": float(c["similarity"]),
-                "estimated_fmr": float(c["fmr"]),
-                "shown": float(c["similarity"]) >= floor,
-                "decisions": [r for r in reviews if r["face_id"] == face_id],
-                "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
-                "released": bool(grouped and grouped.released(record.user_id)),
-            }
-        )
+        released = bool(grouped and grouped.released(record.user_id))
+        entry: dict[str, Any] = {
+            "rank": rank,
+            "subject_id": int(c["subject_id"]),
+            "subject_external_id": str(c["subject_external_id"]),
+            "face_id": face_id,
+            "similarity": float(c["similarity"]),
+            "estimated_fmr": float(c["fmr"]),
+            "shown": True,
+            "decisions": [r for r in reviews if r["rank"] == rank],
+            "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
+            "released": released,
+        }
+        if not released:  # an unreleased candidate is named by nobody: rank, votes and decisions only
+            entry.update(subject_id=None, subject_external_id=NOT_RELEASED, face_id=None)
+            entry["similarity"] = entry["estimated_fmr"] = None
+        out.append(entry)
     return out
 
 
 def _outcome(candidates: list[dict[str, Any]]) -> str:
     shown = [c for c in candidates if c["shown"]]
-    if not candidates:
-        return "no candidates (empty gallery or every face deleted)"
     if not shown:
-        return "no candidate scored above the similarity floor"
+        return "no candidate shown (none scored above the similarity floor)"
     if any(c["released"] for c in shown):
         return f"released lead(s): candidate(s) marked a possible lead by {RELEASE_REVIEWERS} reviewers"
     if any(c["possible_lead_votes"] for c in shown):
@@ -213,8 +225,12 @@ def _search_entry(
     audit_seq: int | None,
 ) -> dict[str, Any]:
     emergency = emergency_of(session, record)
-    # A locked emergency search's results are seen by no one, in a packet neither; the entry says why.
-    candidates = [] if emergency and emergency["results_locked"] else _candidates(ctx, record, reviews, decisions)
+    # A locked emergency search's results are seen by no one, in a packet neither (nor its reviews, whose
+    # notes and ranks describe the candidates); the entry says why.
+    locked = bool(emergency and emergency["results_locked"])
+    candidates = [] if locked else _candidates(ctx, record, reviews, decisions)
+    if locked:
+        history = []
     return {
         "search_id": record.id,
         "run_at": iso(record.created_at),
@@ -283,11 +299,28 @@ def _clean_case_number(case_number: str) -> str:
     return text
 
 
-def collect_packet(
-    ctx: AppContext, case_number: str, *, actor: str, scope: PacketScope, audit_context: dict[str, Any] | None = None
-) -> Packet:
-    """Read the case's records and audit the generation, in one transaction; then add the probe faces.
+class PacketRenderError(FaceTrailError):
+    """The packet's data was collected but could not be rendered (a fault of FaceTrail's, audited 'failed')."""
 
+    code = "packet_render_failed"
+    http_status = 500
+
+
+def collect_packet(
+    ctx: AppContext,
+    case_number: str,
+    *,
+    actor: str,
+    scope: PacketScope,
+    audit_context: dict[str, Any] | None = None,
+    render: Callable[[Packet], bytes] | None = None,
+) -> Packet:
+    """Read the case's records, add the probe faces, render (when ``render`` is given) and audit the generation.
+
+    The 'case.packet' record says what was made: outcome 'ok' only once the packet rendered; a render that
+    fails is audited with outcome 'failed' and raises PacketRenderError (a packet that nobody received is never
+    recorded as delivered). The PDF names its own audit record, so it is rendered once before that record is
+    written (to know that it renders) and once after (with the record's number).
     Raises CaseNotFoundError (audited, outcome 'not_found') when the scope holds no search for the case."""
     case_number = _clean_case_number(case_number)
     chain = chain_status(ctx)  # its own snapshot: the chain as it stands when the packet is made
@@ -309,30 +342,60 @@ def collect_packet(
             found = None
         else:
             found = _collect(ctx, s, case_number, records, scope, chain, generated_at, actor)
-            seq = append_audit(
-                s,
-                actor=actor,
-                action="case.packet",
-                target=f"case:{case_number}",
-                details={
-                    "scope": scope.description,
-                    "search_ids": [r.id for r in records],
-                    "candidates": sum(len(r.candidates) for r in records),
-                    "review_decisions": sum(len(e["review_history"]) for e in found["searches"]),
-                    "probe_images_included": scope.include_probe_images,
-                    "audit_chain_ok": chain["ok"],
-                    **(audit_context or {}),
-                },
-            ).seq
+            search_ids = [r.id for r in records]
     if found is None:
         raise CaseNotFoundError(
             f"no search is recorded for case {case_number!r} in {scope.description}", case_number=case_number
         )
-    found["audit_seq"] = seq
     if scope.include_probe_images:
         for entry in found["searches"]:
             _add_probe_thumbnail(ctx, entry)
-    return Packet(case_number, seq, found)
+    details = {
+        "scope": scope.description,
+        "search_ids": search_ids,
+        "candidates_listed": sum(len(e["candidates"]) for e in found["searches"]),
+        "review_decisions": sum(len(e["review_history"]) for e in found["searches"]),
+        "probe_images_included": scope.include_probe_images,
+        "audit_chain_ok": chain["ok"],
+        "format": "pdf" if render is not None else "json",
+        **(audit_context or {}),
+    }
+    if render is not None:
+        _render_or_audit(ctx, render, Packet(case_number, 0, found), actor, case_number, details)
+    with ctx.db.transaction() as s:
+        seq = append_audit(s, actor=actor, action="case.packet", target=f"case:{case_number}", details=details).seq
+    found["audit_seq"] = seq
+    packet = Packet(case_number, seq, found)
+    if render is not None:
+        packet.rendered = _render_or_audit(ctx, render, packet, actor, case_number, {**details, "audit_seq": seq})
+    return packet
+
+
+def _render_or_audit(
+    ctx: AppContext,
+    render: Callable[[Packet], bytes],
+    packet: Packet,
+    actor: str,
+    case_number: str,
+    details: dict[str, Any],
+) -> bytes:
+    try:
+        return render(packet)
+    except Exception as exc:  # any fault of the renderer: audited as failed, never as delivered
+        log.exception("the packet of case %r could not be rendered", case_number)
+        with ctx.db.transaction() as s:
+            append_audit(
+                s,
+                actor=actor,
+                action="case.packet",
+                target=f"case:{case_number}",
+                outcome="failed",
+                details={**details, "error": {"type": type(exc).__name__, "message": str(exc)[:500]}},
+            )
+        raise PacketRenderError(
+            f"the disclosure packet of case {case_number!r} could not be rendered ({type(exc).__name__}); "
+            "the failure is recorded in the audit log"
+        ) from exc
 
 
 def _collect(
@@ -362,7 +425,6 @@ def _collect(
         reviews_by_search[r.search_id].append(
             {
                 "rank": r.rank,
-                "face_id": r.face_id,
                 "reviewer": reviewer["username"],
                 "reviewer_name": reviewer["display_name"],
                 "decision": r.decision,
@@ -370,7 +432,8 @@ def _collect(
                 "decided_at": iso(r.created_at),
             }
         )
-    decisions = group_decisions(review_rows)
+    settled = list(s.execute(select(ReviewAdjudication).where(ReviewAdjudication.search_id.in_(ids))).scalars())
+    decisions = group_decisions(review_rows, settled)
     history = _decision_history(s, ids)
     search_audit = _search_audit(s, case_number)
     audit_seq_of = {json.loads(a.details).get("search_id"): a.seq for a in search_audit if a.outcome == "ok"}
@@ -424,12 +487,12 @@ def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:
     for c in entry["candidates"]:
         deciders = {d["reviewer"] for d in c["decisions"] if d["reviewer"] != searcher}
         if viewer not in deciders and len(deciders) < RELEASE_REVIEWERS and deciders:
-            withheld.add(c["face_id"])
+            withheld.add(c["rank"])
             c["decisions"] = []
             c["possible_lead_votes"] = None
             c["decisions_withheld"] = "withheld until you decide (blind two-person review)"
     entry["review_history"] = [
-        h for h in entry["review_history"] if h["face_id"] not in withheld or h["reviewer"] == f"user:{viewer}"
+        h for h in entry["review_history"] if h["rank"] not in withheld or h["reviewer"] == f"user:{viewer}"
     ]
     if withheld:
         entry["outcome"] = "under two-person review: " + entry["outcome"]

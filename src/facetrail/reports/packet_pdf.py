@@ -2,6 +2,12 @@
 
 Text is set in DejaVu Sans (shipped with matplotlib, a dependency) so that every character a case record may
 hold (accents, ≈, ≥, dashes) prints as itself, and so that the text can be extracted again from the PDF.
+
+Any text a user can enter renders (tests/adversarial/test_packet_render.py fuzzes it): control and invisible
+formatting characters print as visible ``\\uXXXX`` escapes, long words are split, and a table cell holds at most
+CELL_MAX_CHARS characters; the rest of a longer text is printed in full in the appendix "Full text of long
+entries", in paragraphs that flow across pages (a table row taller than a page is what made reportlab raise
+LayoutError).
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import base64
 import io
 import os
+import unicodedata
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,7 +73,10 @@ def _styles() -> dict[str, ParagraphStyle]:
             "cell", parent=base["BodyText"], fontName=FONT, fontSize=7.5, leading=9.5, splitLongWords=True
         ),
         "cell_bold": ParagraphStyle(
-            "cell_bold", parent=base["BodyText"], fontName=FONT_BOLD, fontSize=7.5, leading=9.5
+            "cell_bold", parent=base["BodyText"], fontName=FONT_BOLD, fontSize=7.5, leading=9.5, splitLongWords=True
+        ),
+        "long": ParagraphStyle(
+            "long", parent=base["BodyText"], fontName=FONT, fontSize=8, leading=10.5, splitLongWords=True
         ),
         "notice": ParagraphStyle(
             "notice",
@@ -78,14 +89,62 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
-def _p(text: Any, style: str = "cell") -> Paragraph:
-    return Paragraph(escape("" if text is None else str(text)), _styles()[style])
+CELL_MAX_CHARS = 600  # longer cell texts continue in the appendix
+CELL_MAX_LINES = 24  # a cell never grows taller than this many lines (a page holds about 70)
+CELL_EM = 8.0  # points: the widest glyph of the 7.5 pt cell font, as the limit assumes
+APPENDIX_CHUNK = 1500  # characters per appendix paragraph (each flows across pages on its own)
+_overflow: ContextVar[list[str] | None] = ContextVar("packet_overflow", default=None)
+
+
+def printable(text: str) -> str:
+    """Control, format and separator characters as visible escapes; line breaks kept as spaces."""
+    out = []
+    for char in text:
+        if char in "\n\t":
+            out.append(" ")
+        elif unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn"):
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _cell_limit(width: float | None) -> int:
+    """Characters a cell of this width holds in at most CELL_MAX_LINES lines, even of glyphs one em wide."""
+    if width is None:
+        return CELL_MAX_CHARS
+    per_line = max(1, int((width - 6) / CELL_EM))  # 6: the cell's left and right padding
+    return max(8, min(CELL_MAX_CHARS, per_line * CELL_MAX_LINES))
+
+
+def _p(text: Any, style: str = "cell", width: float | None = None) -> Paragraph:
+    value = printable("" if text is None else str(text))
+    overflow = _overflow.get()
+    limit = _cell_limit(width)
+    if len(value) > limit and overflow is not None:
+        overflow.append(value)
+        value = f"{value[:limit]} … [appendix, entry {len(overflow)}]"
+    return Paragraph(escape(value), _styles()[style])
+
+
+def _appendix(texts: list[str]) -> list[Flowable]:
+    if not texts:
+        return []
+    story: list[Flowable] = [PageBreak(), Paragraph("Full text of long entries", _styles()["h1"])]
+    for number, text in enumerate(texts, start=1):
+        story.append(Paragraph(escape(f"Long entry {number} ({len(text):,} characters)"), _styles()["h2"]))
+        for start in range(0, len(text), APPENDIX_CHUNK):
+            story.append(Paragraph(escape(text[start : start + APPENDIX_CHUNK]), _styles()["long"]))
+    return story
 
 
 def _table(header: list[str], rows: list[list[Any]], widths: list[float]) -> Table:
     """A grid with a bold header row repeated on every page; every cell wraps."""
-    data = [[_p(h, "cell_bold") for h in header]] + [[_p(v) for v in row] for row in rows]
-    table = Table(data, colWidths=[w * PAGE_WIDTH for w in widths], repeatRows=1)
+    cols = [w * PAGE_WIDTH for w in widths]
+    data = [[_p(h, "cell_bold", c) for h, c in zip(header, cols, strict=True)]] + [
+        [_p(v, "cell", c) for v, c in zip(row, cols, strict=True)] for row in rows
+    ]
+    table = Table(data, colWidths=cols, repeatRows=1)
     table.setStyle(
         TableStyle(
             [
@@ -102,7 +161,7 @@ def _table(header: list[str], rows: list[list[Any]], widths: list[float]) -> Tab
 
 def _fields(rows: list[tuple[str, Any]]) -> Table:
     """Label / value pairs as a two-column table."""
-    data = [[_p(label, "cell_bold"), _p(value)] for label, value in rows]
+    data = [[_p(label, "cell_bold", 0.27 * PAGE_WIDTH), _p(value, "cell", 0.73 * PAGE_WIDTH)] for label, value in rows]
     table = Table(data, colWidths=[0.27 * PAGE_WIDTH, 0.73 * PAGE_WIDTH])
     table.setStyle(
         TableStyle(
@@ -146,7 +205,7 @@ def _cover(packet: Packet) -> list[Flowable]:
     story: list[Flowable] = [
         Spacer(1, 30 * mm),
         Paragraph("Disclosure packet", _styles()["title"]),
-        Paragraph(escape(f"Case {d['case_number']}"), _styles()["title"]),
+        Paragraph(escape(printable(f"Case {d['case_number']}")), _styles()["title"]),
         Spacer(1, 10 * mm),
         _fields(
             [
@@ -173,7 +232,8 @@ def _cover(packet: Packet) -> list[Flowable]:
                 "nothing and searches whose candidates were all rejected. Scores are cosine similarities of the "
                 "named model; the estimated false-match rate (FMR) is the share of comparisons between different "
                 "people that score at least as high. Candidates under the similarity floor were never shown to "
-                "anyone and are listed for completeness."
+                "anyone and are not listed; a candidate that two reviewers did not release is listed by rank only, "
+                "its identity and score withheld."
             ),
             _styles()["body"],
         ),
@@ -211,7 +271,7 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
     model, probe = s["model"], s["probe"]
     threshold = model.get("decision_threshold")
     story: list[Flowable] = [
-        Paragraph(escape(f"Search {s['search_id']} ({number} of {total})"), _styles()["h1"]),
+        Paragraph(escape(printable(f"Search {s['search_id']} ({number} of {total})")), _styles()["h1"]),
         _fields(
             [
                 ("Run at (UTC)", s["run_at"]),
@@ -267,10 +327,10 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                     [
                         c["rank"],
                         c["subject_external_id"],
-                        c["subject_id"],
-                        c["face_id"],
-                        f"{c['similarity']:.4f}",
-                        _fmr(c["estimated_fmr"]),
+                        "" if c["subject_id"] is None else c["subject_id"],
+                        "" if c["face_id"] is None else c["face_id"],
+                        "withheld" if c["similarity"] is None else f"{c['similarity']:.4f}",
+                        "" if c["estimated_fmr"] is None else _fmr(c["estimated_fmr"]),
                         "yes" if c["shown"] else "no (under floor)",
                         c["possible_lead_votes"],
                         "yes" if c["released"] else "no",
@@ -375,7 +435,17 @@ def _page_canvas(case_number: str) -> type[Canvas]:
 
 
 def render_pdf(packet: Packet) -> bytes:
+    """The packet as PDF bytes. Raises only on a fault of its own (audited as a failed render by the caller)."""
     _register_fonts()
+    overflow: list[str] = []
+    token = _overflow.set(overflow)
+    try:
+        return _render(packet, overflow)
+    finally:
+        _overflow.reset(token)
+
+
+def _render(packet: Packet, overflow: list[str]) -> bytes:
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer,
@@ -384,8 +454,8 @@ def render_pdf(packet: Packet) -> bytes:
         rightMargin=18 * mm,
         topMargin=16 * mm,
         bottomMargin=18 * mm,
-        title=f"Disclosure packet, case {packet.case_number}",
-        author=str(packet.data["generated_by"]),
+        title=printable(f"Disclosure packet, case {packet.case_number}"),
+        author=printable(str(packet.data["generated_by"])),
         subject="FaceTrail disclosure packet",
     )
     story = _cover(packet)
@@ -393,7 +463,8 @@ def render_pdf(packet: Packet) -> bytes:
     for number, search in enumerate(searches, start=1):
         story += _search_section(search, number, len(searches))
     story += _refused(packet)
-    doc.build(story, canvasmaker=_page_canvas(packet.case_number))
+    story += _appendix(overflow)  # filled while the story above was built
+    doc.build(story, canvasmaker=_page_canvas(printable(packet.case_number)[:120]))
     return buffer.getvalue()
 
 
@@ -402,7 +473,8 @@ def write_packet_files(packet: Packet, pdf_path: Path) -> tuple[Path, Path]:
     (to a temporary name, then renamed) so that a failure never leaves half a packet."""
     json_path = pdf_path.with_suffix(".json")
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    for path, content in ((pdf_path, render_pdf(packet)), (json_path, packet.to_json().encode("utf-8"))):
+    pdf = packet.rendered if packet.rendered is not None else render_pdf(packet)
+    for path, content in ((pdf_path, pdf), (json_path, packet.to_json().encode("utf-8"))):
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(content)
         os.replace(tmp, path)

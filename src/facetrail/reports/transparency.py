@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
+from facetrail.governance.release import ReviewAdjudication
 from facetrail.reports.charts import bar_chart
 from facetrail.reports.common import (
     RELEASE_REVIEWERS,
@@ -152,7 +153,8 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
     by_basis = Counter(r.legal_basis or NOT_STATED for r in searches)
     ids = [r.id for r in searches]
     reviews = list(s.execute(select(CandidateReview).where(CandidateReview.search_id.in_(ids))).scalars())
-    grouped = group_decisions(reviews)
+    settled = list(s.execute(select(ReviewAdjudication).where(ReviewAdjudication.search_id.in_(ids))).scalars())
+    grouped = group_decisions(reviews, settled)
     floor = ctx.settings.server.similarity_floor
     outcomes: Counter[str] = Counter()
     for r in searches:
@@ -319,6 +321,35 @@ def _hook_section(key: str, heading: str, what: str, rows: list[list[Any]] | Non
     return Section(key, heading, f"{what.capitalize()} in the period.", columns, rows)
 
 
+def _role_grant_section(s: Session, low: dt.datetime, high: dt.datetime) -> Section:
+    """Separation of duties made visible: every grant of the reviewer or administrator role in the period."""
+    from facetrail.accounts.grants import grants_between
+
+    rows = [
+        [
+            g["id"],
+            g["username"],
+            g["role"],
+            g["previous_role"] or "new account",
+            g["requested_by"],
+            g["requested_at"].isoformat(timespec="seconds"),
+            "second administrator's approval" if g["path"] == "second_administrator" else "delay",
+            g["status"],
+            g["decided_by"] or "",
+        ]
+        for g in grants_between(s, low, high)
+    ]
+    return Section(
+        "role_grants",
+        "Grants of the reviewer and administrator roles",
+        "Every grant of a role that can release leads or make reviewers, requested or decided in the period: who "
+        "asked, how it took effect (a second administrator's approval, or a waiting period shown to every reviewer "
+        "and auditor) and its state.",
+        ["grant", "user", "role", "previous_role", "requested_by", "requested_at", "path", "status", "decided_by"],
+        rows,
+    )
+
+
 def _model_section(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datetime) -> Section:
     used = Counter(
         s.execute(
@@ -428,6 +459,7 @@ def collect_report(
             ),
             _gallery_section(s, low, high),
             _user_section(s, low, high),
+            _role_grant_section(s, low, high),
             _model_section(ctx, s, low, high),
             _chain_section(chain),
         ]

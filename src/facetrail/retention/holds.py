@@ -18,6 +18,7 @@ from facetrail.errors import BadInputError, ConflictError, NotFoundError
 from facetrail.gallery.service import load_gallery, load_subject
 from facetrail.retention.models import LegalHold
 from facetrail.storage.models import Gallery, Subject
+from facetrail.text import check_text
 
 
 class LegalHoldError(ConflictError):
@@ -32,12 +33,7 @@ class HoldNotFoundError(NotFoundError):
 
 
 def _text(field: str, value: str, limit: int) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise BadInputError(f"{field} is required", field=field)
-    if len(value) > limit:
-        raise BadInputError(f"{field} is over {limit} characters", field=field)
-    return value
+    return check_text(field, value, max_len=limit, multiline=True)
 
 
 def hold_dict(hold: LegalHold, gallery_name: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@
   when used, and by the retention run when expired). Only the SHA-256 of its token is stored.
 - ``searched_faces``: the aligned face a search compared, for its results page (short time-to-live).
 - ``login_failures``: failed sign-ins per client address, for the address throttle (kept one window).
-- ``stored_images`` (migration 0014): images of the ``postgres`` image store (cluster.image_store), by store
+- ``stored_images`` (migration 0015): images of the ``postgres`` image store (cluster.image_store), by store
   name and SHA-256.
 - ``gallery_changes``: one row per face added to, removed from or re-embedded in a gallery, appended by the
   face triggers in the transaction of the change; ``version`` is the gallery's ``faces_version`` after it.

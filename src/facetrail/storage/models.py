@@ -119,6 +119,11 @@ class SearchRecord(Base):
     candidates_requested: Mapped[int] = mapped_column(Integer)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # rank, face_id, subject, score, fmr
     policy_version: Mapped[int | None] = mapped_column(Integer)  # in force when it ran (governance, 0005)
+    # 0014: 'search' (1:N) or 'verify_subject' (a 1:1 check of a named subject, gated and reviewed the same way)
+    kind: Mapped[str] = mapped_column(String(20), default="search", server_default="search")
+    subject_requested: Mapped[str | None] = mapped_column(String(200))  # the subject a verify_subject named
+    # 0014: random per search; its audit record holds SHA-256(salt ‖ canonical candidate list), never the list
+    candidates_salt: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRecord(Base):

@@ -78,7 +78,13 @@ def create_user(
         secret=password,
         back="/admin/users",
         explain="Give it to the user through a safe channel. It is shown only now; the user must "
-        "change it at first sign-in.",
+        "change it at first sign-in."
+        + (
+            f" The {user['pending_grant']['role']} role is a pending grant (Role grants): the account stays disabled "
+            "until a second administrator approves it or its waiting period has passed."
+            if user.get("pending_grant")
+            else ""
+        ),
     )
 
 

@@ -152,6 +152,8 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
         items.append(("/admin/units", "Units"))
     if who.can(Permission.LEGAL_HOLD):
         items.append(("/holds", "Legal holds"))
+    if who.can(Permission.ROLE_GRANTS_VIEW):
+        items.append(("/role-grants", "Role grants"))
     if who.can(Permission.USERS_MANAGE):
         items.append(("/admin/sessions", "All sessions"))
     items.append(("/policy", "Policy"))
@@ -159,6 +161,16 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
     items.append(("/sessions", "My sessions"))
     items.append(("/passkeys", "Passkeys"))
     return items
+
+
+def _pending_grants(request: Request, who: Principal | None) -> list[dict[str, Any]]:
+    """Pending grants of the reviewer or administrator role: every page shows them to those who watch them."""
+    if who is None or not who.can(Permission.ROLE_GRANTS_VIEW):
+        return []
+    from facetrail.accounts import grants
+
+    ctx = request.app.state.ctx
+    return [g for g in grants.list_grants(ctx, who, pending_only=True)]
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -170,6 +182,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         {
             "who": who,
             "nav": nav_items(who),
+            "pending_grants": _pending_grants(request, who),
             "csrf": getattr(request.state, "csrf", None) or "",
             "path": request.url.path,
             **context,

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
+from facetrail.accounts import grants as role_grants
 from facetrail.accounts import mfa
 from facetrail.cases import requests
 from facetrail.context import AppContext
@@ -263,12 +264,19 @@ def packet_download(
     if format not in ("pdf", "json"):
         raise BadInputError("format must be pdf or json", field="format")
     mfa.require_fresh_second_factor(ctx, who, "downloading a case packet")
-    made = collect_packet(ctx, case, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context())
+    made = collect_packet(
+        ctx,
+        case,
+        actor=who.actor,
+        scope=scope_for(who),
+        audit_context=who.audit_context(),
+        render=render_pdf if format == "pdf" else None,
+    )
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in made.case_number)[:100]
     headers = {"content-disposition": f'attachment; filename="disclosure-packet-{safe}.{format}"'}
     if format == "json":
         return Response(made.to_json(), media_type="application/json", headers=headers)
-    return Response(render_pdf(made), media_type="application/pdf", headers=headers)
+    return Response(made.rendered, media_type="application/pdf", headers=headers)
 
 
 # ------------------------------------------------------------------ legal holds
@@ -332,3 +340,55 @@ def hold_lift(
     except FaceTrailError as exc:
         return _holds_page(request, ctx, status=status_for(exc), error=f"Hold {hold_id}: {exc.message}")
     return see_other("/holds?done=lifted")
+
+
+# ------------------------------------------------------------------ role grants (separation of duties)
+
+
+@router.get("/role-grants")
+def role_grants_page(
+    request: Request,
+    done: str = "",
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.ROLE_GRANTS_VIEW),
+) -> Response:
+    """Every grant of the reviewer or administrator role, pending first: reviewers and auditors watch them."""
+    return render(
+        request,
+        "role_grants.html",
+        title="Role grants",
+        grants=role_grants.list_grants(ctx, who),
+        may_decide=who.can(Permission.USERS_MANAGE),
+        notice={"approve": "Grant approved.", "cancel": "Grant cancelled."}.get(done),
+    )
+
+
+@router.post("/role-grants/{grant_id}/{decision}")
+def role_grant_decide(
+    grant_id: int,
+    decision: str,
+    request: Request,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = web_require(Permission.USERS_MANAGE),
+    form: FormData = Depends(form_data),
+) -> Response:
+    """Approve (another administrator than the requester) or cancel; the core refuses and audits the rest."""
+    csrf_ok(request, form)
+    try:
+        if decision == "approve":
+            role_grants.approve_grant(ctx, who, grant_id)
+        elif decision == "cancel":
+            role_grants.cancel_grant(ctx, who, grant_id, str(form.get("reason") or ""))
+        else:
+            raise BadInputError("decision must be approve or cancel", field="decision")
+    except FaceTrailError as exc:
+        return render(
+            request,
+            "role_grants.html",
+            status=status_for(exc),
+            title="Role grants",
+            grants=role_grants.list_grants(ctx, who),
+            may_decide=True,
+            error=f"Grant {grant_id}: {exc.message}",
+        )
+    return see_other(f"/role-grants?done={decision}")

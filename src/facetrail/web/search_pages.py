@@ -320,15 +320,16 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
             for c in view.candidates
         }
     decided = release.decisions_on(ctx, view.search_id)
+    settled = release.adjudications_on(ctx, view.search_id)
     states = {}
     for c in view.candidates:
         on_candidate = decided.get(c.face_id, {})
         if who.user_id not in on_candidate:
-            states[c.rank] = "blind"
+            states[c.rank] = "review_complete" if len(on_candidate) >= release.RELEASE_REVIEWERS else "blind"
         elif len(on_candidate) < release.RELEASE_REVIEWERS:
             states[c.rank] = "awaiting_second"
         else:
-            outcome = release.release_status(on_candidate, view.user_id)
+            outcome = release.release_status(on_candidate, view.user_id, settled.get(c.face_id))
             states[c.rank] = "agreed" if outcome == "under_review" else outcome
     return states
 

@@ -52,12 +52,19 @@ def packet(
     who: Principal = Depends(packet_maker),
 ) -> Response:
     mfa.require_fresh_second_factor(ctx, who, "downloading a case packet")
-    made = collect_packet(ctx, case_number, actor=who.actor, scope=scope_for(who), audit_context=who.audit_context())
+    made = collect_packet(
+        ctx,
+        case_number,
+        actor=who.actor,
+        scope=scope_for(who),
+        audit_context=who.audit_context(),
+        render=render_pdf if format == "pdf" else None,
+    )
     name = f"disclosure-packet-{_safe_name(made.case_number)}.{format}"
     headers = {"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"}
     if format == "json":
         return Response(made.to_json(), media_type="application/json", headers=headers)
-    return Response(render_pdf(made), media_type="application/pdf", headers=headers)
+    return Response(made.rendered, media_type="application/pdf", headers=headers)
 
 
 @router.get(

@@ -54,8 +54,11 @@ class ReviewOut(BaseModel):
 
 class CandidateOut(BaseModel):
     rank: int
-    similarity: float
-    estimated_fmr: float = Field(description="Share of different-person comparisons scoring at least this high")
+    similarity: float | None = Field(description="Null for an investigator while the candidate is under review")
+    estimated_fmr: float | None = Field(
+        description="Share of different-person comparisons scoring at least this high (null while under review, "
+        "for investigators)"
+    )
     subject_external_id: str
     subject_id: int
     face_id: int
@@ -250,3 +253,55 @@ def review_candidate(
     who: Principal = Depends(require(Permission.REVIEW_DECIDE)),
 ) -> ReviewOut:
     return ReviewOut(**reviews.review_candidate(ctx, who, search_id, rank, body.decision, body.notes))
+
+
+class AdjudicationIn(BaseModel):
+    decision: Literal["possible_lead", "not_a_match"]
+    reason: str = Field(min_length=1, max_length=reviews.MAX_NOTES, description="Why (required; recorded)")
+
+
+class AdjudicationOut(BaseModel):
+    search_id: int
+    rank: int
+    adjudicator: str
+    decision: str
+    reason: str
+    created_at: dt.datetime
+
+
+@router.put(
+    "/{search_id}/candidates/{rank}/adjudication",
+    response_model=AdjudicationOut,
+    summary="Settle two reviewers' disagreement on a candidate (an adjudicator named by the policy; audited)",
+)
+def adjudicate_candidate(
+    search_id: IdPath,
+    rank: RankPath,
+    body: AdjudicationIn,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.REVIEW_ADJUDICATE)),
+) -> AdjudicationOut:
+    return AdjudicationOut(**reviews.adjudicate_candidate(ctx, who, search_id, rank, body.decision, body.reason))
+
+
+class CommitmentOut(BaseModel):
+    search_id: int
+    found: bool
+    audit_seq: int | None = None
+    committed: bool | None = Field(None, description="False: an older search whose audit record lists candidates")
+    matches: bool | None = Field(None, description="The stored candidate list is the one the audit record commits to")
+
+
+@router.get(
+    "/{search_id}/commitment",
+    response_model=CommitmentOut,
+    summary="Check a search's candidate list against its audit record's salted commitment (auditors; names nobody)",
+)
+def check_commitment(
+    search_id: IdPath,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.SEARCH_METADATA_ALL)),
+) -> CommitmentOut:
+    from facetrail.gallery.search import check_commitment as check
+
+    return CommitmentOut(**check(ctx, search_id))

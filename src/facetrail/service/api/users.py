@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from facetrail.accounts import mfa
+from facetrail.accounts import grants, mfa
 from facetrail.accounts import service as accounts
 from facetrail.context import AppContext
 from facetrail.policy.principal import Principal
@@ -61,10 +61,34 @@ class UserUpdate(BaseModel):
     reset_password: bool = Field(False, description="Issue a new one-time password (returned once).")
 
 
+class RoleGrantOut(BaseModel):
+    id: int
+    username: str | None
+    role: str
+    previous_role: str | None = Field(description="Null for a new account (disabled until the grant is effective)")
+    status: Literal["pending", "effective", "cancelled"]
+    path: Literal["second_administrator", "delay"] = Field(
+        description="Needs another administrator's approval, or takes effect after the configured delay"
+    )
+    requested_by: str
+    requested_at: dt.datetime
+    effective_after: dt.datetime | None
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    reason: str
+
+
+class GrantCancelIn(BaseModel):
+    reason: str = Field("", max_length=2000)
+
+
 class UserWithPassword(BaseModel):
     user: UserOut
     one_time_password: str | None = Field(
         description="Shown once; the user must change it at first login. Null when no password was issued."
+    )
+    pending_grant: RoleGrantOut | None = Field(
+        None, description="A reviewer or administrator role waits for a second administrator or the delay"
     )
 
 
@@ -80,7 +104,10 @@ def create_user(
     user, password = accounts.create_user(
         ctx, who, username=body.username, role=body.role, unit=body.unit or None, display_name=body.display_name
     )
-    return UserWithPassword(user=UserOut(**user), one_time_password=password)
+    grant = user.pop("pending_grant", None)
+    return UserWithPassword(
+        user=UserOut(**user), one_time_password=password, pending_grant=RoleGrantOut(**grant) if grant else None
+    )
 
 
 @router.get("/users/{username}", response_model=UserOut, summary="Show a user")
@@ -104,7 +131,46 @@ def update_user(
     user, password = accounts.update_user(
         ctx, who, username, role=body.role, unit=body.unit, disabled=body.disabled, reset_password=body.reset_password
     )
-    return UserWithPassword(user=UserOut(**user), one_time_password=password)
+    grant = user.pop("pending_grant", None)
+    return UserWithPassword(
+        user=UserOut(**user), one_time_password=password, pending_grant=RoleGrantOut(**grant) if grant else None
+    )
+
+
+@router.get(
+    "/role-grants",
+    response_model=list[RoleGrantOut],
+    summary="Grants of the reviewer and administrator roles, pending first (reviewers, auditors, administrators)",
+)
+def list_role_grants(
+    pending: bool = False,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(require(Permission.ROLE_GRANTS_VIEW)),
+) -> list[RoleGrantOut]:
+    return [RoleGrantOut(**g) for g in grants.list_grants(ctx, who, pending_only=pending)]
+
+
+@router.post(
+    "/role-grants/{grant_id}/approve",
+    response_model=RoleGrantOut,
+    summary="Approve a pending role grant (another administrator than its requester; it takes effect now)",
+)
+def approve_role_grant(
+    grant_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(admin)
+) -> RoleGrantOut:
+    return RoleGrantOut(**grants.approve_grant(ctx, who, grant_id))
+
+
+@router.post(
+    "/role-grants/{grant_id}/cancel", response_model=RoleGrantOut, summary="Cancel a pending role grant (audited)"
+)
+def cancel_role_grant(
+    grant_id: IdPath,
+    body: GrantCancelIn | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(admin),
+) -> RoleGrantOut:
+    return RoleGrantOut(**grants.cancel_grant(ctx, who, grant_id, body.reason if body else ""))
 
 
 @router.get("/units", response_model=list[UnitOut], summary="List units")
