@@ -167,7 +167,9 @@ def start_host(data_dir: Path, database_url: str, processes: int) -> tuple[Proc,
         "FACETRAIL_DATABASE_URL": database_url,
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
         "FACETRAIL_RETENTION__SCHEDULE_MINUTES": "0",
-        "FACETRAIL_MFA__REQUIRED_ROLES": "[]",  # the benchmark measures searches, not sign-in
+        # the benchmark measures searches, not sign-in or role grants
+        "FACETRAIL_MFA__REQUIRED_ROLES": "[]",
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
     }
     args = [sys.executable, "-c", "from facetrail.cli.main import app; app()", "serve", "--port", str(port)]
     proc = Proc([*args, "--processes", str(processes)], env, data_dir.parent / f"{data_dir.name}.log")

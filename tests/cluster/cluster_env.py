@@ -132,6 +132,7 @@ def start_host(name: str, root: Path, database_url: str, extra_env: dict[str, st
         "FACETRAIL_CLUSTER__IMAGE_STORE": "postgres",  # the hosts share nothing but the database
         # MFA off: these tests are about hosts and processes, MFA has its own (docs/authentication.md)
         "FACETRAIL_MFA__REQUIRED_ROLES": "[]",
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",  # one administrator makes the reviewer at once
         **(extra_env or {}),
     }
     log_path = root / f"host-{name}.log"
