@@ -9,7 +9,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -232,6 +232,12 @@ class ClusterSettings(BaseModel):
     )
     graceful_shutdown_seconds: float = Field(
         30.0, description="On SIGTERM, how long in-flight requests may take to finish before the process exits."
+    )
+    image_store: Literal["local", "postgres"] = Field(
+        "local",
+        description="Where original gallery images and kept probes live: 'local' (content-addressed folders in "
+        "the data folder) or 'postgres' (rows in the database, for hosts that share nothing else; "
+        "`facetrail store copy --to postgres` moves an installation).",
     )
     index_sync_seconds: float = Field(
         5.0,

@@ -129,6 +129,10 @@ def start_host(name: str, root: Path, database_url: str, extra_env: dict[str, st
         "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
         "FACETRAIL_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]',
         "FACETRAIL_RETENTION__SCHEDULE_MINUTES": "0",
+        "FACETRAIL_CLUSTER__IMAGE_STORE": "postgres",  # the hosts share nothing but the database
+        # MFA off: these tests are about hosts and processes, MFA has its own (docs/authentication.md)
+        "FACETRAIL_MFA__REQUIRED_ROLES": "[]",
+        "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",  # one administrator makes the reviewer at once
         **(extra_env or {}),
     }
     log_path = root / f"host-{name}.log"

@@ -16,7 +16,7 @@ import cv2
 import httpx
 import pytest
 from cluster_env import FIXTURES, FR, PASSWORD, Cluster
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from facetrail.storage.models import AuditRecord
 
@@ -314,4 +314,11 @@ def test_kill_9_of_one_host_mid_enrolment(cluster: Cluster, tmp_path: Path) -> N
             faces.extend(r.json()["faces"])
     assert len(faces) == len(photos)  # nothing lost, nothing twice
     assert len({f["image_sha256"] for f in faces}) == len(photos)
+    engine = create_engine(cluster.database_url)
+    try:  # the originals are in the database's image store, once each, whichever host enrolled them
+        with engine.connect() as conn:
+            stored = set(conn.execute(text("SELECT sha256 FROM stored_images WHERE store = 'images'")).scalars())
+    finally:
+        engine.dispose()
+    assert {f["image_sha256"] for f in faces} <= stored
     chain_verifies(cluster)

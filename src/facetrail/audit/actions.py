@@ -51,6 +51,7 @@ class AuditAction(StrEnum):
     INDEX_REBUILD = "index.rebuild"
     INDEX_REPAIR = "index.repair"
     INDEX_REMOVE_STALE = "index.remove_stale"
+    STORE_COPY = "store.copy"
     # searches, probes, reviews
     DETECT = "detect"
     VERIFY = "verify"

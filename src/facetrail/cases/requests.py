@@ -265,7 +265,9 @@ def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
         user = s.get(User, row.requester_id)
         assert user is not None
         requester = principal_for(user, via="approval")
-    probe = pending_store(ctx).path_for(row.probe_sha256).read_bytes()
+    probe = pending_store(ctx).get(row.probe_sha256)
+    if probe is None:
+        raise FileNotFoundError(f"the held probe {row.probe_sha256} is no longer in the store")
     req = SearchRequest(
         gallery=row.gallery_name,
         case_number=row.case_number,

@@ -25,6 +25,7 @@ from facetrail.cli import (
     retention_cmd,
     search_cmd,
     serve_cmd,
+    store_cmd,
 )
 from facetrail.cli.common import JsonOption, begin_command, console, fail, print_json
 from facetrail.errors import BadInputError, FaceTrailError
@@ -160,6 +161,7 @@ for module in (
     governance_cmd,
     oversight_cmd,
     identity_cmd,
+    store_cmd,
 ):
     module.register(app)
 app.add_typer(eval_cmd.app, name="eval")

@@ -39,7 +39,7 @@ from facetrail.errors import FaceTrailError
 from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace, FacePipeline
 from facetrail.faces.quality import assess_quality
-from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.imagestore import AnyImageStore, store_from_spec, store_spec
 from facetrail.gallery.index_sync import add_faces, flush_indexes, get_gallery_index
 from facetrail.gallery.manifest import EnrollItem, check_names_agree
 from facetrail.gallery.service import (
@@ -142,12 +142,12 @@ class _Failed:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(settings_json: str, store_root: str | None, largest_face: bool) -> None:
+def _init_worker(settings_json: str, store: tuple[str, str, str] | None, largest_face: bool) -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker.update(
         pipeline=FacePipeline(Settings.model_validate_json(settings_json)),
-        store=ImageStore(Path(store_root)) if store_root else None,
+        store=store_from_spec(store),
         largest_face=largest_face,
     )
     parent = os.getppid()
@@ -166,7 +166,7 @@ def _analyze_in_worker(path: str) -> _Accepted | _Failed:
 
 
 def analyze_file(
-    pipeline: FacePipeline, path: Path, store: ImageStore | None, largest_face: bool
+    pipeline: FacePipeline, path: Path, store: AnyImageStore | None, largest_face: bool
 ) -> _Accepted | _Failed:
     try:
         data = read_image_bytes(path, pipeline.settings.images)
@@ -211,7 +211,7 @@ def analyze_file(
 class _InlineExecutor(Executor):
     """Runs each task at once in this process: same code path as the pool, without its start-up cost."""
 
-    def __init__(self, pipeline: FacePipeline, store: ImageStore | None, largest_face: bool) -> None:
+    def __init__(self, pipeline: FacePipeline, store: AnyImageStore | None, largest_face: bool) -> None:
         self._args = (pipeline, store, largest_face)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -311,7 +311,7 @@ def enroll(
                 max_workers=opts.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(pipeline.settings.model_dump_json(), str(store.root) if store else None, opts.largest_face),
+                initargs=(pipeline.settings.model_dump_json(), store_spec(store), opts.largest_face),
             )
         else:
             executor = _InlineExecutor(pipeline, store, opts.largest_face)

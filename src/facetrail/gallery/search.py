@@ -38,7 +38,7 @@ from facetrail.faces.calibration import Calibration, load_calibration
 from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace
 from facetrail.faces.types import DecodedImage
-from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.gallery.index_sync import get_gallery_index
 from facetrail.gallery.service import check_model, load_gallery
 from facetrail.storage.models import Face, SearchRecord, Subject
@@ -207,8 +207,8 @@ def results_root(ctx: AppContext) -> Path:
     return ctx.data_dir / "results"
 
 
-def probe_store(ctx: AppContext) -> ImageStore:
-    return ImageStore(ctx.data_dir / "probes")
+def probe_store(ctx: AppContext) -> AnyImageStore:
+    return open_image_store(ctx, "probes")
 
 
 @dataclass(frozen=True)
@@ -318,6 +318,7 @@ def _record(
     model_id, face_index, faces_in_probe = probe.model_id, probe.face.index, probe.faces_in_probe
     probe_quality = probe.face.quality.verdict
     written: list[Path] = []
+    stored_probe: str | None = None  # written to the probe store by this search: removed if it fails
     results_dir: Path | None = None
     try:
         with ctx.db.transaction() as session:
@@ -335,7 +336,8 @@ def _record(
             if ctx.settings.keep_probe_images:
                 store = probe_store(ctx)
                 if not store.exists(image.sha256):
-                    written.append(store.put(image.sha256, probe_data))
+                    store.put(image.sha256, probe_data)
+                    stored_probe = image.sha256
                 probe_stored = True
             scope = scope or {}
             salt = secrets.token_hex(32)
@@ -419,6 +421,8 @@ def _record(
             )
             search_id, created_at = record.id, record.created_at
     except BaseException:
+        if stored_probe is not None:
+            probe_store(ctx).remove(stored_probe)
         for path in reversed(written):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

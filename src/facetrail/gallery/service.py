@@ -17,7 +17,7 @@ from facetrail.config import Settings
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, ModelMismatchError, NotFoundError
 from facetrail.faces.pipeline import FacePipeline, get_pipeline
-from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.storage.models import Face, Gallery, Subject
 from facetrail.text import check_text
 
@@ -71,8 +71,8 @@ def pipeline_for(settings: Settings) -> FacePipeline:
     return get_pipeline(face_only)
 
 
-def image_store(ctx: AppContext) -> ImageStore:
-    return ImageStore.for_data_dir(ctx.data_dir)
+def image_store(ctx: AppContext) -> AnyImageStore:
+    return open_image_store(ctx, "images")
 
 
 def _summaries(session: Session, where: Any = None) -> list[GallerySummary]:

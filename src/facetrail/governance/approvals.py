@@ -26,7 +26,7 @@ from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
-from facetrail.gallery.imagestore import ImageStore
+from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.governance.models import SearchApproval
 from facetrail.governance.policy import Policy, active_version
 from facetrail.governance.training import require_training
@@ -97,8 +97,8 @@ class SearchPurpose(Protocol):
     def candidates(self) -> int: ...
 
 
-def pending_store(ctx: AppContext) -> ImageStore:
-    return ImageStore(ctx.data_dir / "probes-pending")
+def pending_store(ctx: AppContext) -> AnyImageStore:
+    return open_image_store(ctx, "probes-pending")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -507,14 +507,14 @@ def _add_probe_thumbnail(ctx: AppContext, entry: dict[str, Any]) -> None:
     from facetrail.faces.pipeline import PIPELINE_LOCK
     from facetrail.gallery.service import pipeline_for
 
-    path = probe_store(ctx).path_for(probe["sha256"])
-    if not path.exists():
+    data = probe_store(ctx).get(probe["sha256"])
+    if data is None:
         probe["thumbnail_note"] = "probe image no longer in the store (removed under its retention rule)"
         return
     try:
         pipeline = pipeline_for(ctx.settings)
         with PIPELINE_LOCK:
-            image = pipeline.decode(path.read_bytes())
+            image = pipeline.decode(data)
             faces = pipeline.detect(image)
             face = faces[probe["face_index"]] if 0 <= probe["face_index"] < len(faces) else None
             crop = pipeline.embedder.aligned_crop(image.pixels, face) if face is not None else None

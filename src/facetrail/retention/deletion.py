@@ -286,6 +286,8 @@ def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
     # autovacuum started meanwhile), so first wait, briefly, for such transactions to end; if one was still
     # open while vacuuming, wait and vacuum once more.
     started = dt.datetime.now(dt.UTC)
+    # the PostgreSQL image store's rows hold deleted images' bytes too (cluster.image_store)
+    tables = FACE_TABLES + (("stored_images",) if ctx.settings.cluster.image_store == "postgres" else ())
     older = -1
     passes = 0  # how many VACUUM rounds ran
     with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -309,14 +311,14 @@ def _purge_postgres(ctx: AppContext, full: bool) -> dict[str, Any]:
                 if not older:
                     break
                 time.sleep(0.25)
-            for table in FACE_TABLES:
+            for table in tables:
                 conn.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
             if older == 0 and older_snapshots() == 0:
                 break
     return {
         "backend": "postgresql",
         "vacuum": "full" if full else "plain",
-        "tables": list(FACE_TABLES),
+        "tables": list(tables),
         "older_snapshots_left": older,
         "vacuum_passes": passes,
     }

@@ -4,6 +4,8 @@
   when used, and by the retention run when expired). Only the SHA-256 of its token is stored.
 - ``searched_faces``: the aligned face a search compared, for its results page (short time-to-live).
 - ``login_failures``: failed sign-ins per client address, for the address throttle (kept one window).
+- ``stored_images`` (migration 0015): images of the ``postgres`` image store (cluster.image_store), by store
+  name and SHA-256.
 - ``gallery_changes``: one row per face added to, removed from or re-embedded in a gallery, appended by the
   face triggers in the transaction of the change; ``version`` is the gallery's ``faces_version`` after it.
   Never written by the application.
@@ -57,3 +59,12 @@ class GalleryChange(Base):
     face_id: Mapped[int] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(10))  # add | remove | update
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StoredImage(Base):
+    __tablename__ = "stored_images"
+
+    store: Mapped[str] = mapped_column(String(20), primary_key=True)  # images | probes | probes-pending
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

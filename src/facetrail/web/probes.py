@@ -88,14 +88,14 @@ def searched_face(
     jpeg = held_probes.searched_face(ctx, search_id)
     if jpeg is not None or not probe_stored:
         return jpeg
-    path = probe_store(ctx).path_for(probe_sha256)
-    if not path.is_file():
+    data = probe_store(ctx).get(probe_sha256)
+    if data is None:
         return None
     pipeline = pipeline_for(ctx.settings)
     from facetrail.faces.pipeline import PIPELINE_LOCK
 
     with PIPELINE_LOCK:
-        image = pipeline.decode(path.read_bytes())
+        image = pipeline.decode(data)
         faces = pipeline.analyze(image, embed=False)
     if not 0 <= face_index < len(faces):
         return None

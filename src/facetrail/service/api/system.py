@@ -57,7 +57,6 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str
-    galleries: int
 
 
 @router.get("/health", response_model=Health, summary="Liveness check")
@@ -77,4 +76,4 @@ def ready(request: Request) -> Ready | JSONResponse:
     state = readiness(ctx, warmup)
     if not state.ready:
         return JSONResponse(error_body("not_ready", state.reason), status_code=503)
-    return Ready(status="ready", galleries=state.galleries)
+    return Ready(status="ready")  # public: says nothing about the galleries
