@@ -32,7 +32,10 @@ OS_USER = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[AppContext]:
-    context = open_context(Settings(data_dir=tmp_path / "data"))  # type: ignore[call-arg]
+    # The reviewer and administrator made below take effect at once: role grants (separation of duties) are
+    # tested in test_separation_of_duties.py; here the CLI's actor is.
+    settings = Settings(data_dir=tmp_path / "data", governance={"role_grant_delay_hours": 0})  # type: ignore[call-arg]
+    context = open_context(settings)
     try:
         yield context
     finally:

@@ -4,11 +4,6 @@ over real HTTP with httpx."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +12,10 @@ from pathlib import Path
 import httpx
 
 from authenticators import Authenticators
+from server_process import ServerProcess
+from server_process import free_port as free_port  # re-exported for the suites that import it from here
+from server_process import start_server as start_server_process
+from server_process import stop_server as stop_server
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FR = FIXTURES / "face_recognition"
@@ -25,80 +24,21 @@ PASSWORD = "Correct-horse-battery-9"
 ROLES = ("investigator", "reviewer", "auditor", "administrator")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    base_url: str
-    data_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+# One server runner for every suite (tests/server_process.py); LiveServer is its ServerProcess.
+LiveServer = ServerProcess
 
 
 def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> LiveServer:
-    port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"server-{port}.log"
+    """A real server for the server and adversarial tests: the first administrator's password is known, ONNX
+    runs on one thread, and grants take effect at once in worlds where one administrator makes the reviewers
+    (separation of duties is tested with the real delay and a second administrator in tests/adversarial/)."""
     env = {
-        **os.environ,
-        "FACETRAIL_DATA_DIR": str(data_dir),
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
         "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
-        # Worlds where one administrator makes the reviewers: grants take effect at once (separation of duties
-        # is tested with the real delay and a second administrator in tests/adversarial/)
         "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
         **(env_extra or {}),
     }
-    env.pop("FACETRAIL_DATABASE_URL", None)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from facetrail.cli.main import app; app()",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                "4",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, log_path, process)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.base_url}/api/v1/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"the server did not answer within 120 s:\n{server.log()}")
-
-
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    return start_server_process(data_dir, env)
 
 
 AUTHENTICATORS = Authenticators()

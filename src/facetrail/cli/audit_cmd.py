@@ -16,13 +16,12 @@ from facetrail.cli.common import (
     TokenOption,
     acting_user,
     cli_actor,
+    cli_context,
     console,
     err_console,
-    fail,
     open_cli_context,
     print_json,
 )
-from facetrail.errors import FaceTrailError
 from facetrail.policy.roles import Permission
 
 audit_app = typer.Typer(
@@ -84,17 +83,12 @@ def verify_cmd(
     """
     from facetrail.audit.service import verify_audit, verifying_key
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         files = checkpoint_file or [ctx.checkpoints_path]
         public, _source = verifying_key(ctx, public_key)
         result = verify_audit(
             ctx.db, files[0], key_file or ctx.audit_key_path, public_key=public, more_checkpoint_files=files[1:]
         )
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json(result.to_dict())
     else:
@@ -157,13 +151,8 @@ def public_key_cmd(
     from facetrail.audit.log import public_key_id, public_key_pem
     from facetrail.audit.service import signing_key
 
-    ctx = open_cli_context()
-    try:
+    with cli_context() as ctx:
         public = signing_key(ctx).public_key()
-    except FaceTrailError as exc:
-        fail(exc)
-    finally:
-        ctx.close()
     pem = public_key_pem(public)
     if out is not None:
         out.write_text(pem)
@@ -184,8 +173,7 @@ def export_cmd(
     from facetrail.audit.export import export_audit
     from facetrail.audit.service import latest_witness
 
-    ctx = open_cli_context()
-    try:
+    with cli_context() as ctx:
         who = acting_user(ctx, token, Permission.AUDIT_READ, action="audit.export", target="audit_log")
         witness = latest_witness(ctx)
         result = export_audit(
@@ -198,10 +186,6 @@ def export_cmd(
             fmt=fmt,
             checkpoint=witness,
         )
-    except FaceTrailError as exc:
-        fail(exc)
-    finally:
-        ctx.close()
     span = f"records {result.first_seq}–{result.last_seq}" if result.count else "no records"
     err_console.print(
         f"exported {result.count} ({span}) to {result.destination}; logged as audit record {result.audit_seq}"
@@ -221,14 +205,9 @@ def log_cmd(
     behind --token."""
     from facetrail.audit.export import read_audit_log
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         who = acting_user(ctx, token, Permission.AUDIT_READ, action="audit.read", target="audit_log")
         listing = read_audit_log(ctx.db, actor=who.actor, action=action, by_actor=actor, limit=limit)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, "records": listing.records, "audit_seq": listing.audit_seq})
         return

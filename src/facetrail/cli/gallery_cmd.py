@@ -168,15 +168,10 @@ def _delete(
     signed-in administrator behind --token."""
     from facetrail.retention.deletion import delete_enrolled
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         target = f"{name}:{external_id if face_id is None else f'face {face_id}'}"
         who = acting_user(ctx, token, Permission.GALLERY_MANAGE, action="gallery.delete", target=target)
         result = delete_enrolled(ctx, name, external_id=external_id, face_id=face_id, actor=who.actor, reason=reason)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json({"ok": True, **result})
     elif face_id is not None:

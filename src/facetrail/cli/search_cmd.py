@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facetrail.cli.common import JsonOption, TokenOption, console, fail, open_cli_context, print_json, signed_in
-from facetrail.errors import FaceTrailError
+from facetrail.cli.common import JsonOption, TokenOption, cli_context, console, print_json, signed_in
 
 
 def register(app: typer.Typer) -> None:
@@ -37,8 +36,7 @@ def search_command(
     from facetrail.cases.searches import run_search
     from facetrail.faces.decode import read_image_bytes
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         who = signed_in(ctx, token)
         probe = read_image_bytes(image, ctx.settings.images)
         request = SearchRequest(
@@ -51,10 +49,6 @@ def search_command(
             face_index=face,
         )
         view = run_search(ctx, who, probe, request)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     rows = view.candidates or []
     if as_json:
         print_json(
@@ -130,8 +124,7 @@ def verify_subject_command(
     from facetrail.cases.searches import run_subject_check
     from facetrail.faces.decode import read_image_bytes
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         who = signed_in(ctx, token)
         probe = read_image_bytes(image, ctx.settings.images)
         request = SearchRequest(
@@ -143,10 +136,6 @@ def verify_subject_command(
             face_index=face,
         )
         view = run_subject_check(ctx, who, probe, request, subject)
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     released = [
         {"rank": c.rank, "subject_external_id": c.subject_external_id, "similarity": c.similarity}
         for c in view.candidates or []

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli.common import JsonOption, cli_actor, console, fail, open_cli_context, print_json
-from facetrail.errors import BadInputError, FaceTrailError
+from facetrail.cli.common import JsonOption, cli_actor, cli_context, console, print_json
+from facetrail.errors import BadInputError
 
 store_app = typer.Typer(help="The image store: local folders or PostgreSQL.", no_args_is_help=True)
 
@@ -26,15 +26,10 @@ def copy_command(
     Then set cluster.image_store = "postgres" on every host."""
     from facetrail.gallery.store_copy import copy_to_database
 
-    ctx = open_cli_context()
-    try:
+    with cli_context(json=as_json) as ctx:
         if to != "postgres":
             raise BadInputError(f"--to must be 'postgres', not {to!r}", field="to")
         result = copy_to_database(ctx, actor=cli_actor())
-    except FaceTrailError as exc:
-        fail(exc, as_json)
-    finally:
-        ctx.close()
     if as_json:
         print_json(result.to_dict())
     else:
