@@ -393,3 +393,21 @@ def test_header_overwrites(sample: bytes, offset: int, garbage: bytes) -> None:
     data = bytearray(sample)
     data[offset : offset + len(garbage)] = garbage
     _decode_or_image_error(bytes(data))
+
+
+def _decode_in_child(data: bytes) -> tuple[int, int]:
+    decoded = decode_image(data, LIMITS)
+    return decoded.width, decoded.height
+
+
+def test_a_forked_worker_decodes_after_its_parent_did() -> None:
+    """Enrolment and the evaluations decode in forked worker processes. A child inherits the parent's decode pool
+    but not its threads; before the pools were forgotten at fork, the child's first decode waited forever (an
+    LFW evaluation hung in CI)."""
+    import multiprocessing
+
+    data = OBAMA.read_bytes()
+    parent = decode_image(data, LIMITS)  # the parent's decode pool now exists, with its threads
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_decode_in_child, (data,))
+        assert result.get(timeout=60) == (parent.width, parent.height)

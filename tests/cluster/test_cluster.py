@@ -91,42 +91,39 @@ def test_a_subject_deleted_through_one_host_is_never_shown_by_the_other(cluster:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true", reason="needs Debian's chromium")
-def test_a_two_step_web_search_whose_steps_land_on_different_hosts(cluster: Cluster) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_context(base_url=cluster.nginx.url).new_page()
-            page.goto("/login")
-            page.fill("#username", "inv.north")
-            page.fill("#password", PASSWORD)
-            page.click("button:has-text('Sign in')")
-            page.wait_for_url(lambda url: "/login" not in url)
-            page.goto("/search/new")
-            page.select_option("#gallery", cluster.gallery)
-            page.set_input_files("#probe", str(FR / "obama2.jpg"))
-            page.fill("#case_number", "2026-CL-0002")
-            page.select_option("#offense", "robbery")
-            page.select_option("#legal_basis", "warrant")
-            page.fill("#justification", "Robbery investigation; the suspect was photographed at the scene.")
-            page.set_extra_http_headers({"x-test-pin": "a"})  # step 1 on host A
-            with page.expect_response(lambda r: r.url.endswith("/search/new") and r.request.method == "POST") as one:
-                page.click("button:has-text('Find faces in the photo')")
-            assert one.value.headers["x-upstream"] == cluster.port_of("a")
-            page.wait_for_selector(".face-choice")
-            page.set_extra_http_headers({"x-test-pin": "b"})  # step 2 on host B: the probe waits in the database
-            with page.expect_response(lambda r: r.url.endswith("/search/run") and r.request.method == "POST") as two:
-                page.click("button:has-text('Search with the chosen face')")
-            assert two.value.headers["x-upstream"] == cluster.port_of("b")
-            page.wait_for_url("**/searches/*")
-            page.set_extra_http_headers({"x-test-pin": "a"})  # the results page, with the searched face, on A
-            page.reload()
-            assert page.get_by_test_id("leads-banner").is_visible()
-            assert page.get_by_test_id("candidate").count() >= 1
-            assert page.get_by_test_id("probe-face").is_visible()  # from the database, not B's memory
-        finally:
-            browser.close()
+def test_a_two_step_web_search_whose_steps_land_on_different_hosts(cluster: Cluster, browser: Any) -> None:
+    context = browser.new_context(base_url=cluster.nginx.url)  # one browser per test process (tests/conftest.py)
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.fill("#username", "inv.north")
+        page.fill("#password", PASSWORD)
+        page.click("button:has-text('Sign in')")
+        page.wait_for_url(lambda url: "/login" not in url)
+        page.goto("/search/new")
+        page.select_option("#gallery", cluster.gallery)
+        page.set_input_files("#probe", str(FR / "obama2.jpg"))
+        page.fill("#case_number", "2026-CL-0002")
+        page.select_option("#offense", "robbery")
+        page.select_option("#legal_basis", "warrant")
+        page.fill("#justification", "Robbery investigation; the suspect was photographed at the scene.")
+        page.set_extra_http_headers({"x-test-pin": "a"})  # step 1 on host A
+        with page.expect_response(lambda r: r.url.endswith("/search/new") and r.request.method == "POST") as one:
+            page.click("button:has-text('Find faces in the photo')")
+        assert one.value.headers["x-upstream"] == cluster.port_of("a")
+        page.wait_for_selector(".face-choice")
+        page.set_extra_http_headers({"x-test-pin": "b"})  # step 2 on host B: the probe waits in the database
+        with page.expect_response(lambda r: r.url.endswith("/search/run") and r.request.method == "POST") as two:
+            page.click("button:has-text('Search with the chosen face')")
+        assert two.value.headers["x-upstream"] == cluster.port_of("b")
+        page.wait_for_url("**/searches/*")
+        page.set_extra_http_headers({"x-test-pin": "a"})  # the results page, with the searched face, on A
+        page.reload()
+        assert page.get_by_test_id("leads-banner").is_visible()
+        assert page.get_by_test_id("candidate").count() >= 1
+        assert page.get_by_test_id("probe-face").is_visible()  # from the database, not B's memory
+    finally:
+        context.close()
 
 
 def test_failed_logins_on_both_hosts_count_toward_one_lockout(cluster: Cluster) -> None:

@@ -4,12 +4,10 @@ password + TOTP, and a helper to create users who enrol their own TOTP secret.""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -64,22 +62,3 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     finally:
         admin.close()
         stop_server(server)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium under Playwright (skipped only where it is absent and CI is not set)."""
-    if not Path("/usr/bin/chromium").exists():
-        if os.environ.get("CI") == "true":
-            raise RuntimeError("CI needs /usr/bin/chromium")
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield b
-        finally:
-            b.close()

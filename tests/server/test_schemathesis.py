@@ -17,7 +17,16 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from live_server import ADMIN_FIRST_PASSWORD, PASSWORD, LiveServer, login, make_user, start_server, stop_server
+from live_server import (
+    ADMIN_FIRST_PASSWORD,
+    PASSWORD,
+    LiveServer,
+    enrol_totp,
+    login,
+    make_user,
+    start_server,
+    stop_server,
+)
 
 EXCLUDED = [  # FastAPI's operation ids
     "enroll_api_v1_galleries__name__enroll_post",
@@ -44,6 +53,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live
             admin.post(
                 "/api/v1/auth/password", json={"current_password": ADMIN_FIRST_PASSWORD, "new_password": PASSWORD}
             ).raise_for_status()
+            enrol_totp(admin, server, "admin")  # every role signs in with a second factor
             admin.post("/api/v1/units", json={"name": "north"}).raise_for_status()
             admin.post(
                 "/api/v1/galleries", json={"name": "fuzz", "legal_basis": "test", "source_system": "test"}

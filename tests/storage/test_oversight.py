@@ -544,7 +544,7 @@ def test_alert_emails_are_queued_sent_over_smtp_and_retried(world: World) -> Non
     for i in range(3):
         world.search("ivan", f"R-{i}")  # the same probe under 3 cases
     started = time.monotonic()
-    created = alerts.detect_formake_user(ctx, world.users["ivan"].user_id)  # type: ignore[arg-type]
+    created = alerts.detect_for_user(ctx, world.users["ivan"].user_id)  # type: ignore[arg-type]
     assert len(created) == 1
     assert notify.flush(ctx) == {"sent": 0, "retry": 2, "failed": 0}  # no SMTP server yet: retried later
     assert time.monotonic() - started < 10

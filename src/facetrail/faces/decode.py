@@ -17,6 +17,7 @@ import ctypes.util
 import hashlib
 import io
 import math
+import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,17 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 _DECODERS: dict[int, ThreadPoolExecutor] = {}
 _DECODERS_LOCK = threading.Lock()
+
+
+def _forget_decoders_after_fork() -> None:
+    # A forked child (enrolment and evaluation worker pools) inherits the parent's pools but not their threads:
+    # work submitted to them would wait forever. The child starts its own pools, and a fresh lock.
+    global _DECODERS_LOCK
+    _DECODERS.clear()
+    _DECODERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_decoders_after_fork)
 
 
 def _decoders(size: int) -> ThreadPoolExecutor:
