@@ -50,8 +50,13 @@ def test_a_sensitive_form_asks_for_a_fresh_code_then_completes(browser: Any, sit
     assert site.admin.get("/api/v1/users/web.target").json()["role"] == "auditor"  # nothing changed
     page.fill("#code", AUTHENTICATORS.code(site.server.base_url, "admin"))
     page.click("button:has-text('Confirm and continue')")
-    page.wait_for_url("**/admin/users?done=updated")  # the original form was posted again and done
-    assert site.admin.get("/api/v1/users/web.target").json()["role"] == "administrator"
+    # The original form was posted again and done: administrator is a privileged role, so (one administrator
+    # here) it is a pending role grant, the user keeps the old role meanwhile, and the page says so.
+    page.wait_for_url("**/admin/users?done=grant_pending")
+    assert "pending role grant" in page.content()
+    assert site.admin.get("/api/v1/users/web.target").json()["role"] == "auditor"
+    pending = site.admin.get("/api/v1/role-grants", params={"pending": True}).json()
+    assert any(g["username"] == "web.target" and g["role"] == "administrator" for g in pending), pending
     assert not [e for e in page.csp_errors if "Content Security Policy" in e]
     page.context.close()
 
