@@ -5,8 +5,8 @@ duplicates nothing, bad vectors write nothing."""
 from __future__ import annotations
 
 import hashlib
-import json
 import itertools
+import json
 
 import numpy as np
 import pytest
