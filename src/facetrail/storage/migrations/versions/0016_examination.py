@@ -63,9 +63,7 @@ def upgrade() -> None:
     op.create_table(
         "examined_candidates",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "task_id", sa.Integer(), sa.ForeignKey("examination_tasks.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("task_id", sa.Integer(), sa.ForeignKey("examination_tasks.id", ondelete="CASCADE"), nullable=False),
         sa.Column("handle", sa.String(length=40), nullable=False),
         sa.Column("face_id", sa.Integer(), nullable=False),
         sa.Column("rank", sa.Integer(), nullable=False),
