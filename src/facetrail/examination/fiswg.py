@@ -114,7 +114,7 @@ def clean_marks(marks: Any) -> dict[str, dict[str, dict[str, str]]]:
             if not isinstance(entry, dict) or set(entry) - {"mark", "comment"}:
                 raise ChecklistError('must be {"mark": …, "comment": …}', where)
             try:
-                mark = Mark(entry.get("mark"))
+                mark = Mark(str(entry.get("mark")))
             except ValueError:
                 raise ChecklistError(f"mark must be one of {', '.join(m.value for m in Mark)}", where) from None
             comment = _text(entry.get("comment"), where + ".comment")
