@@ -24,14 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from exam_steps import conclude, mark_checklist
+from PIL import Image
 from web_helpers import CHROMIUM, UNDER_CI
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
 
-from face_fixtures import BIDEN, OBAMA, OBAMA2  # noqa: E402
-from live_server import (  # noqa: E402
+from live_server import (
     ADMIN_FIRST_PASSWORD,
     AUTHENTICATORS,
     PASSWORD,
@@ -43,6 +42,8 @@ from live_server import (  # noqa: E402
     start_server,
     stop_server,
 )
+
+from face_fixtures import BIDEN, OBAMA, OBAMA2
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not UNDER_CI,

@@ -166,7 +166,9 @@ def probe_analysis_record(
 
 
 @router.get("/examinations/{task_id}/candidates")
-def candidates(task_id: str, request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = examiner) -> Response:
+def candidates(
+    task_id: str, request: Request, ctx: AppContext = Depends(get_ctx), who: Principal = examiner
+) -> Response:
     listed = examinations.list_candidates(ctx, who, task_id)
     return render(
         request,
@@ -364,7 +366,9 @@ def conclusion_record(
     form: FormData = Depends(form_data),
 ) -> Response:
     csrf_ok(request, form)
-    text = {k: (form.get(k) if isinstance(form.get(k), str) else "") for k in ("conclusion", "reasoning", "limitations")}
+    text = {
+        k: (form.get(k) if isinstance(form.get(k), str) else "") for k in ("conclusion", "reasoning", "limitations")
+    }
     try:
         examinations.record_conclusion(
             ctx, who, task_id, handle, str(text["conclusion"]), str(text["reasoning"]), str(text["limitations"])
