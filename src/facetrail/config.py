@@ -265,6 +265,13 @@ class ClusterSettings(BaseModel):
         description="A server brings its loaded indexes up to date with the change log this often even without "
         "searches (a search always does first); 0 turns it off.",
     )
+    index_check_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Each server process compares every gallery's index with the database in full (count and "
+        "checksum of every face id and embedding) and repairs a mismatch this often, as `facetrail index check` "
+        "does on demand; 0 turns the schedule off.",
+    )
     change_log_days: float = Field(
         7.0,
         description="Gallery change-log entries older than this are deleted by retention runs; a process whose "
