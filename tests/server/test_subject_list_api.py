@@ -9,6 +9,10 @@ import cv2
 import httpx
 import pytest
 from live_server import FR, World
+from sqlalchemy import select
+
+from examination_helpers import NEUTRAL, conclude_over_api, server_db
+from facetrail.storage.models import SearchRecord
 
 GALLERY = "multi-photo"
 FIELDS = {
@@ -57,7 +61,13 @@ def search(world: World) -> dict[str, Any]:
             data={**FIELDS, "candidates": "5"},
         )
     assert r.status_code == 201, r.text
-    return {"result": r.json(), "obama_faces": faces[:3], "biden_face": faces[3]}
+    search_id = r.json()["search_id"]
+    with world.stepped_up("reviewer") as reviewer:
+        before = reviewer.get(f"/api/v1/searches/{search_id}").json()["candidates"]
+        with server_db(world.server.data_dir) as db:  # the reviewer concludes on rank 1: then it is shown to them
+            concluded = conclude_over_api(reviewer, db, world.usernames["reviewer"], search_id, 1, NEUTRAL, "3 photos")
+        assert concluded.status_code == 200, concluded.text
+    return {"result": r.json(), "obama_faces": faces[:3], "biden_face": faces[3], "before": before}
 
 
 def _audit(world: World, action: str) -> list[dict[str, Any]]:
@@ -70,12 +80,16 @@ def _audit(world: World, action: str) -> list[dict[str, Any]]:
 
 def test_a_subject_with_several_photos_appears_once_with_its_faces(world: World, search: dict[str, Any]) -> None:
     search_id = search["result"]["search_id"]
+    with server_db(world.server.data_dir) as db, db.db.read() as session:
+        stored = session.execute(select(SearchRecord).where(SearchRecord.id == search_id)).scalar_one().candidates
+    subjects = [c["subject_external_id"] for c in stored]
+    assert subjects[0] == "M-OBAMA" and subjects.count("M-OBAMA") == 1  # once, not once per photo
+    assert len(subjects) == len(set(subjects)) == 2  # the list counts subjects: two people enrolled
+    assert search["before"] == []  # sequential unmasking: nothing before the reviewer's conclusion
     with world.as_role("reviewer") as reviewer:
         detail = reviewer.get(f"/api/v1/searches/{search_id}").json()
     candidates = detail["candidates"]
-    subjects = [c["subject_external_id"] for c in candidates]
-    assert subjects[0] == "M-OBAMA" and subjects.count("M-OBAMA") == 1  # once, not once per photo
-    assert len(subjects) == len(set(subjects)) and len(subjects) <= 2  # the list counts subjects
+    assert [c["subject_external_id"] for c in candidates] == ["M-OBAMA"]  # the one concluded on
     top = candidates[0]
     assert top["faces_enrolled"] == 3 and top["score_rule"] == "max"
     assert sorted(f["face_id"] for f in top["faces"]) == sorted(search["obama_faces"])
