@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from facetrail.cli.common import fail
+from facetrail.cli.common import DeviceOption, apply_device, fail
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def lfw(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
     folds: Annotated[int, typer.Option("--folds", help="Use only the first N folds (quick checks).", min=2)] = 10,
 ) -> None:
     """LFW View 2 verification: 10-fold accuracy, ROC AUC, TAR at FAR 1e-2 / 1e-3, ROC and DET plots."""
@@ -106,6 +107,7 @@ def lfw(
 
     start = time.perf_counter()
     try:
+        apply_device(device)
         lfw_data = open_lfw(data)
         pairs = [p for p in read_pairs(lfw_data.root / "pairs.txt") if p.fold < folds]
         run = _embed(data, pair_images(pairs), model, flip, workers, cache_dir, fusion_weight)
@@ -157,6 +159,7 @@ def identify(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
 ) -> None:
     """1:N on all of LFW: rank-1/5/20 (CMC plot) and open-set FNIR at FPIR 1e-2 / 1e-3."""
     from facetrail.evaluation.identification import identify as run_identification
@@ -164,6 +167,7 @@ def identify(
     from facetrail.evaluation.plots import plot_cmc
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
@@ -199,12 +203,14 @@ def calibrate(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
 ) -> None:
     """Build a model's calibration table from every different-person image pair in LFW."""
     from facetrail.evaluation.calibrate import calibrate as build
     from facetrail.evaluation.lfw import all_images, open_lfw
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
