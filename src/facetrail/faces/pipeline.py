@@ -25,6 +25,7 @@ from facetrail.faces.types import (
     FaceEmbedder,
     QualityReport,
 )
+from facetrail.faces.quality_expectations import QualityExpectations, load_expectations
 
 # The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
 # analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
@@ -86,6 +87,11 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
+    @property
+    def expectations(self) -> QualityExpectations | None:
+        """The quality expectation table shipped for this model (None if none ships for these weights)."""
+        return load_expectations(self.model_id)
+
     def decode(self, data: bytes) -> DecodedImage:
         return decode_image(data, self.settings.images)
 
@@ -115,7 +121,11 @@ class FacePipeline:
             analyzed = []
             for i, (face, crop) in enumerate(zip(faces, image_crops, strict=True)):
                 emb = Embedding(vector=image_vectors[i], model_id=self.model_id) if image_vectors is not None else None
-                analyzed.append(AnalyzedFace(i, face, assess_quality(face, crop, self.settings.quality), crop, emb))
+                analyzed.append(
+                    AnalyzedFace(
+                        i, face, assess_quality(face, crop, self.settings.quality, self.expectations), crop, emb
+                    )
+                )
             out.append(analyzed)
         return out
 
@@ -162,7 +172,7 @@ class FacePipeline:
         crop = self.embedder.aligned_crop(image.pixels, face)
         vector = self._embed_images([image], [[face]], [[crop]])[0]
         assert vector is not None
-        quality = assess_quality(face, crop, self.settings.quality)
+        quality = assess_quality(face, crop, self.settings.quality, self.expectations)
         return AnalyzedFace(index, face, quality, crop, Embedding(vector[0], self.model_id)), len(faces)
 
 

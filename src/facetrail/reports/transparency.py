@@ -37,6 +37,7 @@ from facetrail.reports.common import (
     chain_status,
     configured_model_id,
     group_decisions,
+    release_levels,
     thresholds_for,
 )
 from facetrail.storage.models import AuditRecord, CandidateReview, SearchRecord, Unit, User
@@ -52,7 +53,13 @@ FACE_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {
     "face.delete": lambda d: 1,
 }
 SUBJECT_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {"subject.delete": lambda d: 1}
-OUTCOMES = ("released lead", "possible lead, not released", "reviewed, no lead", "not reviewed", "no candidate shown")
+OUTCOMES = (
+    "released lead",
+    "possible lead, not released",
+    "reviewed, no lead",
+    "not reviewed",
+    "no candidate shown",
+)
 
 
 @dataclass
@@ -154,7 +161,7 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
     ids = [r.id for r in searches]
     reviews = list(s.execute(select(CandidateReview).where(CandidateReview.search_id.in_(ids))).scalars())
     settled = list(s.execute(select(ReviewAdjudication).where(ReviewAdjudication.search_id.in_(ids))).scalars())
-    grouped = group_decisions(reviews, settled)
+    grouped = group_decisions(reviews, settled, release_levels(ctx, searches))
     floor = ctx.settings.server.similarity_floor
     outcomes: Counter[str] = Counter()
     for r in searches:
@@ -381,6 +388,46 @@ def _model_section(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datet
     )
 
 
+def _differentials_section(ctx: AppContext) -> Section:
+    """The latest demographic-differentials run on file (``accuracy.differentials_report``), as measured."""
+    heading = "Demographic differentials (latest measurement on file)"
+    path = ctx.settings.accuracy.differentials_report
+    if not path:
+        return Section(
+            "demographic_differentials",
+            heading,
+            "Not on file: no 'facetrail eval identify --groups' result is configured "
+            "(accuracy.differentials_report), so no figure is given.",
+            recorded=False,
+        )
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = [
+            [attribute, group, g["images"], g["mated_searches"], g["fnir"], g["fmr_within"], g["impostor_pairs_within"]]
+            for attribute, part in data["attributes"].items()
+            for group, g in part["groups"].items()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return Section(
+            "demographic_differentials",
+            heading,
+            f"Not readable: the configured differentials result ({Path(path).name}) could not be read as an "
+            "'eval identify --groups' result, so no figure is given.",
+            recorded=False,
+        )
+    return Section(
+        "demographic_differentials",
+        heading,
+        f"Measured by 'facetrail eval identify --groups' with model {data.get('model_id')} at the operational "
+        f"threshold {data.get('threshold')} ({data.get('threshold_source')}), on group labels the agency supplied "
+        f"({Path(str(data.get('manifest', path))).name}). FNIR: the share of mated searches whose mate was not "
+        "the top candidate above the threshold; FMR within: the share of impostor pairs inside the group scoring "
+        "above it. A measurement of the model on that data, not of this period's searches.",
+        ["attribute", "group", "images", "mated_searches", "fnir", "fmr_within", "impostor_pairs_within"],
+        rows,
+    )
+
+
 def _chain_section(chain: dict[str, Any]) -> Section:
     return Section(
         "audit_chain",
@@ -461,6 +508,7 @@ def collect_report(
             _user_section(s, low, high),
             _role_grant_section(s, low, high),
             _model_section(ctx, s, low, high),
+            _differentials_section(ctx),
             _chain_section(chain),
         ]
         totals = {

@@ -18,6 +18,7 @@ from facetrail.oversight.guard import install as install_oversight
 from facetrail.service.api import (
     audit,
     auth,
+    examinations,
     faces,
     galleries,
     governance,
@@ -44,6 +45,7 @@ API_ROUTERS = (
     galleries.router,
     faces.router,
     searches.router,
+    examinations.router,
     audit.router,
     system.router,
     reports.router,

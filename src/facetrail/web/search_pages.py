@@ -16,7 +16,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from facetrail.cases import requests
 from facetrail.cases.probe import FaceChoiceRequiredError, ProbeQualityError, SearchRequest, data_url, detect_upload
-from facetrail.cases.reviews import Decision, review_candidate
 from facetrail.cases.searches import (
     candidate_thumbnail,
     get_search,
@@ -27,12 +26,14 @@ from facetrail.cases.searches import (
 )
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL, LABELS
 from facetrail.gallery.browse import list_galleries
 from facetrail.governance import approvals, release, training
 from facetrail.governance.policy import active_policy
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
+from facetrail.storage.models import SearchRecord
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
 from facetrail.web.probes import (
     PendingProbe,
@@ -43,14 +44,11 @@ from facetrail.web.probes import (
     searched_face,
     take_probe,
 )
+from facetrail.web.quality_note import attach_quality_note, read_quality_note
 
 router = APIRouter(include_in_schema=False)
 FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
-DECISION_LABELS = {
-    Decision.POSSIBLE_LEAD.value: "Possible lead",
-    Decision.NOT_A_MATCH.value: "Not a match",
-    Decision.INCONCLUSIVE.value: "Inconclusive",
-}
+DECISION_LABELS = {c.value: label for c, label in LABELS.items()}
 PAGE = 50
 
 
@@ -241,7 +239,8 @@ def search_run(
         return _form_page(request, ctx, who, f, 422, f"Refused: {exc.message}")
     take_probe(ctx, token, who.user_id)
     if view.probe_face is not None:
-        remember_searched_face(ctx, view.search_id, view.probe_face.aligned_jpeg)
+        jpeg = attach_quality_note(view.probe_face.aligned_jpeg, view.probe_face.quality)
+        remember_searched_face(ctx, view.search_id, jpeg)
     return see_other(f"/searches/{view.search_id}")
 
 
@@ -297,6 +296,7 @@ def search_result(
         title=f"Search {search_id}",
         s=view,
         probe=data_url(probe_jpeg) if probe_jpeg else None,
+        probe_expectations=read_quality_note(probe_jpeg),
         may_review=who.can(Permission.REVIEW_DECIDE) and not own,
         decisions=DECISION_LABELS,
         mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
@@ -321,6 +321,9 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
         }
     decided = release.decisions_on(ctx, view.search_id)
     settled = release.adjudications_on(ctx, view.search_id)
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, view.search_id)
+        level = release.level_of(ctx, record) if record is not None else DEFAULT_RELEASE_LEVEL
     states = {}
     for c in view.candidates:
         on_candidate = decided.get(c.face_id, {})
@@ -329,7 +332,7 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
         elif len(on_candidate) < release.RELEASE_REVIEWERS:
             states[c.rank] = "awaiting_second"
         else:
-            outcome = release.release_status(on_candidate, view.user_id, settled.get(c.face_id))
+            outcome = release.release_status(on_candidate, view.user_id, settled.get(c.face_id), level)
             states[c.rank] = "agreed" if outcome == "under_review" else outcome
     return states
 
@@ -348,17 +351,3 @@ def search_thumbnail(
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )
-
-
-@router.post("/searches/{search_id}/candidates/{rank}/review")
-def search_review(
-    search_id: int,
-    rank: int,
-    request: Request,
-    ctx: AppContext = Depends(get_ctx),
-    who: Principal = Depends(web_principal),
-    form: FormData = Depends(form_data),
-) -> Response:
-    csrf_ok(request, form)
-    review_candidate(ctx, who, search_id, rank, str(form.get("decision") or ""), str(form.get("notes") or ""))
-    return see_other(f"/searches/{search_id}?done=review#candidate-{rank}")
