@@ -17,6 +17,7 @@ from facetrail.faces.decode import decode_image, read_image_bytes
 from facetrail.faces.detect import FaceDetector, detect_faces, make_detector
 from facetrail.faces.embed import make_embedder
 from facetrail.faces.quality import assess_quality
+from facetrail.faces.quality_expectations import QualityExpectations, load_expectations
 from facetrail.faces.types import (
     CropEmbedder,
     DecodedImage,
@@ -25,7 +26,6 @@ from facetrail.faces.types import (
     FaceEmbedder,
     QualityReport,
 )
-from facetrail.faces.quality_expectations import QualityExpectations, load_expectations
 
 # The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
 # analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
