@@ -18,10 +18,12 @@ from facetrail.oversight.guard import install as install_oversight
 from facetrail.service.api import (
     audit,
     auth,
+    enhancements,
     faces,
     galleries,
     governance,
     identity,
+    leads,
     oversight,
     reports,
     retention,
@@ -50,6 +52,8 @@ API_ROUTERS = (
     retention.router,
     governance.router,
     oversight.router,
+    enhancements.router,
+    leads.router,
 )
 
 

@@ -22,7 +22,11 @@ router = APIRouter(include_in_schema=False)
 ROLES = [r.value for r in Role]
 NOTICES = {
     "updated": "Saved.",
-    "grant_pending": "Saved. The new role is a pending role grant: it takes effect only after a second administrator approves it or the waiting period ends (see Role grants).", "unit": "Unit created.", "revoked": "Token revoked.", "training": "Training recorded."}
+    "grant_pending": "Saved. The new role is a pending role grant: it takes effect only after a second administrator approves it or the waiting period ends (see Role grants).",
+    "unit": "Unit created.",
+    "revoked": "Token revoked.",
+    "training": "Training recorded.",
+}
 
 
 def _users_page(request: Request, ctx: AppContext, who: Principal, status: int = 200, **extra: object) -> Response:
@@ -124,9 +128,7 @@ def update_user(
             role = str(form.get("role") or "") or None
             if role is not None and role != _current_role(ctx, who, username):
                 mfa.require_fresh_second_factor(ctx, who, "changing a role")
-            updated, _ = accounts.update_user(
-                ctx, who, username, role=role, unit=int(unit) if unit.isdigit() else None
-            )
+            updated, _ = accounts.update_user(ctx, who, username, role=role, unit=int(unit) if unit.isdigit() else None)
             if updated.get("pending_grant"):
                 return see_other("/admin/users?done=grant_pending")
     except mfa.StepUpRequiredError:

@@ -45,7 +45,16 @@ from facetrail.web.probes import (
 )
 
 router = APIRouter(include_in_schema=False)
-FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
+FIELDS = (
+    "gallery",
+    "case_number",
+    "offense",
+    "legal_basis",
+    "justification",
+    "candidates",
+    "emergency",
+    "probe_declaration",
+)
 DECISION_LABELS = {
     Decision.POSSIBLE_LEAD.value: "Possible lead",
     Decision.NOT_A_MATCH.value: "Not a match",
@@ -210,6 +219,7 @@ def search_run(
         justification=f["justification"],
         candidates=candidates,
         face_index=int(choice),
+        probe_declaration=f.get("probe_declaration") or "original",
     )
     mode = _mode(ctx, f)
     try:
