@@ -20,11 +20,12 @@ from index_helpers import create_gallery, enroll_photos
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from examination_helpers import DIFFERENT, SAME, conclude, task_of
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import create_api_token
-from facetrail.cases import requests
+from facetrail.cases import examinations, requests
 from facetrail.cases.probe import SearchRequest
-from facetrail.cases.reviews import list_reviews, review_candidate
+from facetrail.cases.reviews import list_reviews
 from facetrail.cases.searches import candidate_thumbnail, get_search, run_search
 from facetrail.cli.main import app as cli_app
 from facetrail.config import get_settings
@@ -33,7 +34,6 @@ from facetrail.errors import FaceTrailError, PermissionDeniedError
 from facetrail.governance import approvals
 from facetrail.governance.models import SearchApproval, TrainingRecord
 from facetrail.governance.policy import PolicyError, active_version, apply_policy, default_policy_text
-from facetrail.governance.release import DecisionFinalError
 from facetrail.governance.training import TrainingRequiredError, record_training
 from facetrail.policy.principal import Principal
 from facetrail.service.app import create_app
@@ -335,8 +335,12 @@ def test_locked_results_of_denied_or_late_emergency_searches_cannot_be_seen(worl
             assert world.api(who, "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 403
         with pytest.raises(approvals.ResultsLockedError):
             candidate_thumbnail(ctx, world.users["inv"], sid, 1)
-        with pytest.raises(approvals.ResultsLockedError):
-            review_candidate(ctx, world.users["rob"], sid, 1, "possible_lead")
+        examinations.assign_pending(ctx, world.users["rob"].unit_id)
+        task = task_of(ctx, "rob.rev", sid)
+        assert task is not None
+        with pytest.raises(examinations.ExaminationLockedError):
+            examinations.get_task(ctx, world.users["rob"], task)
+        assert all(t["task_id"] != task for t in examinations.queue(ctx, world.users["rob"]))
     r = world.api("rob", "POST", f"/search-requests/{late['request']['id']}/approve", json={})
     assert r.status_code == 409 and "window" in r.json()["error"]["message"]
     locked = audits(ctx, "search.view", "refused") + audits(ctx, "search.thumbnail", "refused")
@@ -364,14 +368,14 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
     ctx = world.ctx
     users = world.users
     sid = run_search(ctx, users["inv"], OBAMA2.read_bytes(), _req()).search_id
-    review_candidate(ctx, users["rita"], sid, 1, "possible_lead", "same ears")
-    review_candidate(ctx, users["rita"], sid, 2, "possible_lead")
-    # rob has not decided: he does not see rita's decisions (view, review list, API)
+    conclude(ctx, users["rita"], sid, 1, SAME, "same ears")
+    conclude(ctx, users["rita"], sid, 2, SAME)
+    # rob has not concluded: he sees neither the candidates nor rita's conclusions (view, review list, API)
     rob_view = get_search(ctx, users["rob"], sid)
-    assert rob_view.candidates and all(c.reviews == [] for c in rob_view.candidates)
+    assert rob_view.candidates == []
     assert list_reviews(ctx, users["rob"], sid) == []
     api_view = world.api("rob", "GET", f"/searches/{sid}").json()
-    assert all(c["reviews"] == [] for c in api_view["candidates"])
+    assert api_view["candidates"] == []
     assert world.api("rob", "GET", f"/searches/{sid}/reviews").json() == []
     # the investigator sees every candidate "under review": no identity, no face
     inv_view = get_search(ctx, users["inv"], sid)
@@ -379,10 +383,8 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
     assert world.api("inv", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 403
     assert audits(ctx, "search.thumbnail", "denied")[-1]["reason"].startswith("candidate under review")
 
-    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
-    assert r.status_code == 200
-    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/2/review", json={"decision": "not_a_match"})
-    assert r.status_code == 200
+    conclude(ctx, users["rob"], sid, 1, "moderate_support_same_source")
+    conclude(ctx, users["rob"], sid, 2, DIFFERENT)
     # rank 1 released: the investigator sees who and the face; rank 2 a recorded disagreement, shown to both
     inv_view = get_search(ctx, users["inv"], sid)
     assert inv_view.candidates
@@ -394,13 +396,20 @@ def test_two_person_review_blind_release_and_disagreement(world: World) -> None:
     assert len(disagreement) == 1 and disagreement[0]["rank"] == 2
     for who in ("rita", "rob"):
         seen = get_search(ctx, users[who], sid).candidates
-        assert seen and {r["decision"] for r in seen[1].reviews} == {"possible_lead", "not_a_match"}
-    # decisions are final once both reviewers decided: no change of mind after seeing the other's
-    with pytest.raises(DecisionFinalError):
-        review_candidate(ctx, users["rita"], sid, 2, "not_a_match")
-    r = world.api("rob", "PUT", f"/searches/{sid}/candidates/2/review", json={"decision": "possible_lead"})
-    assert r.status_code == 409
-    assert len(audits(ctx, "review.decide", "refused")) == 2
+        assert seen and {r["decision"] for r in seen[1].reviews} == {SAME, DIFFERENT}
+        assert "another reviewer" in {r["reviewer"] for r in seen[1].reviews}  # blind: never who
+    # conclusions are final: no change of mind after seeing the other's
+    task = task_of(ctx, "rita.rev", sid)
+    assert task is not None
+    with pytest.raises(examinations.ConclusionFinalError):
+        examinations.record_conclusion(ctx, users["rita"], task, _handle(ctx, task, 2), DIFFERENT, "r", "l")
+    assert len(audits(ctx, "examination.conclude", "refused")) == 1
+
+
+def _handle(ctx: AppContext, task: str, rank: int) -> str:
+    from examination_helpers import handle_for
+
+    return handle_for(ctx, task, rank)
 
 
 def test_reviewing_ones_own_search_is_refused(world: World) -> None:
@@ -409,11 +418,16 @@ def test_reviewing_ones_own_search_is_refused(world: World) -> None:
     with ctx.db.transaction() as s:  # the searcher becomes a reviewer of the same unit
         s.execute(update(User).where(User.id == world.users["inv"].user_id).values(role="reviewer"))
     as_reviewer = Principal(**{**world.users["inv"].__dict__, "role": "reviewer"})
-    with pytest.raises(PermissionDeniedError, match="own search"):
-        review_candidate(ctx, as_reviewer, sid, 1, "possible_lead")
-    r = world.api("inv", "PUT", f"/searches/{sid}/candidates/1/review", json={"decision": "possible_lead"})
-    assert r.status_code == 403
-    assert len([a for a in audits(ctx, "review.decide", "denied") if "own search" in a["reason"]]) == 2
+    # the system never assigns the searcher; another's task answers "not found", like none at all
+    assert examinations.queue(ctx, as_reviewer) == []
+    assert task_of(ctx, "ivan.inv", sid) is None
+    rita_task = task_of(ctx, "rita.rev", sid)
+    assert rita_task is not None
+    with pytest.raises(examinations.ExaminationNotFoundError):
+        examinations.get_task(ctx, as_reviewer, rita_task)
+    r = world.api("inv", "GET", f"/examinations/{rita_task}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "examination_not_found"
+    assert len(audits(ctx, "examination.view", "not_found")) == 2
 
 
 # ------------------------------------------------------------------ audit records
@@ -438,7 +452,8 @@ def test_a_reviewers_disclosure_packet_does_not_break_blind_review(world: World)
     ctx = world.ctx
     users = world.users
     sid = run_search(ctx, users["inv"], OBAMA2.read_bytes(), _req()).search_id
-    review_candidate(ctx, users["rita"], sid, 1, "possible_lead", "same ears")
+    conclude(ctx, users["rita"], sid, 1, SAME, "same ears")
+    conclude(ctx, users["rob"], sid, 2, SAME)  # rob is examining: his task is not complete
 
     def rob_packet() -> dict[str, Any]:
         made = collect_packet(ctx, "2026-0042", actor=users["rob"].actor, scope=scope_for(users["rob"]))
@@ -446,14 +461,14 @@ def test_a_reviewers_disclosure_packet_does_not_break_blind_review(world: World)
         return entry
 
     entry = rob_packet()
-    first = entry["candidates"][0]
-    assert first["decisions"] == [] and first["decisions_withheld"]
+    assert entry["candidates"] == [] and entry["justification"].startswith("withheld")
     assert all(h["reviewer"] != "user:rita.rev" for h in entry["review_history"])
     assert "same ears" not in json.dumps(entry)
     # the auditor's packet (no blind review to protect) and, once Rob decided, his own show both decisions
     audit_entry = collect_packet(ctx, "2026-0042", actor=users["aud"].actor, scope=scope_for(users["aud"]))
     assert any(d["reviewer"] == "rita.rev" for d in audit_entry.data["searches"][0]["candidates"][0]["decisions"])
-    review_candidate(ctx, users["rob"], sid, 1, "possible_lead")
+    for rank in (1, 3, 4):
+        conclude(ctx, users["rob"], sid, rank, SAME)
     first = rob_packet()["candidates"][0]
     assert {d["reviewer"] for d in first["decisions"]} == {"rita.rev", "rob.rev"} and first["released"]
 

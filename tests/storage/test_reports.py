@@ -17,9 +17,9 @@ from index_helpers import create_gallery, enroll_photos
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from examination_helpers import DIFFERENT, NEUTRAL, SAME, conclude
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.audit.log import append_audit
-from facetrail.cases.reviews import review_candidate
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.gallery.search import search_gallery
@@ -66,12 +66,13 @@ def world(ctx: AppContext) -> World:
         "other_case": make_search(ctx, inv, OBAMA2, "bookings", OTHER_CASE, "fraud"),
     }
     mated, rita, rob = ids["mated"], users["rita"], users["rob"]
-    review_candidate(ctx, rita, mated, 1, "possible_lead", "eyes and ears agree")
-    review_candidate(ctx, rob, mated, 1, "possible_lead")
-    review_candidate(ctx, rita, mated, 2, "not_a_match")
-    review_candidate(ctx, rob, mated, 2, "inconclusive")
-    review_candidate(ctx, rita, mated, 3, "inconclusive")
-    review_candidate(ctx, rita, mated, 3, "not_a_match", "changed my mind")
+    # rita completes her examination (so her packet is not withheld from her); rob concludes ranks 1 and 2
+    conclude(ctx, rita, mated, 1, SAME, "eyes and ears agree")
+    conclude(ctx, rob, mated, 1, "moderate_support_same_source")
+    conclude(ctx, rita, mated, 2, SAME)
+    conclude(ctx, rob, mated, 2, NEUTRAL)
+    conclude(ctx, rita, mated, 3, DIFFERENT, "no scar on the probe")
+    conclude(ctx, rita, mated, 4, NEUTRAL)
     return World(users, ids)
 
 
@@ -122,17 +123,17 @@ def test_packet_lists_every_search_candidate_and_reviewer_and_is_audited(
     assert "Rita Reviewer" in text and "rita.rev" in text and "rob.rev" in text and "Ivan Investigator" in text
     assert mated["candidates"][0]["released"] and mated["candidates"][0]["possible_lead_votes"] == 2
     assert not any(c["released"] for c in mated["candidates"][1:])
-    # every decision, including the one replaced by a change of mind
+    # every conclusion (final once recorded: there is no change of mind to list)
     history = [(h["reviewer"], h["rank"], h["decision"], h["previous_decision"]) for h in mated["review_history"]]
     assert history == [
-        ("user:rita.rev", 1, "possible_lead", None),
-        ("user:rob.rev", 1, "possible_lead", None),
-        ("user:rita.rev", 2, "not_a_match", None),
-        ("user:rob.rev", 2, "inconclusive", None),
-        ("user:rita.rev", 3, "inconclusive", None),
-        ("user:rita.rev", 3, "not_a_match", "inconclusive"),
+        ("user:rita.rev", 1, SAME, None),
+        ("user:rob.rev", 1, "moderate_support_same_source", None),
+        ("user:rita.rev", 2, SAME, None),
+        ("user:rob.rev", 2, NEUTRAL, None),
+        ("user:rita.rev", 3, DIFFERENT, None),
+        ("user:rita.rev", 4, NEUTRAL, None),
     ]
-    assert "changed my mind" in text
+    assert "no scar on the probe" in text
     nothing = data["searches"][1]
     assert nothing["candidates"] == [] and nothing["outcome"].startswith("no candidate shown")
     assert nothing["legal_basis"] == "court-order"
@@ -241,7 +242,7 @@ def test_transparency_report_counts_match_the_world(ctx: AppContext, world: Worl
         "not reviewed": "1",
         "no candidate shown": "1",
     }
-    # ranks 1 and 2 had two reviewers; they agreed on rank 1 and not on rank 2
+    # ranks 1 and 2 had two reviewers; both at the release level on rank 1, only one on rank 2
     assert _csv(out / "reviewer_disagreements.csv")[1:] == [["Robbery", "2", "1"]]
     assert _csv(out / "gallery_changes.csv")[1:] == [["bookings", "4", "1", "1"]]
     users = {row[0]: row[1:] for row in _csv(out / "users.csv")[1:]}

@@ -64,6 +64,18 @@ class AuditAction(StrEnum):
     REVIEW_LIST = "review.list"
     REVIEW_ADJUDICATE = "review.adjudicate"
     LEAD_RELEASED = "lead.released"
+    # the examination method (docs/examination.md)
+    EXAMINATION_ASSIGN = "examination.assign"
+    EXAMINATION_KNOWN_ANSWER = "examination.known_answer"
+    EXAMINATION_QUEUE = "examination.queue"
+    EXAMINATION_VIEW = "examination.view"
+    EXAMINATION_IMAGE = "examination.image"
+    EXAMINATION_PROBE_ANALYSIS = "examination.probe_analysis"
+    EXAMINATION_CANDIDATES = "examination.candidates"
+    EXAMINATION_OPEN = "examination.open"
+    EXAMINATION_CHECKLIST = "examination.checklist"
+    EXAMINATION_CONCLUDE = "examination.conclude"
+    EXAMINATION_PROFICIENCY = "examination.proficiency"
     # governance
     POLICY_APPLY = "policy.apply"
     TRAINING_RECORD = "training.record"

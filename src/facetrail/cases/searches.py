@@ -24,6 +24,7 @@ from facetrail.cases import hooks
 from facetrail.cases.probe import ProbeFace, SearchRequest, analyze_upload, choose_face
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
+from facetrail.examination import unmasking
 from facetrail.faces.pipeline import PIPELINE_LOCK
 from facetrail.gallery.search import (
     LEADS_NOTICE,
@@ -328,6 +329,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
             # a 1:1 check answers its searcher nothing until released: not even that a candidate exists
             candidates = [c for c in candidates if c.subject_external_id != release.UNDER_REVIEW]
     created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.UTC)
+    hidden = unmasking.story_withheld(who, unmasking.examination_state(ctx, [record.id]).get(record.id, {}))
     return SearchView(
         search_id=record.id,
         created_at=created,
@@ -337,9 +339,9 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         gallery=record.gallery_name,
         model_id=record.model_id,
         case_number=record.case_number,
-        offense=record.offense,
+        offense=unmasking.WITHHELD if hidden else record.offense,
         legal_basis=record.legal_basis,
-        justification=record.reason,
+        justification=unmasking.WITHHELD if hidden else record.reason,
         probe_sha256=record.probe_sha256,
         probe_stored=record.probe_stored,
         face_index=record.face_index,
@@ -422,7 +424,9 @@ def list_searches(
             ).all()
         )
         items = []
+        state = unmasking.examination_state(ctx, ids)
         for record, unit in rows:
+            hidden = unmasking.story_withheld(who, state.get(record.id, {}))
             shown_count = int(counts.get(record.id, 0))
             if shown_count and not who.can(Permission.SEARCH_METADATA_ALL):
                 # a blind reviewer must not learn from the count that someone else decided (nor an investigator)
@@ -440,9 +444,9 @@ def list_searches(
                     gallery=record.gallery_name,
                     model_id=record.model_id,
                     case_number=record.case_number,
-                    offense=record.offense,
+                    offense=unmasking.WITHHELD if hidden else record.offense,
                     legal_basis=record.legal_basis,
-                    justification=record.reason,
+                    justification=unmasking.WITHHELD if hidden else record.reason,
                     probe_sha256=record.probe_sha256,
                     probe_stored=record.probe_stored,
                     face_index=record.face_index,

@@ -30,6 +30,7 @@ from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
+from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL
 from facetrail.governance.models import PolicyVersion
 from facetrail.governance.oversight_rules import AlertRules, CaseRules, LimitRules, SamplingRules
 from facetrail.storage.models import SearchRecord, utcnow
@@ -95,6 +96,16 @@ class ReviewRules(_Strict):
     adjudicators: list[str] = Field(default_factory=list)  # usernames of reviewers who may adjudicate
 
 
+class ExaminationRules(_Strict):
+    # A lead is released when both examiners conclude at or above this level on the same-source side
+    # (docs/examination.md); neutral, the different-sources side and "not suitable" never release.
+    release_level: Literal[
+        "strong_support_same_source", "moderate_support_same_source", "limited_support_same_source"
+    ] = DEFAULT_RELEASE_LEVEL  # type: ignore[assignment]
+    # The share of live assignments that bring a known-answer test (from the agency's gallery) into the queue.
+    known_answer_rate: float = Field(0.1, ge=0.0, le=0.5)
+
+
 class RetentionRules(_Strict):
     probe_image_days: int = Field(30, ge=0, le=36_500)
 
@@ -126,6 +137,7 @@ class Policy(_Strict):
     training: TrainingRules = TrainingRules()
     probes: ProbeRules = ProbeRules()
     review: ReviewRules = ReviewRules()
+    examination: ExaminationRules = ExaminationRules()
     # Oversight (docs/oversight.md): applied by facetrail.oversight through the search path's hook.
     limits: LimitRules = LimitRules()
     cases: CaseRules = CaseRules()

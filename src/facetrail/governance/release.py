@@ -1,17 +1,21 @@
-"""Two-person review before a lead is released.
+"""Two-person review before a lead is released, on the examination's conclusion scale (docs/examination.md).
 
-A candidate's PANEL is the first two different reviewers (never the searcher) who decide it. It becomes a
-RELEASED LEAD only when both panel reviewers marked it possible_lead, or when they disagreed and the recorded
-ADJUDICATION (table review_adjudications) says possible_lead. A third reviewer never votes: once the panel has
+A candidate's PANEL is the first two different reviewers (never the searcher) who conclude on it; their
+conclusions (facetrail.examination.scale, recorded by cases.examinations) are their votes. It becomes a RELEASED
+LEAD only when both panel conclusions are at or above the RELEASE LEVEL on the same-source side (the policy's
+``examination.release_level``, of the policy the search ran under: so neither is neutral, "not suitable" or on
+the different-sources side), or when they disagreed (one at or above the level, the other not) and the recorded
+ADJUDICATION (table review_adjudications) says possible_lead (release). A third reviewer never votes: once the panel has
 decided, further decisions are refused and audited (code review_complete), so a disagreement can never be
 out-voted. A disagreement is recorded ('review.disagreement') and settled by the policy's rule
 (``review.on_disagreement``): 'not_released' records the adjudication at once (actor 'system', not a lead);
 'adjudicate' waits for a reviewer the policy names in ``review.adjudicators`` (not on the panel, not the
 searcher), whose decision and reason are recorded ('review.adjudicate').
 
-Each reviewer decides blind: until they have recorded their own decision on a candidate, the other reviewers'
-decisions on it are withheld from them (search view, review list, review counts). Once the panel has decided,
-its decisions are final (a change of mind after seeing the other's is refused and audited).
+Each reviewer decides blind: until they have recorded their own conclusion on a candidate, the candidate itself
+(score, rank, identity) and the other reviewers' conclusions on it are withheld from them (search view, review
+list, review counts); afterwards the other conclusions are shown without the other reviewer's name. Once the
+panel has decided, its decisions are final (a change of mind after seeing the other's is refused and audited).
 Investigators see each candidate as "under review" (no identity, no face, no score) until it is released.
 """
 
@@ -28,13 +32,15 @@ from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, PermissionDeniedError
+from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL, supports_same_source
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import Base, CandidateReview, SearchRecord, utcnow
 
 RELEASE_REVIEWERS = 2
-POSSIBLE_LEAD = "possible_lead"
+POSSIBLE_LEAD = "possible_lead"  # an adjudication's release decision (conclusions use the scale)
 UNDER_REVIEW = "under review"
+ANOTHER_REVIEWER = "another reviewer"  # how a reviewer sees the other examiner's name: blind verification
 
 
 ADJUDICATED_BY_RULE = "not_released"
@@ -101,20 +107,39 @@ def panel(decisions: dict[int, str], searcher_id: int | None) -> dict[int, str]:
     return dict([(r, d) for r, d in decisions.items() if r != searcher_id][:RELEASE_REVIEWERS])
 
 
-def is_released(decisions: dict[int, str], searcher_id: int | None, adjudication: str | None = None) -> bool:
+def level_of(ctx: AppContext, record: SearchRecord) -> str:
+    """The release level of the policy the search ran under (a later policy never lowers it for old searches)."""
+    from facetrail.governance.policy import policy_of_version
+
+    return policy_of_version(ctx, record.policy_version).examination.release_level
+
+
+def is_released(
+    decisions: dict[int, str],
+    searcher_id: int | None,
+    adjudication: str | None = None,
+    level: str = DEFAULT_RELEASE_LEVEL,
+) -> bool:
     votes = panel(decisions, searcher_id)
     if len(votes) < RELEASE_REVIEWERS:
         return False
-    if all(d == POSSIBLE_LEAD for d in votes.values()):
+    if all(supports_same_source(d, level) for d in votes.values()):
         return True
     return adjudication == POSSIBLE_LEAD
 
 
-def release_status(decisions: dict[int, str], searcher_id: int | None, adjudication: str | None = None) -> str:
-    if is_released(decisions, searcher_id, adjudication):
+def release_status(
+    decisions: dict[int, str],
+    searcher_id: int | None,
+    adjudication: str | None = None,
+    level: str = DEFAULT_RELEASE_LEVEL,
+) -> str:
+    """'released_lead'; 'disagreement' (one panel conclusion at or above the level, the other not);
+    'under_review' otherwise (also when both concluded below the level: no lead)."""
+    if is_released(decisions, searcher_id, adjudication, level):
         return "released_lead"
     votes = panel(decisions, searcher_id)
-    if len(votes) >= RELEASE_REVIEWERS and len(set(votes.values())) > 1:
+    if len(votes) >= RELEASE_REVIEWERS and len({supports_same_source(d, level) for d in votes.values()}) > 1:
         return "disagreement"
     return "under_review"
 
@@ -122,7 +147,8 @@ def release_status(decisions: dict[int, str], searcher_id: int | None, adjudicat
 def released_faces(ctx: AppContext, record: SearchRecord) -> set[int]:
     """The face ids of a search's released leads."""
     decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
-    return {f for f, d in decisions.items() if is_released(d, record.user_id, settled.get(f))}
+    level = level_of(ctx, record)
+    return {f for f, d in decisions.items() if is_released(d, record.user_id, settled.get(f), level)}
 
 
 def _is_reviewer(who: Principal) -> bool:
@@ -136,30 +162,59 @@ def sees_as_searcher(who: Principal, searcher_id: int | None) -> bool:
 
 
 def visible_reviews(
-    who: Principal, decisions: dict[int, str], reviews: list[dict[str, Any]], searcher_id: int | None
+    who: Principal,
+    decisions: dict[int, str],
+    reviews: list[dict[str, Any]],
+    searcher_id: int | None,
+    level: str = DEFAULT_RELEASE_LEVEL,
+    adjudication: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The decisions on one candidate the caller may see: reviewers only their own until they have decided;
-    investigators none until the candidate is released; others (auditors) all."""
+    """The conclusions on one candidate the caller may see: reviewers only their own until they have concluded,
+    then the others' without their names; investigators none until the candidate is released; others
+    (auditors) all."""
     if who.user_id is not None and who.user_id == searcher_id:
-        return reviews if is_released(decisions, searcher_id) else []
+        return reviews if is_released(decisions, searcher_id, adjudication, level) else []
     if _is_reviewer(who):
         if who.user_id in decisions:
-            return reviews
+            return [r if r.get("reviewer") == who.username else {**r, "reviewer": ANOTHER_REVIEWER} for r in reviews]
         return [r for r in reviews if r.get("reviewer") == who.username]
     if who.can(Permission.SEARCH_VIEW_OWN):
-        return reviews if is_released(decisions, searcher_id) else []
+        return reviews if is_released(decisions, searcher_id, adjudication, level) else []
     return reviews
 
 
+def reviewer_may_see(
+    ctx: AppContext, who: Principal, decisions: dict[int, str], searcher_id: int | None, level: str
+) -> bool:
+    """Sequential unmasking in the search view: a reviewer sees a candidate (score, rank, identity) only once
+    they have concluded on it, or as a named adjudicator of its disagreement."""
+    if who.user_id in decisions:
+        return True
+    if release_status(decisions, searcher_id, None, level) != "disagreement" or not who.can(
+        Permission.REVIEW_ADJUDICATE
+    ):
+        return False
+    from facetrail.governance.policy import active_policy
+
+    return who.username in active_policy(ctx).review.adjudicators
+
+
 def visible_candidates(ctx: AppContext, who: Principal, record: SearchRecord, candidates: list[Any]) -> list[Any]:
-    """Candidates as the caller may see them: blind reviews for reviewers; for investigators, unreleased
-    candidates masked as "under review" (rank and score kept; no identity, no decisions)."""
+    """Candidates as the caller may see them: for reviewers only those they have concluded on (sequential
+    unmasking; docs/examination.md); for investigators, unreleased candidates masked as "under review" (no
+    identity, no score, no decisions)."""
     decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
+    level = level_of(ctx, record)
+    examiner = _is_reviewer(who) and not sees_as_searcher(who, record.user_id)
     out = []
     for c in candidates:
         mine = decisions.get(c.face_id, {})
-        reviews = visible_reviews(who, mine, c.reviews, record.user_id)
-        if sees_as_searcher(who, record.user_id) and not is_released(mine, record.user_id, settled.get(c.face_id)):
+        if examiner and not reviewer_may_see(ctx, who, mine, record.user_id, level):
+            continue
+        reviews = visible_reviews(who, mine, c.reviews, record.user_id, level, settled.get(c.face_id))
+        if sees_as_searcher(who, record.user_id) and not is_released(
+            mine, record.user_id, settled.get(c.face_id), level
+        ):
             # nothing but "under review": no identity, no score (a score would tell how close a stranger is)
             out.append(
                 replace(
@@ -181,17 +236,31 @@ def visible_review_count(
     ctx: AppContext, who: Principal, record: SearchRecord, reviews_by_face: dict[int, list[dict[str, Any]]]
 ) -> int:
     """How many review decisions of the search the caller may see (never a hint of a withheld decision)."""
-    decisions = decisions_on(ctx, record.id)
+    decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
+    level = level_of(ctx, record)
     return sum(
-        len(visible_reviews(who, decisions.get(face_id, {}), reviews, record.user_id))
+        len(visible_reviews(who, decisions.get(face_id, {}), reviews, record.user_id, level, settled.get(face_id)))
         for face_id, reviews in reviews_by_face.items()
     )
 
 
 def require_released(ctx: AppContext, who: Principal, record: SearchRecord, face_id: int, rank: int) -> None:
-    """Investigators may see a candidate's face only once it is a released lead (refusal audited)."""
+    """Investigators may see a candidate's face only once it is a released lead; reviewers only once they have
+    concluded on it (sequential unmasking: a face by rank would tell the rank). Refusals audited."""
     if not sees_as_searcher(who, record.user_id):
-        return
+        if not _is_reviewer(who):
+            return
+        decisions = decisions_on(ctx, record.id).get(face_id, {})
+        if reviewer_may_see(ctx, who, decisions, record.user_id, level_of(ctx, record)):
+            return
+        raise refuse(
+            ctx,
+            who,
+            "search.thumbnail",
+            f"search:{record.id}",
+            PermissionDeniedError("a candidate is shown here only after your conclusion on it (examination)"),
+            details={"rank": rank, "reason": "sequential unmasking: no conclusion recorded on this candidate"},
+        )
     if face_id in released_faces(ctx, record):
         return
     raise refuse(
@@ -242,7 +311,7 @@ def after_decision(ctx: AppContext, who: Principal, record: SearchRecord, face_i
     votes = panel(decisions_on(ctx, record.id).get(face_id, {}), record.user_id)
     if len(votes) < RELEASE_REVIEWERS:
         return
-    status = release_status(votes, record.user_id)
+    status = release_status(votes, record.user_id, None, level_of(ctx, record))
     action = {"released_lead": "lead.released", "disagreement": "review.disagreement"}.get(status)
     if action is None:
         return
@@ -305,7 +374,7 @@ def adjudicate(
     votes = panel(decisions_on(ctx, record.id).get(face_id, {}), record.user_id)
     if who.user_id in votes or who.user_id == record.user_id:
         raise PermissionDeniedError("the adjudicator is neither one of the two reviewers nor the searcher")
-    if release_status(votes, record.user_id) != "disagreement":
+    if release_status(votes, record.user_id, None, level_of(ctx, record)) != "disagreement":
         raise AdjudicationError("there is no disagreement to adjudicate on this candidate")
     with ctx.db.transaction() as s:
         existing = s.execute(
@@ -371,12 +440,14 @@ def visible_review_list(
 ) -> list[dict[str, Any]]:
     """A search's review list with, per candidate, only the decisions the caller may see (visible_reviews)."""
     decisions, settled = decisions_on(ctx, record.id), adjudications_on(ctx, record.id)
-    names_candidates = _is_reviewer(who)  # the unit's reviewers see the candidates anyway
+    level = level_of(ctx, record)
+    names_candidates = _is_reviewer(who)  # a reviewer sees only candidates they concluded on (visible_reviews)
     out = []
     for face_id in dict.fromkeys(int(r["face_id"]) for r in reviews):
         mine = [r for r in reviews if int(r["face_id"]) == face_id]
-        shown = visible_reviews(who, decisions.get(face_id, {}), mine, record.user_id)
-        if not names_candidates and not is_released(decisions.get(face_id, {}), record.user_id, settled.get(face_id)):
+        here = decisions.get(face_id, {})
+        shown = visible_reviews(who, here, mine, record.user_id, level, settled.get(face_id))
+        if not names_candidates and not is_released(here, record.user_id, settled.get(face_id), level):
             shown = [{**r, "face_id": 0} for r in shown]  # auditors: the decision, never who it was about
         out.extend(shown)
     return out

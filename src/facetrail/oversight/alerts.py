@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from facetrail.audit.log import append_audit
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, NotFoundError, PermissionDeniedError
+from facetrail.examination.scale import RELEASE_LEVELS
 from facetrail.governance.oversight_rules import AlertRules, parse_hours, within_hours
 from facetrail.governance.policy import active_policy
 from facetrail.oversight import notify
@@ -230,7 +231,8 @@ def evaluate_user(ctx: AppContext, user_id: int, now: dt.datetime) -> list[Findi
         with_lead = set(
             s.execute(
                 select(CandidateReview.search_id).where(
-                    CandidateReview.search_id.in_(ids), CandidateReview.decision == "possible_lead"
+                    CandidateReview.search_id.in_(ids),
+                    CandidateReview.decision.in_(RELEASE_LEVELS),  # any support for the same source
                 )
             ).scalars()
         )

@@ -47,6 +47,7 @@ class Permission(StrEnum):
     OVERSIGHT_ACK = "oversight.ack"  # acknowledge an alert in one's scope, with a note
     AUDIT_SAMPLE = "audit.sample"  # see the random audit sample and record findings
     CASES_MANAGE = "cases.manage"  # import the agency's case list
+    PROFICIENCY_VIEW_ALL = "proficiency.view_all"  # every reviewer's record on known-answer tests
 
 
 _I, _R, _A, _D = Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR, Role.ADMINISTRATOR
@@ -83,6 +84,9 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.OVERSIGHT_ACK: frozenset({_R, _A}),
     Permission.AUDIT_SAMPLE: frozenset({_A}),
     Permission.CASES_MANAGE: frozenset({_D}),
+    # Supervision of examiners: auditors (oversight) and administrators (who record training). Reviewers see
+    # their own record through review.decide.
+    Permission.PROFICIENCY_VIEW_ALL: frozenset({_A, _D}),
 }
 # Nobody, in any role, may edit or delete audit records: there is no permission for it.
 
@@ -113,6 +117,7 @@ _READ_PERMISSIONS = frozenset(
         Permission.ROLE_GRANTS_VIEW,
         Permission.OVERSIGHT_VIEW_UNIT,
         Permission.OVERSIGHT_VIEW_ALL,
+        Permission.PROFICIENCY_VIEW_ALL,
     }
 )
 SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {

@@ -12,9 +12,10 @@ from typing import Any
 from facetrail.audit.service import latest_witness, verify_with_settings
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL, supports_same_source
 from facetrail.faces.calibration import load_calibration
 from facetrail.governance.release import RELEASE_REVIEWERS as RELEASE_REVIEWERS
-from facetrail.governance.release import ReviewAdjudication, is_released, panel
+from facetrail.governance.release import ReviewAdjudication, is_released, panel, release_status
 from facetrail.storage.models import CandidateReview
 
 # The two-person rule (issue 5, facetrail.governance.release): a candidate is a released lead once
@@ -91,28 +92,44 @@ class CandidateDecisions:
 
     search_id: int
     face_id: int
-    decisions: dict[int, str]  # in the order the reviewers first decided
+    decisions: dict[int, str]  # in the order the reviewers first decided (conclusions on the scale)
     adjudication: str | None = None
+    level: str = DEFAULT_RELEASE_LEVEL  # the release level of the policy the search ran under
 
     def leads_from(self, searcher_id: int | None) -> int:
-        """possible_lead votes of the panel (the first two reviewers; a third reviewer never votes)."""
-        return sum(1 for d in panel(self.decisions, searcher_id).values() if d == POSSIBLE_LEAD)
+        """Panel conclusions at or above the release level (the first two reviewers; a third never votes)."""
+        return sum(1 for d in panel(self.decisions, searcher_id).values() if supports_same_source(d, self.level))
 
     def released(self, searcher_id: int | None) -> bool:
-        return is_released(self.decisions, searcher_id, self.adjudication)
+        return is_released(self.decisions, searcher_id, self.adjudication, self.level)
 
     @property
     def disagreement(self) -> bool:
-        """The two panel reviewers of the candidate decided differently."""
-        return len(self.decisions) >= RELEASE_REVIEWERS and len(set(list(self.decisions.values())[:2])) > 1
+        """One panel conclusion at or above the release level, the other not."""
+        return release_status(dict(list(self.decisions.items())[:2]), None, None, self.level) == "disagreement"
 
 
 def group_decisions(
-    reviews: Iterable[CandidateReview], adjudications: Iterable[ReviewAdjudication] = ()
+    reviews: Iterable[CandidateReview],
+    adjudications: Iterable[ReviewAdjudication] = (),
+    levels: dict[int, str] | None = None,
 ) -> dict[tuple[int, int], CandidateDecisions]:
-    """Reviews grouped by (search id, face id), reviewers in the order they first decided."""
+    """Reviews grouped by (search id, face id), reviewers in the order they first decided; ``levels``: the
+    release level per search id (default: the shipped default)."""
     grouped: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
     for review in sorted(reviews, key=lambda r: r.id):
         grouped[(review.search_id, review.face_id)][review.reviewer_id] = review.decision
     settled = {(a.search_id, a.face_id): a.decision for a in adjudications}
-    return {key: CandidateDecisions(key[0], key[1], decisions, settled.get(key)) for key, decisions in grouped.items()}
+    return {
+        key: CandidateDecisions(
+            key[0], key[1], decisions, settled.get(key), (levels or {}).get(key[0], DEFAULT_RELEASE_LEVEL)
+        )
+        for key, decisions in grouped.items()
+    }
+
+
+def release_levels(ctx: AppContext, records: Iterable[Any]) -> dict[int, str]:
+    """search id -> the release level of the policy it ran under."""
+    from facetrail.governance.policy import policy_of_version
+
+    return {r.id: policy_of_version(ctx, r.policy_version).examination.release_level for r in records}

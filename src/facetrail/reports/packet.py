@@ -41,6 +41,7 @@ from facetrail.reports.common import (
     chain_status,
     group_decisions,
     iso,
+    release_levels,
     thresholds_for,
 )
 from facetrail.storage.models import AuditRecord, CandidateReview, SearchRecord, Unit, User
@@ -76,6 +77,9 @@ class Packet:
 
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+WITHHELD_FROM_EXAMINER = "withheld until your examination of this search is complete"
 
 
 def scope_for(who: Principal) -> PacketScope:
@@ -206,11 +210,11 @@ def _outcome(candidates: list[dict[str, Any]]) -> str:
     if not shown:
         return "no candidate shown (none scored above the similarity floor)"
     if any(c["released"] for c in shown):
-        return f"released lead(s): candidate(s) marked a possible lead by {RELEASE_REVIEWERS} reviewers"
+        return f"released lead(s): {RELEASE_REVIEWERS} examiners concluded at or above the release level"
     if any(c["possible_lead_votes"] for c in shown):
-        return f"possible lead(s) from fewer than {RELEASE_REVIEWERS} reviewers: not released"
+        return f"lead(s) supported by fewer than {RELEASE_REVIEWERS} examiners: not released"
     if any(c["decisions"] for c in shown):
-        return "no lead: every reviewed candidate was rejected or inconclusive"
+        return "no lead: no examined candidate reached the release level with both examiners"
     return "not reviewed"
 
 
@@ -433,7 +437,7 @@ def _collect(
             }
         )
     settled = list(s.execute(select(ReviewAdjudication).where(ReviewAdjudication.search_id.in_(ids))).scalars())
-    decisions = group_decisions(review_rows, settled)
+    decisions = group_decisions(review_rows, settled, release_levels(ctx, records))
     history = _decision_history(s, ids)
     search_audit = _search_audit(s, case_number)
     audit_seq_of = {json.loads(a.details).get("search_id"): a.seq for a in search_audit if a.outcome == "ok"}
@@ -452,8 +456,11 @@ def _collect(
         for r in records
     ]
     if scope.blind_reviewer is not None:
+        examining = _examining(s, scope.blind_reviewer, ids)
         for entry in searches:
             _withhold_undecided(entry, scope.blind_reviewer)
+            if entry["search_id"] in examining:
+                _withhold_for_examiner(entry)
     refused = _refused_attempts(search_audit, scope, actor_units)
     created = [aware(r.created_at) for r in records]
     lead_reports = _lead_reports(ctx, s, records, searches, scope)
@@ -495,6 +502,34 @@ def _lead_reports(
             if c["released"] and c["face_id"] is not None:
                 out.append(collect_lead(ctx, s, record, int(c["face_id"]), include_images=scope.include_probe_images))
     return out
+
+
+def _examining(s: Session, viewer: str, search_ids: list[int]) -> set[int]:
+    """The searches the viewer is examining (an examination task of theirs that is not complete)."""
+    from facetrail.examination.models import ExaminationTask
+
+    return {
+        int(i or 0)
+        for i in s.execute(
+            select(ExaminationTask.search_id)
+            .join(User, User.id == ExaminationTask.reviewer_id)
+            .where(
+                User.username == viewer,
+                ExaminationTask.search_id.in_(search_ids),
+                ExaminationTask.completed_at.is_(None),
+            )
+        ).scalars()
+    }
+
+
+def _withhold_for_examiner(entry: dict[str, Any]) -> None:
+    """Sequential unmasking (docs/examination.md): an examiner whose task is open learns from a packet neither
+    the case story nor anything about the candidates: no ranks, scores or conclusions."""
+    for key in ("offense", "justification"):
+        entry[key] = WITHHELD_FROM_EXAMINER
+    entry["candidates"] = []
+    entry["review_history"] = []
+    entry["outcome"] = "under examination: " + WITHHELD_FROM_EXAMINER
 
 
 def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:

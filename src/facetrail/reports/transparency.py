@@ -37,6 +37,7 @@ from facetrail.reports.common import (
     chain_status,
     configured_model_id,
     group_decisions,
+    release_levels,
     thresholds_for,
 )
 from facetrail.storage.models import AuditRecord, CandidateReview, SearchRecord, Unit, User
@@ -52,7 +53,13 @@ FACE_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {
     "face.delete": lambda d: 1,
 }
 SUBJECT_DELETE_ACTIONS: dict[str, Callable[[dict[str, Any]], int]] = {"subject.delete": lambda d: 1}
-OUTCOMES = ("released lead", "possible lead, not released", "reviewed, no lead", "not reviewed", "no candidate shown")
+OUTCOMES = (
+    "released lead",
+    "possible lead, not released",
+    "reviewed, no lead",
+    "not reviewed",
+    "no candidate shown",
+)
 
 
 @dataclass
@@ -154,7 +161,7 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
     ids = [r.id for r in searches]
     reviews = list(s.execute(select(CandidateReview).where(CandidateReview.search_id.in_(ids))).scalars())
     settled = list(s.execute(select(ReviewAdjudication).where(ReviewAdjudication.search_id.in_(ids))).scalars())
-    grouped = group_decisions(reviews, settled)
+    grouped = group_decisions(reviews, settled, release_levels(ctx, searches))
     floor = ctx.settings.server.similarity_floor
     outcomes: Counter[str] = Counter()
     for r in searches:

@@ -22,7 +22,10 @@ router = APIRouter(include_in_schema=False)
 ROLES = [r.value for r in Role]
 NOTICES = {
     "updated": "Saved.",
-    "grant_pending": "Saved. The new role is a pending role grant: it takes effect only after a second administrator approves it or the waiting period ends (see Role grants).",
+    "grant_pending": (
+        "Saved. The new role is a pending role grant: it takes effect only after a second administrator "
+        "approves it or the waiting period ends (see Role grants)."
+    ),
     "unit": "Unit created.",
     "revoked": "Token revoked.",
     "training": "Training recorded.",

@@ -16,7 +16,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from facetrail.cases import requests
 from facetrail.cases.probe import FaceChoiceRequiredError, ProbeQualityError, SearchRequest, data_url, detect_upload
-from facetrail.cases.reviews import Decision, review_candidate
 from facetrail.cases.searches import (
     candidate_thumbnail,
     get_search,
@@ -27,12 +26,14 @@ from facetrail.cases.searches import (
 )
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL, LABELS
 from facetrail.gallery.browse import list_galleries
 from facetrail.governance import approvals, release, training
 from facetrail.governance.policy import active_policy
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.service.deps import get_ctx
+from facetrail.storage.models import SearchRecord
 from facetrail.web.common import csrf_ok, form_data, render, see_other, web_principal, web_require
 from facetrail.web.probes import (
     PendingProbe,
@@ -55,11 +56,7 @@ FIELDS = (
     "emergency",
     "probe_declaration",
 )
-DECISION_LABELS = {
-    Decision.POSSIBLE_LEAD.value: "Possible lead",
-    Decision.NOT_A_MATCH.value: "Not a match",
-    Decision.INCONCLUSIVE.value: "Inconclusive",
-}
+DECISION_LABELS = {c.value: label for c, label in LABELS.items()}
 PAGE = 50
 
 
@@ -331,6 +328,9 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
         }
     decided = release.decisions_on(ctx, view.search_id)
     settled = release.adjudications_on(ctx, view.search_id)
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, view.search_id)
+        level = release.level_of(ctx, record) if record is not None else DEFAULT_RELEASE_LEVEL
     states = {}
     for c in view.candidates:
         on_candidate = decided.get(c.face_id, {})
@@ -339,7 +339,7 @@ def _release_states(ctx: AppContext, who: Principal, view: Any) -> dict[int, str
         elif len(on_candidate) < release.RELEASE_REVIEWERS:
             states[c.rank] = "awaiting_second"
         else:
-            outcome = release.release_status(on_candidate, view.user_id, settled.get(c.face_id))
+            outcome = release.release_status(on_candidate, view.user_id, settled.get(c.face_id), level)
             states[c.rank] = "agreed" if outcome == "under_review" else outcome
     return states
 
@@ -358,17 +358,3 @@ def search_thumbnail(
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )
-
-
-@router.post("/searches/{search_id}/candidates/{rank}/review")
-def search_review(
-    search_id: int,
-    rank: int,
-    request: Request,
-    ctx: AppContext = Depends(get_ctx),
-    who: Principal = Depends(web_principal),
-    form: FormData = Depends(form_data),
-) -> Response:
-    csrf_ok(request, form)
-    review_candidate(ctx, who, search_id, rank, str(form.get("decision") or ""), str(form.get("notes") or ""))
-    return see_other(f"/searches/{search_id}?done=review#candidate-{rank}")

@@ -106,11 +106,6 @@ class SearchPageOut(BaseModel):
     items: list[SearchOut]
 
 
-class ReviewIn(BaseModel):
-    decision: Literal["possible_lead", "not_a_match", "inconclusive"]
-    notes: str = Field("", max_length=5000)
-
-
 def search_out(v: SearchView) -> SearchOut:
     candidates = None
     if v.candidates is not None:
@@ -251,21 +246,6 @@ def list_reviews(
     search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(can_view)
 ) -> list[ReviewOut]:
     return [ReviewOut(**r) for r in reviews.list_reviews(ctx, who, search_id)]
-
-
-@router.put(
-    "/{search_id}/candidates/{rank}/review",
-    response_model=ReviewOut,
-    summary="Record a reviewer's decision on one candidate (same unit, not the searcher; audited)",
-)
-def review_candidate(
-    search_id: IdPath,
-    rank: RankPath,
-    body: ReviewIn,
-    ctx: AppContext = Depends(get_ctx),
-    who: Principal = Depends(require(Permission.REVIEW_DECIDE)),
-) -> ReviewOut:
-    return ReviewOut(**reviews.review_candidate(ctx, who, search_id, rank, body.decision, body.notes))
 
 
 class AdjudicationIn(BaseModel):

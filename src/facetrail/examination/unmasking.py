@@ -1,0 +1,48 @@
+"""What the search view, search history and case packets may tell an examiner (sequential unmasking).
+
+Guaranteed: a reviewer who is examining a search (an examination task of theirs that is not complete) — or who
+may still be assigned to it (it lacks examiners) — is told neither its case story (offense, justification) nor
+anything about its candidates beyond what the examination itself shows. Candidates in the search view are
+governed by governance.release (a reviewer sees only those they have concluded on).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from facetrail.context import AppContext
+from facetrail.examination.models import ExaminationTask
+from facetrail.policy.principal import Principal
+from facetrail.policy.roles import Permission
+
+EXAMINERS = 2
+WITHHELD = "withheld until your examination of this search is complete"
+
+
+def examination_state(ctx: AppContext, search_ids: list[int]) -> dict[int, dict[int, bool]]:
+    """search id -> reviewer id -> whether their task on it is complete."""
+    if not search_ids:
+        return {}
+    with ctx.db.read() as s:
+        rows = s.execute(
+            select(ExaminationTask.search_id, ExaminationTask.reviewer_id, ExaminationTask.completed_at).where(
+                ExaminationTask.search_id.in_(search_ids)
+            )
+        ).all()
+    out: dict[int, dict[int, bool]] = {}
+    for search_id, reviewer_id, completed in rows:
+        if search_id is None:
+            continue
+        out.setdefault(int(search_id), {})[int(reviewer_id)] = completed is not None
+    return out
+
+
+def story_withheld(who: Principal, state: dict[int, bool]) -> bool:
+    """Whether the case story of a search with this examination ``state`` is withheld from the caller: from a
+    reviewer whose own task on it is open, or who may yet be assigned (the search lacks examiners)."""
+    if not who.can(Permission.REVIEW_DECIDE) or who.can(Permission.SEARCH_VIEW_OWN):
+        return False
+    mine = state.get(who.user_id if who.user_id is not None else -1)
+    if mine is not None:
+        return not mine
+    return len(state) < EXAMINERS
