@@ -341,12 +341,16 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
             make_lead_report(ctx, world.users[who], world.search_id, rank)
         assert err.value.code == code
 
-    # the case's disclosure packet carries the lead report
-    packet = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita), render=render_pdf)
+    # the case's disclosure packet carries the lead report (here the auditor's; an examiner whose task is still
+    # open is told nothing of the search in a packet: sequential unmasking)
+    packet = collect_packet(ctx, CASE, actor=aud.actor, scope=scope_for(aud), render=render_pdf)
     assert packet.data["summary"]["lead_reports"] == 1
     assert packet.rendered is not None
     packet_text = _text(packet.rendered)
     assert "Investigative lead report" in packet_text and "NOT A POSITIVE IDENTIFICATION" in packet_text
+    assert "What must still be corroborated" in packet_text and _probe_sha(world) in packet_text
+    mine = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita))
+    assert mine.data["lead_reports"] == []
 
 
 def test_transparency_counts_disagreement_neutral_and_not_suitable(world: World) -> None:

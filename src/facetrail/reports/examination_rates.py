@@ -61,7 +61,7 @@ def examination_rows(session: Session, low: dt.datetime, high: dt.datetime) -> l
             counts[unit]["conclusions"] += 1
             counts[unit]["neutral"] += int(conclusion == Conclusion.NEUTRAL.value)
             counts[unit]["not_suitable"] += int(conclusion == Conclusion.NOT_SUITABLE.value)
-            by_candidate[(search_id, face_id)].append(conclusion)
+            by_candidate[(search_id, face_id)].append(str(conclusion))
         for task_id, suitable in session.execute(
             select(ProbeAnalysisRecord.task_id, ProbeAnalysisRecord.suitable).where(
                 ProbeAnalysisRecord.task_id.in_(list(tasks))

@@ -84,7 +84,9 @@ def _display_jpeg(data: bytes | None, ctx: AppContext) -> str | None:
     height, width = pixels.shape[:2]
     scale = min(1.0, DISPLAY_MAX_SIDE / max(height, width))
     if scale < 1.0:
-        pixels = cv2.resize(pixels, (max(1, int(width * scale)), max(1, int(height * scale))), cv2.INTER_AREA)
+        pixels = cv2.resize(
+            pixels, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA
+        )
     ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 88])
     return base64.b64encode(jpeg.tobytes()).decode("ascii") if ok else None
 
