@@ -115,7 +115,8 @@ def test_operations_that_add_content_are_refused(
         r = client.post(f"/api/v1/examinations/{examined['tasks'][examined['first']]}/enhancements", json=body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "enhancement_invalid"
-    assert _audited(world, "enhancement.create", "refused")[-1]["details"]["error"]["code"] == "enhancement_invalid"
+    codes = {rec["details"]["error"]["code"] for rec in _audited(world, "enhancement.create", "refused")}
+    assert "enhancement_invalid" in codes
 
 
 def test_no_route_deletes_or_rewrites_an_original_or_an_enhancement(world: GovWorld, examined: dict[str, Any]) -> None:
@@ -150,7 +151,7 @@ def test_a_tampered_log_is_caught_by_replay(world: GovWorld, examined: dict[str,
     assert r.status_code == 200, r.text
     assert r.json()["identical"] is False and r.json()["replayed_sha256"] != strong["sha256"]
     failed = _audited(world, "enhancement.replay", "failed")
-    assert failed and failed[-1]["details"]["sha256"] == strong["sha256"]
+    assert strong["sha256"] in {rec["details"]["sha256"] for rec in failed}
     # and the creation's audit record, in the hash-chained log, still says what was really done
     created = [
         rec
@@ -187,7 +188,8 @@ def test_a_swapped_original_is_refused_not_enhanced(world: GovWorld, examined: d
             assert r.status_code == 409, r.text
     finally:
         path.write_bytes(saved)
-    assert _audited(world, "enhancement.create", "refused")[-1]["details"]["error"]["code"] == "original_altered"
+    codes = {rec["details"]["error"]["code"] for rec in _audited(world, "enhancement.create", "refused")}
+    assert "original_altered" in codes
 
 
 def _edited(name: str) -> tuple[str, bytes, str]:
@@ -208,9 +210,12 @@ def test_an_honestly_declared_edited_probe_is_refused_and_audited(world: GovWorl
             data={**SEARCH_FIELDS, "probe_declaration": "edited"},
         )
     assert r.status_code == 400 and r.json()["error"]["code"] == "probe_declaration_refused", r.text
-    refused = _audited(world, "search", "refused")[-1]
-    assert refused["actor"] == "user:inv"
-    assert refused["details"]["error"]["code"] == "probe_declaration_refused"
+    refused = [
+        rec
+        for rec in _audited(world, "search", "refused")
+        if rec["details"]["error"]["code"] == "probe_declaration_refused"
+    ]
+    assert refused and refused[0]["actor"] == "user:inv"
 
 
 def test_an_edited_probe_declared_original_is_not_detectable_but_is_on_record(world: GovWorld) -> None:
