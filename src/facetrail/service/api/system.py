@@ -6,7 +6,8 @@
   by the check itself, O(changes)). 503 ``not_ready`` until then: send it no searches.
 
 Including this router also loads every gallery's index in the background when the server starts (so the first
-search does not pay for it) and saves unsaved index snapshots when it stops.
+search does not pay for it), runs the full index check every ``cluster.index_check_hours``
+(gallery/index_check.py) and saves unsaved index snapshots when it stops.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import facetrail
+from facetrail.gallery.index_check import IndexCheckScheduler
 from facetrail.gallery.index_sync import flush_indexes
 from facetrail.service.errors import error_body
 from facetrail.service.readiness import IndexWarmup, readiness
@@ -37,10 +39,14 @@ async def _indexes(app: FastAPI) -> AsyncIterator[None]:
     warmup = IndexWarmup(app.state.ctx)
     app.state.index_warmup = warmup
     threading.Thread(target=warmup.run, name="facetrail-index-warmup", daemon=True).start()
+    checks = IndexCheckScheduler(app.state.ctx)
+    checks.start()
+    app.state.index_check_scheduler = checks
     try:
         yield
     finally:
         warmup.stop()
+        checks.stop()
         try:
             flush_indexes(app.state.ctx)  # a restart replays less of the change log
         except Exception:  # the snapshot is an optimisation: a stale one is caught up at the next start

@@ -578,7 +578,7 @@
     });
   }
 
-  if (panel) {
+  if (panel && panel.dataset.api && panel.querySelector("form")) {
     const form = panel.querySelector("form");
     const opSelect = panel.querySelector("[data-enhance-operation]");
     const paramsBox = panel.querySelector("[data-enhance-params]");
