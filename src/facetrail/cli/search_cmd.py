@@ -31,6 +31,10 @@ def search_command(
     show_faces: Annotated[
         bool, typer.Option("--faces", help="Expand each candidate subject into its enrolled faces, best first.")
     ] = False,
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -51,6 +55,7 @@ def search_command(
             justification=reason,
             candidates=candidates,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_search(ctx, who, probe, request)
     rows = view.candidates or []
@@ -127,6 +132,10 @@ def verify_subject_command(
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -146,6 +155,7 @@ def verify_subject_command(
             legal_basis=legal_basis,
             justification=reason,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_subject_check(ctx, who, probe, request, subject)
     released = [

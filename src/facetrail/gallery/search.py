@@ -347,6 +347,7 @@ def search_gallery(
     legal_basis: str | None = None,
     analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
     similarity_floor: float | None = None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery.
 
@@ -364,7 +365,12 @@ def search_gallery(
         "candidates_requested": candidates,
         "face_index": face_index,
     }
-    scope = {"user_id": user_id, "unit_id": unit_id, "legal_basis": legal_basis}
+    scope = {
+        "user_id": user_id,
+        "unit_id": unit_id,
+        "legal_basis": legal_basis,
+        "probe_declaration": probe_declaration,
+    }
     if legal_basis is not None:
         attempted["legal_basis"] = legal_basis
     try:
@@ -483,6 +489,7 @@ def _record(
                 reason=purpose.reason,
                 probe_sha256=image.sha256,
                 probe_stored=probe_stored,
+                probe_declaration=scope.get("probe_declaration") or "original",
                 face_index=face_index,
                 faces_in_probe=faces_in_probe,
                 model_id=model_id,
@@ -539,6 +546,7 @@ def _record(
                     "index_kind": ctx.settings.index.kind,
                     "probe_sha256": image.sha256,
                     "probe_stored": probe_stored,
+                    "probe_declaration": record.probe_declaration,
                     "face_index": face_index,
                     "faces_in_probe": faces_in_probe,
                     "candidates_requested": k,
@@ -627,6 +635,7 @@ def search_subject(
     unit_id: int | None,
     legal_basis: str | None,
     similarity_floor: float | None = None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Compare the probe's face with one named subject's enrolled faces, recorded as a search of kind
     'verify_subject' whose candidate list is that subject (scored over all of its faces, its best face shown),
@@ -669,6 +678,7 @@ def search_subject(
         {
             "user_id": user_id,
             "unit_id": unit_id,
+            "probe_declaration": probe_declaration,
             "legal_basis": legal_basis,
             "kind": "verify_subject",
             "subject": subject_id,
