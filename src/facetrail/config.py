@@ -44,6 +44,19 @@ class DetectionSettings(BaseModel):
     )
     tile_size: int = Field(1280, description="Tile side for the small-face pass on large images.")
     tile_overlap: int = Field(160, description="Overlap between tiles, in pixels of the rescaled image.")
+    upright_roll_deg: float = Field(
+        0.0,
+        description="Re-detect a face whose eye line is tilted more than this many degrees on a copy turned "
+        "upright, for landmarks that follow the head (0: off; docs/accuracy.md has the measurements).",
+    )
+    upright_gain: float = Field(
+        2.0, description="Turn the copy by this multiple of the measured roll (YuNet's landmarks turn ~half as much)."
+    )
+    small_face_upscale_eye_px: float = Field(
+        0.0,
+        description="Re-detect a face with fewer pixels than this between the eyes on an enlarged copy of it "
+        "(0: off; docs/accuracy.md has the measurements).",
+    )
 
 
 class QualitySettings(BaseModel):
@@ -77,6 +90,14 @@ class EmbeddingSettings(BaseModel):
 class VerifySettings(BaseModel):
     target_fmr: float = Field(
         1e-3, description="The decision threshold is the calibrated score whose false-match rate is this."
+    )
+
+
+class AccuracySettings(BaseModel):
+    differentials_report: str = Field(
+        "",
+        description="Path of the latest 'facetrail eval identify --groups' result (groups-<model>.json); the "
+        "transparency report includes it. Empty: the report says no differentials run is on file.",
     )
 
 
@@ -350,6 +371,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     verify: VerifySettings = VerifySettings()
+    accuracy: AccuracySettings = AccuracySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
     governance: GovernanceSettings = GovernanceSettings()

@@ -86,7 +86,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/searches/{search_id}"): frozenset({INV, REV, AUD}),
     ("GET", "/api/v1/searches/{search_id}/candidates/{rank}/thumbnail"): frozenset({INV, REV}),
     ("GET", "/api/v1/searches/{search_id}/reviews"): frozenset({INV, REV, AUD}),
-    ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/method"): EVERYONE,
+    ("GET", "/api/v1/examinations"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/proficiency"): frozenset({REV, AUD, ADM}),
+    ("GET", "/api/v1/examinations/{task_id}"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/probe/image"): frozenset({REV}),
+    ("POST", "/api/v1/examinations/{task_id}/probe-analysis"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates/{handle}"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates/{handle}/photos/{index}"): frozenset({REV}),
+    ("PUT", "/api/v1/examinations/{task_id}/candidates/{handle}/checklist"): frozenset({REV}),
+    ("POST", "/api/v1/examinations/{task_id}/candidates/{handle}/conclusion"): frozenset({REV}),
     ("GET", "/api/v1/audit/records"): frozenset({AUD}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUD}),
     ("GET", "/api/v1/audit/export"): frozenset({AUD}),
@@ -146,6 +156,9 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "passkey_id": "999999",
         "alert_id": "999999",
         "item_id": "999999",
+        "task_id": "nosuchtask00",
+        "handle": "nosuchhandle",
+        "index": "0",
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -185,7 +198,11 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
                 "justification": "role matrix",
             },
         },
-        ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
+        ("POST", "/api/v1/examinations/{task_id}/probe-analysis"): {"json": {"quality": {}, "suitable": True}},
+        ("PUT", "/api/v1/examinations/{task_id}/candidates/{handle}/checklist"): {"json": {"marks": {}}},
+        ("POST", "/api/v1/examinations/{task_id}/candidates/{handle}/conclusion"): {
+            "json": {"conclusion": "neutral", "reasoning": "role matrix", "limitations": "none"}
+        },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/adjudication"): {
             "json": {"decision": "not_a_match", "reason": "role matrix"}
         },

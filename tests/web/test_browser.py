@@ -495,6 +495,7 @@ def test_second_reviewer_concludes_blind_and_releases_the_lead(
     assert "Moderate support for same source by another reviewer" in reviews  # never who the other was
     assert "Strong support for same source by frank" in reviews and "bob" not in reviews
     assert first.get_by_test_id("release-state").inner_text().startswith("released lead")
+    assert "conclusions are final" in first.inner_text()
     shoot(page, screenshots, "43-lead-released")
     no_csp_violations(page)
     page.context.close()

@@ -115,7 +115,7 @@ def _require_reviewer(ctx: AppContext, who: Principal, action: str, target: str)
 def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[int]:
     """Reviewers who may examine ``record``: its unit's active reviewers, never the searcher, not yet assigned;
     the policy's named adjudicators only when nobody else is eligible (they settle disagreements)."""
-    adjudicators = set(policy_of_version(ctx, record.policy_version).review.adjudicators)
+    adjudicators = set(active_policy(ctx).review.adjudicators)
     with ctx.db.read() as s:
         rows = s.execute(
             select(User.id, User.username).where(
@@ -812,6 +812,8 @@ def save_checklist(
         )
     except fiswg.ChecklistError as exc:
         raise refuse(ctx, who, action, target, BadInputError(str(exc), field=exc.field)) from None
+    except BadInputError as exc:
+        raise refuse(ctx, who, action, target, exc) from None
     if row.conclusion is not None:
         raise refuse(
             ctx, who, action, target, ConclusionFinalError("the conclusion is recorded: its checklist is final")

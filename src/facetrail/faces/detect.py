@@ -132,8 +132,50 @@ def detect_faces(image_bgr: np.ndarray, detector: FaceDetector, settings: Detect
         scale2 = min(1.0, settings.small_face_eye_px / settings.min_eye_distance_px)
         found += _detect_tiled(image_bgr, detector, scale2, settings.tile_size, settings.tile_overlap)
     merged = _nms(found, settings.nms_threshold)
+    if settings.upright_roll_deg > 0 or settings.small_face_upscale_eye_px > 0:
+        merged = [_refine(image_bgr, detector, f, settings) for f in merged]
     merged.sort(key=lambda f: f.area, reverse=True)
     return merged
+
+
+REFINE_EYE_PX = 40.0  # inter-eye distance of a small face after enlarging it for the refining pass
+
+
+def _refine(
+    image_bgr: np.ndarray, detector: FaceDetector, face: DetectedFace, settings: DetectionSettings
+) -> DetectedFace:
+    """The face re-detected on an upright and/or enlarged copy of its neighbourhood, mapped back to the image.
+
+    Only the landmarks, box and score change; a face the second pass does not find is kept as it was.
+    """
+    pts = face.landmarks.astype(np.float64)
+    dx, dy = pts[1] - pts[0]
+    roll = math.degrees(math.atan2(dy, dx))
+    eye = math.hypot(dx, dy)
+    turn = settings.upright_roll_deg > 0 and abs(roll) > settings.upright_roll_deg
+    enlarge = 0 < eye < settings.small_face_upscale_eye_px
+    if not (turn or enlarge):
+        return face
+    angle = roll * settings.upright_gain if turn else 0.0
+    scale = REFINE_EYE_PX / eye if enlarge else 1.0
+    x, y, w, h = face.box
+    centre = (x + w / 2.0, y + h / 2.0)
+    side = math.ceil(max(w, h) * scale * 2.2)
+    m = cv2.getRotationMatrix2D(centre, angle, scale)  # positive angle turns the picture anticlockwise
+    m[:, 2] += np.array([side / 2.0 - centre[0], side / 2.0 - centre[1]])
+    flags = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_LINEAR
+    work = cv2.warpAffine(image_bgr, m, (side, side), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    found = detector.detect_raw(work)
+    if not found:
+        return face
+    best = min(found, key=lambda f: math.hypot(f.box[0] + f.box[2] / 2 - side / 2, f.box[1] + f.box[3] / 2 - side / 2))
+    inverse = cv2.invertAffineTransform(m)
+    landmarks = (best.landmarks.astype(np.float64) @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
+    bx, by, bw, bh = best.box
+    corners = np.array([[bx, by], [bx + bw, by], [bx, by + bh], [bx + bw, by + bh]]) @ inverse[:, :2].T + inverse[:, 2]
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    return DetectedFace(box=box, landmarks=landmarks, score=best.score)
 
 
 def _resize(image_bgr: np.ndarray, scale: float) -> np.ndarray:

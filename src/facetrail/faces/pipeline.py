@@ -16,6 +16,7 @@ from facetrail.faces.decode import decode_image, read_image_bytes
 from facetrail.faces.detect import FaceDetector, detect_faces, make_detector
 from facetrail.faces.embed import make_embedder
 from facetrail.faces.quality import assess_quality
+from facetrail.faces.quality_expectations import QualityExpectations, load_expectations
 from facetrail.faces.types import DecodedImage, DetectedFace, Embedding, FaceEmbedder, QualityReport
 
 # The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
@@ -75,6 +76,11 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
+    @property
+    def expectations(self) -> QualityExpectations | None:
+        """The quality expectation table shipped for this model (None if none ships for these weights)."""
+        return load_expectations(self.model_id)
+
     def decode(self, data: bytes) -> DecodedImage:
         return decode_image(data, self.settings.images)
 
@@ -91,7 +97,9 @@ class FacePipeline:
         out = []
         for i, (face, crop) in enumerate(zip(faces, crops, strict=True)):
             emb = Embedding(vector=vectors[i], model_id=self.model_id) if vectors is not None else None
-            out.append(AnalyzedFace(i, face, assess_quality(face, crop, self.settings.quality), crop, emb))
+            out.append(
+                AnalyzedFace(i, face, assess_quality(face, crop, self.settings.quality, self.expectations), crop, emb)
+            )
         return out
 
     def analyze_one(self, image: DecodedImage, face_index: int | None = None) -> tuple[AnalyzedFace, int]:
@@ -108,7 +116,7 @@ class FacePipeline:
         face = faces[index]
         crop = self.embedder.aligned_crop(image.pixels, face)
         vector = self.embedder.embed(image.pixels, [face])[0]
-        quality = assess_quality(face, crop, self.settings.quality)
+        quality = assess_quality(face, crop, self.settings.quality, self.expectations)
         return AnalyzedFace(index, face, quality, crop, Embedding(vector, self.model_id)), len(faces)
 
 

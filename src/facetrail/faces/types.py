@@ -61,11 +61,14 @@ class QualityReport:
     pitch_deg: float
     roll_deg: float
     detection_score: float
+    # what LFW probes of this quality did (faces.quality_expectations; empty when no table ships for the model)
+    expectations: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "verdict": self.verdict,
             "reasons": list(self.reasons),
+            "expectations": list(self.expectations),
             "measures": {
                 "eye_distance_px": round(self.eye_distance_px, 2),
                 "sharpness": round(self.sharpness, 2),

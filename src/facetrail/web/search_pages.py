@@ -44,6 +44,7 @@ from facetrail.web.probes import (
     searched_face,
     take_probe,
 )
+from facetrail.web.quality_note import attach_quality_note, read_quality_note
 
 router = APIRouter(include_in_schema=False)
 FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
@@ -238,7 +239,8 @@ def search_run(
         return _form_page(request, ctx, who, f, 422, f"Refused: {exc.message}")
     take_probe(ctx, token, who.user_id)
     if view.probe_face is not None:
-        remember_searched_face(ctx, view.search_id, view.probe_face.aligned_jpeg)
+        jpeg = attach_quality_note(view.probe_face.aligned_jpeg, view.probe_face.quality)
+        remember_searched_face(ctx, view.search_id, jpeg)
     return see_other(f"/searches/{view.search_id}")
 
 
@@ -294,6 +296,7 @@ def search_result(
         title=f"Search {search_id}",
         s=view,
         probe=data_url(probe_jpeg) if probe_jpeg else None,
+        probe_expectations=read_quality_note(probe_jpeg),
         may_review=who.can(Permission.REVIEW_DECIDE) and not own,
         decisions=DECISION_LABELS,
         mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
