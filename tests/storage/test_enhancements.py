@@ -411,3 +411,12 @@ def test_a_policy_that_accepts_sketches_records_the_declaration(world: World) ->
     with pytest.raises(FaceTrailError) as err:  # still not an edited one
         run_search(ctx, inv, OBAMA2.read_bytes(), search_request(probe_declaration="edited"))
     assert err.value.code == "probe_declaration_refused"
+
+
+def test_the_declaration_is_shown_to_the_examiner_only_after_the_probe_analysis(world: World) -> None:
+    ctx, rita = world.ctx, world.users["rita"]
+    with ctx.db.transaction() as s:
+        s.execute(update(SearchRecord).where(SearchRecord.id == world.search_id).values(probe_declaration="edited"))
+    assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] is None
+    _analyse(world, "rita")
+    assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] == "edited"
