@@ -82,6 +82,7 @@ class SearchView:
     similarity_floor: float
     candidates: list[CandidateView] | None
     reviews_count: int
+    probe_declaration: str = "original"  # what the searcher declared the probe to be
     notice: str = LEADS_NOTICE
     kind: str = "search"  # or 'verify_subject': a 1:1 check of a named subject
     gallery_size: int | None = None  # known right after the search only
@@ -223,6 +224,7 @@ def run_search(
             unit_id=who.unit_id,
             legal_basis=req.legal_basis,
             analyzed=analyzed,
+            probe_declaration=req.probe_declaration,
         )
     hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     view = get_search(ctx, who, result.search_id, audit=False)
@@ -263,6 +265,7 @@ def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: Search
             user_id=who.user_id,
             unit_id=who.unit_id,
             legal_basis=req.legal_basis,
+            probe_declaration=req.probe_declaration,
         )
     hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     return get_search(ctx, who, result.search_id, audit=False)
@@ -349,6 +352,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         candidates=candidates,
         kind=record.kind,
         reviews_count=release.visible_review_count(ctx, who, record, reviews),
+        probe_declaration=record.probe_declaration,
     )
 
 
@@ -458,6 +462,7 @@ def list_searches(
                     candidates=None,
                     kind=record.kind,
                     reviews_count=shown_count,
+                    probe_declaration=record.probe_declaration,
                 )
             )
     return SearchPage(total=int(total), items=items)

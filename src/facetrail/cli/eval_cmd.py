@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from facetrail.cli.common import fail
+from facetrail.cli.common import DeviceOption, apply_device, fail
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ def lfw(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
     folds: Annotated[int, typer.Option("--folds", help="Use only the first N folds (quick checks).", min=2)] = 10,
     degrade: DEGRADE_OPTION = None,
     seed: SEED_OPTION = 0,
@@ -126,6 +127,10 @@ def lfw(
     from facetrail.evaluation.plots import plot_det, plot_roc
     from facetrail.evaluation.verification import roc_points, verify_pairs
 
+    try:
+        apply_device(device)
+    except FaceTrailError as exc:
+        fail(exc, as_json)
     if degrade is not None or pairs_per_fold is not None:
         _lfw_degraded(
             data, model, flip, out, as_json, workers, cache_dir, folds, degrade or "clean", seed, pairs_per_fold
@@ -383,6 +388,7 @@ def identify(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
     degrade: DEGRADE_OPTION = None,
     seed: SEED_OPTION = 0,
     probes_every: Annotated[
@@ -405,6 +411,7 @@ def identify(
     from facetrail.evaluation.plots import plot_cmc
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
@@ -564,12 +571,14 @@ def calibrate(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
 ) -> None:
     """Build a model's calibration table from every different-person image pair in LFW."""
     from facetrail.evaluation.calibrate import calibrate as build
     from facetrail.evaluation.lfw import all_images, open_lfw
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight

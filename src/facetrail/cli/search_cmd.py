@@ -28,6 +28,10 @@ def search_command(
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -47,6 +51,7 @@ def search_command(
             justification=reason,
             candidates=candidates,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_search(ctx, who, probe, request)
     rows = view.candidates or []
@@ -115,6 +120,10 @@ def verify_subject_command(
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -134,6 +143,7 @@ def verify_subject_command(
             legal_basis=legal_basis,
             justification=reason,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_subject_check(ctx, who, probe, request, subject)
     released = [

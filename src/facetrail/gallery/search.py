@@ -270,6 +270,7 @@ def search_gallery(
     unit_id: int | None = None,
     legal_basis: str | None = None,
     analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery.
 
@@ -285,7 +286,12 @@ def search_gallery(
         "candidates_requested": candidates,
         "face_index": face_index,
     }
-    scope = {"user_id": user_id, "unit_id": unit_id, "legal_basis": legal_basis}
+    scope = {
+        "user_id": user_id,
+        "unit_id": unit_id,
+        "legal_basis": legal_basis,
+        "probe_declaration": probe_declaration,
+    }
     if legal_basis is not None:
         attempted["legal_basis"] = legal_basis
     try:
@@ -356,6 +362,7 @@ def _record(
                 reason=purpose.reason,
                 probe_sha256=image.sha256,
                 probe_stored=probe_stored,
+                probe_declaration=scope.get("probe_declaration") or "original",
                 face_index=face_index,
                 faces_in_probe=faces_in_probe,
                 model_id=model_id,
@@ -406,6 +413,7 @@ def _record(
                     "index_kind": ctx.settings.index.kind,
                     "probe_sha256": image.sha256,
                     "probe_stored": probe_stored,
+                    "probe_declaration": record.probe_declaration,
                     "face_index": face_index,
                     "faces_in_probe": faces_in_probe,
                     "candidates_requested": k,
@@ -466,6 +474,7 @@ def search_subject(
     user_id: int | None,
     unit_id: int | None,
     legal_basis: str | None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Compare the probe's face with one named subject's enrolled faces, recorded as a search of kind
     'verify_subject' whose candidate list is that subject's best-scoring face, or empty when the gallery holds
@@ -510,6 +519,7 @@ def search_subject(
         {
             "user_id": user_id,
             "unit_id": unit_id,
+            "probe_declaration": probe_declaration,
             "legal_basis": legal_basis,
             "kind": "verify_subject",
             "subject": subject_id,

@@ -463,6 +463,7 @@ def _collect(
                 _withhold_for_examiner(entry)
     refused = _refused_attempts(search_audit, scope, actor_units)
     created = [aware(r.created_at) for r in records]
+    lead_reports = _lead_reports(ctx, s, records, searches, scope)
     return {
         "kind": "disclosure_packet",
         "format_version": FORMAT_VERSION,
@@ -481,10 +482,26 @@ def _collect(
             "searches_without_candidates_shown": sum(1 for e in searches if e["candidates_shown"] == 0),
             "review_decisions": sum(len(e["review_history"]) for e in searches),
             "refused_attempts": len(refused),
+            "lead_reports": len(lead_reports),
         },
         "searches": searches,
         "refused_attempts": refused,
+        "lead_reports": lead_reports,
     }
+
+
+def _lead_reports(
+    ctx: AppContext, s: Session, records: list[SearchRecord], searches: list[dict[str, Any]], scope: PacketScope
+) -> list[dict[str, Any]]:
+    """An investigative lead report (reports/lead_report.py) for every released lead of the case's searches."""
+    from facetrail.reports.lead_report import collect_lead
+
+    out = []
+    for record, entry in zip(records, searches, strict=True):
+        for c in entry["candidates"]:
+            if c["released"] and c["face_id"] is not None:
+                out.append(collect_lead(ctx, s, record, int(c["face_id"]), include_images=scope.include_probe_images))
+    return out
 
 
 def _examining(s: Session, viewer: str, search_ids: list[int]) -> set[int]:

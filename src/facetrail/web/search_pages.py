@@ -47,7 +47,16 @@ from facetrail.web.probes import (
 from facetrail.web.quality_note import attach_quality_note, read_quality_note
 
 router = APIRouter(include_in_schema=False)
-FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
+FIELDS = (
+    "gallery",
+    "case_number",
+    "offense",
+    "legal_basis",
+    "justification",
+    "candidates",
+    "emergency",
+    "probe_declaration",
+)
 DECISION_LABELS = {c.value: label for c, label in LABELS.items()}
 PAGE = 50
 
@@ -208,6 +217,7 @@ def search_run(
         justification=f["justification"],
         candidates=candidates,
         face_index=int(choice),
+        probe_declaration=f.get("probe_declaration") or "original",
     )
     mode = _mode(ctx, f)
     try:

@@ -71,6 +71,7 @@ class ProbeOut(BaseModel):
     stored: bool
     face_index: int
     faces_detected: int
+    declaration: str = Field("original", description="What the searcher declared the probe to be")
 
 
 class SearchOut(BaseModel):
@@ -135,7 +136,11 @@ def search_out(v: SearchView) -> SearchOut:
         legal_basis=v.legal_basis,
         justification=v.justification,
         probe=ProbeOut(
-            sha256=v.probe_sha256, stored=v.probe_stored, face_index=v.face_index, faces_detected=v.faces_in_probe
+            sha256=v.probe_sha256,
+            stored=v.probe_stored,
+            face_index=v.face_index,
+            faces_detected=v.faces_in_probe,
+            declaration=v.probe_declaration,
         ),
         probe_face=face_out(v.probe_face) if v.probe_face else None,
         candidates_requested=v.candidates_requested,
@@ -176,6 +181,13 @@ def run_search(
             "others are refused (400, audited)"
         ),
     ] = 20,
+    probe_declaration: Annotated[
+        str,
+        Form(
+            max_length=40,
+            description="What the probe is: original | edited | composite_sketch (the policy may refuse the last two)",
+        ),
+    ] = "original",
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SearchOut:
@@ -188,6 +200,7 @@ def run_search(
         justification=justification,
         candidates=candidates,
         face_index=face_index,
+        probe_declaration=probe_declaration,
     )
     return search_out(searches.run_search(ctx, who, data, request))
 
