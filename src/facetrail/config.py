@@ -44,6 +44,19 @@ class DetectionSettings(BaseModel):
     )
     tile_size: int = Field(1280, description="Tile side for the small-face pass on large images.")
     tile_overlap: int = Field(160, description="Overlap between tiles, in pixels of the rescaled image.")
+    upright_roll_deg: float = Field(
+        0.0,
+        description="Re-detect a face whose eye line is tilted more than this many degrees on a copy turned "
+        "upright, for landmarks that follow the head (0: off; docs/accuracy.md has the measurements).",
+    )
+    upright_gain: float = Field(
+        2.0, description="Turn the copy by this multiple of the measured roll (YuNet's landmarks turn ~half as much)."
+    )
+    small_face_upscale_eye_px: float = Field(
+        0.0,
+        description="Re-detect a face with fewer pixels than this between the eyes on an enlarged copy of it "
+        "(0: off; docs/accuracy.md has the measurements).",
+    )
 
 
 class QualitySettings(BaseModel):
@@ -67,6 +80,12 @@ class EmbeddingSettings(BaseModel):
         True, description="Average the embedding of the face and its mirror image (measured: see docs/accuracy.md)."
     )
     onnx_threads: int = Field(1, description="Threads per ONNX session (parallelism comes from processes).")
+    batch_faces: int = Field(
+        16,
+        ge=1,
+        description="Most faces per embedder forward pass when several images are analysed together (bulk "
+        "enrolment, evaluation); with flip averaging the pass holds twice as many crops.",
+    )
     backend: str = Field(
         "opencv",
         description="Runtime for ONNX embedders: 'opencv' (OpenCV DNN; 1.5× faster for SFace here, same vectors) "
@@ -74,9 +93,28 @@ class EmbeddingSettings(BaseModel):
     )
 
 
+class ComputeSettings(BaseModel):
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="Where the detector and embedder run: 'cpu' (default) or 'cuda' (ONNX Runtime's CUDA "
+        "execution provider; needs onnxruntime-gpu and an NVIDIA GPU, else every analysis fails with "
+        "device_unavailable). Same weights and model id either way. `index rebuild --device cuda` also trains "
+        "approximate indexes' coarse quantiser on the GPU (needs faiss with GPU support).",
+    )
+    cuda_device_id: int = Field(0, ge=0, description="Which GPU, when device is 'cuda'.")
+
+
 class VerifySettings(BaseModel):
     target_fmr: float = Field(
         1e-3, description="The decision threshold is the calibrated score whose false-match rate is this."
+    )
+
+
+class AccuracySettings(BaseModel):
+    differentials_report: str = Field(
+        "",
+        description="Path of the latest 'facetrail eval identify --groups' result (groups-<model>.json); the "
+        "transparency report includes it. Empty: the report says no differentials run is on file.",
     )
 
 
@@ -349,7 +387,9 @@ class Settings(BaseSettings):
     detection: DetectionSettings = DetectionSettings()
     quality: QualitySettings = QualitySettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
+    compute: ComputeSettings = ComputeSettings()
     verify: VerifySettings = VerifySettings()
+    accuracy: AccuracySettings = AccuracySettings()
     index: IndexSettings = IndexSettings()
     retention: RetentionSettings = RetentionSettings()
     governance: GovernanceSettings = GovernanceSettings()

@@ -115,7 +115,7 @@ def _require_reviewer(ctx: AppContext, who: Principal, action: str, target: str)
 def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[int]:
     """Reviewers who may examine ``record``: its unit's active reviewers, never the searcher, not yet assigned;
     the policy's named adjudicators only when nobody else is eligible (they settle disagreements)."""
-    adjudicators = set(policy_of_version(ctx, record.policy_version).review.adjudicators)
+    adjudicators = set(active_policy(ctx).review.adjudicators)
     with ctx.db.read() as s:
         rows = s.execute(
             select(User.id, User.username).where(
@@ -515,7 +515,14 @@ def task_dict(ctx: AppContext, task: _Task) -> dict[str, Any]:
         "candidates_total": len(rows) if analysis is not None else None,
         "candidates_concluded": sum(1 for r in rows if r.conclusion is not None),
         "case": _case(task),
+        "probe_declaration": _declaration(task) if analysis is not None else None,
     }
+
+
+def _declaration(task: _Task) -> str:
+    """What the searcher declared the probe to be (exam-evidence, issue 15): shown once the probe analysis is
+    recorded, so that it does not colour the analysis; a known-answer test's probe is an enrolled photo."""
+    return task.search.probe_declaration if task.search is not None else "original"
 
 
 def queue(ctx: AppContext, who: Principal) -> list[dict[str, Any]]:
@@ -812,6 +819,8 @@ def save_checklist(
         )
     except fiswg.ChecklistError as exc:
         raise refuse(ctx, who, action, target, BadInputError(str(exc), field=exc.field)) from None
+    except BadInputError as exc:
+        raise refuse(ctx, who, action, target, exc) from None
     if row.conclusion is not None:
         raise refuse(
             ctx, who, action, target, ConclusionFinalError("the conclusion is recorded: its checklist is final")

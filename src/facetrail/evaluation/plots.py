@@ -87,3 +87,66 @@ def plot_cmc(rates: np.ndarray, label: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_accuracy_vs_eye(
+    curves: dict[str, list[tuple[float, float]]], clean: dict[str, float], path: Path, title: str
+) -> None:
+    """Verification accuracy against the probe's inter-eye distance (one line per model; dashed: clean probes)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for i, (label, points) in enumerate(curves.items()):
+        colour = f"C{i}"
+        xs, ys = zip(*sorted(points), strict=True) if points else ((), ())
+        ax.plot(xs, [100 * y for y in ys], marker="o", color=colour, label=label)
+        if label in clean:
+            ax.axhline(100 * clean[label], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+    ax.set_xlabel("probe inter-eye distance (px); dashed: clean probes")
+    ax.set_ylabel("verification accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_group_bars(values: dict[str, float], path: Path, title: str, ylabel: str) -> None:
+    """One bar per group (FNIR or FMR), labelled with its value."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    names = list(values)
+    bars = ax.bar(range(len(names)), [values[n] for n in names], color="C0")
+    for bar, name in zip(bars, names, strict=True):
+        ax.annotate(
+            f"{values[name]:.3g}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_group_matrix(groups: list[str], matrix: np.ndarray, path: Path, title: str) -> None:
+    """Impostor FMR for every pair of groups (diagonal: within a group)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    image = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    for i in range(len(groups)):
+        for j in range(len(groups)):
+            value = matrix[i, j]
+            text = "–" if np.isnan(value) else f"{value:.2g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(image, ax=ax, label="false-match rate at the operational threshold")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

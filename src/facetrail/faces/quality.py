@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from facetrail.config import QualitySettings
+from facetrail.faces.quality_expectations import QualityExpectations, expectation_for
 from facetrail.faces.types import DetectedFace, QualityReport, Verdict
 
 
@@ -34,7 +35,12 @@ def estimate_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
-def assess_quality(face: DetectedFace, aligned_bgr: np.ndarray, settings: QualitySettings) -> QualityReport:
+def assess_quality(
+    face: DetectedFace,
+    aligned_bgr: np.ndarray,
+    settings: QualitySettings,
+    expectations: QualityExpectations | None = None,
+) -> QualityReport:
     gray = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)
     h, w = gray.shape
     centre = gray[h // 6 : h - h // 12, w // 6 : w - w // 6]  # the face, not the padded border
@@ -82,4 +88,5 @@ def assess_quality(face: DetectedFace, aligned_bgr: np.ndarray, settings: Qualit
         pitch_deg=pitch,
         roll_deg=roll,
         detection_score=face.score,
+        expectations=expectation_for(expectations, eye_distance_px=eye, sharpness=sharpness),
     )

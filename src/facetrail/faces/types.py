@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -61,11 +61,14 @@ class QualityReport:
     pitch_deg: float
     roll_deg: float
     detection_score: float
+    # what LFW probes of this quality did (faces.quality_expectations; empty when no table ships for the model)
+    expectations: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "verdict": self.verdict,
             "reasons": list(self.reasons),
+            "expectations": list(self.expectations),
             "measures": {
                 "eye_distance_px": round(self.eye_distance_px, 2),
                 "sharpness": round(self.sharpness, 2),
@@ -98,6 +101,15 @@ class FaceEmbedder(Protocol):
 
     def embed(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
         """(len(faces), dim) float32, each row L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class CropEmbedder(FaceEmbedder, Protocol):
+    """An embedder whose input is the aligned crop alone, so crops of many images can share a forward pass."""
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(len(crops), dim) float32, each row L2-normalised."""
         ...
 
 

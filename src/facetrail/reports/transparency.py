@@ -232,6 +232,34 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
     ]
 
 
+def _examination_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datetime) -> list[Section]:
+    """Issue 15: the examiners' disagreement, neutral (inconclusive) and not-suitable rates, and the searches
+    that produced no lead (reports/examination_rates.py)."""
+    from facetrail.governance.release import released_faces
+    from facetrail.reports import examination_rates as rates
+
+    searches = list(
+        s.execute(select(SearchRecord).where(SearchRecord.created_at >= low, SearchRecord.created_at < high)).scalars()
+    )
+    without = sum(1 for r in searches if not released_faces(ctx, r))
+    return [
+        Section(
+            "examination_rates",
+            rates.HEADING,
+            rates.TEXT,
+            rates.COLUMNS,
+            rates.examination_rows(s, low, high),
+        ),
+        Section(
+            "searches_without_lead",
+            "Searches that produced no lead",
+            rates.NO_LEAD_TEXT,
+            ["searches", "without_a_released_lead", "share"],
+            [[len(searches), without, rates.rate(without, len(searches))]],
+        ),
+    ]
+
+
 def _split(rows: list[list[Any]]) -> tuple[list[str], list[int]]:
     return [str(r[0]) for r in rows], [int(r[1]) for r in rows]
 
@@ -388,6 +416,46 @@ def _model_section(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datet
     )
 
 
+def _differentials_section(ctx: AppContext) -> Section:
+    """The latest demographic-differentials run on file (``accuracy.differentials_report``), as measured."""
+    heading = "Demographic differentials (latest measurement on file)"
+    path = ctx.settings.accuracy.differentials_report
+    if not path:
+        return Section(
+            "demographic_differentials",
+            heading,
+            "Not on file: no 'facetrail eval identify --groups' result is configured "
+            "(accuracy.differentials_report), so no figure is given.",
+            recorded=False,
+        )
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        rows = [
+            [attribute, group, g["images"], g["mated_searches"], g["fnir"], g["fmr_within"], g["impostor_pairs_within"]]
+            for attribute, part in data["attributes"].items()
+            for group, g in part["groups"].items()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return Section(
+            "demographic_differentials",
+            heading,
+            f"Not readable: the configured differentials result ({Path(path).name}) could not be read as an "
+            "'eval identify --groups' result, so no figure is given.",
+            recorded=False,
+        )
+    return Section(
+        "demographic_differentials",
+        heading,
+        f"Measured by 'facetrail eval identify --groups' with model {data.get('model_id')} at the operational "
+        f"threshold {data.get('threshold')} ({data.get('threshold_source')}), on group labels the agency supplied "
+        f"({Path(str(data.get('manifest', path))).name}). FNIR: the share of mated searches whose mate was not "
+        "the top candidate above the threshold; FMR within: the share of impostor pairs inside the group scoring "
+        "above it. A measurement of the model on that data, not of this period's searches.",
+        ["attribute", "group", "images", "mated_searches", "fnir", "fmr_within", "impostor_pairs_within"],
+        rows,
+    )
+
+
 def _chain_section(chain: dict[str, Any]) -> Section:
     return Section(
         "audit_chain",
@@ -436,6 +504,7 @@ def collect_report(
     with ctx.db.transaction() as s:
         sections = [
             *_search_sections(ctx, s, low, high),
+            *_examination_sections(ctx, s, low, high),
             _hook_section(
                 "approvals",
                 "Approvals and denials",
@@ -468,6 +537,7 @@ def collect_report(
             _user_section(s, low, high),
             _role_grant_section(s, low, high),
             _model_section(ctx, s, low, high),
+            _differentials_section(ctx),
             _chain_section(chain),
         ]
         totals = {

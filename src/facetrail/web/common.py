@@ -139,6 +139,8 @@ def nav_items(who: Principal | None) -> list[tuple[str, str]]:
         or who.can(Permission.SEARCH_METADATA_ALL)
     ):
         items.append(("/searches", "Searches"))
+    if who.can(Permission.REVIEW_DECIDE):
+        items.append(("/examinations", "Examinations"))
     if who.can(Permission.SEARCH_RUN) or who.can(Permission.SEARCH_APPROVE) or who.can(Permission.SEARCH_METADATA_ALL):
         items.append(("/requests", "Requests"))
     if who.can(Permission.GALLERY_MANAGE):
@@ -237,6 +239,8 @@ def render_error(request: Request, status: int, message: str) -> Response:
 def home_for(who: Principal) -> str:
     if who.can(Permission.SEARCH_RUN):
         return "/search/new"
+    if who.can(Permission.REVIEW_DECIDE):
+        return "/examinations"  # the reviewer's work: the examinations the system assigned
     if who.can(Permission.SEARCH_VIEW_UNIT) or who.can(Permission.SEARCH_METADATA_ALL):
         return "/searches" if not who.can(Permission.AUDIT_READ) else "/audit"
     if who.can(Permission.GALLERY_MANAGE):

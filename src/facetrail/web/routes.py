@@ -26,6 +26,7 @@ from facetrail.service.errors import error_body
 from facetrail.web import (
     admin_pages,
     audit_pages,
+    examination_pages,
     gallery_pages,
     governance_pages,
     identity_pages,
@@ -58,6 +59,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(router)
     for module in (
         search_pages,
+        examination_pages,
         governance_pages,
         oversight_pages,
         gallery_pages,

@@ -44,9 +44,19 @@ from facetrail.web.probes import (
     searched_face,
     take_probe,
 )
+from facetrail.web.quality_note import attach_quality_note, read_quality_note
 
 router = APIRouter(include_in_schema=False)
-FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
+FIELDS = (
+    "gallery",
+    "case_number",
+    "offense",
+    "legal_basis",
+    "justification",
+    "candidates",
+    "emergency",
+    "probe_declaration",
+)
 DECISION_LABELS = {c.value: label for c, label in LABELS.items()}
 PAGE = 50
 
@@ -207,6 +217,7 @@ def search_run(
         justification=f["justification"],
         candidates=candidates,
         face_index=int(choice),
+        probe_declaration=f.get("probe_declaration") or "original",
     )
     mode = _mode(ctx, f)
     try:
@@ -238,7 +249,8 @@ def search_run(
         return _form_page(request, ctx, who, f, 422, f"Refused: {exc.message}")
     take_probe(ctx, token, who.user_id)
     if view.probe_face is not None:
-        remember_searched_face(ctx, view.search_id, view.probe_face.aligned_jpeg)
+        jpeg = attach_quality_note(view.probe_face.aligned_jpeg, view.probe_face.quality)
+        remember_searched_face(ctx, view.search_id, jpeg)
     return see_other(f"/searches/{view.search_id}")
 
 
@@ -294,6 +306,7 @@ def search_result(
         title=f"Search {search_id}",
         s=view,
         probe=data_url(probe_jpeg) if probe_jpeg else None,
+        probe_expectations=read_quality_note(probe_jpeg),
         may_review=who.can(Permission.REVIEW_DECIDE) and not own,
         decisions=DECISION_LABELS,
         mine={c.rank: _my_review(c.reviews, who) for c in view.candidates or []},
@@ -341,10 +354,14 @@ def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] 
 
 @router.get("/searches/{search_id}/candidates/{rank}/thumbnail.jpg")
 def search_thumbnail(
-    search_id: int, rank: int, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+    search_id: int,
+    rank: int,
+    face_id: int | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
 ) -> Response:
     return Response(
-        candidate_thumbnail(ctx, who, search_id, rank),
+        candidate_thumbnail(ctx, who, search_id, rank, face_id),
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )
