@@ -470,6 +470,18 @@ def test_reviewer_of_the_unit_examines_a_candidate(
     page.goto(f"/searches/{STATE['search_id']}")
     first = page.get_by_test_id("candidate").first
     assert "Moderate support for same source by bob" in first.locator(".reviews").inner_text()
+    # A candidate is a subject: P-100's two booking photos are one candidate, its best face shown, and the
+    # reviewer can expand it into both faces (issue 11: they used to fill ranks 1 and 2).
+    ids = [c.get_by_test_id("subject-id").inner_text() for c in page.get_by_test_id("candidate").all()]
+    assert ids.count("P-100") == 1 and len(ids) == len(set(ids))
+    p100 = page.get_by_test_id("candidate").filter(has=page.get_by_test_id("subject-id").get_by_text("P-100"))
+    assert p100.get_by_test_id("subject-faces").inner_text().startswith("2 enrolled, 2 at or above the floor")
+    expand = p100.get_by_test_id("expand-faces")
+    assert not expand.get_by_test_id("candidate-face").first.is_visible()  # folded until asked for
+    expand.locator("summary").click()
+    faces = expand.get_by_test_id("candidate-face")
+    assert faces.count() == 2 and all(loaded(f.locator("img")) for f in faces.all())
+    shoot(page, screenshots, "41b-candidate-faces")
     assert first.get_by_test_id("release-state").inner_text() == "awaiting a second reviewer"
     no_csp_violations(page)
     page.context.close()
@@ -512,6 +524,9 @@ def test_investigator_sees_the_released_lead(browser: Any, server: Server, scree
     assert loaded(first.locator(".pair img").last)
     assert "Strong support for same source by frank" in first.locator(".reviews").inner_text()
     assert page.get_by_test_id("under-review").count() == STATE["candidates"] - 1  # the others are not released
+    if first.get_by_test_id("expand-faces").count():  # a released subject with several photos: its faces too
+        first.get_by_test_id("expand-faces").locator("summary").click()
+        assert all(loaded(f.locator("img")) for f in first.get_by_test_id("candidate-face").all())
     shoot(page, screenshots, "44-investigator-released-lead")
     no_csp_violations(page)
     page.context.close()

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit, canonical_json
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError
-from facetrail.gallery.search import LEADS_NOTICE, probe_store
+from facetrail.gallery.search import LEADS_NOTICE, candidate_faces, probe_store
 from facetrail.governance.release import ReviewAdjudication
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
@@ -186,20 +186,28 @@ def _candidates(
         face_id, rank = int(c["face_id"]), int(c["rank"])
         grouped = decisions.get((record.id, face_id))
         released = bool(grouped and grouped.released(record.user_id))
+        enrolled, above, faces = candidate_faces(c, floor)
         entry: dict[str, Any] = {
             "rank": rank,
             "subject_id": int(c["subject_id"]),
             "subject_external_id": str(c["subject_external_id"]),
             "face_id": face_id,
             "similarity": float(c["similarity"]),
-            "estimated_fmr": float(c["fmr"]),
+            "estimated_fmr": float(c["fmr"]),  # subject-level (a subject with k faces has k chances)
+            "score_rule": str(c.get("score_rule", "max")),
+            "faces_enrolled": enrolled,
+            "faces_above_floor": above,
+            "faces": faces,  # the candidate subject's faces, best first: {face_id, similarity}
             "shown": True,
             "decisions": [r for r in reviews if r["rank"] == rank],
             "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
             "released": released,
         }
         if not released:  # an unreleased candidate is named by nobody: rank, votes and decisions only
-            entry.update(subject_id=None, subject_external_id=NOT_RELEASED, face_id=None)
+            entry.update(
+                subject_id=None, subject_external_id=NOT_RELEASED, face_id=None, faces_enrolled=None, faces=None
+            )
+            entry["faces_above_floor"] = None
             entry["similarity"] = entry["estimated_fmr"] = None
         out.append(entry)
     return out

@@ -230,11 +230,12 @@ def _cover(packet: Packet) -> list[Flowable]:
         Paragraph(
             escape(
                 "This packet lists every face search FaceTrail recorded for the case, including searches that found "
-                "nothing and searches whose candidates were all rejected. Scores are cosine similarities of the "
-                "named model; the estimated false-match rate (FMR) is the share of comparisons between different "
-                "people that score at least as high. Candidates under the similarity floor were never shown to "
-                "anyone and are not listed; a candidate that two reviewers did not release is listed by rank only, "
-                "its identity and score withheld."
+                "nothing and searches whose candidates were all rejected. Each candidate is a subject, listed once "
+                "and shown by its best-matching face; its score is over all of its enrolled faces (cosine "
+                "similarities of the named model) and its estimated false-match rate (FMR) is the share of "
+                "different people with as many enrolled faces that score at least as high. Candidates under the "
+                "similarity floor were never shown to anyone and are not listed; a candidate that two reviewers "
+                "did not release is listed by rank only, its identity and score withheld."
             ),
             _styles()["body"],
         ),
@@ -317,7 +318,8 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                     "Rank",
                     "Subject (external id)",
                     "Subject id",
-                    "Face id",
+                    "Best face",
+                    "Faces ≥ floor / enrolled",
                     "Similarity",
                     "Est. FMR",
                     "Shown",
@@ -330,6 +332,9 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                         c["subject_external_id"],
                         "" if c["subject_id"] is None else c["subject_id"],
                         "" if c["face_id"] is None else c["face_id"],
+                        ""
+                        if c.get("faces_enrolled") is None
+                        else f"{c.get('faces_above_floor')} / {c['faces_enrolled']}",
                         "withheld" if c["similarity"] is None else f"{c['similarity']:.4f}",
                         "" if c["estimated_fmr"] is None else _fmr(c["estimated_fmr"]),
                         "yes" if c["shown"] else "no (under floor)",
@@ -338,7 +343,7 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                     ]
                     for c in s["candidates"]
                 ],
-                [0.07, 0.2, 0.09, 0.08, 0.11, 0.1, 0.14, 0.09, 0.12],
+                [0.06, 0.16, 0.08, 0.07, 0.1, 0.1, 0.1, 0.12, 0.09, 0.12],
             )
         )
     else:

@@ -354,10 +354,14 @@ def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] 
 
 @router.get("/searches/{search_id}/candidates/{rank}/thumbnail.jpg")
 def search_thumbnail(
-    search_id: int, rank: int, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+    search_id: int,
+    rank: int,
+    face_id: int | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
 ) -> Response:
     return Response(
-        candidate_thumbnail(ctx, who, search_id, rank),
+        candidate_thumbnail(ctx, who, search_id, rank, face_id),
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )
