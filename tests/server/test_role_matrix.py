@@ -26,6 +26,7 @@ PUBLIC = "public"
 STEP_UP = {
     ("GET", "/api/v1/audit/export"),
     ("GET", "/api/v1/cases/{case_number}/packet"),
+    ("GET", "/api/v1/searches/{search_id}/leads/{rank}/report"),
     ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"),
     ("POST", "/api/v1/auth/mfa/recovery-codes"),
     ("DELETE", "/api/v1/users/{username}/mfa"),
@@ -130,6 +131,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/oversight/samples"): frozenset({AUD}),
     ("POST", "/api/v1/oversight/samples/{item_id}/finding"): frozenset({AUD}),
     ("GET", "/api/v1/oversight/notifications"): frozenset({REV, AUD}),
+    # issue 15, evidence: enhancement (the task's examiner), its log for auditors, the lead report
+    ("POST", "/api/v1/examinations/{task_id}/enhancements"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements/{sha256}/image"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements/{sha256}/replay"): frozenset({REV}),
+    ("GET", "/api/v1/searches/{search_id}/enhancements"): frozenset({AUD}),
+    ("GET", "/api/v1/searches/{search_id}/leads/{rank}/report"): frozenset({REV, AUD}),
 }
 
 _counter = iter(range(1, 10_000))
@@ -159,6 +167,7 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "task_id": "nosuchtask00",
         "handle": "nosuchhandle",
         "index": "0",
+        "sha256": "0" * 64,
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -205,6 +214,9 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/adjudication"): {
             "json": {"decision": "not_a_match", "reason": "role matrix"}
+        },
+        ("POST", "/api/v1/examinations/{task_id}/enhancements"): {
+            "json": {"image": "probe", "operation": "brightness", "parameters": {"delta": 1}, "purpose": "role matrix"}
         },
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
         ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): {"json": {"note": "role matrix"}},

@@ -411,3 +411,27 @@ def test_a_policy_that_accepts_sketches_records_the_declaration(world: World) ->
     with pytest.raises(FaceTrailError) as err:  # still not an edited one
         run_search(ctx, inv, OBAMA2.read_bytes(), search_request(probe_declaration="edited"))
     assert err.value.code == "probe_declaration_refused"
+
+
+def test_the_declaration_is_shown_to_the_examiner_only_after_the_probe_analysis(world: World) -> None:
+    ctx, rita = world.ctx, world.users["rita"]
+    with ctx.db.transaction() as s:
+        s.execute(update(SearchRecord).where(SearchRecord.id == world.search_id).values(probe_declaration="edited"))
+    assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] is None
+    _analyse(world, "rita")
+    assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] == "edited"
+
+
+def test_derived_images_go_with_a_deleted_subject_and_the_certificate_says_so(world: World) -> None:
+    from facetrail.retention.deletion import delete_subject
+
+    ctx = world.ctx
+    _analyse(world, "rita")
+    cand = _enhance(world, image="candidate", candidate=_handle(world, "rita"))
+    probe = _enhance(world)
+    delete_subject(ctx, "bookings", "OBAMA", actor="user:adam.admin", reason="expunged")
+    store = enhanced_store(ctx)
+    assert not store.exists(cand["sha256"]) and store.exists(probe["sha256"])
+    certificate = [c for c in audits(ctx, "deletion.certificate") if c["scope"] == "subject"][-1]
+    assert certificate["derived_images_removed"] == [cand["sha256"]]
+    assert certificate["counts"]["derived_images_removed"] == 1

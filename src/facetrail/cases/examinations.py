@@ -515,7 +515,14 @@ def task_dict(ctx: AppContext, task: _Task) -> dict[str, Any]:
         "candidates_total": len(rows) if analysis is not None else None,
         "candidates_concluded": sum(1 for r in rows if r.conclusion is not None),
         "case": _case(task),
+        "probe_declaration": _declaration(task) if analysis is not None else None,
     }
+
+
+def _declaration(task: _Task) -> str:
+    """What the searcher declared the probe to be (exam-evidence, issue 15): shown once the probe analysis is
+    recorded, so that it does not colour the analysis; a known-answer test's probe is an enrolled photo."""
+    return task.search.probe_declaration if task.search is not None else "original"
 
 
 def queue(ctx: AppContext, who: Principal) -> list[dict[str, Any]]:

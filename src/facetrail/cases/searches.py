@@ -362,7 +362,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         unit=unit,
         gallery=record.gallery_name,
         model_id=record.model_id,
-        case_number=record.case_number,
+        case_number=unmasking.WITHHELD if hidden else record.case_number,
         offense=unmasking.WITHHELD if hidden else record.offense,
         legal_basis=record.legal_basis,
         justification=unmasking.WITHHELD if hidden else record.reason,
@@ -451,6 +451,9 @@ def list_searches(
         state = unmasking.examination_state(ctx, ids)
         for record, unit in rows:
             hidden = unmasking.story_withheld(who, state.get(record.id, {}))
+            if hidden and case_number:
+                total -= 1  # a filter by case number must not tell an examiner which case their search is
+                continue
             shown_count = int(counts.get(record.id, 0))
             if shown_count and not who.can(Permission.SEARCH_METADATA_ALL):
                 # a blind reviewer must not learn from the count that someone else decided (nor an investigator)
@@ -467,7 +470,7 @@ def list_searches(
                     unit=unit,
                     gallery=record.gallery_name,
                     model_id=record.model_id,
-                    case_number=record.case_number,
+                    case_number=unmasking.WITHHELD if hidden else record.case_number,
                     offense=unmasking.WITHHELD if hidden else record.offense,
                     legal_basis=record.legal_basis,
                     justification=unmasking.WITHHELD if hidden else record.reason,

@@ -550,16 +550,16 @@
   const panel = document.querySelector("[data-enhancement]");
   // the server's operations and their parameters (examination/enhance.py): [name, label, min, max, step, default]
   const PARAMS = {
-    brightness: [["offset", "Brightness offset (−100 … 100)", -100, 100, 1, 20]],
+    brightness: [["delta", "Brightness change (−100 … 100)", -100, 100, 1, 20]],
     contrast: [["factor", "Contrast factor (0.2 … 3)", 0.2, 3, 0.05, 1.3]],
     gamma: [["gamma", "Gamma (0.2 … 5)", 0.2, 5, 0.05, 1.4]],
-    rotate: [["degrees", "Rotation, clockwise (90, 180 or 270°)", 90, 270, 90, 90]],
+    rotation: [["degrees", "Rotation, clockwise (90, 180 or 270°)", 90, 270, 90, 90]],
     crop: [["x", "Left (px)", 0, 100000, 1, 0], ["y", "Top (px)", 0, 100000, 1, 0],
       ["width", "Width (px)", 1, 100000, 1, 100], ["height", "Height (px)", 1, 100000, 1, 100]],
     sharpen: [["amount", "Sharpening amount (0.1 … 3)", 0.1, 3, 0.1, 1], ["sigma", "Radius σ (0.5 … 5)", 0.5, 5, 0.1, 1.5]],
     denoise: [["size", "Median filter size (3, 5 or 7)", 3, 7, 2, 3]],
   };
-  const GEOMETRY = { rotate: true, crop: true };
+  const GEOMETRY = { rotation: true, crop: true };
   const logs = { probe: [], candidate: [] }; // the steps applied from this page, as the server logged them
 
   function resetEnhancementLog(name) {
