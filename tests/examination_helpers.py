@@ -7,6 +7,9 @@ in the database: tests know the answer key; the API never tells a reviewer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -121,3 +124,32 @@ def conclude_over_api(
         f"{base}/candidates/{handle}/conclusion",
         json={"conclusion": conclusion, "reasoning": reasoning, "limitations": limitations},
     )
+
+
+@contextmanager
+def server_db(data_dir: Path) -> Iterator[AppContext]:
+    """A context on a live server's database (SQLite in its data folder), to read the answer key."""
+    from facetrail.config import Settings
+    from facetrail.context import open_context
+
+    ctx = open_context(Settings(data_dir=data_dir))  # type: ignore[call-arg]
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def conclude_on_server(
+    data_dir: Path, username: str, search_id: int, rank: int, conclusion: str, reasoning: str = "compared"
+) -> dict[str, Any]:
+    """The whole method for one candidate through the core, on a live server's database, as the local operator
+    acting for ``username`` (no second factor asked: for tests about other pages; the examination pages have
+    their own browser test)."""
+    from facetrail.accounts.service import principal_for
+
+    with server_db(data_dir) as ctx:
+        with ctx.db.read() as s:
+            user = s.execute(select(User).where(User.username == username)).scalar_one()
+            s.refresh(user, ["unit"])
+            who = principal_for(user, "cli")
+        return conclude(ctx, who, search_id, rank, conclusion, reasoning)

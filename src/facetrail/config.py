@@ -87,11 +87,28 @@ class EmbeddingSettings(BaseModel):
         True, description="Average the embedding of the face and its mirror image (measured: see docs/accuracy.md)."
     )
     onnx_threads: int = Field(1, description="Threads per ONNX session (parallelism comes from processes).")
+    batch_faces: int = Field(
+        16,
+        ge=1,
+        description="Most faces per embedder forward pass when several images are analysed together (bulk "
+        "enrolment, evaluation); with flip averaging the pass holds twice as many crops.",
+    )
     backend: str = Field(
         "opencv",
         description="Runtime for ONNX embedders: 'opencv' (OpenCV DNN; 1.5× faster for SFace here, same vectors) "
         "or 'onnxruntime'.",
     )
+
+
+class ComputeSettings(BaseModel):
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="Where the detector and embedder run: 'cpu' (default) or 'cuda' (ONNX Runtime's CUDA "
+        "execution provider; needs onnxruntime-gpu and an NVIDIA GPU, else every analysis fails with "
+        "device_unavailable). Same weights and model id either way. `index rebuild --device cuda` also trains "
+        "approximate indexes' coarse quantiser on the GPU (needs faiss with GPU support).",
+    )
+    cuda_device_id: int = Field(0, ge=0, description="Which GPU, when device is 'cuda'.")
 
 
 class VerifySettings(BaseModel):
@@ -377,6 +394,7 @@ class Settings(BaseSettings):
     detection: DetectionSettings = DetectionSettings()
     quality: QualitySettings = QualitySettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
+    compute: ComputeSettings = ComputeSettings()
     verify: VerifySettings = VerifySettings()
     accuracy: AccuracySettings = AccuracySettings()
     index: IndexSettings = IndexSettings()

@@ -99,6 +99,12 @@ class ModelMismatchError(ModelError):
     http_status = 409
 
 
+class DeviceUnavailableError(ModelError):
+    """A compute device was asked for (``compute.device``, ``--device``) that this installation cannot use."""
+
+    code = "device_unavailable"
+
+
 class InvalidRequestError(BadInputError):
     """A request the API could not accept as sent (a missing or malformed field): ``details.problems``."""
 

@@ -121,3 +121,29 @@ def close_world(world: GovWorld) -> None:
 
 def data_dir(world: GovWorld) -> Path:
     return world.server.data_dir
+
+
+def examiners(world: GovWorld, search_id: int) -> list[str]:
+    """The two reviewers the system assigned to the search (assigned now if not yet), from the answer key."""
+    from examination_helpers import examiners_of, server_db
+
+    with server_db(world.server.data_dir) as db:
+        return examiners_of(db, search_id)
+
+
+def conclude_as(
+    world: GovWorld, user: str, search_id: int, rank: int, conclusion: str, reasoning: str = "compared"
+) -> httpx.Response:
+    """``user`` walks the examination method for the candidate at ``rank`` over HTTP; the conclusion's answer."""
+    from examination_helpers import conclude_over_api, server_db
+
+    with server_db(world.server.data_dir) as db, world.client(user) as client:
+        response: httpx.Response = conclude_over_api(client, db, user, search_id, rank, conclusion, reasoning)
+        return response
+
+
+def task_id(world: GovWorld, user: str, search_id: int) -> str | None:
+    from examination_helpers import server_db, task_of
+
+    with server_db(world.server.data_dir) as db:
+        return task_of(db, user, search_id)

@@ -7,14 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gov_world import SEARCH_FIELDS, GovWorld, photo
+from gov_world import SEARCH_FIELDS, GovWorld, conclude_as, examiners, photo
 
+from examination_helpers import SAME, server_db
+from facetrail.storage.models import SearchRecord
 
-def _review(world: GovWorld, user: str, search_id: int, rank: int, decision: str, notes: str = "") -> Any:
-    with world.client(user) as reviewer:
-        return reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/{rank}/review", json={"decision": decision, "notes": notes}
-        )
+REVIEWERS = ("rev1", "rev2", "rev3")
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +32,23 @@ def test_investigator_sees_no_score_of_a_candidate_under_review(gov_world: GovWo
         shown = investigator.get(f"/api/v1/searches/{search['search_id']}").json()
     for candidate in shown["candidates"]:
         assert candidate["similarity"] is None and candidate["estimated_fmr"] is None
-    with gov_world.client("rev1") as reviewer:  # reviewers see the scores: they judge the candidates
-        assert all(
-            c["similarity"] is not None
-            for c in reviewer.get(f"/api/v1/searches/{search['search_id']}").json()["candidates"]
-        )
+    for user in REVIEWERS:  # reviewers see no candidate before their conclusion on it (sequential unmasking)
+        with gov_world.client(user) as reviewer:
+            assert reviewer.get(f"/api/v1/searches/{search['search_id']}").json()["candidates"] == []
 
 
 def test_reviews_count_does_not_tell_a_blind_reviewer(gov_world: GovWorld, search: dict[str, Any]) -> None:
     search_id = search["search_id"]
-    assert _review(gov_world, "rev1", search_id, 1, "possible_lead", "same ears").status_code == 200
-    with gov_world.client("rev2") as blind:
+    first, second = examiners(gov_world, search_id)
+    assert conclude_as(gov_world, first, search_id, 1, SAME, "same ears").status_code == 200
+    with gov_world.client(second) as blind:
         detail = blind.get(f"/api/v1/searches/{search_id}").json()
         listed = [s for s in blind.get("/api/v1/searches").json()["items"] if s["search_id"] == search_id]
         reviews = blind.get(f"/api/v1/searches/{search_id}/reviews").json()
     assert detail["reviews_count"] == 0 and listed[0]["reviews_count"] == 0 and reviews == []
     with gov_world.client("inv") as investigator:  # nothing released yet: the investigator learns nothing either
         assert investigator.get(f"/api/v1/searches/{search_id}").json()["reviews_count"] == 0
-    with gov_world.client("rev1") as decided:
+    with gov_world.client(first) as decided:
         assert decided.get(f"/api/v1/searches/{search_id}").json()["reviews_count"] == 1
 
 
@@ -70,17 +67,18 @@ def test_locked_emergency_search_serves_no_reviews(gov_world: GovWorld) -> None:
         )
     assert r.status_code == 201, r.text
     request_id, search_id = r.json()["request"]["id"], r.json()["search"]["search_id"]
-    assert _review(gov_world, "rev1", search_id, 1, "possible_lead", "scar over left eye").status_code == 200
-    with gov_world.client("rev2") as reviewer:
+    first, second = examiners(gov_world, search_id)
+    assert conclude_as(gov_world, first, search_id, 1, SAME, "scar over left eye").status_code == 200
+    with gov_world.client(second) as reviewer:
         r = reviewer.post(f"/api/v1/search-requests/{request_id}/deny", json={"reason": "no exigency"})
         assert r.status_code == 200, r.text
-    for user in ("rev1", "rev2", "aud"):
+    for user in (first, second, "aud"):
         with gov_world.client(user) as client:
             r = client.get(f"/api/v1/searches/{search_id}/reviews")
         assert r.status_code == 403, (user, r.text)
         assert r.json()["error"]["code"] == "results_locked"
         assert "scar" not in r.text
-    for user in ("rev2", "aud"):
+    for user in (second, "aud"):
         with gov_world.client(user) as client:
             packet = client.get("/api/v1/cases/2026-0821/packet", params={"format": "json"})
         assert packet.status_code == 200, packet.text
@@ -95,16 +93,20 @@ def test_packets_and_the_audit_log_name_no_unreleased_candidate(gov_world: GovWo
     r = gov_world.search(case_number="2026-0822", candidates="3")
     assert r.status_code == 201, r.text
     search_id = r.json()["search_id"]
-    for user in ("rev1", "rev2"):  # rank 1 released; rank 2 (if shown) stays unreleased
-        assert _review(gov_world, user, search_id, 1, "possible_lead").status_code == 200
-    with gov_world.client("rev1") as reviewer:
-        full = reviewer.get(f"/api/v1/searches/{search_id}").json()["candidates"]
+    panel = examiners(gov_world, search_id)
+    for user in panel:  # rank 1 released; rank 2 (if shown) stays unreleased
+        assert conclude_as(gov_world, user, search_id, 1, SAME).status_code == 200
+    with server_db(gov_world.server.data_dir) as db, db.db.read() as s:  # the answer key
+        record = s.get(SearchRecord, search_id)
+        assert record is not None
+        full = list(record.candidates)
     released = full[0]["subject_external_id"]
     unreleased = {c["subject_external_id"] for c in full[1:]}
+    [outsider] = [u for u in REVIEWERS if u not in panel]  # a reviewer of the unit not examining it
     everyone = {"B-OBAMA", "B-BIDEN", "B-AMY"}
     never_named = (everyone - {released}) | unreleased
     faces = {str(gov_world.subject_face[s]) for s in never_named}
-    for user in ("aud", "rev2"):
+    for user in ("aud", outsider):
         with gov_world.client(user) as client:
             packet = client.get("/api/v1/cases/2026-0822/packet", params={"format": "json"})
         assert packet.status_code == 200, packet.text

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gov_world import SEARCH_FIELDS, GovWorld, photo
+from gov_world import SEARCH_FIELDS, GovWorld, conclude_as, examiners, photo
+
+from examination_helpers import ALL_SIMILAR, QUALITY, examiners_of, handle_for, server_db, task_of
 
 NASTY = {
     "nul": "seen at\x00 the bank",
@@ -32,31 +34,54 @@ def search_id(gov_world: GovWorld) -> int:
     return int(r.json()["search_id"])
 
 
+def _open_task(gov_world: GovWorld, user: str, search_id: int) -> tuple[str, str]:
+    """The examiner's task on the search, its probe analysed, and the handle of the candidate at rank 1."""
+    with server_db(gov_world.server.data_dir) as db:
+        examiners_of(db, search_id)
+        task = task_of(db, user, search_id)
+        assert task is not None
+        with gov_world.client(user) as reviewer:
+            base = f"/api/v1/examinations/{task}"
+            if reviewer.get(base).json()["probe_analysis"] is None:
+                r = reviewer.post(f"{base}/probe-analysis", json={"quality": QUALITY, "suitable": True})
+                assert r.status_code == 200, r.text
+        return task, handle_for(db, task, 1)
+
+
 @pytest.mark.parametrize("kind", sorted(NASTY))
-def test_review_notes_refuse_control_characters(gov_world: GovWorld, search_id: int, kind: str) -> None:
-    with gov_world.client("rev1") as reviewer:
+def test_conclusion_and_checklist_text_refuse_control_characters(
+    gov_world: GovWorld, search_id: int, kind: str
+) -> None:
+    user = examiners(gov_world, search_id)[0]
+    task, handle = _open_task(gov_world, user, search_id)
+    base = f"/api/v1/examinations/{task}/candidates/{handle}"
+    with gov_world.client(user) as reviewer:
         r = reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/1/review",
-            json={"decision": "inconclusive", "notes": NASTY[kind]},
+            f"{base}/checklist", json={"marks": {"eyes": {"iris": {"mark": "similar", "comment": NASTY[kind]}}}}
         )
         assert r.status_code in (400, 422), r.text
         assert _error(r)["code"] == "control_character"
-        assert "notes contains a control character" in _error(r)["message"]
-        assert reviewer.get(f"/api/v1/searches/{search_id}/reviews").json() == []  # nothing stored
+        r = reviewer.put(f"{base}/checklist", json={"marks": ALL_SIMILAR})
+        assert r.status_code == 200, r.text
+        for field in ("reasoning", "limitations"):
+            body = {"conclusion": "neutral", "reasoning": "r", "limitations": "l", field: NASTY[kind]}
+            r = reviewer.post(f"{base}/conclusion", json=body)
+            assert r.status_code in (400, 422), r.text
+            assert _error(r)["code"] == "control_character"
+            assert f"{field} contains a control character" in _error(r)["message"]
+        assert reviewer.get(f"{base}").json()["conclusion"] is None  # nothing stored
     refused = [
-        a for a in gov_world.audit(action="review.decide", outcome="refused") if a["target"] == f"search:{search_id}"
+        a for a in gov_world.audit(action="examination.conclude", outcome="refused") if a["actor"] == f"user:{user}"
     ]
     assert refused and refused[0]["details"]["error"]["code"] == "control_character"
+    assert gov_world.audit(action="examination.checklist", outcome="refused")
 
 
-def test_multiline_notes_keep_line_breaks(gov_world: GovWorld, search_id: int) -> None:
-    with gov_world.client("rev2") as reviewer:
-        r = reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/1/review",
-            json={"decision": "not_a_match", "notes": "ear shape differs\r\nchin too"},
-        )
-        assert r.status_code == 200, r.text
-        assert r.json()["notes"] == "ear shape differs\nchin too"
+def test_multiline_reasoning_keeps_line_breaks(gov_world: GovWorld, search_id: int) -> None:
+    user = examiners(gov_world, search_id)[1]
+    r = conclude_as(gov_world, user, search_id, 1, "limited_support_different_sources", "ear shape differs\r\nchin too")
+    assert r.status_code == 200, r.text
+    assert r.json()["reasoning"] == "ear shape differs\nchin too"
 
 
 @pytest.mark.parametrize("field", ["justification", "offense", "case_number"])

@@ -9,7 +9,7 @@ from typing import Any
 
 import backends
 import pytest
-from gov_world import GovWorld
+from gov_world import GovWorld, conclude_as, examiners
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reportlab.platypus.doctemplate import LayoutError
@@ -31,18 +31,13 @@ def reviewed_case(gov_world: GovWorld) -> int:
     r = gov_world.search(case_number=CASE)
     assert r.status_code == 201, r.text
     search_id = int(r.json()["search_id"])
-    long_word = "A" * 5000  # one word, as long as notes may be
-    with gov_world.client("rev1") as reviewer:
-        r = reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "inconclusive", "notes": long_word}
-        )
-        assert r.status_code == 200, r.text
-    with gov_world.client("rev2") as reviewer:
-        notes = "\n".join(["wide" * 400] * 3) + " ≈ ≥ — é ü 漢字 🙂"
-        r = reviewer.put(
-            f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "not_a_match", "notes": notes}
-        )
-        assert r.status_code == 200, r.text
+    long_word = "A" * 5000  # one word, as long as reasoning may be
+    first, second = examiners(gov_world, search_id)
+    r = conclude_as(gov_world, first, search_id, 1, "neutral", long_word)
+    assert r.status_code == 200, r.text
+    notes = "\n".join(["wide" * 400] * 3) + " ≈ ≥ — é ü 漢字 🙂"
+    r = conclude_as(gov_world, second, search_id, 1, "strong_support_different_sources", notes)
+    assert r.status_code == 200, r.text
     return search_id
 
 

@@ -14,8 +14,10 @@ import sys
 from typing import Any
 
 import pytest
-from gov_world import GovWorld
+from gov_world import GovWorld, conclude_as, examiners
 from live_server import FR
+
+from examination_helpers import SAME
 
 CASE = "2026-0840"
 
@@ -72,11 +74,11 @@ def test_each_check_is_a_recorded_search_for_review(gov_world: GovWorld, checks:
     assert set(ids.values()) <= set(listed)
     for view in views.values():  # the searcher's view: no candidate, no count, until released
         assert view["candidates"] == [] and view["candidates_shown"] == 0
-    with gov_world.client("rev1") as reviewer:
+    panel = examiners(gov_world, ids["B-OBAMA"])  # reviewers examine it: the system assigns two
+    assert len(panel) == 2 and examiners(gov_world, ids["B-NOBODY"]) == []  # nothing shown, nothing to examine
+    with gov_world.client(panel[0]) as reviewer:
         above = reviewer.get(f"/api/v1/searches/{ids['B-OBAMA']}").json()
-        unknown = reviewer.get(f"/api/v1/searches/{ids['B-NOBODY']}").json()
-    assert [c["subject_external_id"] for c in above["candidates"]] == ["B-OBAMA"]  # reviewers review it
-    assert unknown["candidates"] == []
+    assert above["candidates"] == []  # not even to a reviewer before their conclusion
     searches = [a for a in gov_world.audit(action="search") if a["details"].get("search_id") in ids.values()]
     assert len(searches) == 3
     for record in searches:  # the log commits to the named subject and the result, never names them
@@ -90,10 +92,9 @@ def test_each_check_is_a_recorded_search_for_review(gov_world: GovWorld, checks:
 
 def test_released_only_after_two_reviewers(gov_world: GovWorld, checks: dict[str, dict[str, Any]]) -> None:
     search_id = checks["B-OBAMA"]["search_id"]
-    for user in ("rev1", "rev2"):
-        with gov_world.client(user) as reviewer:
-            r = reviewer.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})
-            assert r.status_code == 200, r.text
+    for user in examiners(gov_world, search_id):
+        r = conclude_as(gov_world, user, search_id, 1, SAME)
+        assert r.status_code == 200, r.text
     with gov_world.client("inv") as investigator:
         view = investigator.get(f"/api/v1/searches/{search_id}").json()
     assert [c["subject_external_id"] for c in view["candidates"]] == ["B-OBAMA"]

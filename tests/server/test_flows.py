@@ -15,6 +15,9 @@ import httpx
 import pytest
 from live_server import FIXTURES, FR, PASSWORD, World, enrol_totp, login, make_user, second_factor
 
+from examination_helpers import NEUTRAL, SAME, conclude_over_api, examiners_of, server_db, task_of
+from facetrail.storage.models import SearchRecord
+
 SEARCH_FIELDS = {
     "gallery": "bookings",
     "case_number": "2026-0042",
@@ -186,10 +189,13 @@ def test_multi_face_probe_needs_a_choice_and_each_face_finds_its_person(world: W
         assert candidates and all(c["similarity"] is None for c in candidates)  # no score while under review
         assert [c["rank"] for c in candidates] == list(range(1, len(candidates) + 1))
         assert candidates[0]["subject_external_id"] == "under review"  # to the investigator, until released
-        with world.as_role("reviewer") as reviewer:
-            seen = reviewer.get(f"/api/v1/searches/{result['search_id']}").json()["candidates"]
-            assert all(c["similarity"] >= result["similarity_floor"] for c in seen)
-            tops.add(seen[0]["subject_external_id"])
+        with world.as_role("reviewer") as reviewer:  # nothing before their conclusion (sequential unmasking)
+            assert reviewer.get(f"/api/v1/searches/{result['search_id']}").json()["candidates"] == []
+        with server_db(world.server.data_dir) as db, db.db.read() as s:  # the answer key
+            record = s.get(SearchRecord, result["search_id"])
+            assert record is not None
+            assert all(c["similarity"] >= result["similarity_floor"] for c in record.candidates[:1])
+            tops.add(record.candidates[0]["subject_external_id"])
     assert tops == {"B-OBAMA", "B-BIDEN"}
 
 
@@ -226,42 +232,54 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
         assert search_id in ids
         thumb = investigator.get(f"{path}/candidates/1/thumbnail")  # under review until two reviewers release it
         assert thumb.status_code == 403
-        assert investigator.put(f"{path}/candidates/1/review", json={"decision": "possible_lead"}).status_code == 403
+        assert investigator.get("/api/v1/examinations").status_code == 403
     for outsider in ("investigator_south", "reviewer_south"):
         with world.as_role(outsider) as other:
             assert search_id not in [s["search_id"] for s in other.get("/api/v1/searches").json()["items"]]
             r = other.get(path)
             assert r.status_code == 404 and r.json()["error"]["code"] == "search_not_found"
             assert other.get(f"{path}/candidates/1/thumbnail").status_code == 404
-    with world.as_role("reviewer_south") as other:
-        assert other.put(f"{path}/candidates/1/review", json={"decision": "not_a_match"}).status_code == 404
+    with server_db(world.server.data_dir) as db:
+        examiners_of(db, search_id)
+        task = task_of(db, world.usernames["reviewer"], search_id)
+    assert task is not None
+    with world.as_role("reviewer_south") as other:  # another unit's reviewer: never assigned, "not found"
+        assert other.get(f"/api/v1/examinations/{task}").status_code == 404
     with world.as_role("auditor") as auditor:
         meta = auditor.get(path).json()
         assert meta["candidates"] is None and meta["case_number"] == "2026-0042"
         assert auditor.get(f"{path}/candidates/1/thumbnail").status_code == 403
         assert search_id in [s["search_id"] for s in auditor.get("/api/v1/searches").json()["items"]]
-    with world.as_role("reviewer") as reviewer:
-        detail = reviewer.get(path).json()
-        assert detail["candidates"][0]["thumbnail_url"].endswith("/candidates/1/thumbnail")
-        r = reviewer.put(f"{path}/candidates/1/review", json={"decision": "possible_lead", "notes": "same scar"})
+    with world.stepped_up("reviewer") as reviewer:  # a conclusion that can release needs a fresh second factor
+        detail = reviewer.get(path).json()  # sequential unmasking: nothing of the candidates before concluding
+        assert detail["candidates"] == [] and detail["justification"].startswith("withheld")
+        with server_db(world.server.data_dir) as db:
+            r = conclude_over_api(reviewer, db, world.usernames["reviewer"], search_id, 1, SAME, "same scar")
         assert r.status_code == 200, r.text
-        assert (r.json()["reviewer"], r.json()["decision"]) == (world.usernames["reviewer"], "possible_lead")
-        r = reviewer.put(f"{path}/candidates/1/review", json={"decision": "inconclusive", "notes": "second look"})
-        assert r.json()["decision"] == "inconclusive"
-        assert reviewer.put(f"{path}/candidates/1/review", json={"decision": "match"}).status_code == 422
-        assert reviewer.put(f"{path}/candidates/99/review", json={"decision": "inconclusive"}).status_code == 404
+        assert r.json()["conclusion"] == SAME and r.json()["reveal"]["rank"] == 1
+        handle = r.json()["handle"]
+        r = reviewer.post(
+            f"/api/v1/examinations/{task}/candidates/{handle}/conclusion",
+            json={"conclusion": NEUTRAL, "reasoning": "second look", "limitations": "none"},
+        )
+        assert r.status_code == 409 and r.json()["error"]["code"] == "conclusion_final"
+        r = reviewer.post(
+            f"/api/v1/examinations/{task}/candidates/{handle}/conclusion",
+            json={"conclusion": "match", "reasoning": "x", "limitations": "y"},
+        )
+        assert r.status_code == 400
+        detail = reviewer.get(path).json()
+        assert [c["rank"] for c in detail["candidates"]] == [1]
+        assert detail["candidates"][0]["thumbnail_url"].endswith("/candidates/1/thumbnail")
         reviews = reviewer.get(f"{path}/reviews").json()
-        assert [(x["rank"], x["decision"], x["notes"]) for x in reviews] == [(1, "inconclusive", "second look")]
+        assert [(x["rank"], x["decision"], x["notes"]) for x in reviews] == [(1, SAME, "same scar")]
     with world.as_role("investigator") as investigator:
         shown = investigator.get(path).json()
     # one reviewer so far: the investigator sees the candidate "under review", without decisions (governance)
     assert shown["candidates"][0]["reviews"] == [] and shown["candidates"][0]["subject_external_id"] == "under review"
 
     decided = [r for r in _audit(world, action="review.decide") if r["target"] == f"search:{search_id}"]
-    assert [(r["details"]["decision"], r["details"]["previous_decision"]) for r in decided[:2]] == [
-        ("inconclusive", "possible_lead"),
-        ("possible_lead", None),
-    ]
+    assert [(r["details"]["decision"], r["details"]["previous_decision"]) for r in decided] == [(SAME, None)]
     hidden = [
         r for r in _audit(world, action="search.view", outcome="not_found") if r["target"] == f"search:{search_id}"
     ]
@@ -331,9 +349,12 @@ def test_nobody_reviews_their_own_search(world: World) -> None:
         with world.as_role("administrator") as second_admin:  # separation of duties: another admin approves
             approved = second_admin.post(f"/api/v1/role-grants/{r.json()['pending_grant']['id']}/approve")
         assert approved.status_code == 200 and approved.json()["status"] == "effective", approved.text
-        r = user.put(f"/api/v1/searches/{search_id}/candidates/1/review", json={"decision": "possible_lead"})
-        assert r.status_code == 403 and "own search" in r.json()["error"]["message"]
-    denied = [
-        rec for rec in _audit(world, action="review.decide", outcome="denied") if rec["target"] == f"search:{search_id}"
-    ]
-    assert denied and denied[0]["actor"] == "user:switch.user"
+        queue = user.get("/api/v1/examinations")  # the system never assigns a searcher their own search
+        assert queue.status_code == 200, queue.text
+        with server_db(world.server.data_dir) as db:
+            assert task_of(db, "switch.user", search_id) is None
+            others = [t for t in (task_of(db, world.usernames["reviewer"], search_id),) if t]
+        for other in others:  # another examiner's task is "not found" to them, like none at all
+            assert user.get(f"/api/v1/examinations/{other}").status_code == 404
+        view = user.get(f"/api/v1/searches/{search_id}").json()
+        assert all(c["subject_external_id"] == "under review" for c in view["candidates"])

@@ -26,6 +26,7 @@ PUBLIC = "public"
 STEP_UP = {
     ("GET", "/api/v1/audit/export"),
     ("GET", "/api/v1/cases/{case_number}/packet"),
+    ("GET", "/api/v1/searches/{search_id}/leads/{rank}/report"),
     ("DELETE", "/api/v1/galleries/{name}/subjects/{external_id}"),
     ("POST", "/api/v1/auth/mfa/recovery-codes"),
     ("DELETE", "/api/v1/users/{username}/mfa"),
@@ -86,7 +87,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/searches/{search_id}"): frozenset({INV, REV, AUD}),
     ("GET", "/api/v1/searches/{search_id}/candidates/{rank}/thumbnail"): frozenset({INV, REV}),
     ("GET", "/api/v1/searches/{search_id}/reviews"): frozenset({INV, REV, AUD}),
-    ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/method"): EVERYONE,
+    ("GET", "/api/v1/examinations"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/proficiency"): frozenset({REV, AUD, ADM}),
+    ("GET", "/api/v1/examinations/{task_id}"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/probe/image"): frozenset({REV}),
+    ("POST", "/api/v1/examinations/{task_id}/probe-analysis"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates/{handle}"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/candidates/{handle}/photos/{index}"): frozenset({REV}),
+    ("PUT", "/api/v1/examinations/{task_id}/candidates/{handle}/checklist"): frozenset({REV}),
+    ("POST", "/api/v1/examinations/{task_id}/candidates/{handle}/conclusion"): frozenset({REV}),
     ("GET", "/api/v1/audit/records"): frozenset({AUD}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUD}),
     ("GET", "/api/v1/audit/export"): frozenset({AUD}),
@@ -120,6 +131,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/oversight/samples"): frozenset({AUD}),
     ("POST", "/api/v1/oversight/samples/{item_id}/finding"): frozenset({AUD}),
     ("GET", "/api/v1/oversight/notifications"): frozenset({REV, AUD}),
+    # issue 15, evidence: enhancement (the task's examiner), its log for auditors, the lead report
+    ("POST", "/api/v1/examinations/{task_id}/enhancements"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements/{sha256}/image"): frozenset({REV}),
+    ("GET", "/api/v1/examinations/{task_id}/enhancements/{sha256}/replay"): frozenset({REV}),
+    ("GET", "/api/v1/searches/{search_id}/enhancements"): frozenset({AUD}),
+    ("GET", "/api/v1/searches/{search_id}/leads/{rank}/report"): frozenset({REV, AUD}),
 }
 
 _counter = iter(range(1, 10_000))
@@ -146,6 +164,10 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
         "passkey_id": "999999",
         "alert_id": "999999",
         "item_id": "999999",
+        "task_id": "nosuchtask00",
+        "handle": "nosuchhandle",
+        "index": "0",
+        "sha256": "0" * 64,
     }
     url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
     photo = (FR / "obama.jpg").read_bytes()
@@ -185,9 +207,16 @@ def _request_for(method: str, path: str, world: World) -> dict[str, Any]:
                 "justification": "role matrix",
             },
         },
-        ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/review"): {"json": {"decision": "inconclusive"}},
+        ("POST", "/api/v1/examinations/{task_id}/probe-analysis"): {"json": {"quality": {}, "suitable": True}},
+        ("PUT", "/api/v1/examinations/{task_id}/candidates/{handle}/checklist"): {"json": {"marks": {}}},
+        ("POST", "/api/v1/examinations/{task_id}/candidates/{handle}/conclusion"): {
+            "json": {"conclusion": "neutral", "reasoning": "role matrix", "limitations": "none"}
+        },
         ("PUT", "/api/v1/searches/{search_id}/candidates/{rank}/adjudication"): {
             "json": {"decision": "not_a_match", "reason": "role matrix"}
+        },
+        ("POST", "/api/v1/examinations/{task_id}/enhancements"): {
+            "json": {"image": "probe", "operation": "brightness", "parameters": {"delta": 1}, "purpose": "role matrix"}
         },
         ("GET", "/api/v1/reports/transparency"): {"params": {"from": "2026-01-01", "to": "2026-01-31"}},
         ("POST", "/api/v1/oversight/alerts/{alert_id}/ack"): {"json": {"note": "role matrix"}},

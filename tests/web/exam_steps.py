@@ -5,7 +5,9 @@ the step-up a releasing conclusion asks for)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -58,3 +60,16 @@ def conclude(
         page.fill("#code", code())
         page.click("button:has-text('Confirm and continue')")
     page.wait_for_url(re.compile(r".*\?done=concluded.*"))
+
+
+def handle_of_rank(data_dir: Path, task_id: str, rank: int) -> str:
+    """The test's oracle, read from the system of record (never shown to the examiner): the handle that the task
+    gives the candidate the search ranked ``rank``."""
+    with sqlite3.connect(f"file:{data_dir / 'facetrail.db'}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "SELECT c.handle FROM examined_candidates c JOIN examination_tasks t ON t.id = c.task_id"
+            " WHERE t.public_id = ? AND c.rank = ?",
+            (task_id, rank),
+        ).fetchone()
+    assert row is not None, f"no candidate of rank {rank} in task {task_id}"
+    return str(row[0])

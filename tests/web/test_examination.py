@@ -339,21 +339,36 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     assert page.get_by_test_id("annotations").locator("li").count() == 1
 
     # The enhancement panel: a logged step on a copy of the probe, the original one click away.
-    if page.get_by_test_id("enhance-form").count():
-        page.select_option("#enhance-target", "probe")
-        page.select_option("#enhance-operation", "brightness")
-        page.fill("#enhance-purpose", "dark shadow over the left eye")
-        page.click("button:has-text('Apply to a copy')")
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.enhancedSha256")
-        assert page.get_by_test_id("enhanced-badge-probe").is_visible()
-        assert "brightness" in page.get_by_test_id("enhance-log-probe").inner_text()
-        derived = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
-        STATE["enhanced"] = derived
-        page.get_by_test_id("show-original-probe").click()
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'original'")
-        assert page.get_by_test_id("enhanced-badge-probe").is_hidden()
-        page.get_by_test_id("show-original-probe").click()  # and back
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'enhanced'")
+    page.select_option("#enhance-target", "probe")
+    page.select_option("#enhance-operation", "brightness")
+    page.fill("#enhance-purpose", "dark shadow over the left eye")
+    page.click("button:has-text('Apply to a copy')")
+    status = page.get_by_test_id("enhance-status")
+    page.wait_for_function("s => s.textContent && !s.textContent.startsWith('Applying')", arg=status.element_handle())
+    assert status.inner_text().startswith("Applied to a copy"), status.inner_text()
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.enhancedSha256")
+    assert page.get_by_test_id("enhanced-badge-probe").is_visible()
+    first_step = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
+    # a second step, chained on the first (its parent is the first's hash; the log is the whole chain)
+    page.select_option("#enhance-operation", "gamma")
+    page.fill("#enhance-purpose", "lift the mid-tones around the eyes")
+    page.click("button:has-text('Apply to a copy')")
+    page.wait_for_function(
+        "h => document.querySelector('[data-pane=probe]').dataset.enhancedSha256 !== h", arg=first_step
+    )
+    log = page.get_by_test_id("enhance-log-probe").locator("li").all_inner_texts()
+    assert len(log) == 2 and log[0].startswith("brightness") and log[1].startswith("gamma"), log
+    assert "dark shadow over the left eye" in log[0]
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.state === 'ready'")
+    enhanced_pixels = pixels(page, "probe")
+    STATE["enhanced"] = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
+    page.get_by_test_id("show-original-probe").click()
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'original'")
+    assert page.get_by_test_id("enhanced-badge-probe").is_hidden()
+    page.wait_for_timeout(300)  # the original decodes
+    assert pixels(page, "probe") != enhanced_pixels
+    page.get_by_test_id("show-original-probe").click()  # and back
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'enhanced'")
 
     # The checklist: a dissimilarity without its explanation is refused by the browser and by the server.
     _mark_checklist(page, "facial_marks__size")
@@ -427,10 +442,10 @@ def test_nothing_was_revealed_before_the_conclusion(exam: Exam) -> None:
 
 
 def test_enhancement_replays_on_the_server_to_the_identical_hash(exam: Exam) -> None:
-    if "enhanced" not in STATE:
-        pytest.skip("the enhancement API is not on this installation")
+    assert "enhanced" in STATE, "the enhancement step in the browser did not run"
     with exam.api(STATE["examiners"][0]) as client:
-        r = client.get(f"/api/v1/searches/{STATE['search_id']}/enhancements/{STATE['enhanced']}/replay")
+        task_id = STATE["tasks"][STATE["examiners"][0]]
+        r = client.get(f"/api/v1/examinations/{task_id}/enhancements/{STATE['enhanced']}/replay")
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["identical"] is True and body["replayed_sha256"] == STATE["enhanced"] == body["sha256"]

@@ -97,6 +97,12 @@ class AuditAction(StrEnum):
     # reports
     CASE_PACKET = "case.packet"
     REPORT_TRANSPARENCY = "report.transparency"
+    LEAD_REPORT = "lead.report"
+    # enhancement without altering evidence (examination/enhancements.py)
+    ENHANCEMENT_CREATE = "enhancement.create"
+    ENHANCEMENT_VIEW = "enhancement.view"
+    ENHANCEMENT_LOG = "enhancement.log"
+    ENHANCEMENT_REPLAY = "enhancement.replay"
     # the audit log itself
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"

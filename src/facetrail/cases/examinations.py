@@ -114,9 +114,21 @@ def _require_reviewer(ctx: AppContext, who: Principal, action: str, target: str)
 
 def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[int]:
     """Reviewers who may examine ``record``: its unit's active reviewers, never the searcher, not yet assigned;
-    the policy's named adjudicators only when nobody else is eligible (they settle disagreements)."""
-    adjudicators = set(policy_of_version(ctx, record.policy_version).review.adjudicators)
+    the policy's named adjudicators (they settle disagreements) and whoever decided the search's approval (they
+    read its case story) only when nobody else is free."""
+    from facetrail.governance.models import SearchApproval
+
+    adjudicators = set(active_policy(ctx).review.adjudicators)
     with ctx.db.read() as s:
+        approvers = {
+            int(i)
+            for i in s.execute(
+                select(SearchApproval.decided_by_id).where(
+                    SearchApproval.search_id == record.id, SearchApproval.decided_by_id.is_not(None)
+                )
+            ).scalars()
+            if i is not None
+        }
         rows = s.execute(
             select(User.id, User.username).where(
                 User.role == Role.REVIEWER.value,
@@ -125,7 +137,7 @@ def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[in
             )
         ).all()
     pool = [(int(i), name) for i, name in rows if int(i) != record.user_id and int(i) not in taken]
-    plain = [i for i, name in pool if name not in adjudicators]
+    plain = [i for i, name in pool if name not in adjudicators and i not in approvers]
     return plain if len(plain) >= EXAMINERS - len(taken) else [i for i, _ in pool]
 
 
@@ -515,7 +527,14 @@ def task_dict(ctx: AppContext, task: _Task) -> dict[str, Any]:
         "candidates_total": len(rows) if analysis is not None else None,
         "candidates_concluded": sum(1 for r in rows if r.conclusion is not None),
         "case": _case(task),
+        "probe_declaration": _declaration(task) if analysis is not None else None,
     }
+
+
+def _declaration(task: _Task) -> str:
+    """What the searcher declared the probe to be (exam-evidence, issue 15): shown once the probe analysis is
+    recorded, so that it does not colour the analysis; a known-answer test's probe is an enrolled photo."""
+    return task.search.probe_declaration if task.search is not None else "original"
 
 
 def queue(ctx: AppContext, who: Principal) -> list[dict[str, Any]]:
@@ -812,6 +831,8 @@ def save_checklist(
         )
     except fiswg.ChecklistError as exc:
         raise refuse(ctx, who, action, target, BadInputError(str(exc), field=exc.field)) from None
+    except BadInputError as exc:
+        raise refuse(ctx, who, action, target, exc) from None
     if row.conclusion is not None:
         raise refuse(
             ctx, who, action, target, ConclusionFinalError("the conclusion is recorded: its checklist is final")

@@ -50,6 +50,9 @@ class SearchRequest:
     justification: str
     candidates: int = 20
     face_index: int | None = None
+    # What the searcher declares the probe to be: original | edited | composite_sketch (the policy's
+    # [probes].accepted decides which may be searched; governance.approvals.check_probe_declaration)
+    probe_declaration: str = "original"
 
 
 @dataclass(frozen=True)

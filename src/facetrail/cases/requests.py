@@ -92,6 +92,7 @@ def submit(ctx: AppContext, who: Principal, probe: bytes, req: SearchRequest, *,
         justification=justification,
         candidates=req.candidates,
         face_index=chosen.index,
+        probe_declaration=req.probe_declaration,
         probe_sha256=analysis.sha256,
         probe_held=not emergency,
         policy_version=version,
@@ -276,6 +277,7 @@ def _run_approved(ctx: AppContext, row: SearchApproval) -> None:
         justification=row.justification,
         candidates=row.candidates,
         face_index=row.face_index,
+        probe_declaration=row.probe_declaration,
     )
     try:
         view = run_search(ctx, requester, probe, req, approval_id=row.id)

@@ -12,7 +12,7 @@ Scope (who sees which search):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,6 +28,7 @@ from facetrail.examination import unmasking
 from facetrail.faces.pipeline import PIPELINE_LOCK
 from facetrail.gallery.search import (
     LEADS_NOTICE,
+    candidate_faces,
     search_gallery,
     validate_candidates,
     validate_purpose,
@@ -54,8 +55,14 @@ class CandidateView:
     subject_id: int
     subject_external_id: str
     similarity: float | None  # None: an investigator's view of a candidate still under review
-    estimated_fmr: float | None
+    estimated_fmr: float | None  # subject-level: a subject with k faces has k chances (faces.subject_score)
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    # the subject behind the candidate (issue 11); None/empty for an investigator while under review
+    faces_enrolled: int | None = None
+    faces_above_floor: int | None = None
+    faces: list[dict[str, Any]] = field(default_factory=list)  # {face_id, similarity}, best first
+    score_rule: str | None = None
+    face_fmr: float | None = None  # one comparison's FMR at this score (× the gallery's faces: expected strangers)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class SearchView:
     similarity_floor: float
     candidates: list[CandidateView] | None
     reviews_count: int
+    probe_declaration: str = "original"  # what the searcher declared the probe to be
     notice: str = LEADS_NOTICE
     kind: str = "search"  # or 'verify_subject': a 1:1 check of a named subject
     gallery_size: int | None = None  # known right after the search only
@@ -223,6 +231,8 @@ def run_search(
             unit_id=who.unit_id,
             legal_basis=req.legal_basis,
             analyzed=analyzed,
+            similarity_floor=active_policy(ctx).search.similarity_floor,
+            probe_declaration=req.probe_declaration,
         )
     hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     view = get_search(ctx, who, result.search_id, audit=False)
@@ -263,6 +273,8 @@ def run_subject_check(ctx: AppContext, who: Principal, probe: bytes, req: Search
             user_id=who.user_id,
             unit_id=who.unit_id,
             legal_basis=req.legal_basis,
+            similarity_floor=active_policy(ctx).search.similarity_floor,
+            probe_declaration=req.probe_declaration,
         )
     hooks.after_search(ctx, who, result.search_id)  # anomaly detection: never blocks or breaks the search
     return get_search(ctx, who, result.search_id, audit=False)
@@ -304,24 +316,39 @@ def shown_candidates(ctx: AppContext, record: SearchRecord) -> list[dict[str, An
     return [c for c in record.candidates if float(c["similarity"]) >= floor]
 
 
+def _candidate_view(c: dict[str, Any], floor: float, reviews: dict[int, list[dict[str, Any]]]) -> CandidateView:
+    enrolled, above, faces = candidate_faces(c, floor)
+    return CandidateView(
+        rank=int(c["rank"]),
+        face_id=int(c["face_id"]),
+        subject_id=int(c["subject_id"]),
+        subject_external_id=str(c["subject_external_id"]),
+        similarity=float(c["similarity"]),
+        estimated_fmr=float(c["fmr"]),
+        reviews=reviews.get(int(c["face_id"]), []),
+        faces_enrolled=enrolled,
+        faces_above_floor=above,
+        faces=faces,
+        score_rule=str(c.get("score_rule", "max")),
+        face_fmr=float(c.get("face_fmr", c["fmr"])),
+    )
+
+
 def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | None) -> SearchView:
     shown = shown_candidates(ctx, record)
     reviews = _reviews_by_face(ctx, record.id)
     candidates = None
     if may_see_results(who):
-        candidates = [
-            CandidateView(
-                rank=int(c["rank"]),
-                face_id=int(c["face_id"]),
-                subject_id=int(c["subject_id"]),
-                subject_external_id=str(c["subject_external_id"]),
-                similarity=float(c["similarity"]),
-                estimated_fmr=float(c["fmr"]),
-                reviews=reviews.get(int(c["face_id"]), []),
-            )
-            for c in shown
-        ]
+        floor = similarity_floor_for(ctx, record.policy_version)
+        candidates = [_candidate_view(c, floor, reviews) for c in shown]
         candidates = release.visible_candidates(ctx, who, record, candidates)  # blind two-person review
+        # a masked candidate ("under review": face id 0) tells nothing of its subject, not even its photo count
+        candidates = [
+            c
+            if c.face_id
+            else replace(c, faces_enrolled=None, faces_above_floor=None, faces=[], score_rule=None, face_fmr=None)
+            for c in candidates
+        ]
         if record.kind == SUBJECT_CHECK and release.sees_as_searcher(who, record.user_id):
             # a 1:1 check answers its searcher nothing until released: not even that a candidate exists
             candidates = [c for c in candidates if c.subject_external_id != release.UNDER_REVIEW]
@@ -335,7 +362,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         unit=unit,
         gallery=record.gallery_name,
         model_id=record.model_id,
-        case_number=record.case_number,
+        case_number=unmasking.WITHHELD if hidden else record.case_number,
         offense=unmasking.WITHHELD if hidden else record.offense,
         legal_basis=record.legal_basis,
         justification=unmasking.WITHHELD if hidden else record.reason,
@@ -349,6 +376,7 @@ def _view(ctx: AppContext, who: Principal, record: SearchRecord, unit: str | Non
         candidates=candidates,
         kind=record.kind,
         reviews_count=release.visible_review_count(ctx, who, record, reviews),
+        probe_declaration=record.probe_declaration,
     )
 
 
@@ -423,6 +451,9 @@ def list_searches(
         state = unmasking.examination_state(ctx, ids)
         for record, unit in rows:
             hidden = unmasking.story_withheld(who, state.get(record.id, {}))
+            if hidden and case_number:
+                total -= 1  # a filter by case number must not tell an examiner which case their search is
+                continue
             shown_count = int(counts.get(record.id, 0))
             if shown_count and not who.can(Permission.SEARCH_METADATA_ALL):
                 # a blind reviewer must not learn from the count that someone else decided (nor an investigator)
@@ -439,7 +470,7 @@ def list_searches(
                     unit=unit,
                     gallery=record.gallery_name,
                     model_id=record.model_id,
-                    case_number=record.case_number,
+                    case_number=unmasking.WITHHELD if hidden else record.case_number,
                     offense=unmasking.WITHHELD if hidden else record.offense,
                     legal_basis=record.legal_basis,
                     justification=unmasking.WITHHELD if hidden else record.reason,
@@ -455,13 +486,19 @@ def list_searches(
                     candidates=None,
                     kind=record.kind,
                     reviews_count=shown_count,
+                    probe_declaration=record.probe_declaration,
                 )
             )
     return SearchPage(total=int(total), items=items)
 
 
-def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: int) -> bytes:
-    """A shown candidate's enrolled face (JPEG). Only for those who may see results; audited."""
+def candidate_thumbnail(
+    ctx: AppContext, who: Principal, search_id: int, rank: int, face_id: int | None = None
+) -> bytes:
+    """A shown candidate's enrolled face (JPEG): its best face, or with ``face_id`` another of the candidate
+    subject's listed faces (expanding the candidate). Only for those who may see results, and for the searcher
+    only once the candidate is a released lead; audited by rank (and the face's place in the candidate's list),
+    never by face id."""
     if not may_see_results(who):
         raise deny(
             ctx, who, "search.thumbnail", f"search:{search_id}", f"role '{who.role}' may not see candidates' faces"
@@ -471,15 +508,24 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
     match = [c for c in shown_candidates(ctx, record) if int(c["rank"]) == rank]
     if match:
         release.require_released(ctx, who, record, int(match[0]["face_id"]), rank)
+    wanted, position = None, 0
+    if match:
+        if face_id is None:
+            wanted = int(match[0]["face_id"])
+        else:
+            listed = [f["face_id"] for f in candidate_faces(match[0], 0.0)[2]]
+            if face_id in listed:
+                wanted, position = face_id, listed.index(face_id) + 1
     with ctx.db.transaction() as s:
-        face = s.get(Face, int(match[0]["face_id"])) if match else None
+        face = s.get(Face, wanted) if wanted is not None else None
         if face is not None:
             append_audit(
                 s,
                 actor=who.actor,
                 action="search.thumbnail",
                 target=f"search:{search_id}",
-                details={"rank": rank, **who.audit_context()},  # rank only: the log names no candidate
+                # rank only: the log names no candidate (and for an expanded face, its place in the candidate)
+                details={"rank": rank, **({"face": position} if face_id is not None else {}), **who.audit_context()},
             )
             return bytes(face.thumbnail)
     raise refuse(
@@ -487,7 +533,11 @@ def candidate_thumbnail(ctx: AppContext, who: Principal, search_id: int, rank: i
         who,
         "search.thumbnail",
         f"search:{search_id}",
-        NotFoundError(f"search {search_id} shows no candidate at rank {rank} (or its face was deleted)"),
+        NotFoundError(
+            f"search {search_id} shows no candidate at rank {rank}"
+            + (" with that face" if face_id is not None else "")
+            + " (or its face was deleted)"
+        ),
         details={"rank": rank},
         outcome="not_found",
     )

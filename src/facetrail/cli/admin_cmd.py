@@ -107,11 +107,24 @@ def _galleries(ctx: Any, name: str | None) -> list[tuple[int, str]]:
 @index_app.command("rebuild")
 def rebuild_command(
     gallery: Annotated[str | None, typer.Option("--gallery", help="Only this gallery (default: all).")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="'cuda' trains approximate indexes' coarse quantiser on the GPU (needs faiss with GPU support);"
+            " the index built is the same kind and format. Default: cpu.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rebuild gallery indexes from the database (the system of record). Audited as 'index.rebuild'."""
     from facetrail.gallery.index_sync import rebuild_index
+    from facetrail.index import use_training_device
 
+    try:
+        use_training_device(device or "cpu")
+    except FaceTrailError as exc:
+        fail(exc, as_json)
     ctx = open_cli_context()
     reports = []
     try:

@@ -30,6 +30,27 @@ console = Console()
 err_console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print stable, documented JSON instead of tables.")]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="Run the detector and embedder on 'cpu' or 'cuda' (ONNX Runtime's CUDA provider; needs onnxruntime-gpu)."
+        " Default: the compute.device setting.",
+    ),
+]
+
+
+def apply_device(device: str | None) -> None:
+    """``--device``: this process and the workers it starts use that compute device (through the environment,
+    the settings source that wins). CUDA is checked at once, so a missing GPU runtime fails before any work."""
+    if device is None:
+        return
+    from facetrail.config import get_settings
+    from facetrail.faces.device import onnx_providers
+
+    onnx_providers(device)  # DeviceUnavailableError: unknown device, or no CUDA execution provider
+    os.environ["FACETRAIL_COMPUTE__DEVICE"] = device
+    get_settings.cache_clear()
 
 
 def fail(error: FaceTrailError, as_json: bool = False) -> NoReturn:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from facetrail.cli.common import fail
+from facetrail.cli.common import DeviceOption, apply_device, fail
 from facetrail.errors import FaceTrailError
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ def lfw(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
     folds: Annotated[int, typer.Option("--folds", help="Use only the first N folds (quick checks).", min=2)] = 10,
     degrade: DEGRADE_OPTION = None,
     seed: SEED_OPTION = 0,
@@ -126,6 +127,10 @@ def lfw(
     from facetrail.evaluation.plots import plot_det, plot_roc
     from facetrail.evaluation.verification import roc_points, verify_pairs
 
+    try:
+        apply_device(device)
+    except FaceTrailError as exc:
+        fail(exc, as_json)
     if degrade is not None or pairs_per_fold is not None:
         _lfw_degraded(
             data, model, flip, out, as_json, workers, cache_dir, folds, degrade or "clean", seed, pairs_per_fold
@@ -383,6 +388,18 @@ def identify(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    per_subject: Annotated[
+        bool,
+        typer.Option(
+            "--per-subject",
+            help="Several photos per subject (LFW people with >= 3: all but one enrolled): face lists against "
+            "subject lists, and the subject-level FMR checked.",
+        ),
+    ] = False,
+    rules: Annotated[
+        str, typer.Option("--rules", help="With --per-subject: subject score rules to compare, comma-separated.")
+    ] = "max,mean_top2,mean_top3,lse0.02,lse0.05",
+    device: DeviceOption = None,
     degrade: DEGRADE_OPTION = None,
     seed: SEED_OPTION = 0,
     probes_every: Annotated[
@@ -405,12 +422,19 @@ def identify(
     from facetrail.evaluation.plots import plot_cmc
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight
         )
     except FaceTrailError as exc:
         fail(exc, as_json)
+    if per_subject:
+        probes = None
+        if degrade is not None:
+            probes = _degraded_subject_probes(data, people, run.embeddings, degrade, seed, flip, workers, cache_dir)
+        _identify_per_subject(people, run.embeddings, rules, out, as_json, probes, degrade)
+        return
     if degrade is not None or groups is not None:
         _identify_extras(
             data,
@@ -444,6 +468,89 @@ def identify(
     for key, value in report.items():
         if key != "model_id":
             table.add_row(key.replace("_", " "), json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)
+
+
+def _degraded_subject_probes(
+    data: Path,
+    people: dict[str, list[str]],
+    clean: object,
+    degrade: str,
+    seed: int,
+    flip: bool | None,
+    workers: int,
+    cache_dir: Path | None,
+) -> object:
+    """SFace embeddings of the per-subject protocol's probes, degraded by SPEC (the gallery stays clean)."""
+    from facetrail.evaluation.degrade import parse_spec
+    from facetrail.evaluation.degraded import degraded_embeddings
+    from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR, EmbeddingSet
+    from facetrail.evaluation.identification import split_subjects
+    from facetrail.evaluation.lfw import open_lfw
+    from facetrail.evaluation.runner import settings_for
+
+    assert isinstance(clean, EmbeddingSet)
+    split = split_subjects(people, clean)
+    paths = split.mated_probes + split.nonmated_probes
+    run = degraded_embeddings(
+        open_lfw(data).images_dir,
+        paths,
+        parse_spec(degrade),
+        ["sface"],
+        settings_for(None, flip),
+        seed=seed,
+        cache_dir=cache_dir or DEFAULT_CACHE_DIR,
+        workers=workers,
+    )
+    return run.embeddings["sface"].subset(paths)
+
+
+def _identify_per_subject(
+    people: dict[str, list[str]],
+    embeddings: object,
+    rules: str,
+    out: Path,
+    as_json: bool,
+    probes: object = None,
+    degrade: str | None = None,
+) -> None:
+    from facetrail.evaluation.embedding import EmbeddingSet
+    from facetrail.evaluation.identification import identify_subjects
+    from facetrail.faces.calibration import load_calibration
+    from facetrail.faces.subject_score import check_rule
+
+    assert isinstance(embeddings, EmbeddingSet)
+    try:
+        chosen = tuple(check_rule(r.strip()) for r in rules.split(",") if r.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rules") from None
+    try:
+        fmr_at = load_calibration(embeddings.model_id).fmr_at
+    except FaceTrailError:
+        fmr_at = None  # no shipped table for this model: lists are compared, the FMR check is skipped
+    assert probes is None or isinstance(probes, EmbeddingSet)
+    report = identify_subjects(people, embeddings, chosen, fmr_at, probes)
+    if degrade is not None:
+        report = {"probes_degraded": degrade, **report}
+    out.mkdir(parents=True, exist_ok=True)
+    name = _label(embeddings.model_id)
+    suffix = "" if degrade is None else "-" + degrade.replace("+", "_").replace("=", "").replace("@", "at")
+    (out / f"identify-subjects{suffix}-{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"LFW 1:N, several photos per subject — {embeddings.model_id}")
+    for column in ("list", "entries", "rank 1", "rank 5", "rank 20", "FNIR @ FPIR 1e-2", "FNIR @ FPIR 1e-3"):
+        table.add_column(column)
+    for key, value in report.items():
+        if isinstance(value, dict) and "rank_1" in value:
+            open_set = value["open_set_rank1_fnir_at_fpir"]
+            table.add_row(
+                key,
+                str(value["list_entries"]),
+                *(f"{value[k] * 100:.2f}%" for k in ("rank_1", "rank_5", "rank_20")),
+                *(f"{open_set[f]['fnir'] * 100:.2f}% ({open_set[f]['threshold']})" for f in ("0.01", "0.001")),
+            )
     Console().print(table)
 
 
@@ -564,12 +671,14 @@ def calibrate(
     workers: WORKERS_OPTION = 2,
     cache_dir: CACHE_OPTION = None,
     fusion_weight: WEIGHT_OPTION = None,
+    device: DeviceOption = None,
 ) -> None:
     """Build a model's calibration table from every different-person image pair in LFW."""
     from facetrail.evaluation.calibrate import calibrate as build
     from facetrail.evaluation.lfw import all_images, open_lfw
 
     try:
+        apply_device(device)
         people = all_images(open_lfw(data))
         run = _embed(
             data, [p for images in people.values() for p in images], model, flip, workers, cache_dir, fusion_weight

@@ -18,9 +18,11 @@ from rich.progress import (
 from rich.table import Table
 
 from facetrail.cli.common import (
+    DeviceOption,
     JsonOption,
     TokenOption,
     acting_user,
+    apply_device,
     cli_actor,
     cli_context,
     console,
@@ -257,6 +259,7 @@ def enroll_command(
             "--max-rows", min=1, envvar="FACETRAIL_MANIFEST_MAX_ROWS", help="Refuse manifests with more rows than this."
         ),
     ] = 1_000_000,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Enroll local images into a gallery. Resumable: rerun the same command to finish an interrupted run."""
@@ -264,6 +267,7 @@ def enroll_command(
     from facetrail.gallery.manifest import DEFAULT_MAX_ROWS, items_from_paths, read_manifest
 
     try:
+        apply_device(device)
         if not gallery:
             raise BadInputError("--gallery is required", field="gallery")
         if bool(paths) == (manifest is not None):

@@ -28,10 +28,18 @@ def search_command(
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    show_faces: Annotated[
+        bool, typer.Option("--faces", help="Expand each candidate subject into its enrolled faces, best first.")
+    ] = False,
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search a gallery. The result is a candidate list of investigative leads, never an identification."""
+    """Search a gallery. The result is a candidate list of investigative leads, never an identification: one
+    entry per subject (its best-matching face shown, scored over all of its enrolled faces)."""
     from facetrail.cases.probe import SearchRequest
     from facetrail.cases.searches import run_search
     from facetrail.faces.decode import read_image_bytes
@@ -47,6 +55,7 @@ def search_command(
             justification=reason,
             candidates=candidates,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_search(ctx, who, probe, request)
     rows = view.candidates or []
@@ -75,6 +84,10 @@ def search_command(
                         "estimated_fmr": c.estimated_fmr,
                         "subject_external_id": c.subject_external_id,
                         "face_id": c.face_id,
+                        "score_rule": c.score_rule,
+                        "faces_enrolled": c.faces_enrolled,
+                        "faces_above_floor": c.faces_above_floor,
+                        "faces": c.faces,
                     }
                     for c in rows
                 ],
@@ -90,13 +103,17 @@ def search_command(
         f"probe sha256 {view.probe_sha256[:16]}…: face {view.face_index} of {view.faces_in_probe}; "
         f"model {view.model_id}; nothing below similarity {view.similarity_floor:g} is shown"
     )
-    table = Table(title=f"{len(rows)} candidate(s) for human review")
-    for column in ("rank", "similarity", "est. false-match rate", "subject"):
+    table = Table(title=f"{len(rows)} candidate subject(s) for human review")
+    for column in ("rank", "similarity", "est. false-match rate", "subject", "faces ≥ floor / enrolled"):
         table.add_column(column)
     for c in rows:
         score = "under review" if c.similarity is None else f"{c.similarity:.4f}"
         fmr = "" if c.estimated_fmr is None else f"{c.estimated_fmr:.1e}"
-        table.add_row(str(c.rank), score, fmr, escape(c.subject_external_id))
+        faces = "" if c.faces_enrolled is None else f"{c.faces_above_floor} / {c.faces_enrolled}"
+        table.add_row(str(c.rank), score, fmr, escape(c.subject_external_id), faces)
+        if show_faces:
+            for f in c.faces:
+                table.add_row("", f"  {f['similarity']:.4f}", "", f"  face {f['face_id']}", "")
     console.print(table)
     console.print(
         "[dim]Candidates stay 'under review' until two reviewers release them as leads. A high rank or "
@@ -115,6 +132,10 @@ def verify_subject_command(
     face: Annotated[int | None, typer.Option("--face", help="Face number in the probe (default: 0, the largest).")] = (
         None
     ),
+    probe_declaration: Annotated[
+        str,
+        typer.Option("--probe", help="What the probe is: original | edited | composite_sketch (policy may refuse)."),
+    ] = "original",
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -134,6 +155,7 @@ def verify_subject_command(
             legal_basis=legal_basis,
             justification=reason,
             face_index=face,
+            probe_declaration=probe_declaration,
         )
         view = run_subject_check(ctx, who, probe, request, subject)
     released = [

@@ -6,7 +6,7 @@ mark must be explained (a comment saying why it is, or why it is not, a differen
 ageing, pose, lighting, expression). Annotations are pinned to a region of one image (coordinates as fractions of
 its width and height). Measurements are recorded as observations (a name, a value and its unit, with the image)
 and are never combined into a score: nothing in FaceTrail computes anything from them.
-Pure data and validation: imports nothing from FaceTrail's storage, so any module may import it.
+Pure data and validation (only facetrail.text), so any module may import it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 from typing import Any
+
+from facetrail.text import check_text
 
 MAX_COMMENT = 2000
 MAX_ANNOTATIONS = 200
@@ -76,15 +78,13 @@ def definition() -> list[dict[str, Any]]:
 
 
 def _text(value: Any, field: str, max_len: int = MAX_COMMENT) -> str:
+    """Free text of a checklist: multi-line, no control, bidi or zero-width characters (facetrail.text; its
+    ControlCharacterError, code control_character, passes through)."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ChecklistError("must be text", field)
-    if len(value) > max_len:
-        raise ChecklistError(f"at most {max_len} characters", field)
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise ChecklistError("control characters are not allowed", field)
-    return value.strip()
+    return check_text(field, value, max_len=max_len, required=False, multiline=True)
 
 
 def _fraction(value: Any, field: str) -> float:

@@ -1,9 +1,9 @@
 """What the search view, search history and case packets may tell an examiner (sequential unmasking).
 
 Guaranteed: a reviewer who is examining a search (an examination task of theirs that is not complete) — or who
-may still be assigned to it (it lacks examiners) — is told neither its case story (offense, justification) nor
-anything about its candidates beyond what the examination itself shows. Candidates in the search view are
-governed by governance.release (a reviewer sees only those they have concluded on).
+may still be assigned to it (it lacks examiners) — is told neither its case story (case number, offense,
+justification) nor anything about its candidates beyond what the examination itself shows. Candidates in the
+search view are governed by governance.release (a reviewer sees only those they have concluded on).
 """
 
 from __future__ import annotations

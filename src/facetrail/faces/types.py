@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -101,6 +101,15 @@ class FaceEmbedder(Protocol):
 
     def embed(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
         """(len(faces), dim) float32, each row L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class CropEmbedder(FaceEmbedder, Protocol):
+    """An embedder whose input is the aligned crop alone, so crops of many images can share a forward pass."""
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(len(crops), dim) float32, each row L2-normalised."""
         ...
 
 

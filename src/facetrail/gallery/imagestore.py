@@ -157,7 +157,7 @@ class ImageStoreConfigError(BadInputError):
     code = "image_store_needs_postgres"
 
 
-STORE_NAMES = ("images", "probes", "probes-pending")
+STORE_NAMES = ("images", "probes", "probes-pending", "enhanced")
 _DELETE_CHUNK = 500
 
 
@@ -255,7 +255,7 @@ def _check(sha256: str) -> None:
 
 
 def open_image_store(ctx: AppContext, name: str) -> AnyImageStore:
-    """The configured backend of store ``name`` (images | probes | probes-pending)."""
+    """The configured backend of store ``name`` (images | probes | probes-pending | enhanced)."""
     if ctx.settings.cluster.image_store == "postgres":
         if ctx.db.is_sqlite:
             raise ImageStoreConfigError(

@@ -37,6 +37,7 @@ from facetrail.errors import BadInputError, FaceTrailError
 from facetrail.faces.calibration import Calibration, load_calibration
 from facetrail.faces.decode import read_image_bytes
 from facetrail.faces.pipeline import AnalyzedFace
+from facetrail.faces.subject_score import DEFAULT_RULE, subject_fmr, subject_score
 from facetrail.faces.types import DecodedImage
 from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.gallery.index_sync import get_gallery_index
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 LEADS_NOTICE = "Investigative leads only — not an identification. Each candidate requires human review."
 MIN_CANDIDATES, MAX_CANDIDATES, DEFAULT_CANDIDATES = 2, 50, 20
 FIELD_LIMITS = {"case_number": 100, "offense": 100, "reason": 2000}
+SEARCH_DEPTH_FACTOR = 4  # faces retrieved per subject asked for, first; multiplied by 4 until enough subjects
+MAX_SEARCH_DEPTH = 5000  # faces retrieved at most to fill a list with distinct subjects
+MAX_FACES_LISTED = 50  # faces of one candidate kept for its expansion (best first); the score uses all
 
 
 @dataclass(frozen=True)
@@ -86,16 +90,82 @@ def validate_candidates(candidates: int) -> int:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    rank: int
+class CandidateFace:
+    """One enrolled face of a candidate subject, as scored against the probe."""
+
     face_id: int
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"face_id": self.face_id, "similarity": round(self.similarity, 5)}
+
+
+@dataclass(frozen=True)
+class SubjectHit:
+    """A retrieved subject, every enrolled face scored (best first), before it is recorded."""
+
     subject_id: int
     subject_external_id: str
-    similarity: float
-    estimated_fmr: float
+    faces: tuple[CandidateFace, ...]  # all of the subject's enrolled faces, best first
+    score: float
+    fmr: float  # subject-level: a stranger with this many faces scoring at least this high
+    face_fmr: float  # the best face's, as for a single comparison
+    meaning: str
+    rule: str
+
+    @property
+    def best(self) -> CandidateFace:
+        return self.faces[0]
+
+    def faces_above(self, floor: float) -> int:
+        return sum(1 for f in self.faces if f.similarity >= floor)
+
+
+def score_subject(
+    subject_id: int,
+    external_id: str,
+    scored: list[tuple[int, float]],
+    calibration: Calibration,
+    rule: str = DEFAULT_RULE,
+) -> SubjectHit:
+    """A subject's hit from (face id, similarity) of ALL of its enrolled faces."""
+    faces = tuple(CandidateFace(fid, sim) for fid, sim in sorted(scored, key=lambda h: (-h[1], h[0])))
+    score = subject_score([f.similarity for f in faces], rule)
+    face_fmr = calibration.fmr_at(score)
+    fmr = subject_fmr(face_fmr, len(faces))
+    return SubjectHit(
+        subject_id, external_id, faces, score, fmr, face_fmr, describe_subject(fmr, len(faces), calibration), rule
+    )
+
+
+def describe_subject(fmr: float, faces: int, calibration: Calibration) -> str:
+    """What a subject-level FMR means, in words."""
+    photos = "one enrolled photo" if faces == 1 else f"{faces} enrolled photos"
+    bound = subject_fmr(calibration.resolution, faces)
+    if fmr <= bound:
+        return (
+            f"fewer than 1 in {round(1 / bound):,} different people with {photos} score this high "
+            f"(beyond the calibration table's resolution)"
+        )
+    return f"about 1 in {round(1 / fmr):,} different people with {photos} score this high (FMR ≈ {fmr:.1e})"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: int
+    face_id: int  # the subject's best-matching face: the one shown, and the key of the candidate's reviews
+    subject_id: int
+    subject_external_id: str
+    similarity: float  # the subject's score (rule ``score_rule``)
+    estimated_fmr: float  # subject-level
     score_meaning: str
-    thumbnail: bytes  # the enrolled face's aligned crop, JPEG
+    thumbnail: bytes  # the best face's aligned crop, JPEG
     thumbnail_path: Path | None
+    faces_enrolled: int = 1
+    faces_above_floor: int = 1
+    faces: tuple[CandidateFace, ...] = ()
+    score_rule: str = DEFAULT_RULE
+    face_fmr: float | None = None  # the FMR of one comparison at this score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,9 +173,13 @@ class Candidate:
             "similarity": round(self.similarity, 5),
             "estimated_fmr": self.estimated_fmr,
             "score_meaning": self.score_meaning,
+            "score_rule": self.score_rule,
             "subject_external_id": self.subject_external_id,
             "subject_id": self.subject_id,
             "face_id": self.face_id,
+            "faces_enrolled": self.faces_enrolled,
+            "faces_above_floor": self.faces_above_floor,
+            "faces": [f.to_dict() for f in self.faces],
             "thumbnail_path": str(self.thumbnail_path) if self.thumbnail_path else None,
         }
 
@@ -130,9 +204,11 @@ class SearchResult:
     results_dir: Path | None
 
     def expected_false_matches(self, candidate: Candidate) -> float:
-        """About how many faces of different people in a gallery this size score at least this high (FMR × N):
-        in 1:N search the chance of a high-scoring stranger grows with the gallery."""
-        return float(f"{candidate.estimated_fmr * self.gallery_size:.3g}")
+        """About how many faces of different people in a gallery this size score at least this high (FMR × N,
+        the face-level FMR times the gallery's faces: also a bound on how many different SUBJECTS do): in 1:N
+        search the chance of a high-scoring stranger grows with the gallery."""
+        fmr = candidate.estimated_fmr if candidate.face_fmr is None else candidate.face_fmr
+        return float(f"{fmr * self.gallery_size:.3g}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -270,13 +346,17 @@ def search_gallery(
     unit_id: int | None = None,
     legal_basis: str | None = None,
     analyzed: tuple[DecodedImage, AnalyzedFace, int] | None = None,
+    similarity_floor: float | None = None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Search the probe's face (the largest unless ``face_index`` is given) against the named gallery.
 
     ``user_id``/``unit_id`` scope the record to its searcher and unit (the server's search history);
     ``legal_basis`` is recorded with it when given. ``analyzed`` is the probe (``probe`` as bytes) already
     decoded, with its chosen face embedded and its face count, from a caller that checked face choice and
-    quality first: the probe is then not analysed a second time."""
+    quality first: the probe is then not analysed a second time. ``similarity_floor`` (default: the server
+    setting; the server passes its policy's) is what each candidate's count of faces above the floor uses."""
+    floor = ctx.settings.server.similarity_floor if similarity_floor is None else float(similarity_floor)
     attempted: dict[str, Any] = {
         "gallery": gallery,
         "case_number": case_number,
@@ -285,7 +365,12 @@ def search_gallery(
         "candidates_requested": candidates,
         "face_index": face_index,
     }
-    scope = {"user_id": user_id, "unit_id": unit_id, "legal_basis": legal_basis}
+    scope = {
+        "user_id": user_id,
+        "unit_id": unit_id,
+        "legal_basis": legal_basis,
+        "probe_declaration": probe_declaration,
+    }
     if legal_basis is not None:
         attempted["legal_basis"] = legal_basis
     try:
@@ -296,10 +381,57 @@ def search_gallery(
         audit_refusal(ctx, actor, "search", f"gallery:{gallery}", exc, details=attempted, outcome="refused")
         raise
     index = get_gallery_index(ctx, p.gallery_id, actor=actor)
-    scores, ids = index.search(p.vector, k)
-    cal = p.calibration
-    hits = [(int(i), float(s), cal.fmr_at(float(s)), cal.describe(float(s))) for i, s in zip(ids, scores, strict=True)]
-    return _record(ctx, actor, purpose, k, p, index.count, hits, write_thumbnails, scope)
+    hits = subject_hits(ctx, index, p.gallery_id, p.vector, k, p.calibration)
+    return _record(ctx, actor, purpose, k, p, index.count, hits, write_thumbnails, scope, floor)
+
+
+def _face_subjects(ctx: AppContext, gallery_id: int, face_ids: list[int]) -> dict[int, int]:
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(Face.id, Face.subject_id).where(Face.id.in_(face_ids), Face.gallery_id == gallery_id)
+        ).all()
+    return {int(fid): int(sid) for fid, sid in rows}
+
+
+def subject_hits(
+    ctx: AppContext,
+    index: Any,
+    gallery_id: int,
+    vector: np.ndarray,
+    k: int,
+    calibration: Calibration,
+    rule: str = DEFAULT_RULE,
+) -> list[SubjectHit]:
+    """The k best subjects: the index is searched until it yields k distinct subjects (or all of the gallery,
+    or MAX_SEARCH_DEPTH faces), then every enrolled face of the first 2k subjects found is scored exactly and
+    the subjects are ranked by their score (ties: lower subject id first)."""
+    total = index.count
+    depth = min(total, max(k * SEARCH_DEPTH_FACTOR, k), MAX_SEARCH_DEPTH)
+    order: list[int] = []
+    while depth > 0:
+        _, ids = index.search(vector, depth)
+        subject_of = _face_subjects(ctx, gallery_id, [int(i) for i in ids])
+        order = list(dict.fromkeys(subject_of[int(i)] for i in ids if int(i) in subject_of))
+        if len(order) >= 2 * k or depth >= min(total, MAX_SEARCH_DEPTH):
+            break
+        depth = min(total, depth * 4, MAX_SEARCH_DEPTH)
+    wanted = order[: 2 * k]
+    if not wanted:
+        return []
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(Face.id, Face.subject_id, Face.embedding, Subject.external_id)
+            .join(Subject, Subject.id == Face.subject_id)
+            .where(Face.subject_id.in_(wanted), Face.gallery_id == gallery_id)
+        ).all()
+    by_subject: dict[int, list[tuple[int, float]]] = {}
+    names: dict[int, str] = {}
+    for fid, sid, emb, external_id in rows:
+        by_subject.setdefault(int(sid), []).append((int(fid), float(np.frombuffer(emb, dtype="<f4") @ vector)))
+        names[int(sid)] = external_id
+    hits = [score_subject(sid, names[sid], by_subject[sid], calibration, rule) for sid in wanted if sid in by_subject]
+    hits.sort(key=lambda h: (-h.score, h.subject_id))
+    return hits[:k]
 
 
 def _record(
@@ -309,9 +441,10 @@ def _record(
     k: int,
     probe: _Probe,
     gallery_size: int,
-    hits: list[tuple[int, float, float, str]],
+    hits: list[SubjectHit],
     write_thumbnails: bool,
     scope: dict[str, Any] | None = None,
+    floor: float = 0.0,
 ) -> SearchResult:
     """Write the search record, its audit record and its files as one unit; undo the files if it fails."""
     image, probe_data, gallery_id, gallery_name = probe.image, probe.data, probe.gallery_id, probe.gallery_name
@@ -327,11 +460,11 @@ def _record(
                 for row in session.execute(
                     select(Face.id, Face.subject_id, Face.thumbnail, Subject.external_id)
                     .join(Subject, Subject.id == Face.subject_id)
-                    .where(Face.id.in_([h[0] for h in hits]), Face.gallery_id == gallery_id)
+                    .where(Face.id.in_([h.best.face_id for h in hits]), Face.gallery_id == gallery_id)
                 )
             }
-            # a face deleted between the index search and now is dropped, never reported
-            live = [h for h in hits if h[0] in rows]
+            # a subject whose best face was deleted between the search and now is dropped, never reported
+            live = [h for h in hits if h.best.face_id in rows]
             probe_stored = False
             if ctx.settings.keep_probe_images:
                 store = probe_store(ctx)
@@ -356,21 +489,12 @@ def _record(
                 reason=purpose.reason,
                 probe_sha256=image.sha256,
                 probe_stored=probe_stored,
+                probe_declaration=scope.get("probe_declaration") or "original",
                 face_index=face_index,
                 faces_in_probe=faces_in_probe,
                 model_id=model_id,
                 candidates_requested=k,
-                candidates=[
-                    {
-                        "rank": rank,
-                        "face_id": fid,
-                        "subject_id": rows[fid].subject_id,
-                        "subject_external_id": rows[fid].external_id,
-                        "similarity": round(score, 5),
-                        "fmr": fmr,
-                    }
-                    for rank, (fid, score, fmr, _) in enumerate(live, start=1)
-                ],
+                candidates=[stored_candidate(rank, h, floor) for rank, h in enumerate(live, start=1)],
             )
             session.add(record)
             session.flush()
@@ -379,14 +503,30 @@ def _record(
                 results_dir.mkdir(parents=True, exist_ok=False)
                 written.append(results_dir)
             candidates = []
-            for rank, (fid, score, fmr, meaning) in enumerate(live, start=1):
+            for rank, h in enumerate(live, start=1):
+                fid = h.best.face_id
                 row = rows[fid]
                 path = None
                 if results_dir is not None:
                     path = results_dir / f"rank-{rank:02d}-face-{fid}.jpg"
                     path.write_bytes(row.thumbnail)
                 candidates.append(
-                    Candidate(rank, fid, row.subject_id, row.external_id, score, fmr, meaning, row.thumbnail, path)
+                    Candidate(
+                        rank,
+                        fid,
+                        row.subject_id,
+                        row.external_id,
+                        h.score,
+                        h.fmr,
+                        h.meaning,
+                        row.thumbnail,
+                        path,
+                        faces_enrolled=len(h.faces),
+                        faces_above_floor=h.faces_above(floor),
+                        faces=h.faces[:MAX_FACES_LISTED],
+                        score_rule=h.rule,
+                        face_fmr=h.face_fmr,
+                    )
                 )
             append_audit(
                 session,
@@ -406,6 +546,7 @@ def _record(
                     "index_kind": ctx.settings.index.kind,
                     "probe_sha256": image.sha256,
                     "probe_stored": probe_stored,
+                    "probe_declaration": record.probe_declaration,
                     "face_index": face_index,
                     "faces_in_probe": faces_in_probe,
                     "candidates_requested": k,
@@ -449,6 +590,33 @@ def _record(
     )
 
 
+def stored_candidate(rank: int, hit: SubjectHit, floor: float) -> dict[str, Any]:
+    """A candidate as the searches table keeps it (and the audit record commits to)."""
+    return {
+        "rank": rank,
+        "face_id": hit.best.face_id,
+        "subject_id": hit.subject_id,
+        "subject_external_id": hit.subject_external_id,
+        "similarity": round(hit.score, 5),
+        "fmr": hit.fmr,
+        "face_fmr": hit.face_fmr,
+        "score_rule": hit.rule,
+        "faces_enrolled": len(hit.faces),
+        "faces_above_floor": hit.faces_above(floor),
+        "faces": [f.to_dict() for f in hit.faces[:MAX_FACES_LISTED]],
+    }
+
+
+def candidate_faces(c: dict[str, Any], floor: float) -> tuple[int, int, list[dict[str, Any]]]:
+    """(faces enrolled, faces at or above the floor, faces best first) of a stored candidate. A search recorded
+    before candidates were subjects lists its one face."""
+    faces = c.get("faces") or [{"face_id": int(c["face_id"]), "similarity": float(c["similarity"])}]
+    faces = [{"face_id": int(f["face_id"]), "similarity": float(f["similarity"])} for f in faces]
+    enrolled = int(c.get("faces_enrolled", len(faces)))
+    above = c.get("faces_above_floor")
+    return enrolled, int(above) if above is not None else sum(f["similarity"] >= floor for f in faces), faces
+
+
 # 1:1 check of one named subject: a search like any other ------------------------------------------------
 
 
@@ -466,9 +634,12 @@ def search_subject(
     user_id: int | None,
     unit_id: int | None,
     legal_basis: str | None,
+    similarity_floor: float | None = None,
+    probe_declaration: str = "original",
 ) -> SearchResult:
     """Compare the probe's face with one named subject's enrolled faces, recorded as a search of kind
-    'verify_subject' whose candidate list is that subject's best-scoring face, or empty when the gallery holds
+    'verify_subject' whose candidate list is that subject (scored over all of its faces, its best face shown),
+    or empty when the gallery holds
     no such subject: an unknown subject and one below the similarity floor leave the same trace as "no lead".
     The caller (cases.searches.run_subject_check) has passed the search gate; reviews release the result."""
     subject_id = clean_field("subject", subject, 200)
@@ -488,16 +659,13 @@ def search_subject(
         raise
     with ctx.db.read() as session:
         rows = session.execute(
-            select(Face.id, Face.embedding)
+            select(Face.id, Face.embedding, Subject.id)
             .join(Subject, Subject.id == Face.subject_id)
             .where(Subject.gallery_id == p.gallery_id, Subject.external_id == subject_id)
             .order_by(Face.id)
         ).all()
-    scored = sorted(
-        ((int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb in rows), key=lambda h: -h[1]
-    )
-    cal = p.calibration
-    hits = [(fid, score, cal.fmr_at(score), cal.describe(score)) for fid, score in scored[:1]]
+    scored = [(int(fid), float(np.frombuffer(emb, dtype="<f4") @ p.vector)) for fid, emb, _ in rows]
+    hits = [score_subject(int(rows[0][2]), subject_id, scored, p.calibration)] if rows else []
     return _record(
         ctx,
         actor,
@@ -510,8 +678,10 @@ def search_subject(
         {
             "user_id": user_id,
             "unit_id": unit_id,
+            "probe_declaration": probe_declaration,
             "legal_basis": legal_basis,
             "kind": "verify_subject",
             "subject": subject_id,
         },
+        ctx.settings.server.similarity_floor if similarity_floor is None else float(similarity_floor),
     )

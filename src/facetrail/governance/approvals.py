@@ -28,7 +28,7 @@ from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError, PermissionDeniedError
 from facetrail.gallery.imagestore import AnyImageStore, open_image_store
 from facetrail.governance.models import SearchApproval
-from facetrail.governance.policy import Policy, active_version
+from facetrail.governance.policy import PROBE_DECLARATIONS, Policy, active_version
 from facetrail.governance.training import require_training
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
@@ -95,6 +95,8 @@ class SearchPurpose(Protocol):
     def legal_basis(self) -> str: ...
     @property
     def candidates(self) -> int: ...
+    @property
+    def probe_declaration(self) -> str: ...
 
 
 def pending_store(ctx: AppContext) -> AnyImageStore:
@@ -127,8 +129,32 @@ def check_case_number(policy: Policy, case_number: str) -> str:
     return check_text("case_number", text, max_len=100)
 
 
+class ProbeDeclarationRefusedError(BadInputError):
+    """The probe is declared edited or a composite sketch (or not declared as anything known) and the policy
+    does not accept that declaration."""
+
+    code = "probe_declaration_refused"
+
+
+def check_probe_declaration(policy: Policy, declaration: str) -> None:
+    if declaration not in PROBE_DECLARATIONS:
+        raise BadInputError(
+            f"probe declaration {declaration!r} is not one of {list(PROBE_DECLARATIONS)}",
+            field="probe_declaration",
+            allowed=list(PROBE_DECLARATIONS),
+        )
+    if declaration not in policy.probes.accepted:
+        raise ProbeDeclarationRefusedError(
+            f"the policy does not accept probes declared {declaration!r} "
+            f"(accepted: {', '.join(policy.probes.accepted)})",
+            field="probe_declaration",
+            allowed=list(policy.probes.accepted),
+        )
+
+
 def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
-    """Case number, offense, legal basis, required fields and candidate count against the policy."""
+    """Case number, offense, legal basis, required fields, candidate count and probe declaration against the
+    policy."""
     rules = policy.search
     check_case_number(policy, req.case_number)
     if req.offense not in rules.allowed_offenses:
@@ -147,6 +173,7 @@ def check_search_fields(policy: Policy, req: SearchPurpose) -> None:
         raise BadInputError(
             f"candidates must be {rules.min_candidates}-{rules.max_candidates} (policy)", field="candidates"
         )
+    check_probe_declaration(policy, req.probe_declaration)
 
 
 def authorize_search(ctx: AppContext, who: Principal, req: SearchPurpose, approval_id: int | None) -> int:

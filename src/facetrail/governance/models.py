@@ -56,6 +56,8 @@ class SearchApproval(Base):
     justification: Mapped[str] = mapped_column(Text)
     candidates: Mapped[int] = mapped_column(Integer)
     face_index: Mapped[int | None] = mapped_column(Integer)
+    # 0017: what the requester declared the probe to be (carried to the search once approved)
+    probe_declaration: Mapped[str] = mapped_column(String(20), default="original", server_default="original")
     probe_sha256: Mapped[str] = mapped_column(String(64))
     probe_held: Mapped[bool] = mapped_column(default=False)  # kept in the pending store until decided
     policy_version: Mapped[int | None] = mapped_column(Integer)

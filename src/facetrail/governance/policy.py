@@ -114,11 +114,28 @@ class TrainingRules(_Strict):
     validity_days: int = Field(365, ge=1, le=3650)
 
 
+# What a searcher declares the probe to be (every search declares one; docs/examination.md).
+PROBE_DECLARATIONS = ("original", "edited", "composite_sketch")
+
+
+class ProbeRules(_Strict):
+    # The probe declarations a search may be run with; a search declaring another is refused (and audited).
+    accepted: list[str] = Field(default_factory=lambda: ["original"], min_length=1)
+
+    @model_validator(mode="after")
+    def _known(self) -> ProbeRules:
+        unknown = sorted(set(self.accepted) - set(PROBE_DECLARATIONS))
+        if unknown:
+            raise ValueError(f"probes.accepted: unknown declaration(s) {unknown}; known: {list(PROBE_DECLARATIONS)}")
+        return self
+
+
 class Policy(_Strict):
     search: SearchRules
     approval: ApprovalRules = ApprovalRules()
     retention: RetentionRules = RetentionRules()
     training: TrainingRules = TrainingRules()
+    probes: ProbeRules = ProbeRules()
     review: ReviewRules = ReviewRules()
     examination: ExaminationRules = ExaminationRules()
     # Oversight (docs/oversight.md): applied by facetrail.oversight through the search path's hook.

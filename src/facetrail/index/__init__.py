@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.index.base import VectorIndex, vector_set_checksum
-from facetrail.index.faiss_index import ApproximateIndex, ExactIndex, read_index_header, set_threads
+from facetrail.index.faiss_index import (
+    ApproximateIndex,
+    ExactIndex,
+    read_index_header,
+    set_threads,
+    use_training_device,
+)
 
 INDEX_KINDS = ("exact", "approximate")
 
@@ -52,5 +58,6 @@ __all__ = [
     "load_index",
     "make_index",
     "set_threads",
+    "use_training_device",
     "vector_set_checksum",
 ]

@@ -32,6 +32,28 @@ def set_threads(threads: int) -> None:
     faiss.omp_set_num_threads(max(1, int(threads)))
 
 
+_TRAINING_DEVICE = {"device": "cpu"}
+
+
+def use_training_device(device: str) -> None:
+    """Where approximate indexes train their coarse quantiser (k-means) in this process: 'cpu' or 'cuda'.
+
+    Only the training moves; the index is built, searched and saved on the CPU in the same format. 'cuda'
+    needs a faiss build with GPU support and a visible GPU, else ``DeviceUnavailableError`` at once."""
+    from facetrail.errors import DeviceUnavailableError
+
+    if device not in ("cpu", "cuda"):
+        raise DeviceUnavailableError(f"unknown device {device!r} (choose cpu or cuda)")
+    if device == "cuda":
+        gpus = int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+        if gpus < 1 or not hasattr(faiss, "index_cpu_to_all_gpus"):
+            raise DeviceUnavailableError(
+                f"CUDA was requested for index training but this faiss ({faiss.__version__}) sees no GPU: "
+                "faiss-cpu has no GPU support (install a faiss build with CUDA on a GPU machine), or omit --device"
+            )
+    _TRAINING_DEVICE["device"] = device
+
+
 def _empty_result(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n_queries, 0), np.float32), np.zeros((n_queries, 0), np.int64)
 
@@ -241,6 +263,8 @@ class ApproximateIndex:
             sub_vectors = self.dim // 4
             ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.nlist, sub_vectors, 4, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
+        if _TRAINING_DEVICE["device"] == "cuda":  # k-means assignment on the GPU; the trained index stays on CPU
+            ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
         ivf.cp.niter = self.train_iterations  # k-means converges enough for list assignment; 25 costs 2.5×
         ivf.train(sample)
         for start in range(0, n, 1_000_000):  # chunks bound the temporary code buffers

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit, canonical_json
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError, FaceTrailError, NotFoundError
-from facetrail.gallery.search import LEADS_NOTICE, probe_store
+from facetrail.gallery.search import LEADS_NOTICE, candidate_faces, probe_store
 from facetrail.governance.release import ReviewAdjudication
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
@@ -186,20 +186,28 @@ def _candidates(
         face_id, rank = int(c["face_id"]), int(c["rank"])
         grouped = decisions.get((record.id, face_id))
         released = bool(grouped and grouped.released(record.user_id))
+        enrolled, above, faces = candidate_faces(c, floor)
         entry: dict[str, Any] = {
             "rank": rank,
             "subject_id": int(c["subject_id"]),
             "subject_external_id": str(c["subject_external_id"]),
             "face_id": face_id,
             "similarity": float(c["similarity"]),
-            "estimated_fmr": float(c["fmr"]),
+            "estimated_fmr": float(c["fmr"]),  # subject-level (a subject with k faces has k chances)
+            "score_rule": str(c.get("score_rule", "max")),
+            "faces_enrolled": enrolled,
+            "faces_above_floor": above,
+            "faces": faces,  # the candidate subject's faces, best first: {face_id, similarity}
             "shown": True,
             "decisions": [r for r in reviews if r["rank"] == rank],
             "possible_lead_votes": grouped.leads_from(record.user_id) if grouped else 0,
             "released": released,
         }
         if not released:  # an unreleased candidate is named by nobody: rank, votes and decisions only
-            entry.update(subject_id=None, subject_external_id=NOT_RELEASED, face_id=None)
+            entry.update(
+                subject_id=None, subject_external_id=NOT_RELEASED, face_id=None, faces_enrolled=None, faces=None
+            )
+            entry["faces_above_floor"] = None
             entry["similarity"] = entry["estimated_fmr"] = None
         out.append(entry)
     return out
@@ -457,12 +465,26 @@ def _collect(
     ]
     if scope.blind_reviewer is not None:
         examining = _examining(s, scope.blind_reviewer, ids)
+        examined = _examining(s, scope.blind_reviewer, ids, complete=True)
         for entry in searches:
             _withhold_undecided(entry, scope.blind_reviewer)
             if entry["search_id"] in examining:
                 _withhold_for_examiner(entry)
+            elif entry["search_id"] in examined:
+                _name_no_other_examiner(entry, scope.blind_reviewer)
     refused = _refused_attempts(search_audit, scope, actor_units)
     created = [aware(r.created_at) for r in records]
+    lead_reports = _lead_reports(ctx, s, records, searches, scope)
+    if scope.blind_reviewer is not None:  # blind verification: the other examiner stays unnamed
+        from facetrail.governance.release import ANOTHER_REVIEWER
+
+        for report in lead_reports:
+            report["examinations"] = [
+                e
+                if e.get("reviewer") == scope.blind_reviewer
+                else {**e, "reviewer": ANOTHER_REVIEWER, "reviewer_name": ANOTHER_REVIEWER}
+                for e in report.get("examinations", [])
+            ]
     return {
         "kind": "disclosure_packet",
         "format_version": FORMAT_VERSION,
@@ -481,28 +503,56 @@ def _collect(
             "searches_without_candidates_shown": sum(1 for e in searches if e["candidates_shown"] == 0),
             "review_decisions": sum(len(e["review_history"]) for e in searches),
             "refused_attempts": len(refused),
+            "lead_reports": len(lead_reports),
         },
         "searches": searches,
         "refused_attempts": refused,
+        "lead_reports": lead_reports,
     }
 
 
-def _examining(s: Session, viewer: str, search_ids: list[int]) -> set[int]:
-    """The searches the viewer is examining (an examination task of theirs that is not complete)."""
+def _lead_reports(
+    ctx: AppContext, s: Session, records: list[SearchRecord], searches: list[dict[str, Any]], scope: PacketScope
+) -> list[dict[str, Any]]:
+    """An investigative lead report (reports/lead_report.py) for every released lead of the case's searches."""
+    from facetrail.reports.lead_report import collect_lead
+
+    out = []
+    for record, entry in zip(records, searches, strict=True):
+        for c in entry["candidates"]:
+            if c["released"] and c["face_id"] is not None:
+                out.append(collect_lead(ctx, s, record, int(c["face_id"]), include_images=scope.include_probe_images))
+    return out
+
+
+def _examining(s: Session, viewer: str, search_ids: list[int], *, complete: bool = False) -> set[int]:
+    """The searches the viewer is examining (a task of theirs not complete), or with ``complete`` examined."""
     from facetrail.examination.models import ExaminationTask
 
+    done = ExaminationTask.completed_at.is_not(None) if complete else ExaminationTask.completed_at.is_(None)
     return {
         int(i or 0)
         for i in s.execute(
             select(ExaminationTask.search_id)
             .join(User, User.id == ExaminationTask.reviewer_id)
-            .where(
-                User.username == viewer,
-                ExaminationTask.search_id.in_(search_ids),
-                ExaminationTask.completed_at.is_(None),
-            )
+            .where(User.username == viewer, ExaminationTask.search_id.in_(search_ids), done)
         ).scalars()
     }
+
+
+def _name_no_other_examiner(entry: dict[str, Any], viewer: str) -> None:
+    """Blind verification: an examiner's packet never names the other examiner of a search they examined."""
+    from facetrail.governance.release import ANOTHER_REVIEWER
+
+    for c in entry["candidates"]:
+        c["decisions"] = [
+            d if d.get("reviewer") == viewer else {**d, "reviewer": ANOTHER_REVIEWER, "reviewer_name": ""}
+            for d in c["decisions"]
+        ]
+    entry["review_history"] = [
+        h if h.get("reviewer") == f"user:{viewer}" else {**h, "reviewer": ANOTHER_REVIEWER}
+        for h in entry["review_history"]
+    ]
 
 
 def _withhold_for_examiner(entry: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import unicodedata
 from contextvars import ContextVar
@@ -229,11 +230,12 @@ def _cover(packet: Packet) -> list[Flowable]:
         Paragraph(
             escape(
                 "This packet lists every face search FaceTrail recorded for the case, including searches that found "
-                "nothing and searches whose candidates were all rejected. Scores are cosine similarities of the "
-                "named model; the estimated false-match rate (FMR) is the share of comparisons between different "
-                "people that score at least as high. Candidates under the similarity floor were never shown to "
-                "anyone and are not listed; a candidate that two reviewers did not release is listed by rank only, "
-                "its identity and score withheld."
+                "nothing and searches whose candidates were all rejected. Each candidate is a subject, listed once "
+                "and shown by its best-matching face; its score is over all of its enrolled faces (cosine "
+                "similarities of the named model) and its estimated false-match rate (FMR) is the share of "
+                "different people with as many enrolled faces that score at least as high. Candidates under the "
+                "similarity floor were never shown to anyone and are not listed; a candidate that two reviewers "
+                "did not release is listed by rank only, its identity and score withheld."
             ),
             _styles()["body"],
         ),
@@ -316,7 +318,8 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                     "Rank",
                     "Subject (external id)",
                     "Subject id",
-                    "Face id",
+                    "Best face",
+                    "Faces ≥ floor / enrolled",
                     "Similarity",
                     "Est. FMR",
                     "Shown",
@@ -329,6 +332,9 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                         c["subject_external_id"],
                         "" if c["subject_id"] is None else c["subject_id"],
                         "" if c["face_id"] is None else c["face_id"],
+                        ""
+                        if c.get("faces_enrolled") is None
+                        else f"{c.get('faces_above_floor')} / {c['faces_enrolled']}",
                         "withheld" if c["similarity"] is None else f"{c['similarity']:.4f}",
                         "" if c["estimated_fmr"] is None else _fmr(c["estimated_fmr"]),
                         "yes" if c["shown"] else "no (under floor)",
@@ -337,7 +343,7 @@ def _search_section(s: dict[str, Any], number: int, total: int) -> list[Flowable
                     ]
                     for c in s["candidates"]
                 ],
-                [0.07, 0.2, 0.09, 0.08, 0.11, 0.1, 0.14, 0.09, 0.12],
+                [0.06, 0.16, 0.08, 0.07, 0.1, 0.1, 0.1, 0.12, 0.09, 0.12],
             )
         )
     else:
@@ -462,6 +468,8 @@ def _render(packet: Packet, overflow: list[str]) -> bytes:
     searches = packet.data["searches"]
     for number, search in enumerate(searches, start=1):
         story += _search_section(search, number, len(searches))
+    for lead in packet.data.get("lead_reports", []):  # one investigative lead report per released lead
+        story += lead_story(lead)
     story += _refused(packet)
     story += _appendix(overflow)  # filled while the story above was built
     doc.build(story, canvasmaker=_page_canvas(printable(packet.case_number)[:120]))
@@ -479,3 +487,182 @@ def write_packet_files(packet: Packet, pdf_path: Path) -> tuple[Path, Path]:
         tmp.write_bytes(content)
         os.replace(tmp, path)
     return pdf_path, json_path
+
+
+# ------------------------------------------------------------------ investigative lead reports (issue 15)
+# One section per released lead (reports/lead_report.py collects it); also the whole of a lead report on its
+# own (lead_report_pdf.py). Images are display copies; the SHA-256 beside each names the original file (or the
+# enhanced PNG) it was made from.
+
+LEAD_IMAGE_BOX = 60 * mm
+
+
+def _lead_image(b64: str | None, note: str) -> list[Flowable]:
+    if not b64:
+        return [_p(note, "body")]
+    reader = Image(io.BytesIO(base64.b64decode(b64)))
+    width, height = reader.imageWidth, reader.imageHeight
+    scale = min(LEAD_IMAGE_BOX / width, LEAD_IMAGE_BOX / height)
+    return [Image(io.BytesIO(base64.b64decode(b64)), width=width * scale, height=height * scale)]
+
+
+def _lead_heading(text: str, style: str = "h2") -> Paragraph:
+    return Paragraph(escape(printable(text)), _styles()[style])
+
+
+def _json_params(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(", ", ": "))
+
+
+def lead_story(lead: dict[str, Any]) -> list[Flowable]:
+    """One lead's pages (a heading per lead; ends with a page break)."""
+    c, probe, cand = lead["lead"], lead["probe"], lead["candidate"]
+    story: list[Flowable] = [
+        _lead_heading(
+            f"Investigative lead report — case {lead['case_number']}, search {lead['search_id']}, rank {c['rank']}",
+            "h1",
+        ),
+        Paragraph(escape(lead["notice"]), _styles()["notice"]),
+        Spacer(1, 3 * mm),
+        _fields(
+            [
+                ("Case number", lead["case_number"]),
+                ("Search", f"{lead['search_id']}, run {lead['run_at']} by {lead['run_by']} (unit {lead['unit']})"),
+                ("Offense / legal basis", f"{lead['offense']} / {lead['legal_basis'] or 'not stated'}"),
+                ("Gallery / model", f"{lead['gallery']} / {lead['model_id']}"),
+                ("Released lead", f"{c['subject_external_id']} (subject {c['subject_id']}, face {c['face_id']})"),
+                ("Rank, similarity, est. FMR", f"{c['rank']}, {c['similarity']:.4f}, {c['estimated_fmr']:.1e}"),
+                ("Probe SHA-256 (original)", probe["sha256"]),
+                ("Probe declared as", probe["declaration"].replace("_", " ")),
+                ("Candidate image SHA-256 (original)", cand["image_sha256"] or "unknown"),
+                ("Candidate photo capture date", cand["capture_date"] or "not recorded"),
+            ]
+        ),
+    ]
+    if probe.get("declaration_caveat"):
+        story += [Spacer(1, 2 * mm), Paragraph(escape(probe["declaration_caveat"]), _styles()["notice"])]
+    no_images = "not included (hashes only: this reader may not see faces)" if not lead["images_included"] else ""
+    story += [
+        Spacer(1, 3 * mm),
+        KeepTogether(
+            [
+                _lead_heading("Probe (original)"),
+                *_lead_image(probe["jpeg_base64"], no_images or "the probe image is not kept (only its SHA-256)"),
+                _p(f"SHA-256 {probe['sha256']}", "cell"),
+            ]
+        ),
+        Spacer(1, 2 * mm),
+        KeepTogether(
+            [
+                _lead_heading("Candidate (original enrolled photo)"),
+                *_lead_image(cand["jpeg_base64"], no_images or "the candidate's enrolled image is not kept"),
+                _p(f"SHA-256 {cand['image_sha256']}", "cell"),
+            ]
+        ),
+        Spacer(1, 3 * mm),
+        _lead_heading("Enhancements (copies; the originals are unchanged)"),
+    ]
+    enhancements = lead["enhancements"]
+    if enhancements:
+        story.append(
+            _p(
+                "Every enhancement either examiner made of the probe or of the candidate's photos. Each is a copy, "
+                "made by the server from the original and the logged steps; replaying the steps on the original "
+                "gives the identical SHA-256 (docs/examination.md).",
+                "body",
+            )
+        )
+        story.append(
+            _table(
+                ["Image", "Step", "Operation", "Parameters", "Purpose", "By / at (UTC)", "Parent → result SHA-256"],
+                [
+                    [
+                        e["image"],
+                        e["step"],
+                        e["operation"],
+                        _json_params(e["parameters"]),
+                        e["purpose"],
+                        f"{e['by']} {_when(e['at'])}",
+                        f"{e['parent_sha256']} → {e['sha256']}",
+                    ]
+                    for e in enhancements
+                ],
+                [0.09, 0.06, 0.1, 0.15, 0.2, 0.15, 0.25],
+            )
+        )
+        for e in enhancements:
+            if e.get("jpeg_base64"):
+                story.append(
+                    KeepTogether(
+                        [
+                            _lead_heading(f"ENHANCED {e['image']} — step {e['step']}: {e['operation']}", "h2"),
+                            *_lead_image(e["jpeg_base64"], ""),
+                            _p(f"enhanced copy, SHA-256 {e['sha256']}; parent {e['parent_sha256']}", "cell"),
+                        ]
+                    )
+                )
+    else:
+        story.append(_p("No enhancement was made: the examiners compared the original images.", "body"))
+    for ex in lead["examinations"]:
+        story += [
+            Spacer(1, 4 * mm),
+            _lead_heading(f"Examiner {ex['examiner']}: {ex['reviewer_name']} ({ex['reviewer']})"),
+        ]
+        analysis = ex["probe_analysis"]
+        story.append(
+            _fields(
+                [
+                    ("Assigned / completed", f"{ex['assigned_at']} / {ex['completed_at'] or 'open'}"),
+                    (
+                        "Probe analysis",
+                        "not recorded"
+                        if analysis is None
+                        else f"{'suitable' if analysis['suitable'] else 'NOT suitable'} for comparison; "
+                        f"quality {_json_params(analysis['quality'])}; notes: {analysis['notes'] or '—'}",
+                    ),
+                    ("Conclusion", ex["conclusion_label"]),
+                    ("Reasoning", ex["reasoning"] or "—"),
+                    ("Limitations", ex["limitations"] or "—"),
+                    ("Concluded at (UTC)", ex["concluded_at"] or "—"),
+                    ("Order seen", ex["seen_order"] if ex["seen_order"] is not None else "—"),
+                ]
+            )
+        )
+        if ex["checklist"]:
+            story += [
+                Spacer(1, 2 * mm),
+                _p("FISWG morphological checklist", "cell_bold"),
+                _table(
+                    ["Component", "Characteristic", "Mark", "Comment"],
+                    [[r["component"], r["characteristic"], r["mark"], r["comment"]] for r in ex["checklist"]],
+                    [0.22, 0.22, 0.14, 0.42],
+                ),
+            ]
+        if ex["annotations"] or ex["measurements"]:
+            story.append(
+                _p(
+                    f"{len(ex['annotations'])} annotation(s) pinned to image regions; measurements (observations, "
+                    f"never a score): {_json_params({'measurements': ex['measurements']})}",
+                    "body",
+                )
+            )
+    story += [Spacer(1, 4 * mm), _lead_heading("Differences the examiners recorded")]
+    if lead["differences"]:
+        story.append(
+            _table(
+                ["Examiner", "Component", "Characteristic", "Explanation"],
+                [[d["examiner"], d["component"], d["characteristic"], d["comment"]] for d in lead["differences"]],
+                [0.12, 0.22, 0.22, 0.44],
+            )
+        )
+    else:
+        story.append(_p("No characteristic was marked dissimilar.", "body"))
+    story += [
+        Spacer(1, 4 * mm),
+        _lead_heading("What must still be corroborated"),
+        *[_p(f"• {item}", "body") for item in lead["corroboration"]],
+        Spacer(1, 3 * mm),
+        Paragraph(escape(lead["notice"]), _styles()["notice"]),
+        PageBreak(),
+    ]
+    return story

@@ -232,6 +232,34 @@ def _search_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.dat
     ]
 
 
+def _examination_sections(ctx: AppContext, s: Session, low: dt.datetime, high: dt.datetime) -> list[Section]:
+    """Issue 15: the examiners' disagreement, neutral (inconclusive) and not-suitable rates, and the searches
+    that produced no lead (reports/examination_rates.py)."""
+    from facetrail.governance.release import released_faces
+    from facetrail.reports import examination_rates as rates
+
+    searches = list(
+        s.execute(select(SearchRecord).where(SearchRecord.created_at >= low, SearchRecord.created_at < high)).scalars()
+    )
+    without = sum(1 for r in searches if not released_faces(ctx, r))
+    return [
+        Section(
+            "examination_rates",
+            rates.HEADING,
+            rates.TEXT,
+            rates.COLUMNS,
+            rates.examination_rows(s, low, high),
+        ),
+        Section(
+            "searches_without_lead",
+            "Searches that produced no lead",
+            rates.NO_LEAD_TEXT,
+            ["searches", "without_a_released_lead", "share"],
+            [[len(searches), without, rates.rate(without, len(searches))]],
+        ),
+    ]
+
+
 def _split(rows: list[list[Any]]) -> tuple[list[str], list[int]]:
     return [str(r[0]) for r in rows], [int(r[1]) for r in rows]
 
@@ -476,6 +504,7 @@ def collect_report(
     with ctx.db.transaction() as s:
         sections = [
             *_search_sections(ctx, s, low, high),
+            *_examination_sections(ctx, s, low, high),
             _hook_section(
                 "approvals",
                 "Approvals and denials",

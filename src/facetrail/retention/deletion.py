@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import refuse
 from facetrail.context import AppContext
+from facetrail.examination.enhanced_images import remove_derived
 from facetrail.gallery.index_sync import flush_indexes, remove_faces
 from facetrail.gallery.service import (
     FaceNotFoundError,
@@ -70,6 +71,8 @@ class PendingCertificate:
     images_removed: list[str] = field(default_factory=list)
     images_still_referenced: list[str] = field(default_factory=list)
     images_pending: list[str] = field(default_factory=list)
+    # enhanced copies of the deleted originals (examination.enhancements): removed with them
+    derived_images_removed: list[str] = field(default_factory=list)
 
     def details(self, storage: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class PendingCertificate:
                 "images_kept_other_reference": len(self.images_still_referenced),
                 "images_pending": len(self.images_pending),
                 "probe_images": len(self.probes),
+                "derived_images_removed": len(self.derived_images_removed),
             },
             "face_ids": [f["face_id"] for f in self.faces],
             "faces": self.faces,
@@ -98,6 +102,7 @@ class PendingCertificate:
             "images_removed": self.images_removed,
             "images_kept_other_reference": self.images_still_referenced,
             "images_pending": self.images_pending,
+            "derived_images_removed": self.derived_images_removed,
             "storage": storage,
         }
 
@@ -244,6 +249,8 @@ def _remove_copies(ctx: AppContext, pending: PendingCertificate) -> None:
                     else:
                         store.remove(sha)
                         pending.images_removed.append(sha)
+                removed = [sha for sha in hashes if sha not in still_used]
+                pending.derived_images_removed = remove_derived(ctx, removed)
                 return
         if time.monotonic() >= deadline:  # the next sweep removes them; the certificate says so
             log.warning("image store busy: %d image(s) left for the next sweep", len(hashes))

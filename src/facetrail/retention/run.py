@@ -20,6 +20,7 @@ from facetrail.audit.log import append_audit
 from facetrail.cluster.held_probes import purge_expired
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.examination.enhanced_images import remove_derived
 from facetrail.gallery.index_sync import trim_change_log
 from facetrail.gallery.search import probe_store
 from facetrail.retention.deletion import PendingCertificate, delete_rows, issue_certificates, purge_storage
@@ -326,6 +327,8 @@ def _delete_probe(ctx: AppContext, action: PlannedAction, actor: str) -> Pending
         )
         probes = [{"search_id": r.id, "case_number": r.case_number, "probe_sha256": sha} for r in rows]
     file_removed = still_kept is None and probe_store(ctx).remove(sha)
+    # the enhanced copies of these searches' probe go with it (those of a search that keeps it stay)
+    derived = remove_derived(ctx, [sha], search_ids=[r.id for r in rows])
     action.status, action.search_ids = "deleted", [r.id for r in rows]
     return PendingCertificate(
         scope="probes",
@@ -339,4 +342,5 @@ def _delete_probe(ctx: AppContext, action: PlannedAction, actor: str) -> Pending
         probes=probes,
         images_removed=[sha] if file_removed else [],
         images_still_referenced=[sha] if still_kept is not None else [],
+        derived_images_removed=derived,
     )

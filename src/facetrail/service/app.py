@@ -18,11 +18,13 @@ from facetrail.oversight.guard import install as install_oversight
 from facetrail.service.api import (
     audit,
     auth,
+    enhancements,
     examinations,
     faces,
     galleries,
     governance,
     identity,
+    leads,
     oversight,
     reports,
     retention,
@@ -52,6 +54,8 @@ API_ROUTERS = (
     retention.router,
     governance.router,
     oversight.router,
+    enhancements.router,
+    leads.router,
 )
 
 

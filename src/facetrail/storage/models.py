@@ -113,6 +113,8 @@ class SearchRecord(Base):
     legal_basis: Mapped[str] = mapped_column(String(100), default="")  # server searches cite one; CLI may not
     probe_sha256: Mapped[str] = mapped_column(String(64))
     probe_stored: Mapped[bool] = mapped_column(default=False)
+    # 0017: what the searcher declared the probe to be: original | edited | composite_sketch
+    probe_declaration: Mapped[str] = mapped_column(String(20), default="original", server_default="original")
     face_index: Mapped[int] = mapped_column(Integer)
     faces_in_probe: Mapped[int] = mapped_column(Integer)
     model_id: Mapped[str] = mapped_column(String(200))

@@ -24,6 +24,7 @@ from facetrail.cases import examinations
 from facetrail.context import AppContext
 from facetrail.errors import BadInputError
 from facetrail.examination import fiswg
+from facetrail.examination.enhance import Operation
 from facetrail.examination.scale import LABELS, Conclusion
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
@@ -44,16 +45,14 @@ NOTICES = {
     "checklist": "Checklist saved.",
     "concluded": "Conclusion recorded. What the search found for this candidate is shown below.",
 }
-# the enhancement operations the panel offers (examination.enhance implements them on the server)
-ENHANCE_OPERATIONS = (
-    ("brightness", "Brightness"),
-    ("contrast", "Contrast"),
-    ("gamma", "Gamma"),
-    ("rotate", "Rotate (90° steps)"),
-    ("crop", "Crop"),
-    ("sharpen", "Sharpen (unsharp mask)"),
-    ("denoise", "De-noise (median)"),
-)
+# the enhancement operations the panel offers: exactly those examination.enhance implements (nothing that adds
+# content); static/comparison.js knows their parameters
+ENHANCE_LABELS = {
+    "rotation": "Rotation (90° steps)",
+    "sharpen": "Sharpen (unsharp mask)",
+    "denoise": "De-noise (median filter)",
+}
+ENHANCE_OPERATIONS = tuple((op.value, ENHANCE_LABELS.get(op.value, op.value.capitalize())) for op in Operation)
 
 
 def _scale() -> list[tuple[str, str]]:
@@ -281,8 +280,9 @@ def _compare_page(
 
 
 def _enhance_api(task: dict[str, Any]) -> str:
-    """Where the enhancement panel posts its steps (empty: no panel)."""
-    return ""
+    """Where the enhancement panel posts its steps: the task-scoped API of facetrail.cases.enhancements (the same
+    for live searches and known-answer tests, naming no rank, score or subject)."""
+    return f"/api/v1/examinations/{task['task_id']}/enhancements"
 
 
 @router.get("/examinations/{task_id}/candidates/{handle}")

@@ -47,7 +47,16 @@ from facetrail.web.probes import (
 from facetrail.web.quality_note import attach_quality_note, read_quality_note
 
 router = APIRouter(include_in_schema=False)
-FIELDS = ("gallery", "case_number", "offense", "legal_basis", "justification", "candidates", "emergency")
+FIELDS = (
+    "gallery",
+    "case_number",
+    "offense",
+    "legal_basis",
+    "justification",
+    "candidates",
+    "emergency",
+    "probe_declaration",
+)
 DECISION_LABELS = {c.value: label for c, label in LABELS.items()}
 PAGE = 50
 
@@ -208,6 +217,7 @@ def search_run(
         justification=f["justification"],
         candidates=candidates,
         face_index=int(choice),
+        probe_declaration=f.get("probe_declaration") or "original",
     )
     mode = _mode(ctx, f)
     try:
@@ -344,10 +354,14 @@ def _my_review(reviews: list[dict[str, Any]], who: Principal) -> dict[str, Any] 
 
 @router.get("/searches/{search_id}/candidates/{rank}/thumbnail.jpg")
 def search_thumbnail(
-    search_id: int, rank: int, ctx: AppContext = Depends(get_ctx), who: Principal = Depends(web_principal)
+    search_id: int,
+    rank: int,
+    face_id: int | None = None,
+    ctx: AppContext = Depends(get_ctx),
+    who: Principal = Depends(web_principal),
 ) -> Response:
     return Response(
-        candidate_thumbnail(ctx, who, search_id, rank),
+        candidate_thumbnail(ctx, who, search_id, rank, face_id),
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )

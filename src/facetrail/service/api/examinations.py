@@ -54,6 +54,11 @@ class TaskOut(BaseModel):
     candidates_total: int | None = Field(description="Null until the probe analysis is recorded")
     candidates_concluded: int
     case: CaseOut | None = Field(description="Only once the whole task is complete (sequential unmasking)")
+    probe_declaration: str | None = Field(
+        None,
+        description="What the searcher declared the probe to be (original, edited, composite_sketch); "
+        "null until the probe analysis is recorded",
+    )
 
 
 class OtherConclusionOut(BaseModel):

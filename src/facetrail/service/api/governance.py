@@ -164,6 +164,13 @@ def submit_request(
     emergency: Annotated[bool, Form(description="Exigent circumstances: run now, approve after the fact")] = False,
     face_index: Annotated[int | None, Form(ge=0, le=999)] = None,
     candidates: Annotated[int, Form()] = 20,
+    probe_declaration: Annotated[
+        str,
+        Form(
+            max_length=40,
+            description="What the probe is: original | edited | composite_sketch (the policy may refuse the last two)",
+        ),
+    ] = "original",
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SubmittedOut:
@@ -176,6 +183,7 @@ def submit_request(
         justification=justification,
         candidates=candidates,
         face_index=face_index,
+        probe_declaration=probe_declaration,
     )
     done = requests.submit(ctx, who, data, req, emergency=emergency)
     return SubmittedOut(request=RequestOut(**done.request), search=search_out(done.search) if done.search else None)

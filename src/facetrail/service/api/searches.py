@@ -52,18 +52,38 @@ class ReviewOut(BaseModel):
     created_at: dt.datetime
 
 
+class CandidateFaceOut(BaseModel):
+    face_id: int
+    similarity: float = Field(description="This enrolled face against the probe")
+    thumbnail_url: str
+
+
 class CandidateOut(BaseModel):
+    """A candidate is a SUBJECT (each enrolled person at most once per list), shown by its best-matching face."""
+
     rank: int
-    similarity: float | None = Field(description="Null for an investigator while the candidate is under review")
+    similarity: float | None = Field(
+        description="The subject's score over all of its enrolled faces (rule: score_rule); null for an "
+        "investigator while the candidate is under review"
+    )
     estimated_fmr: float | None = Field(
-        description="Share of different-person comparisons scoring at least this high (null while under review, "
-        "for investigators)"
+        description="Share of different people with as many enrolled faces scoring at least this high: a "
+        "subject with k faces has k chances (null while under review, for investigators)"
     )
     subject_external_id: str
     subject_id: int
-    face_id: int
+    face_id: int = Field(description="The subject's best-matching face: the one shown, and the key of its reviews")
     thumbnail_url: str
     reviews: list[ReviewOut]
+    faces_enrolled: int | None = Field(None, description="The subject's enrolled faces (null while masked)")
+    faces_above_floor: int | None = Field(
+        None, description="How many of them scored at or above the similarity floor (null while masked)"
+    )
+    faces: list[CandidateFaceOut] = Field(
+        default_factory=list,
+        description="Expansion: the subject's faces, best first (at most 50; empty while masked)",
+    )
+    score_rule: str | None = Field(None, description="How the subject's score combines its faces' (e.g. max)")
 
 
 class ProbeOut(BaseModel):
@@ -71,6 +91,7 @@ class ProbeOut(BaseModel):
     stored: bool
     face_index: int
     faces_detected: int
+    declaration: str = Field("original", description="What the searcher declared the probe to be")
 
 
 class SearchOut(BaseModel):
@@ -108,19 +129,32 @@ class SearchPageOut(BaseModel):
 def search_out(v: SearchView) -> SearchOut:
     candidates = None
     if v.candidates is not None:
-        candidates = [
-            CandidateOut(
-                rank=c.rank,
-                similarity=c.similarity,
-                estimated_fmr=c.estimated_fmr,
-                subject_external_id=c.subject_external_id,
-                subject_id=c.subject_id,
-                face_id=c.face_id,
-                thumbnail_url=f"/api/v1/searches/{v.search_id}/candidates/{c.rank}/thumbnail",
-                reviews=[ReviewOut(**r) for r in c.reviews],
+        candidates = []
+        for c in v.candidates:
+            url = f"/api/v1/searches/{v.search_id}/candidates/{c.rank}/thumbnail"
+            candidates.append(
+                CandidateOut(
+                    rank=c.rank,
+                    similarity=c.similarity,
+                    estimated_fmr=c.estimated_fmr,
+                    subject_external_id=c.subject_external_id,
+                    subject_id=c.subject_id,
+                    face_id=c.face_id,
+                    thumbnail_url=url,
+                    reviews=[ReviewOut(**r) for r in c.reviews],
+                    faces_enrolled=c.faces_enrolled,
+                    faces_above_floor=c.faces_above_floor,
+                    faces=[
+                        CandidateFaceOut(
+                            face_id=f["face_id"],
+                            similarity=f["similarity"],
+                            thumbnail_url=f"{url}?face_id={f['face_id']}",
+                        )
+                        for f in c.faces
+                    ],
+                    score_rule=c.score_rule,
+                )
             )
-            for c in v.candidates
-        ]
     return SearchOut(
         notice=v.notice,
         search_id=v.search_id,
@@ -135,7 +169,11 @@ def search_out(v: SearchView) -> SearchOut:
         legal_basis=v.legal_basis,
         justification=v.justification,
         probe=ProbeOut(
-            sha256=v.probe_sha256, stored=v.probe_stored, face_index=v.face_index, faces_detected=v.faces_in_probe
+            sha256=v.probe_sha256,
+            stored=v.probe_stored,
+            face_index=v.face_index,
+            faces_detected=v.faces_in_probe,
+            declaration=v.probe_declaration,
         ),
         probe_face=face_out(v.probe_face) if v.probe_face else None,
         candidates_requested=v.candidates_requested,
@@ -176,6 +214,13 @@ def run_search(
             "others are refused (400, audited)"
         ),
     ] = 20,
+    probe_declaration: Annotated[
+        str,
+        Form(
+            max_length=40,
+            description="What the probe is: original | edited | composite_sketch (the policy may refuse the last two)",
+        ),
+    ] = "original",
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require(Permission.SEARCH_RUN)),
 ) -> SearchOut:
@@ -188,6 +233,7 @@ def run_search(
         justification=justification,
         candidates=candidates,
         face_index=face_index,
+        probe_declaration=probe_declaration,
     )
     return search_out(searches.run_search(ctx, who, data, request))
 
@@ -217,15 +263,18 @@ def get_search(search_id: IdPath, ctx: AppContext = Depends(get_ctx), who: Princ
     "/{search_id}/candidates/{rank}/thumbnail",
     response_class=Response,
     responses=JPEG_RESPONSE,
-    summary="A candidate's enrolled face (JPEG; audited)",
+    summary="A candidate's best-matching enrolled face, or with face_id another of its faces (JPEG; audited)",
 )
 def candidate_thumbnail(
     search_id: IdPath,
     rank: RankPath,
+    face_id: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="One of the candidate's faces (its expansion)")
+    ] = None,
     ctx: AppContext = Depends(get_ctx),
     who: Principal = Depends(require_any(Permission.SEARCH_VIEW_OWN, Permission.SEARCH_VIEW_UNIT)),
 ) -> Response:
-    return Response(searches.candidate_thumbnail(ctx, who, search_id, rank), media_type="image/jpeg")
+    return Response(searches.candidate_thumbnail(ctx, who, search_id, rank, face_id), media_type="image/jpeg")
 
 
 @router.get("/{search_id}/reviews", response_model=list[ReviewOut], summary="Review decisions on a search")

@@ -548,20 +548,23 @@
 
   // ---------------------------------------------------------------- enhancement (server-side, logged)
   const panel = document.querySelector("[data-enhancement]");
+  // the server's operations and their parameters (examination/enhance.py): [name, label, min, max, step, default]
   const PARAMS = {
     brightness: [["delta", "Brightness change (−100 … 100)", -100, 100, 1, 20]],
     contrast: [["factor", "Contrast factor (0.2 … 3)", 0.2, 3, 0.05, 1.3]],
-    gamma: [["gamma", "Gamma (0.2 … 5)", 0.2, 5, 0.05, 0.8]],
-    rotation: [["degrees", "Rotation in degrees (−180 … 180)", -180, 180, 0.5, 90]],
+    gamma: [["gamma", "Gamma (0.2 … 5)", 0.2, 5, 0.05, 1.4]],
+    rotation: [["degrees", "Rotation, clockwise (90, 180 or 270°)", 90, 270, 90, 90]],
     crop: [["x", "Left (px)", 0, 100000, 1, 0], ["y", "Top (px)", 0, 100000, 1, 0],
       ["width", "Width (px)", 1, 100000, 1, 100], ["height", "Height (px)", 1, 100000, 1, 100]],
-    sharpen: [["amount", "Sharpening amount (0 … 3)", 0, 3, 0.1, 1]],
-    denoise: [["strength", "De-noising strength (1 … 20)", 1, 20, 1, 5]],
+    sharpen: [["amount", "Sharpening amount (0.1 … 3)", 0.1, 3, 0.1, 1], ["sigma", "Radius σ (0.5 … 5)", 0.5, 5, 0.1, 1.5]],
+    denoise: [["size", "Median filter size (3, 5 or 7)", 3, 7, 2, 3]],
   };
   const GEOMETRY = { rotation: true, crop: true };
+  const logs = { probe: [], candidate: [] }; // the steps applied from this page, as the server logged them
 
   function resetEnhancementLog(name) {
     if (!panel) return;
+    logs[name] = [];
     const log = panel.querySelector('[data-enhance-log="' + name + '"]');
     if (log) log.replaceChildren();
   }
@@ -573,7 +576,8 @@
     entries.forEach(function (e) {
       const li = document.createElement("li");
       li.textContent = e.operation + " " + JSON.stringify(e.parameters || {}) + " — " + (e.purpose || "") +
-        " (" + (e.user || "") + ", " + String(e.time || "").replace("T", " ").slice(0, 19) + ")";
+        " (" + (e.user || "") + ", " + String(e.time || "").replace("T", " ").slice(0, 19) + " UTC) → " +
+        String(e.sha256 || "").slice(0, 16) + "…";
       log.appendChild(li);
     });
   }
@@ -605,9 +609,8 @@
       if (!source) return;
       const parameters = {};
       paramsBox.querySelectorAll("input").forEach(function (input) { parameters[input.name] = Number(input.value); });
-      const parent = source.enhanced ? source.enhanced.sha256 : source.original.sha256;
+      const parent = source.enhanced ? source.enhanced.sha256 : null; // null: the original
       const body = {
-        task: root.dataset.task,
         image: name === "probe" ? "probe" : "candidate",
         handle: name === "probe" ? null : root.dataset.handle,
         photo: name === "probe" ? null : Number(source.original.id),
@@ -631,14 +634,15 @@
         }
         const d = result.data;
         const before = source.enhanced;
+        logs[name].push({ operation: d.operation, parameters: d.parameters, purpose: d.purpose, user: d.user, time: d.created_at, sha256: d.sha256 });
         source.enhanced = {
-          src: d.image_url, sha256: d.sha256, log: d.log || [],
+          src: d.image_url, sha256: d.sha256, log: logs[name],
           sameGeometry: !GEOMETRY[body.operation] && (!before || before.sameGeometry),
         };
         source.showing = "enhanced";
         panes[name].pane.dataset.enhancedSha256 = d.sha256;
         status.textContent = "Applied to a copy: " + d.sha256 + " (the original " + (d.original_sha256 || source.original.sha256) + " is unchanged).";
-        showLog(name, d.log || []);
+        showLog(name, logs[name]);
         if (GEOMETRY[body.operation]) clearAlignment("The image's geometry changed: mark the eyes again to superimpose.");
         showSource(name, true);
       }).catch(function () { status.textContent = "The server could not be reached; nothing was applied."; });
