@@ -316,6 +316,10 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
         for fx, fy in points:
             click_canvas(page, pane, fx, fy)
     assert page.get_by_test_id("align-status").inner_text().startswith("Aligned on the eyes")
+    # the distance between the eye marks on each image, recorded as an observation (never a score)
+    page.click("[data-measure-eyes]")
+    recorded = page.get_by_test_id("measurements").locator("li").all_inner_texts()
+    assert len(recorded) == 2 and all("distance between the eye marks" in m and " px" in m for m in recorded)
     page.check("#mode-overlay")
     assert page.get_by_test_id("pane-composite").is_visible() and page.get_by_test_id("pane-probe").is_hidden()
     half = pixels(page, "composite")
@@ -386,6 +390,7 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     page.wait_for_url(re.compile(r".*\?done=checklist.*"))
     assert page.locator("#mark-facial_marks__size-dissimilar").is_checked()
     assert page.get_by_test_id("annotations").locator("li").count() == 1  # the pinned note was saved
+    assert page.get_by_test_id("measurements").locator("li").count() == 2  # and the measurements
 
     _conclude(page, exam, name, "moderate_support_same_source")
     reveal = page.get_by_test_id("reveal").inner_text()

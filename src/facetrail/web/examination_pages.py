@@ -311,14 +311,15 @@ def _marks_from(form: FormData) -> dict[str, dict[str, dict[str, str]]]:
     return marks
 
 
-def _annotations_from(form: FormData) -> Any:
-    raw = form.get("annotations")
+def _json_list(form: FormData, name: str, what: str) -> Any:
+    """A list the page's script keeps in a hidden field (the core validates every entry)."""
+    raw = form.get(name)
     if not isinstance(raw, str) or not raw.strip():
         return []
     try:
         return json.loads(raw)
     except ValueError:
-        raise BadInputError("the pinned notes could not be read", field="annotations") from None
+        raise BadInputError(f"{what} could not be read", field=name) from None
 
 
 @router.post("/examinations/{task_id}/candidates/{handle}/checklist")
@@ -334,9 +335,8 @@ def checklist_save(
     marks = _marks_from(form)
     annotations: Any = []
     try:
-        annotations = _annotations_from(form)
-        current = examinations.open_candidate(ctx, who, task_id, handle)
-        measurements = (current.get("checklist") or {}).get("measurements") or []
+        annotations = _json_list(form, "annotations", "the pinned notes")
+        measurements = _json_list(form, "measurements", "the measurements")
         examinations.save_checklist(ctx, who, task_id, handle, marks, annotations, measurements)
     except (BadInputError, examinations.ConclusionFinalError) as exc:
         candidate = examinations.open_candidate(ctx, who, task_id, handle)
