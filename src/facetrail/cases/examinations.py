@@ -485,7 +485,7 @@ def _candidate_dict(ctx: AppContext, task: _Task, row: ExaminedCandidate, *, det
         "handle": row.handle,
         "position": row.position,
         "image_url": f"/api/v1/examinations/{task.public_id}/candidates/{row.handle}/photos/0",
-        "photos": _photos(ctx, row.face_id) if detail else None,
+        "photos": _photos(ctx, task, row.face_id) if detail else None,
         "seen_order": row.seen_order,
         "conclusion": row.conclusion,
         "concluded_at": _aware(row.concluded_at),
@@ -622,23 +622,32 @@ def _face_image(ctx: AppContext, face_id: int) -> bytes | None:
     return thumb
 
 
-def _subject_faces(ctx: AppContext, face_id: int) -> list[Face]:
-    """All the enrolled photos of the candidate's subject: the candidate's own first, then by capture date."""
+def _subject_faces(ctx: AppContext, face_id: int, *, probe_face_id: int | None = None) -> list[Face]:
+    """All the enrolled photos of the candidate's subject: the candidate's own first, then by capture date.
+    ``probe_face_id`` (a known-answer test's probe, an enrolled photo) is never among them: the mate's photos
+    would otherwise include the probe itself, byte for byte, telling both the test and its answer."""
     with ctx.db.read() as s:
         face = s.get(Face, face_id)
         if face is None:
             return []
-        faces = s.execute(select(Face).where(Face.subject_id == face.subject_id)).scalars().all()
+        faces = s.execute(
+            select(Face).where(Face.subject_id == face.subject_id, Face.id != (probe_face_id or -1))
+        ).scalars().all()
         for f in faces:
             s.expunge(f)
     rest = sorted((f for f in faces if f.id != face_id), key=lambda f: (f.capture_date or dt.date.min, f.id))
     return [f for f in faces if f.id == face_id] + rest
 
 
-def _photos(ctx: AppContext, face_id: int) -> list[dict[str, Any]]:
+def probe_face_of(task: Any) -> int | None:
+    """The enrolled face a known-answer test uses as its probe (None for a live search)."""
+    return int(task.known_answer.probe_face_id) if task.known_answer is not None else None
+
+
+def _photos(ctx: AppContext, task: _Task, face_id: int) -> list[dict[str, Any]]:
     return [
         {"index": i, "capture_date": f.capture_date.isoformat() if f.capture_date else None}
-        for i, f in enumerate(_subject_faces(ctx, face_id))
+        for i, f in enumerate(_subject_faces(ctx, face_id, probe_face_id=probe_face_of(task)))
     ]
 
 
@@ -673,7 +682,7 @@ def candidate_photo(ctx: AppContext, who: Principal, public_id: str, handle: str
     task = _load(ctx, who, public_id, "examination.image")
     _require_comparison(ctx, who, task, "examination.image")
     row = _row(ctx, who, task, handle, "examination.image")
-    faces = _subject_faces(ctx, row.face_id)
+    faces = _subject_faces(ctx, row.face_id, probe_face_id=probe_face_of(task))
     data = _face_image(ctx, faces[index].id) if 0 <= index < len(faces) else None
     if data is None:
         raise refuse(
