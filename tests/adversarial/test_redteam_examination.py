@@ -12,6 +12,7 @@ must fail.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import backends
@@ -119,3 +120,36 @@ def test_an_open_examiner_gets_no_lead_report_of_their_search(world: World) -> N
     assert refused and "examination" in refused[0]["details"].get("reason", "")
     # the auditor (no examination) has it
     assert world.api("aud", "GET", f"/searches/{sid}/leads/1/report").status_code == 200
+
+
+@on_both
+def test_a_known_answer_probe_is_served_as_a_live_probe_would_be(world: World) -> None:
+    """Where the agency keeps no probe images, a live task shows at most the searched face (an aligned crop,
+    held an hour after the search); a known-answer test serving the enrolled full-resolution photo, or still
+    serving it a day later, would tell itself apart."""
+    import cv2
+    import numpy as np
+    from sqlalchemy import update
+
+    from facetrail.cluster import held_probes
+    from facetrail.examination.models import ExaminationTask
+
+    assert not world.ctx.settings.keep_probe_images
+    sid = _search(world)
+    _task(world, "rita", sid)
+    kat = examinations.mix_known_answer_test(world.ctx, world.users["rita"].user_id or 0, _record(world.ctx, sid))
+    assert kat is not None
+    r = world.api("rita", "GET", f"/examinations/{kat}/probe/image")
+    assert r.status_code == 200
+    pixels = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels.shape[:2] == (112, 112)  # the aligned face, like the searched face a live task shows
+    with world.ctx.db.transaction() as s:  # a day later: a live probe's searched face is long gone
+        s.execute(
+            update(ExaminationTask)
+            .where(ExaminationTask.public_id == kat)
+            .values(assigned_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=held_probes.FACES_SECONDS + 60))
+        )
+    r = world.api("rita", "GET", f"/examinations/{kat}/probe/image")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "image_not_retained"
+    world.ctx.settings.keep_probe_images = True  # an agency that keeps probes: the original, as for a live one
+    assert world.api("rita", "GET", f"/examinations/{kat}/probe/image").status_code == 200

@@ -116,7 +116,7 @@ def _probe_original(ctx: AppContext, task: Any) -> tuple[str, bytes, int | None]
         sha, data = _checked(held_probes.searched_face(ctx, record.id), None)
         return sha, data, None
     face_id = int(task.known_answer.probe_face_id)
-    sha, data = _face_original(ctx, face_id)
+    sha, data = _checked(exams.known_answer_probe(ctx, task), None)  # served as a live probe would be
     return sha, data, face_id
 
 

@@ -326,6 +326,7 @@ class _Task:
     search: SearchRecord | None
     known_answer: KnownAnswerTest | None
     completed_at: dt.datetime | None
+    assigned_at: dt.datetime | None = None
 
     @property
     def candidates_source(self) -> list[dict[str, Any]]:
@@ -365,7 +366,9 @@ def _load(ctx: AppContext, who: Principal, public_id: str, action: str) -> _Task
             target,
             ExaminationLockedError("this examination is locked (an emergency search not approved in time)"),
         )
-    return _Task(task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at))
+    return _Task(
+        task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at), _aware(task.assigned_at)
+    )
 
 
 def _source(ctx: AppContext, task: _Task) -> list[dict[str, Any]]:
@@ -572,7 +575,9 @@ def _load_quiet(ctx: AppContext, who: Principal, public_id: str) -> _Task | None
             return None
     elif kat is None:
         return None
-    return _Task(task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at))
+    return _Task(
+        task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at), _aware(task.assigned_at)
+    )
 
 
 def get_task(ctx: AppContext, who: Principal, public_id: str) -> dict[str, Any]:
@@ -595,7 +600,7 @@ def probe_image(ctx: AppContext, who: Principal, public_id: str) -> bytes:
         if data is None:
             data = held_probes.searched_face(ctx, task.search.id)
     elif task.known_answer is not None:
-        data = _face_image(ctx, task.known_answer.probe_face_id)
+        data = known_answer_probe(ctx, task)
     if data is None:
         raise refuse(
             ctx,
@@ -607,6 +612,22 @@ def probe_image(ctx: AppContext, who: Principal, public_id: str) -> bytes:
         )
     _audit(ctx, who, "examination.image", task, image="probe")
     return data
+
+
+def known_answer_probe(ctx: AppContext, task: Any) -> bytes | None:
+    """A known-answer test's probe served as a live task's probe would be (else the test tells itself apart):
+    the enrolled original where the agency keeps probe images; otherwise only the aligned face (the gallery's
+    thumbnail, the form of the searched face held after a search), and only as long as a searched face is held
+    (cluster.held_probes.FACES_SECONDS from the assignment), then not retained."""
+    face_id = int(task.known_answer.probe_face_id)
+    if ctx.settings.keep_probe_images:
+        return _face_image(ctx, face_id)
+    assigned = _aware(task.assigned_at) or utcnow()
+    if utcnow() - assigned > dt.timedelta(seconds=held_probes.FACES_SECONDS):
+        return None
+    with ctx.db.read() as s:
+        face = s.get(Face, face_id)
+        return bytes(face.thumbnail) if face is not None else None
 
 
 def _face_image(ctx: AppContext, face_id: int) -> bytes | None:
@@ -630,9 +651,11 @@ def _subject_faces(ctx: AppContext, face_id: int, *, probe_face_id: int | None =
         face = s.get(Face, face_id)
         if face is None:
             return []
-        faces = s.execute(
-            select(Face).where(Face.subject_id == face.subject_id, Face.id != (probe_face_id or -1))
-        ).scalars().all()
+        faces = (
+            s.execute(select(Face).where(Face.subject_id == face.subject_id, Face.id != (probe_face_id or -1)))
+            .scalars()
+            .all()
+        )
         for f in faces:
             s.expunge(f)
     rest = sorted((f for f in faces if f.id != face_id), key=lambda f: (f.capture_date or dt.date.min, f.id))

@@ -62,7 +62,10 @@ def make_lead_report(ctx: AppContext, who: Principal, search_id: int, rank: int)
             ACTION,
             target,
             LeadNotReleasedError(f"search {search_id} has no released lead at rank {rank}"),
-            details={"rank": rank, **({"reason": "the caller's examination of this search is open"} if examining else {})},
+            details={
+                "rank": rank,
+                **({"reason": "the caller's examination of this search is open"} if examining else {}),
+            },
         )
     with ctx.db.read() as s:
         live = s.get(SearchRecord, search_id)
