@@ -18,7 +18,7 @@ import hashlib
 import backends
 import pytest
 from sqlalchemy import select
-from test_examination_attacks import World, _audits, _policy, _record, _search, _task, world  # noqa: F401
+from test_examination_attacks import World, _audits, _record, _search, _task, world  # noqa: F401 (the fixture)
 
 from examination_helpers import QUALITY, SAME, conclude
 from facetrail.cases import examinations
@@ -43,7 +43,7 @@ def _mated_known_answer_task(w: World, reviewer: str, sid: int) -> str:
 
 
 @on_both
-def test_a_known_answer_mate_never_shows_the_probe_photo_itself(world: World) -> None:
+def test_a_known_answer_mate_never_shows_the_probe_photo_itself(world: World) -> None:  # noqa: F811 (the imported fixture)
     sid = _search(world)
     _task(world, "rita", sid)
     task = _mated_known_answer_task(world, "rita", sid)
@@ -78,7 +78,7 @@ def test_a_known_answer_mate_never_shows_the_probe_photo_itself(world: World) ->
 
 
 @on_both
-def test_an_examiner_cannot_link_a_task_to_its_search_by_the_probe(world: World) -> None:
+def test_an_examiner_cannot_link_a_task_to_its_search_by_the_probe(world: World) -> None:  # noqa: F811 (the imported fixture)
     world.ctx.settings.keep_probe_images = True  # the agency keeps probes: the task serves the stored original
     sid = _search(world)
     task = _task(world, "rita", sid)
@@ -105,7 +105,7 @@ def test_an_examiner_cannot_link_a_task_to_its_search_by_the_probe(world: World)
 
 
 @on_both
-def test_an_open_examiner_gets_no_lead_report_of_their_search(world: World) -> None:
+def test_an_open_examiner_gets_no_lead_report_of_their_search(world: World) -> None:  # noqa: F811 (the imported fixture)
     sid = _search(world)
     _task(world, "rita", sid)
     conclude(world.ctx, world.users["rob"], sid, 1, SAME)
@@ -123,7 +123,7 @@ def test_an_open_examiner_gets_no_lead_report_of_their_search(world: World) -> N
 
 
 @on_both
-def test_a_known_answer_probe_is_served_as_a_live_probe_would_be(world: World) -> None:
+def test_a_known_answer_probe_is_served_as_a_live_probe_would_be(world: World) -> None:  # noqa: F811 (the imported fixture)
     """Where the agency keeps no probe images, a live task shows at most the searched face (an aligned crop,
     held an hour after the search); a known-answer test serving the enrolled full-resolution photo, or still
     serving it a day later, would tell itself apart."""
