@@ -361,6 +361,39 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
     assert len(mine.data["lead_reports"]) == 1
 
 
+def test_the_lead_report_from_the_command_line(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.cli.main import app as cli_app
+    from facetrail.config import get_settings
+
+    ctx = world.ctx
+    _examine(world, "rita", "strong_support_same_source")
+    _examine(world, "rob", "strong_support_same_source")
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, world.search_id)
+        assert record is not None
+        rank = next(int(c["rank"]) for c in record.candidates if c["subject_external_id"] == "OBAMA")
+    token = create_api_token(ctx, world.users["aud"], "test", scope="read")[1]
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
+    monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.data_dir))
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "lead.pdf"
+        args = ["case", "lead", str(world.search_id), str(rank), "--out", str(out), "--token", token, "--json"]
+        result = CliRunner().invoke(cli_app, args)
+        assert result.exit_code == 0, result.output
+        assert hashlib.sha256(out.read_bytes()).hexdigest() in result.output
+        assert "NOT A POSITIVE IDENTIFICATION" in _text(out.read_bytes())
+        refused = CliRunner().invoke(cli_app, [*args[:2], str(world.search_id), str(rank + 50), *args[4:]])
+        assert refused.exit_code != 0
+    finally:
+        get_settings.cache_clear()
+    assert audits(ctx, "lead.report", "ok")[-1]["actor"] == "user:ada.aud"
+    assert audits(ctx, "lead.report", "refused")[-1]["error"]["code"] == "lead_not_released"
+
+
 def test_transparency_counts_disagreement_neutral_and_not_suitable(world: World) -> None:
     ctx = world.ctx
     _examine(world, "rita", "strong_support_same_source")

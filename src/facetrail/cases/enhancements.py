@@ -45,6 +45,7 @@ from facetrail.gallery.service import image_store
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.storage.models import Face, User
+from facetrail.text import check_text
 
 PROBE, CANDIDATE = "probe", "candidate"
 IMAGE_KINDS = (PROBE, CANDIDATE)
@@ -136,7 +137,7 @@ def _original(ctx: AppContext, task: Any, kind: str, handle: str | None, photo: 
 
 
 def _clean_purpose(purpose: str) -> str:
-    text = " ".join(str(purpose or "").split())
+    text = check_text("purpose", " ".join(str(purpose or "").split()), max_len=MAX_PURPOSE)
     if len(text) < 3:
         raise BadInputError("say why this enhancement is needed (purpose, at least 3 characters)", field="purpose")
     if len(text) > MAX_PURPOSE:

@@ -114,9 +114,21 @@ def _require_reviewer(ctx: AppContext, who: Principal, action: str, target: str)
 
 def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[int]:
     """Reviewers who may examine ``record``: its unit's active reviewers, never the searcher, not yet assigned;
-    the policy's named adjudicators only when nobody else is eligible (they settle disagreements)."""
+    the policy's named adjudicators (they settle disagreements) and whoever decided the search's approval (they
+    read its case story) only when nobody else is free."""
+    from facetrail.governance.models import SearchApproval
+
     adjudicators = set(active_policy(ctx).review.adjudicators)
     with ctx.db.read() as s:
+        approvers = {
+            int(i)
+            for i in s.execute(
+                select(SearchApproval.decided_by_id).where(
+                    SearchApproval.search_id == record.id, SearchApproval.decided_by_id.is_not(None)
+                )
+            ).scalars()
+            if i is not None
+        }
         rows = s.execute(
             select(User.id, User.username).where(
                 User.role == Role.REVIEWER.value,
@@ -125,7 +137,7 @@ def _eligible(ctx: AppContext, record: SearchRecord, taken: set[int]) -> list[in
             )
         ).all()
     pool = [(int(i), name) for i, name in rows if int(i) != record.user_id and int(i) not in taken]
-    plain = [i for i, name in pool if name not in adjudicators]
+    plain = [i for i, name in pool if name not in adjudicators and i not in approvers]
     return plain if len(plain) >= EXAMINERS - len(taken) else [i for i, _ in pool]
 
 
