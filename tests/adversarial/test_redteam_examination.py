@@ -153,3 +153,25 @@ def test_a_known_answer_probe_is_served_as_a_live_probe_would_be(world: World) -
     assert r.status_code == 404 and r.json()["error"]["code"] == "image_not_retained"
     world.ctx.settings.keep_probe_images = True  # an agency that keeps probes: the original, as for a live one
     assert world.api("rita", "GET", f"/examinations/{kat}/probe/image").status_code == 200
+
+
+@on_both
+def test_a_known_answer_test_lists_each_person_once_like_a_search(world: World) -> None:  # noqa: F811 (the imported fixture)
+    """Candidate lists are per subject: a known-answer test listing two faces of one person (both candidates then
+    show the same photos) would tell itself apart."""
+    from sqlalchemy import update
+
+    from facetrail.storage.models import Face, Subject
+
+    with world.ctx.db.transaction() as s:  # BIDEN has two photos too (RAJ's photo joins him)
+        biden = s.execute(select(Subject.id).where(Subject.external_id == "BIDEN")).scalar_one()
+        raj = s.execute(select(Subject.id).where(Subject.external_id == "RAJ")).scalar_one()
+        s.execute(update(Face).where(Face.subject_id == raj).values(subject_id=biden))
+    sid = _search(world)
+    _task(world, "rita", sid)
+    for _ in range(12):
+        examinations.mix_known_answer_test(world.ctx, world.users["rita"].user_id or 0, _record(world.ctx, sid))
+    with world.ctx.db.read() as s:
+        for kat in s.execute(select(KnownAnswerTest)).scalars():
+            subjects = [int(c["subject_id"]) for c in kat.candidates]
+            assert len(subjects) == len(set(subjects)), kat.candidates

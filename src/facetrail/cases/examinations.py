@@ -267,6 +267,12 @@ def build_known_answer_test(ctx: AppContext, gallery_id: int, size: int) -> int 
         others = s.execute(select(Face).where(Face.id.in_(sample))).scalars().all() if sample else []
         vector = _face_vector(probe)
         scored = sorted(((float(np.dot(vector, _face_vector(f))), f) for f in others), key=lambda t: -t[0])
+        # one candidate per subject (its best face), as a search lists them: two candidates showing the same
+        # person's photos would tell the test apart
+        best: dict[int, tuple[float, Face]] = {}
+        for score, f in scored:
+            best.setdefault(int(f.subject_id), (score, f))
+        scored = sorted(best.values(), key=lambda t: -t[0])
         mated = _random.random() < 0.5
         chosen = scored[: max(1, size) - (1 if mated else 0)]
         if mated:
