@@ -175,3 +175,22 @@ def test_a_known_answer_test_lists_each_person_once_like_a_search(world: World) 
         for kat in s.execute(select(KnownAnswerTest)).scalars():
             subjects = [int(c["subject_id"]) for c in kat.candidates]
             assert len(subjects) == len(set(subjects)), kat.candidates
+
+
+@on_both
+def test_a_packet_never_names_the_other_examiner(world: World) -> None:  # noqa: F811 (the imported fixture)
+    """Blind verification: rita finishes her examination while rob is still examining; her packet must not tell
+    her that rob is the other examiner (he could be approached about the candidates he has not concluded)."""
+    sid = _search(world)
+    _task(world, "rita", sid)
+    with world.ctx.db.read() as s:
+        record = s.get(SearchRecord, sid)
+        assert record is not None
+        ranks, case_number = [int(c["rank"]) for c in record.candidates], record.case_number
+    for rank in ranks:
+        conclude(world.ctx, world.users["rita"], sid, rank, "neutral")
+    conclude(world.ctx, world.users["rob"], sid, ranks[0], "neutral")  # rob has more to examine
+    r = world.api("rita", "GET", f"/cases/{case_number}/packet?format=json")
+    assert r.status_code == 200, r.text
+    assert "rob.rev" not in r.text
+    assert "neutral" in r.text  # his conclusion is there, without his name
