@@ -196,6 +196,18 @@ def test_upright_pass_gives_landmarks_that_follow_a_tilted_head() -> None:
 # --- the expectation table ---------------------------------------------------------------------------------
 
 
+def test_expectation_text_comes_from_the_shipped_table() -> None:
+    from facetrail.faces.quality_expectations import expectation_for, load_expectations
+
+    table = load_expectations("sface-2021dec-int8bq+flip@fb143eea07838aa5")
+    assert table is not None
+    row = table.eye_row(14.0)
+    text = expectation_for(table, eye_distance_px=14.0, sharpness=500.0)
+    assert row is not None and "14 px" in text[0]
+    assert f"{row['accuracy'] * 100:.1f}%" in text[0]
+    assert load_expectations("no-such-model@0") is None
+
+
 def test_expectation_table_is_rebuilt_by_its_command(tmp_path: Path) -> None:
     """The table is generated from a sweep's scores, not typed: rebuild it from a synthetic sweep."""
     from facetrail.evaluation.quality_table import build_quality_table
@@ -377,3 +389,22 @@ def test_degrade_sweep_and_quality_table_commands(tiny: Path, tmp_path: Path) ->
     [table] = list((tmp_path / "tables").glob("quality-*.json"))
     content = json.loads(table.read_text())
     assert content["model_id"].startswith("sface") and content["levels"][0]["degrade"] == "clean"
+
+
+def test_quality_note_travels_in_the_held_face_jpeg() -> None:
+    import cv2
+
+    from facetrail.web.quality_note import attach_quality_note, read_quality_note
+
+    ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    assert ok
+    jpeg = data.tobytes()
+    sentences = ["inter-eye distance 14 px: on LFW probes with 14–20 px between the eyes, accuracy was 90.0%"]
+    noted = attach_quality_note(jpeg, {"verdict": "warn", "expectations": sentences})
+    assert read_quality_note(noted) == sentences
+    decoded = cv2.imdecode(np.frombuffer(noted, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(decoded, cv2.imdecode(data, cv2.IMREAD_COLOR))  # the picture is untouched
+    assert attach_quality_note(jpeg, {"verdict": "pass", "expectations": []}) == jpeg
+    assert read_quality_note(jpeg) == [] and read_quality_note(None) == [] and read_quality_note(b"not a jpeg") == []
+    broken = noted.replace(b'"expectations"', b'"expectations!')
+    assert read_quality_note(broken) == []

@@ -209,7 +209,7 @@ def test_dark_copy_warns_underexposed(pipeline: FacePipeline, obama_pixels: np.n
 def test_quality_dict_schema(pipeline: FacePipeline) -> None:
     face, _ = pipeline.analyze_one(pipeline.decode_path(OBAMA))
     d = face.quality.to_dict()
-    assert set(d) == {"verdict", "reasons", "measures"}
+    assert set(d) == {"verdict", "reasons", "measures", "expectations"}
     assert set(d["measures"]) == {  # type: ignore[arg-type]
         "eye_distance_px",
         "sharpness",

@@ -148,3 +148,21 @@ def test_subject_lists_lift_a_mate_that_face_lists_bury_under_another_persons_ph
     assert report["gallery_subjects"] == 3 and report["gallery_faces"] == 6 + 2 + 2
     assert face["rank_1"] < 1.0 and subject["rank_1"] == face["rank_1"]  # type: ignore[index]
     assert face["rank_5"] < subject["rank_5"] == 1.0  # type: ignore[index,operator]
+
+
+def test_degraded_probes_without_a_face_are_misses_and_non_mated_ones_are_left_out() -> None:
+    people = {f"P{i}": [f"P{i}/{j}" for j in range(3)] for i in range(4)}  # P3 is held out
+    rng = np.random.default_rng(5)
+    vectors = {p: rng.normal(size=8) for images in people.values() for p in images}
+    clean = _embeddings(people, {k: v / np.linalg.norm(v) for k, v in vectors.items()})
+    probes = EmbeddingSet(
+        clean.model_id, clean.detector_id, list(clean.paths), clean.vectors.copy(), clean.faces.copy()
+    )
+    lost = [clean.paths.index("P0/2"), clean.paths.index("P3/0")]  # P0's mated probe, one non-mated probe
+    probes.vectors[lost] = 0.0
+    probes.faces[lost] = 0
+    report = identify_subjects(people, clean, rules=(MAX, "lse0.02"), probes=probes)
+    assert report["mated_probes_without_face"] == 1 and report["nonmated_probes_without_face_excluded"] == 1
+    assert report["nonmated_probes"] == 2
+    for key in ("face_list", "subject_list_max", "subject_list_lse0.02"):
+        assert report[key]["rank_1"] < 0.667  # type: ignore[index]  (a lost probe is never at rank 1)

@@ -61,9 +61,16 @@ class DetectionSettings(BaseModel):
 
 class QualitySettings(BaseModel):
     min_eye_distance_fail: float = Field(12.0, description="Inter-eye px below which a face fails.")
-    min_eye_distance_warn: float = Field(30.0, description="Inter-eye px below which a face is warned.")
+    min_eye_distance_warn: float = Field(
+        14.0,
+        description="Inter-eye px below which a face is warned: the largest bin edge below which LFW probes lost "
+        "accuracy at the operational threshold (faces/calibration/quality-*.json; docs/accuracy.md).",
+    )
     min_sharpness_fail: float = Field(15.0, description="Laplacian variance of the aligned crop: fail below.")
-    min_sharpness_warn: float = Field(60.0, description="Laplacian variance of the aligned crop: warn below.")
+    min_sharpness_warn: float = Field(
+        40.0,
+        description="Laplacian variance of the aligned crop: warn below (measured as for min_eye_distance_warn).",
+    )
     min_brightness: float = Field(40.0, description="Mean luminance (0-255) of the crop: warn below.")
     max_brightness: float = Field(215.0, description="Mean luminance (0-255) of the crop: warn above.")
     max_clipped_fraction: float = Field(0.25, description="Fraction of under/over-exposed pixels: warn above.")

@@ -319,6 +319,14 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
         assert record is not None
         rank = next(int(c["rank"]) for c in record.candidates if c["subject_external_id"] == "OBAMA")
 
+    with pytest.raises(FaceTrailError) as err:  # rita's task is still open: the report carries the case story
+        make_lead_report(ctx, rita, world.search_id, rank)
+    assert err.value.code == "lead_not_released"
+    assert collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita)).data["lead_reports"] == []
+    for c in exams.list_candidates(ctx, rita, world.tasks["rita"]):  # rita completes her examination
+        if c["conclusion"] is None:
+            exams.open_candidate(ctx, rita, world.tasks["rita"], c["handle"])
+            exams.record_conclusion(ctx, rita, world.tasks["rita"], c["handle"], "not_suitable", "blurred", "none")
     text = _text(make_lead_report(ctx, rita, world.search_id, rank))
     assert "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION" in text
     assert "What must still be corroborated" in text
@@ -342,15 +350,48 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
         assert err.value.code == code
 
     # the case's disclosure packet carries the lead report (here the auditor's; an examiner whose task is still
-    # open is told nothing of the search in a packet: sequential unmasking)
+    # open is told nothing of the search in a packet: sequential unmasking, checked above)
     packet = collect_packet(ctx, CASE, actor=aud.actor, scope=scope_for(aud), render=render_pdf)
     assert packet.data["summary"]["lead_reports"] == 1
     assert packet.rendered is not None
     packet_text = _text(packet.rendered)
     assert "Investigative lead report" in packet_text and "NOT A POSITIVE IDENTIFICATION" in packet_text
     assert "What must still be corroborated" in packet_text and _probe_sha(world) in packet_text
-    mine = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita))
-    assert mine.data["lead_reports"] == []
+    mine = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita))  # her examination is complete
+    assert len(mine.data["lead_reports"]) == 1
+
+
+def test_the_lead_report_from_the_command_line(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.accounts.service import create_api_token
+    from facetrail.cli.main import app as cli_app
+    from facetrail.config import get_settings
+
+    ctx = world.ctx
+    _examine(world, "rita", "strong_support_same_source")
+    _examine(world, "rob", "strong_support_same_source")
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, world.search_id)
+        assert record is not None
+        rank = next(int(c["rank"]) for c in record.candidates if c["subject_external_id"] == "OBAMA")
+    token = create_api_token(ctx, world.users["aud"], "test", scope="read")[1]
+    monkeypatch.setenv("FACETRAIL_DATABASE_URL", ctx.settings.resolved_database_url)
+    monkeypatch.setenv("FACETRAIL_DATA_DIR", str(ctx.data_dir))
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "lead.pdf"
+        args = ["case", "lead", str(world.search_id), str(rank), "--out", str(out), "--token", token, "--json"]
+        result = CliRunner().invoke(cli_app, args)
+        assert result.exit_code == 0, result.output
+        assert hashlib.sha256(out.read_bytes()).hexdigest() in result.output
+        assert "NOT A POSITIVE IDENTIFICATION" in _text(out.read_bytes())
+        refused = CliRunner().invoke(cli_app, [*args[:2], str(world.search_id), str(rank + 50), *args[4:]])
+        assert refused.exit_code != 0
+    finally:
+        get_settings.cache_clear()
+    assert audits(ctx, "lead.report", "ok")[-1]["actor"] == "user:ada.aud"
+    assert audits(ctx, "lead.report", "refused")[-1]["error"]["code"] == "lead_not_released"
 
 
 def test_transparency_counts_disagreement_neutral_and_not_suitable(world: World) -> None:
@@ -420,3 +461,18 @@ def test_the_declaration_is_shown_to_the_examiner_only_after_the_probe_analysis(
     assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] is None
     _analyse(world, "rita")
     assert exams.get_task(ctx, rita, world.tasks["rita"])["probe_declaration"] == "edited"
+
+
+def test_derived_images_go_with_a_deleted_subject_and_the_certificate_says_so(world: World) -> None:
+    from facetrail.retention.deletion import delete_subject
+
+    ctx = world.ctx
+    _analyse(world, "rita")
+    cand = _enhance(world, image="candidate", candidate=_handle(world, "rita"))
+    probe = _enhance(world)
+    delete_subject(ctx, "bookings", "OBAMA", actor="user:adam.admin", reason="expunged")
+    store = enhanced_store(ctx)
+    assert not store.exists(cand["sha256"]) and store.exists(probe["sha256"])
+    certificate = [c for c in audits(ctx, "deletion.certificate") if c["scope"] == "subject"][-1]
+    assert certificate["derived_images_removed"] == [cand["sha256"]]
+    assert certificate["counts"]["derived_images_removed"] == 1

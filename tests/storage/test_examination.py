@@ -137,7 +137,7 @@ def test_the_method_end_to_end_with_release_on_the_scale(world: World) -> None:
     queue = world.api("rita", "GET", "/examinations").json()
     assert len(queue) == 1 and queue[0]["status"] == "probe_analysis" and queue[0]["candidates_total"] is None
     task = queue[0]["task_id"]
-    assert str(sid) not in task and audits(ctx, "examination.assign")[0]["actor"] == "system"
+    assert not task.isdigit() and audits(ctx, "examination.assign")[0]["actor"] == "system"
     assert {a["reviewer_id"] for a in audits(ctx, "examination.assign")} == {
         users["rita"].user_id,
         users["rob"].user_id,
@@ -397,3 +397,42 @@ def _tasks(ctx: AppContext) -> list[ExaminationTask]:
         for r in rows:
             s.expunge(r)
         return rows
+
+
+def test_the_approver_and_the_adjudicators_are_assigned_last(world: World) -> None:
+    """Who read the case story (the reviewer who approved the search request) or must stay independent (a named
+    adjudicator) is not drawn while other reviewers are free."""
+    from facetrail.governance.models import SearchApproval
+
+    ctx, users = world.ctx, world.users
+    make_user(ctx, "tess.rev", "reviewer", users["rita"].unit_id)
+    make_user(ctx, "adam.adj", "reviewer", users["rita"].unit_id)
+    text = default_policy_text().replace("similarity_floor = 0.30", "similarity_floor = -1.0")
+    text = text.replace("adjudicators = []", 'adjudicators = ["adam.adj"]').replace(
+        "known_answer_rate = 0.1", "known_answer_rate = 0.0"
+    )
+    apply_policy(ctx, text, actor="user:adam.admin")
+    for _ in range(5):  # the draw is random: repeat it
+        sid = _search(world)
+        with ctx.db.transaction() as s:
+            s.add(
+                SearchApproval(
+                    kind="prior",
+                    status="approved",
+                    requester_id=users["inv"].user_id,
+                    unit_id=users["inv"].unit_id,
+                    gallery_name="bookings",
+                    case_number="2026-0042",
+                    offense="robbery",
+                    legal_basis="warrant",
+                    justification="j",
+                    candidates=4,
+                    probe_sha256="0" * 64,
+                    search_id=sid,
+                    decided_by_id=users["rita"].user_id,
+                    decided_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        examinations.assign_pending(ctx, users["rita"].unit_id)
+        assert task_of(ctx, "rob.rev", sid) and task_of(ctx, "tess.rev", sid)
+        assert task_of(ctx, "rita.rev", sid) is None and task_of(ctx, "adam.adj", sid) is None

@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index_helpers import GALLERY_PHOTOS, create_gallery, enroll_photos
 from sqlalchemy import select
+from test_search import CLI_PURPOSE, investigator_token
+from test_search import cli as cli
 
 from face_fixtures import OBAMA, OBAMA2
 from facetrail.context import AppContext
@@ -179,3 +181,28 @@ def test_a_search_recorded_before_subject_lists_still_reads_as_one_face_per_cand
     old = {"rank": 1, "face_id": 9, "subject_id": 3, "subject_external_id": "X", "similarity": 0.61, "fmr": 1e-4}
     assert candidate_faces(old, 0.3) == (1, 1, [{"face_id": 9, "similarity": 0.61}])
     assert candidate_faces(old, 0.7) == (1, 0, [{"face_id": 9, "similarity": 0.61}])
+
+
+def test_cli_search_lists_subjects_and_masks_their_faces_until_released(ctx: AppContext, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    gallery_id = create_gallery(ctx, "bookings", ctx.pipeline.model_id)
+    enroll_photos(ctx, ctx.pipeline, gallery_id, GALLERY_PHOTOS)
+    probe = probe_vector(ctx)
+    add_faces(ctx, gallery_id, "OBAMA", unit_vectors(np.random.default_rng(2), 3, probe.size, near=probe))
+    token = investigator_token(ctx)
+    args = ["search", OBAMA2, "--gallery", "bookings", *CLI_PURPOSE, "--token", token, "--candidates", "4"]
+    text = cli(*args, "--faces")
+    assert text.exit_code == 0, text.output
+    assert "1 candidate subject(s) for human review" in text.output  # OBAMA once; the others under the floor
+    data = json.loads(cli(*args, "--json").output)
+    assert len(data["candidates"]) == data["candidates_shown"] == 1
+    for candidate in data["candidates"]:  # the investigator: "under review", no faces, no photo count
+        assert candidate["subject_external_id"] == "under review"
+        assert candidate["faces"] == [] and candidate["faces_enrolled"] is None
+    with ctx.db.read() as session:
+        stored = session.get(SearchRecord, data["search_id"])
+        assert stored is not None
+        rows = stored.candidates
+    subjects = [c["subject_external_id"] for c in rows]
+    assert subjects[0] == "OBAMA" and len(subjects) == len(set(subjects)) == 4 and rows[0]["faces_enrolled"] == 4

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exam_steps import conclude, mark_checklist
+from exam_steps import conclude, handle_of_rank, mark_checklist
 from PIL import Image
 from web_helpers import CHROMIUM, UNDER_CI
 
@@ -64,6 +64,12 @@ class Exam:
 
     def api(self, username: str) -> httpx.Client:
         return self.server.client(self.tokens[username])
+
+
+def release_under_review() -> str:
+    from facetrail.governance.release import UNDER_REVIEW
+
+    return UNDER_REVIEW
 
 
 def _probe_bytes() -> bytes:
@@ -261,9 +267,11 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     labels = [c.locator("a").inner_text() for c in listed.all()]
     assert labels == [f"Candidate {chr(65 + i)}" for i in range(len(labels))]  # letters, not ranks
     STATE["candidate_count"] = listed.count()
-    listed.first.locator("a").click()
+    # The test's oracle (never the examiner's): the handle of the candidate the search ranked first, P-100.
+    handle = handle_of_rank(exam.server.data_dir, task_id, 1)
+    page.click(f"a[href$='/candidates/{handle}']")
     page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-    STATE["first_handle"] = page.url.rsplit("/", 1)[1]
+    STATE["first_handle"] = handle
 
     # Plain side by side by default: both panes drawn, nothing superimposed, no gridlines offered at all.
     page.wait_for_function(
@@ -316,6 +324,10 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
         for fx, fy in points:
             click_canvas(page, pane, fx, fy)
     assert page.get_by_test_id("align-status").inner_text().startswith("Aligned on the eyes")
+    # the distance between the eye marks on each image, recorded as an observation (never a score)
+    page.click("[data-measure-eyes]")
+    recorded = page.get_by_test_id("measurements").locator("li").all_inner_texts()
+    assert len(recorded) == 2 and all("distance between the eye marks" in m and " px" in m for m in recorded)
     page.check("#mode-overlay")
     assert page.get_by_test_id("pane-composite").is_visible() and page.get_by_test_id("pane-probe").is_hidden()
     half = pixels(page, "composite")
@@ -339,21 +351,36 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     assert page.get_by_test_id("annotations").locator("li").count() == 1
 
     # The enhancement panel: a logged step on a copy of the probe, the original one click away.
-    if page.get_by_test_id("enhance-form").count():
-        page.select_option("#enhance-target", "probe")
-        page.select_option("#enhance-operation", "brightness")
-        page.fill("#enhance-purpose", "dark shadow over the left eye")
-        page.click("button:has-text('Apply to a copy')")
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.enhancedSha256")
-        assert page.get_by_test_id("enhanced-badge-probe").is_visible()
-        assert "brightness" in page.get_by_test_id("enhance-log-probe").inner_text()
-        derived = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
-        STATE["enhanced"] = derived
-        page.get_by_test_id("show-original-probe").click()
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'original'")
-        assert page.get_by_test_id("enhanced-badge-probe").is_hidden()
-        page.get_by_test_id("show-original-probe").click()  # and back
-        page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'enhanced'")
+    page.select_option("#enhance-target", "probe")
+    page.select_option("#enhance-operation", "brightness")
+    page.fill("#enhance-purpose", "dark shadow over the left eye")
+    page.click("button:has-text('Apply to a copy')")
+    status = page.get_by_test_id("enhance-status")
+    page.wait_for_function("s => s.textContent && !s.textContent.startsWith('Applying')", arg=status.element_handle())
+    assert status.inner_text().startswith("Applied to a copy"), status.inner_text()
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.enhancedSha256")
+    assert page.get_by_test_id("enhanced-badge-probe").is_visible()
+    first_step = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
+    # a second step, chained on the first (its parent is the first's hash; the log is the whole chain)
+    page.select_option("#enhance-operation", "gamma")
+    page.fill("#enhance-purpose", "lift the mid-tones around the eyes")
+    page.click("button:has-text('Apply to a copy')")
+    page.wait_for_function(
+        "h => document.querySelector('[data-pane=probe]').dataset.enhancedSha256 !== h", arg=first_step
+    )
+    log = page.get_by_test_id("enhance-log-probe").locator("li").all_inner_texts()
+    assert len(log) == 2 and log[0].startswith("brightness") and log[1].startswith("gamma"), log
+    assert "dark shadow over the left eye" in log[0]
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.state === 'ready'")
+    enhanced_pixels = pixels(page, "probe")
+    STATE["enhanced"] = page.get_by_test_id("pane-probe").get_attribute("data-enhanced-sha256")
+    page.get_by_test_id("show-original-probe").click()
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'original'")
+    assert page.get_by_test_id("enhanced-badge-probe").is_hidden()
+    page.wait_for_timeout(300)  # the original decodes
+    assert pixels(page, "probe") != enhanced_pixels
+    page.get_by_test_id("show-original-probe").click()  # and back
+    page.wait_for_function("() => document.querySelector('[data-pane=probe]').dataset.showing === 'enhanced'")
 
     # The checklist: a dissimilarity without its explanation is refused by the browser and by the server.
     _mark_checklist(page, "facial_marks__size")
@@ -371,6 +398,7 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     page.wait_for_url(re.compile(r".*\?done=checklist.*"))
     assert page.locator("#mark-facial_marks__size-dissimilar").is_checked()
     assert page.get_by_test_id("annotations").locator("li").count() == 1  # the pinned note was saved
+    assert page.get_by_test_id("measurements").locator("li").count() == 2  # and the measurements
 
     _conclude(page, exam, name, "moderate_support_same_source")
     reveal = page.get_by_test_id("reveal").inner_text()
@@ -394,7 +422,7 @@ def _conclude(page: Any, exam: Exam, name: str, level: str) -> None:
 
 
 def _conclude_the_rest(page: Any, exam: Exam, name: str, task_id: str) -> None:
-    """The task's other candidates (the same person's other enrolled photo): compared and concluded too."""
+    """The task's other candidates (other people): compared and concluded too, so the task completes."""
     page.goto(f"/examinations/{task_id}/candidates")
     for i in range(page.get_by_test_id("exam-candidate").count()):
         item = page.get_by_test_id("exam-candidate").nth(i)
@@ -402,8 +430,8 @@ def _conclude_the_rest(page: Any, exam: Exam, name: str, task_id: str) -> None:
             continue
         item.locator("a").click()
         page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-        mark_checklist(page, dissimilar={"hair__style": "another hair style: styled, not a difference of source"})
-        _conclude(page, exam, name, "moderate_support_same_source")
+        mark_checklist(page, dissimilar={"nose__width": "a wider nose, not explained by pose or lighting"})
+        _conclude(page, exam, name, "moderate_support_different_sources")
         page.goto(f"/examinations/{task_id}/candidates")
 
 
@@ -427,10 +455,10 @@ def test_nothing_was_revealed_before_the_conclusion(exam: Exam) -> None:
 
 
 def test_enhancement_replays_on_the_server_to_the_identical_hash(exam: Exam) -> None:
-    if "enhanced" not in STATE:
-        pytest.skip("the enhancement API is not on this installation")
+    assert "enhanced" in STATE, "the enhancement step in the browser did not run"
     with exam.api(STATE["examiners"][0]) as client:
-        r = client.get(f"/api/v1/searches/{STATE['search_id']}/enhancements/{STATE['enhanced']}/replay")
+        task_id = STATE["tasks"][STATE["examiners"][0]]
+        r = client.get(f"/api/v1/examinations/{task_id}/enhancements/{STATE['enhanced']}/replay")
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["identical"] is True and body["replayed_sha256"] == STATE["enhanced"] == body["sha256"]
@@ -442,11 +470,10 @@ def test_second_examiner_concludes_blind_and_the_lead_is_released(browser: Any, 
     page = new_page(browser, exam)
     sign_in(page, exam, name)
     _analyse_probe(page, task_id)
+    handle = handle_of_rank(exam.server.data_dir, task_id, 1)
     page.goto(f"/examinations/{task_id}/candidates")
-    first = page.get_by_test_id("exam-candidate").first
-    first.locator("a").click()
+    page.click(f"a[href$='/candidates/{handle}']")
     page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-    handle = page.url.rsplit("/", 1)[1]
     assert handle != STATE["first_handle"]  # handles are per examiner: nothing to correlate
     assert page.get_by_test_id("reveal").count() == 0 and "the other examiner" not in page.content()
     mark_checklist(page, dissimilar={"hair__style": "shorter hair on the probe; hair style changes between photos"})
@@ -467,3 +494,4 @@ def test_second_examiner_concludes_blind_and_the_lead_is_released(browser: Any, 
         shown = ivan.get(f"/api/v1/searches/{STATE['search_id']}").json()
     released = [c for c in shown["candidates"] if c["subject_external_id"] == "P-100"]
     assert released, shown["candidates"]
+    assert all(c["subject_external_id"] in ("P-100", release_under_review()) for c in shown["candidates"])

@@ -430,7 +430,10 @@ def identify(
     except FaceTrailError as exc:
         fail(exc, as_json)
     if per_subject:
-        _identify_per_subject(people, run.embeddings, rules, out, as_json)
+        probes = None
+        if degrade is not None:
+            probes = _degraded_subject_probes(data, people, run.embeddings, degrade, seed, flip, workers, cache_dir)
+        _identify_per_subject(people, run.embeddings, rules, out, as_json, probes, degrade)
         return
     if degrade is not None or groups is not None:
         _identify_extras(
@@ -468,8 +471,48 @@ def identify(
     Console().print(table)
 
 
+def _degraded_subject_probes(
+    data: Path,
+    people: dict[str, list[str]],
+    clean: object,
+    degrade: str,
+    seed: int,
+    flip: bool | None,
+    workers: int,
+    cache_dir: Path | None,
+) -> object:
+    """SFace embeddings of the per-subject protocol's probes, degraded by SPEC (the gallery stays clean)."""
+    from facetrail.evaluation.degrade import parse_spec
+    from facetrail.evaluation.degraded import degraded_embeddings
+    from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR, EmbeddingSet
+    from facetrail.evaluation.identification import split_subjects
+    from facetrail.evaluation.lfw import open_lfw
+    from facetrail.evaluation.runner import settings_for
+
+    assert isinstance(clean, EmbeddingSet)
+    split = split_subjects(people, clean)
+    paths = split.mated_probes + split.nonmated_probes
+    run = degraded_embeddings(
+        open_lfw(data).images_dir,
+        paths,
+        parse_spec(degrade),
+        ["sface"],
+        settings_for(None, flip),
+        seed=seed,
+        cache_dir=cache_dir or DEFAULT_CACHE_DIR,
+        workers=workers,
+    )
+    return run.embeddings["sface"].subset(paths)
+
+
 def _identify_per_subject(
-    people: dict[str, list[str]], embeddings: object, rules: str, out: Path, as_json: bool
+    people: dict[str, list[str]],
+    embeddings: object,
+    rules: str,
+    out: Path,
+    as_json: bool,
+    probes: object = None,
+    degrade: str | None = None,
 ) -> None:
     from facetrail.evaluation.embedding import EmbeddingSet
     from facetrail.evaluation.identification import identify_subjects
@@ -485,10 +528,14 @@ def _identify_per_subject(
         fmr_at = load_calibration(embeddings.model_id).fmr_at
     except FaceTrailError:
         fmr_at = None  # no shipped table for this model: lists are compared, the FMR check is skipped
-    report = identify_subjects(people, embeddings, chosen, fmr_at)
+    assert probes is None or isinstance(probes, EmbeddingSet)
+    report = identify_subjects(people, embeddings, chosen, fmr_at, probes)
+    if degrade is not None:
+        report = {"probes_degraded": degrade, **report}
     out.mkdir(parents=True, exist_ok=True)
     name = _label(embeddings.model_id)
-    (out / f"identify-subjects-{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    suffix = "" if degrade is None else "-" + degrade.replace("+", "_").replace("=", "").replace("@", "at")
+    (out / f"identify-subjects{suffix}-{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     if as_json:
         print(json.dumps(report, indent=2))
         return

@@ -1,4 +1,5 @@
-"""``facetrail case packet`` (a case's disclosure packet) and ``facetrail report`` (the transparency report).
+"""``facetrail case packet`` (a case's disclosure packet), ``facetrail case lead`` (the investigative lead report
+of a released lead) and ``facetrail report`` (the transparency report).
 
 A packet names people and may show probe faces: it is made as a signed-in user (API token) with that user's
 scope, exactly as over the API (reviewers: their unit, blind review kept; auditors: every unit, hashes only).
@@ -75,6 +76,35 @@ def packet_cmd(
     console.print(f"  PDF:  {pdf}\n  JSON: {js}")
     if not packet.data["audit_chain"]["ok"]:
         console.print(f"[bold red]warning[/]: the audit chain does not verify: {packet.data['audit_chain']['problem']}")
+
+
+@case_app.command("lead")
+def lead_cmd(
+    search_id: Annotated[int, typer.Argument(help="The search the lead came from.")],
+    rank: Annotated[int, typer.Argument(help="The released lead's rank in that search.")],
+    out: Annotated[Path, typer.Option("--out", help="The PDF to write.")],
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The investigative lead report of a released lead (PDF): probe and candidate with their hashes, the
+    enhancement log, both examiners' checklists and conclusions, the notice that it is a lead only and what must
+    still be corroborated. The same pages are in the case's packet. Audited ('lead.report')."""
+    import hashlib
+
+    from facetrail.reports.leads import make_lead_report
+
+    with cli_context(json=as_json) as ctx:
+        who = signed_in(ctx, token)
+        pdf = make_lead_report(ctx, who, search_id, rank)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    part.write_bytes(pdf)
+    part.replace(out)
+    sha = hashlib.sha256(pdf).hexdigest()
+    if as_json:
+        print_json({"ok": True, "search_id": search_id, "rank": rank, "pdf": str(out), "sha256": sha})
+        return
+    console.print(f"lead report for search {search_id}, rank {rank}: {out} (SHA-256 {sha})")
 
 
 def report_cmd(

@@ -9,7 +9,8 @@ Guarantees:
 * A probe whose degraded image yields no face keeps a zero vector and counts as "no face" (rejected pairs:
   an error when same-person); it is counted and reported, never dropped.
 * Results are cached per (spec, seed, model, detector settings, images folder) as ``.npz`` files beside the
-  clean caches, so every level runs once; a rerun embeds nothing.
+  clean caches, so every level runs once; a rerun embeds nothing. The key names settings, not code: after a
+  change to the pipeline's code, measure into a fresh ``--cache-dir``.
 * Several embedders run on the same degraded image in one pass (SFace and dlib share decode, degrade and
   detection), so the fusion is assembled from the same faces exactly as ``runner.embed_for_model`` does.
 """

@@ -187,24 +187,30 @@ def identify_subjects(
     emb: EmbeddingSet,
     rules: tuple[str, ...] = ("max",),
     face_fmr_at: Callable[[float], float] | None = None,
+    probes: EmbeddingSet | None = None,
 ) -> dict[str, object]:
     """Face lists (before: a list entry per enrolled face, so one person can fill several ranks) against
     subject lists (after: one entry per person, scored by each rule of ``facetrail.faces.subject_score``).
 
     Rank k: the mate is among the first k entries of the list. Open set at rank 1 as in ``identify``. With
     ``face_fmr_at`` (the model's calibration), the subject-level FMR is checked against the non-mated searches.
+    ``probes``: the probes' embeddings when they differ from the gallery's (degraded probes, the gallery clean):
+    a mated probe without a face is a miss at every rank, a non-mated one without a face is left out.
     """
     from facetrail.faces.subject_score import subject_scores_matrix
 
     split = split_subjects(people, emb)
     gallery = emb.subset(split.gallery).vectors
-    mated = emb.subset(split.mated_probes).vectors
-    nonmated = emb.subset(split.nonmated_probes).vectors
+    probe_set = emb if probes is None else probes
+    mated_set = probe_set.subset(split.mated_probes)
+    nonmated_set = probe_set.subset(split.nonmated_probes)
+    mated, nonmated = mated_set.vectors, nonmated_set.vectors[nonmated_set.found]
     names = sorted(set(split.gallery_people))
     subject_of = {p: i for i, p in enumerate(names)}
     groups = np.array([subject_of[p] for p in split.gallery_people])
     mate_subject = np.array([subject_of[p] for p in split.mated_people])
     mated_sim = mated @ gallery.T
+    mated_sim[~mated_set.found] = -np.inf  # no face: no candidate list, a miss at every rank
     nonmated_sim = nonmated @ gallery.T
 
     # face list: the mate's first entry is its best-scoring face; it ranks after every other person's face
@@ -213,6 +219,7 @@ def identify_subjects(
     best_own = np.where(own, mated_sim, -np.inf).argmax(axis=1)
     best_own_score = mated_sim[np.arange(len(best_own)), best_own]
     face_ranks = 1 + (np.where(own, -np.inf, mated_sim) >= best_own_score[:, None]).sum(axis=1)
+    face_ranks[~mated_set.found] = len(split.gallery) + 1  # no face: a miss at every rank
     faces_per_subject = np.bincount(groups)
     report: dict[str, object] = {
         "model_id": emb.model_id,
@@ -223,7 +230,9 @@ def identify_subjects(
         "mean_faces_per_mated_subject": round(float(faces_per_subject[mate_subject].mean()), 3),
         "distractor_people": split.distractor_people,
         "mated_probes": len(split.mated_probes),
-        "nonmated_probes": len(split.nonmated_probes),
+        "mated_probes_without_face": int((~mated_set.found).sum()),
+        "nonmated_probes": int(nonmated_set.found.sum()),
+        "nonmated_probes_without_face_excluded": int((~nonmated_set.found).sum()),
         "held_out_people": split.held_out_people,
         "fpir_resolution": round(1.0 / max(len(split.nonmated_probes), 1), 6),
         "face_list": _list_report(mated_sim, face_ranks, nonmated_sim, len(split.gallery)),
@@ -234,9 +243,12 @@ def identify_subjects(
         "searches_whose_first_20_entries_repeat_a_person": round(float((distinct < 20).mean()), 5),
     }
     for rule in rules:
-        mated_subj, _ = subject_scores_matrix(mated_sim, groups, rule)
+        with np.errstate(invalid="ignore"):
+            mated_subj, _ = subject_scores_matrix(mated_sim, groups, rule)
+        mated_subj[~mated_set.found] = -np.inf
         nonmated_subj, _ = subject_scores_matrix(nonmated_sim, groups, rule)
         subject_ranks = mate_ranks(mated_subj, mate_subject)
+        subject_ranks[~mated_set.found] = len(names) + 1
         report[f"subject_list_{rule}"] = _list_report(mated_subj, subject_ranks, nonmated_subj, len(names))
     if face_fmr_at is not None:
         report["subject_fmr_check"] = subject_fmr_check(nonmated_sim, groups, face_fmr_at, (1e-2, 1e-3, 1e-4))

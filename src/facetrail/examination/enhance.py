@@ -57,9 +57,16 @@ class Operation(StrEnum):
 NOT_OFFERED = ("paint", "inpaint", "feature_substitution", "upscale", "super_resolution", "pose_correction", "morph")
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _number(params: Mapping[str, Any], name: str, low: float, high: float, digits: int) -> float:
     value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise EnhancementError(f"parameter {name!r} must be a number", field=name)
     rounded = round(float(value), digits)
     if not low <= rounded <= high:
@@ -69,7 +76,7 @@ def _number(params: Mapping[str, Any], name: str, low: float, high: float, digit
 
 def _integer(params: Mapping[str, Any], name: str, low: int, high: int) -> int:
     value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value) or value != int(value):
         raise EnhancementError(f"parameter {name!r} must be a whole number", field=name)
     if not low <= int(value) <= high:
         raise EnhancementError(f"parameter {name!r} must be between {low} and {high}", field=name)

@@ -465,13 +465,26 @@ def _collect(
     ]
     if scope.blind_reviewer is not None:
         examining = _examining(s, scope.blind_reviewer, ids)
+        examined = _examining(s, scope.blind_reviewer, ids, complete=True)
         for entry in searches:
             _withhold_undecided(entry, scope.blind_reviewer)
             if entry["search_id"] in examining:
                 _withhold_for_examiner(entry)
+            elif entry["search_id"] in examined:
+                _name_no_other_examiner(entry, scope.blind_reviewer)
     refused = _refused_attempts(search_audit, scope, actor_units)
     created = [aware(r.created_at) for r in records]
     lead_reports = _lead_reports(ctx, s, records, searches, scope)
+    if scope.blind_reviewer is not None:  # blind verification: the other examiner stays unnamed
+        from facetrail.governance.release import ANOTHER_REVIEWER
+
+        for report in lead_reports:
+            report["examinations"] = [
+                e
+                if e.get("reviewer") == scope.blind_reviewer
+                else {**e, "reviewer": ANOTHER_REVIEWER, "reviewer_name": ANOTHER_REVIEWER}
+                for e in report.get("examinations", [])
+            ]
     return {
         "kind": "disclosure_packet",
         "format_version": FORMAT_VERSION,
@@ -512,22 +525,34 @@ def _lead_reports(
     return out
 
 
-def _examining(s: Session, viewer: str, search_ids: list[int]) -> set[int]:
-    """The searches the viewer is examining (an examination task of theirs that is not complete)."""
+def _examining(s: Session, viewer: str, search_ids: list[int], *, complete: bool = False) -> set[int]:
+    """The searches the viewer is examining (a task of theirs not complete), or with ``complete`` examined."""
     from facetrail.examination.models import ExaminationTask
 
+    done = ExaminationTask.completed_at.is_not(None) if complete else ExaminationTask.completed_at.is_(None)
     return {
         int(i or 0)
         for i in s.execute(
             select(ExaminationTask.search_id)
             .join(User, User.id == ExaminationTask.reviewer_id)
-            .where(
-                User.username == viewer,
-                ExaminationTask.search_id.in_(search_ids),
-                ExaminationTask.completed_at.is_(None),
-            )
+            .where(User.username == viewer, ExaminationTask.search_id.in_(search_ids), done)
         ).scalars()
     }
+
+
+def _name_no_other_examiner(entry: dict[str, Any], viewer: str) -> None:
+    """Blind verification: an examiner's packet never names the other examiner of a search they examined."""
+    from facetrail.governance.release import ANOTHER_REVIEWER
+
+    for c in entry["candidates"]:
+        c["decisions"] = [
+            d if d.get("reviewer") == viewer else {**d, "reviewer": ANOTHER_REVIEWER, "reviewer_name": ""}
+            for d in c["decisions"]
+        ]
+    entry["review_history"] = [
+        h if h.get("reviewer") == f"user:{viewer}" else {**h, "reviewer": ANOTHER_REVIEWER}
+        for h in entry["review_history"]
+    ]
 
 
 def _withhold_for_examiner(entry: dict[str, Any]) -> None:
@@ -538,6 +563,14 @@ def _withhold_for_examiner(entry: dict[str, Any]) -> None:
     entry["candidates"] = []
     entry["review_history"] = []
     entry["outcome"] = "under examination: " + WITHHELD_FROM_EXAMINER
+    # the probe's hash and face would link the search to the examiner's task (and tell a known-answer test)
+    entry["probe"] = {
+        **entry["probe"],
+        "sha256": WITHHELD_FROM_EXAMINER,
+        "image_kept": False,
+        "thumbnail_jpeg_base64": None,
+        "thumbnail_note": WITHHELD_FROM_EXAMINER,
+    }
 
 
 def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:

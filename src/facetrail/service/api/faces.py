@@ -32,6 +32,10 @@ class Quality(BaseModel):
     verdict: str = Field(description="pass | warn | fail")
     reasons: list[str]
     measures: dict[str, float]
+    expectations: list[str] = Field(
+        default_factory=list,
+        description="What LFW probes of this size and sharpness did (the shipped quality table; docs/accuracy.md)",
+    )
 
 
 class DetectedFaceOut(BaseModel):

@@ -207,6 +207,7 @@
     if (opacity) opacity.disabled = true;
     if (wipe) wipe.disabled = true;
     root.dataset.aligned = "false";
+    if (eyesButton) eyesButton.disabled = true;
     setDisplayMode("side");
     if (reason) setAlignStatus(reason);
   }
@@ -227,6 +228,7 @@
       if (opacity) opacity.disabled = false;
       if (wipe) wipe.disabled = false;
       root.dataset.aligned = "true";
+      if (eyesButton) eyesButton.disabled = false;
       const t = alignment.transform;
       setAlignStatus("Aligned on the eyes (scale " + Math.hypot(t.a, t.b).toFixed(3) + ", rotation " +
         (Math.atan2(t.b, t.a) * 180 / Math.PI).toFixed(1) + "°). Overlay and wipe are available.");
@@ -411,6 +413,63 @@
     });
   }
 
+  // ---------------------------------------------------------------- measurements (observations only)
+  const mList = document.querySelector("[data-measurements]");
+  const mField = document.querySelector("[data-measurements-field]");
+  const mEditor = document.querySelector("[data-measure-editor]");
+  const eyesButton = document.querySelector("[data-measure-eyes]");
+
+  function measurements() {
+    if (!mList) return [];
+    return Array.from(mList.querySelectorAll("[data-measurement]")).map(function (li) { return JSON.parse(li.dataset.json); });
+  }
+  function syncMeasurements() { if (mField) mField.value = JSON.stringify(measurements()); }
+  function addMeasurement(m) {
+    if (!mList) return;
+    const li = document.createElement("li");
+    li.dataset.measurement = "";
+    li.dataset.json = JSON.stringify(m);
+    const label = document.createElement("span");
+    label.textContent = m.image + " · " + m.name + ": " + m.value + " " + m.unit + (m.note ? " — " + m.note : "");
+    const remove = document.createElement("button");
+    remove.type = "button"; remove.className = "link-like"; remove.dataset.removeMeasurement = ""; remove.textContent = "Remove";
+    li.appendChild(label); li.appendChild(document.createTextNode(" ")); li.appendChild(remove);
+    mList.appendChild(li);
+    syncMeasurements();
+  }
+  if (mList) {
+    mList.addEventListener("click", function (event) {
+      const button = event.target.closest("[data-remove-measurement]");
+      if (!button) return;
+      button.closest("[data-measurement]").remove();
+      syncMeasurements();
+    });
+  }
+  if (mEditor) {
+    mEditor.querySelector("[data-measure-add]").addEventListener("click", function () {
+      const name = mEditor.querySelector("#measure-name"), value = mEditor.querySelector("#measure-value");
+      if (!name.value.trim() || value.value === "" || !isFinite(Number(value.value))) { (name.value.trim() ? value : name).focus(); return; }
+      addMeasurement({
+        image: mEditor.querySelector("#measure-image").value, name: name.value.trim(), value: Number(value.value),
+        unit: mEditor.querySelector("#measure-unit").value.trim(), note: mEditor.querySelector("#measure-note").value.trim(),
+      });
+      name.value = ""; value.value = "";
+    });
+  }
+  if (eyesButton) {
+    // the distance between the examiner's own eye marks, in each image's pixels: an observation to record
+    eyesButton.addEventListener("click", function () {
+      ["probe", "candidate"].forEach(function (name) {
+        const m = panes[name].marks;
+        if (m.length < 2) return;
+        addMeasurement({
+          image: name, name: "distance between the eye marks", value: Math.round(Math.hypot(m[1].x - m[0].x, m[1].y - m[0].y) * 10) / 10,
+          unit: "px", note: "from the examiner's marks (alignment), " + (name === "candidate" ? "photo " + (Number(sources.candidate.original.id) + 1) : "probe"),
+        });
+      });
+    });
+  }
+
   // ---------------------------------------------------------------- pointer, wheel and keys on a pane
   function others(v) {
     if (!syncBox || !syncBox.checked) return [];
@@ -550,16 +609,16 @@
   const panel = document.querySelector("[data-enhancement]");
   // the server's operations and their parameters (examination/enhance.py): [name, label, min, max, step, default]
   const PARAMS = {
-    brightness: [["offset", "Brightness offset (−100 … 100)", -100, 100, 1, 20]],
+    brightness: [["delta", "Brightness change (−100 … 100)", -100, 100, 1, 20]],
     contrast: [["factor", "Contrast factor (0.2 … 3)", 0.2, 3, 0.05, 1.3]],
     gamma: [["gamma", "Gamma (0.2 … 5)", 0.2, 5, 0.05, 1.4]],
-    rotate: [["degrees", "Rotation, clockwise (90, 180 or 270°)", 90, 270, 90, 90]],
+    rotation: [["degrees", "Rotation, clockwise (90, 180 or 270°)", 90, 270, 90, 90]],
     crop: [["x", "Left (px)", 0, 100000, 1, 0], ["y", "Top (px)", 0, 100000, 1, 0],
       ["width", "Width (px)", 1, 100000, 1, 100], ["height", "Height (px)", 1, 100000, 1, 100]],
     sharpen: [["amount", "Sharpening amount (0.1 … 3)", 0.1, 3, 0.1, 1], ["sigma", "Radius σ (0.5 … 5)", 0.5, 5, 0.1, 1.5]],
     denoise: [["size", "Median filter size (3, 5 or 7)", 3, 7, 2, 3]],
   };
-  const GEOMETRY = { rotate: true, crop: true };
+  const GEOMETRY = { rotation: true, crop: true };
   const logs = { probe: [], candidate: [] }; // the steps applied from this page, as the server logged them
 
   function resetEnhancementLog(name) {
@@ -675,5 +734,6 @@
   window.addEventListener("resize", renderAll);
   clearAlignment();
   syncField();
+  syncMeasurements();
   Object.keys(panes).forEach(function (name) { showSource(name); });
 })();
