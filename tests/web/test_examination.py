@@ -495,3 +495,43 @@ def test_second_examiner_concludes_blind_and_the_lead_is_released(browser: Any, 
     released = [c for c in shown["candidates"] if c["subject_external_id"] == "P-100"]
     assert released, shown["candidates"]
     assert all(c["subject_external_id"] in ("P-100", release_under_review()) for c in shown["candidates"])
+
+
+def test_insiders_cannot_reach_or_redo_an_examination_from_the_browser(browser: Any, exam: Exam) -> None:
+    """The reviewer the system did not assign gets "not found" for the task's pages and a crafted conclusion; the
+    assigned examiner cannot change a recorded conclusion or a locked analysis."""
+    first = STATE["examiners"][0]
+    task_id, handle = STATE["tasks"][first], STATE["first_handle"]
+    page = new_page(browser, exam)
+    sign_in(page, exam, STATE["bystander"])
+    assert page.get_by_test_id("exam-task").count() == 0
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    assert page.request.get(f"/examinations/{task_id}").status == 404
+    assert page.request.get(f"/examinations/{task_id}/candidates/{handle}").status == 404
+    crafted = page.request.post(
+        f"/examinations/{task_id}/candidates/{handle}/conclusion",
+        form={
+            "csrf_token": csrf,
+            "conclusion": "strong_support_different_sources",
+            "reasoning": "x",
+            "limitations": "y",
+        },
+    )
+    assert crafted.status == 404
+    page.context.close()
+
+    page = new_page(browser, exam)
+    sign_in(page, exam, first)
+    page.goto(f"/examinations/{task_id}/candidates/{handle}")
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    again = page.request.post(
+        f"/examinations/{task_id}/candidates/{handle}/conclusion",
+        form={"csrf_token": csrf, "conclusion": "neutral", "reasoning": "second thoughts", "limitations": "none"},
+    )
+    assert again.status in (409, 422)
+    page.reload()
+    assert page.get_by_test_id("my-conclusion").inner_text().count("Moderate support for same source") == 1
+    no_csrf = page.request.post(f"/examinations/{task_id}/probe-analysis", form={"suitable": "no", "notes": "x"})
+    assert no_csrf.status in (400, 403)
+    no_csp_violations(page)
+    page.context.close()
