@@ -36,6 +36,9 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Liv
         "FACETRAIL_ADMIN_PASSWORD": ADMIN_FIRST_PASSWORD,
         "FACETRAIL_EMBEDDING__ONNX_THREADS": "1",
         "FACETRAIL_GOVERNANCE__ROLE_GRANT_DELAY_HOURS": "0",
+        # Session-scoped worlds keep their clients for the whole run: on a loaded machine a run can pass the
+        # 30-minute idle timeout between two uses (the idle timeout has its own tests, with their own setting).
+        "FACETRAIL_AUTH__SESSION_IDLE_MINUTES": "1440",
         **(env_extra or {}),
     }
     return start_server_process(data_dir, env)

@@ -319,6 +319,14 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
         assert record is not None
         rank = next(int(c["rank"]) for c in record.candidates if c["subject_external_id"] == "OBAMA")
 
+    with pytest.raises(FaceTrailError) as err:  # rita's task is still open: the report carries the case story
+        make_lead_report(ctx, rita, world.search_id, rank)
+    assert err.value.code == "lead_not_released"
+    assert collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita)).data["lead_reports"] == []
+    for c in exams.list_candidates(ctx, rita, world.tasks["rita"]):  # rita completes her examination
+        if c["conclusion"] is None:
+            exams.open_candidate(ctx, rita, world.tasks["rita"], c["handle"])
+            exams.record_conclusion(ctx, rita, world.tasks["rita"], c["handle"], "not_suitable", "blurred", "none")
     text = _text(make_lead_report(ctx, rita, world.search_id, rank))
     assert "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION" in text
     assert "What must still be corroborated" in text
@@ -342,15 +350,15 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
         assert err.value.code == code
 
     # the case's disclosure packet carries the lead report (here the auditor's; an examiner whose task is still
-    # open is told nothing of the search in a packet: sequential unmasking)
+    # open is told nothing of the search in a packet: sequential unmasking, checked above)
     packet = collect_packet(ctx, CASE, actor=aud.actor, scope=scope_for(aud), render=render_pdf)
     assert packet.data["summary"]["lead_reports"] == 1
     assert packet.rendered is not None
     packet_text = _text(packet.rendered)
     assert "Investigative lead report" in packet_text and "NOT A POSITIVE IDENTIFICATION" in packet_text
     assert "What must still be corroborated" in packet_text and _probe_sha(world) in packet_text
-    mine = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita))
-    assert mine.data["lead_reports"] == []
+    mine = collect_packet(ctx, CASE, actor=rita.actor, scope=scope_for(rita))  # her examination is complete
+    assert len(mine.data["lead_reports"]) == 1
 
 
 def test_the_lead_report_from_the_command_line(world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

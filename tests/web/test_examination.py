@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exam_steps import conclude, mark_checklist
+from exam_steps import conclude, handle_of_rank, mark_checklist
 from PIL import Image
 from web_helpers import CHROMIUM, UNDER_CI
 
@@ -64,6 +64,12 @@ class Exam:
 
     def api(self, username: str) -> httpx.Client:
         return self.server.client(self.tokens[username])
+
+
+def release_under_review() -> str:
+    from facetrail.governance.release import UNDER_REVIEW
+
+    return UNDER_REVIEW
 
 
 def _probe_bytes() -> bytes:
@@ -261,9 +267,11 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     labels = [c.locator("a").inner_text() for c in listed.all()]
     assert labels == [f"Candidate {chr(65 + i)}" for i in range(len(labels))]  # letters, not ranks
     STATE["candidate_count"] = listed.count()
-    listed.first.locator("a").click()
+    # The test's oracle (never the examiner's): the handle of the candidate the search ranked first, P-100.
+    handle = handle_of_rank(exam.server.data_dir, task_id, 1)
+    page.click(f"a[href$='/candidates/{handle}']")
     page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-    STATE["first_handle"] = page.url.rsplit("/", 1)[1]
+    STATE["first_handle"] = handle
 
     # Plain side by side by default: both panes drawn, nothing superimposed, no gridlines offered at all.
     page.wait_for_function(
@@ -316,6 +324,10 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
         for fx, fy in points:
             click_canvas(page, pane, fx, fy)
     assert page.get_by_test_id("align-status").inner_text().startswith("Aligned on the eyes")
+    # the distance between the eye marks on each image, recorded as an observation (never a score)
+    page.click("[data-measure-eyes]")
+    recorded = page.get_by_test_id("measurements").locator("li").all_inner_texts()
+    assert len(recorded) == 2 and all("distance between the eye marks" in m and " px" in m for m in recorded)
     page.check("#mode-overlay")
     assert page.get_by_test_id("pane-composite").is_visible() and page.get_by_test_id("pane-probe").is_hidden()
     half = pixels(page, "composite")
@@ -386,6 +398,7 @@ def test_first_examiner_analyses_compares_and_concludes(browser: Any, exam: Exam
     page.wait_for_url(re.compile(r".*\?done=checklist.*"))
     assert page.locator("#mark-facial_marks__size-dissimilar").is_checked()
     assert page.get_by_test_id("annotations").locator("li").count() == 1  # the pinned note was saved
+    assert page.get_by_test_id("measurements").locator("li").count() == 2  # and the measurements
 
     _conclude(page, exam, name, "moderate_support_same_source")
     reveal = page.get_by_test_id("reveal").inner_text()
@@ -409,7 +422,7 @@ def _conclude(page: Any, exam: Exam, name: str, level: str) -> None:
 
 
 def _conclude_the_rest(page: Any, exam: Exam, name: str, task_id: str) -> None:
-    """The task's other candidates (the same person's other enrolled photo): compared and concluded too."""
+    """The task's other candidates (other people): compared and concluded too, so the task completes."""
     page.goto(f"/examinations/{task_id}/candidates")
     for i in range(page.get_by_test_id("exam-candidate").count()):
         item = page.get_by_test_id("exam-candidate").nth(i)
@@ -417,8 +430,8 @@ def _conclude_the_rest(page: Any, exam: Exam, name: str, task_id: str) -> None:
             continue
         item.locator("a").click()
         page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-        mark_checklist(page, dissimilar={"hair__style": "another hair style: styled, not a difference of source"})
-        _conclude(page, exam, name, "moderate_support_same_source")
+        mark_checklist(page, dissimilar={"nose__width": "a wider nose, not explained by pose or lighting"})
+        _conclude(page, exam, name, "moderate_support_different_sources")
         page.goto(f"/examinations/{task_id}/candidates")
 
 
@@ -457,11 +470,10 @@ def test_second_examiner_concludes_blind_and_the_lead_is_released(browser: Any, 
     page = new_page(browser, exam)
     sign_in(page, exam, name)
     _analyse_probe(page, task_id)
+    handle = handle_of_rank(exam.server.data_dir, task_id, 1)
     page.goto(f"/examinations/{task_id}/candidates")
-    first = page.get_by_test_id("exam-candidate").first
-    first.locator("a").click()
+    page.click(f"a[href$='/candidates/{handle}']")
     page.wait_for_url(re.compile(r".*/candidates/[^/]+$"))
-    handle = page.url.rsplit("/", 1)[1]
     assert handle != STATE["first_handle"]  # handles are per examiner: nothing to correlate
     assert page.get_by_test_id("reveal").count() == 0 and "the other examiner" not in page.content()
     mark_checklist(page, dissimilar={"hair__style": "shorter hair on the probe; hair style changes between photos"})
@@ -482,3 +494,44 @@ def test_second_examiner_concludes_blind_and_the_lead_is_released(browser: Any, 
         shown = ivan.get(f"/api/v1/searches/{STATE['search_id']}").json()
     released = [c for c in shown["candidates"] if c["subject_external_id"] == "P-100"]
     assert released, shown["candidates"]
+    assert all(c["subject_external_id"] in ("P-100", release_under_review()) for c in shown["candidates"])
+
+
+def test_insiders_cannot_reach_or_redo_an_examination_from_the_browser(browser: Any, exam: Exam) -> None:
+    """The reviewer the system did not assign gets "not found" for the task's pages and a crafted conclusion; the
+    assigned examiner cannot change a recorded conclusion or a locked analysis."""
+    first = STATE["examiners"][0]
+    task_id, handle = STATE["tasks"][first], STATE["first_handle"]
+    page = new_page(browser, exam)
+    sign_in(page, exam, STATE["bystander"])
+    assert page.get_by_test_id("exam-task").count() == 0
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    assert page.request.get(f"/examinations/{task_id}").status == 404
+    assert page.request.get(f"/examinations/{task_id}/candidates/{handle}").status == 404
+    crafted = page.request.post(
+        f"/examinations/{task_id}/candidates/{handle}/conclusion",
+        form={
+            "csrf_token": csrf,
+            "conclusion": "strong_support_different_sources",
+            "reasoning": "x",
+            "limitations": "y",
+        },
+    )
+    assert crafted.status == 404
+    page.context.close()
+
+    page = new_page(browser, exam)
+    sign_in(page, exam, first)
+    page.goto(f"/examinations/{task_id}/candidates/{handle}")
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    again = page.request.post(
+        f"/examinations/{task_id}/candidates/{handle}/conclusion",
+        form={"csrf_token": csrf, "conclusion": "neutral", "reasoning": "second thoughts", "limitations": "none"},
+    )
+    assert again.status in (409, 422)
+    page.reload()
+    assert page.get_by_test_id("my-conclusion").inner_text().count("Moderate support for same source") == 1
+    no_csrf = page.request.post(f"/examinations/{task_id}/probe-analysis", form={"suitable": "no", "notes": "x"})
+    assert no_csrf.status in (400, 403)
+    no_csp_violations(page)
+    page.context.close()

@@ -117,7 +117,7 @@ def _probe_original(ctx: AppContext, task: Any) -> tuple[str, bytes, int | None]
         sha, data = _checked(held_probes.searched_face(ctx, record.id), None)
         return sha, data, None
     face_id = int(task.known_answer.probe_face_id)
-    sha, data = _face_original(ctx, face_id)
+    sha, data = _checked(exams.known_answer_probe(ctx, task), None)  # served as a live probe would be
     return sha, data, face_id
 
 
@@ -126,7 +126,7 @@ def _original(ctx: AppContext, task: Any, kind: str, handle: str | None, photo: 
         sha, data, probe_face = _probe_original(ctx, task)
         return Original(PROBE, None, 0, probe_face, sha, data)
     assert face_id is not None
-    faces = exams._subject_faces(ctx, face_id)
+    faces = exams._subject_faces(ctx, face_id, probe_face_id=exams.probe_face_of(task))
     if not 0 <= photo < len(faces):
         raise EnhancementNotFoundError("no such photo of this candidate", field="photo")
     sha, data = _face_original(ctx, faces[photo].id)

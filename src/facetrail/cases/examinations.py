@@ -267,6 +267,12 @@ def build_known_answer_test(ctx: AppContext, gallery_id: int, size: int) -> int 
         others = s.execute(select(Face).where(Face.id.in_(sample))).scalars().all() if sample else []
         vector = _face_vector(probe)
         scored = sorted(((float(np.dot(vector, _face_vector(f))), f) for f in others), key=lambda t: -t[0])
+        # one candidate per subject (its best face), as a search lists them: two candidates showing the same
+        # person's photos would tell the test apart
+        best: dict[int, tuple[float, Face]] = {}
+        for score, f in scored:
+            best.setdefault(int(f.subject_id), (score, f))
+        scored = sorted(best.values(), key=lambda t: -t[0])
         mated = _random.random() < 0.5
         chosen = scored[: max(1, size) - (1 if mated else 0)]
         if mated:
@@ -338,6 +344,7 @@ class _Task:
     search: SearchRecord | None
     known_answer: KnownAnswerTest | None
     completed_at: dt.datetime | None
+    assigned_at: dt.datetime | None = None
 
     @property
     def candidates_source(self) -> list[dict[str, Any]]:
@@ -377,7 +384,9 @@ def _load(ctx: AppContext, who: Principal, public_id: str, action: str) -> _Task
             target,
             ExaminationLockedError("this examination is locked (an emergency search not approved in time)"),
         )
-    return _Task(task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at))
+    return _Task(
+        task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at), _aware(task.assigned_at)
+    )
 
 
 def _source(ctx: AppContext, task: _Task) -> list[dict[str, Any]]:
@@ -497,7 +506,7 @@ def _candidate_dict(ctx: AppContext, task: _Task, row: ExaminedCandidate, *, det
         "handle": row.handle,
         "position": row.position,
         "image_url": f"/api/v1/examinations/{task.public_id}/candidates/{row.handle}/photos/0",
-        "photos": _photos(ctx, row.face_id) if detail else None,
+        "photos": _photos(ctx, task, row.face_id) if detail else None,
         "seen_order": row.seen_order,
         "conclusion": row.conclusion,
         "concluded_at": _aware(row.concluded_at),
@@ -584,7 +593,9 @@ def _load_quiet(ctx: AppContext, who: Principal, public_id: str) -> _Task | None
             return None
     elif kat is None:
         return None
-    return _Task(task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at))
+    return _Task(
+        task.id, task.public_id, task.reviewer_id, search, kat, _aware(task.completed_at), _aware(task.assigned_at)
+    )
 
 
 def get_task(ctx: AppContext, who: Principal, public_id: str) -> dict[str, Any]:
@@ -607,7 +618,7 @@ def probe_image(ctx: AppContext, who: Principal, public_id: str) -> bytes:
         if data is None:
             data = held_probes.searched_face(ctx, task.search.id)
     elif task.known_answer is not None:
-        data = _face_image(ctx, task.known_answer.probe_face_id)
+        data = known_answer_probe(ctx, task)
     if data is None:
         raise refuse(
             ctx,
@@ -619,6 +630,22 @@ def probe_image(ctx: AppContext, who: Principal, public_id: str) -> bytes:
         )
     _audit(ctx, who, "examination.image", task, image="probe")
     return data
+
+
+def known_answer_probe(ctx: AppContext, task: Any) -> bytes | None:
+    """A known-answer test's probe served as a live task's probe would be (else the test tells itself apart):
+    the enrolled original where the agency keeps probe images; otherwise only the aligned face (the gallery's
+    thumbnail, the form of the searched face held after a search), and only as long as a searched face is held
+    (cluster.held_probes.FACES_SECONDS from the assignment), then not retained."""
+    face_id = int(task.known_answer.probe_face_id)
+    if ctx.settings.keep_probe_images:
+        return _face_image(ctx, face_id)
+    assigned = _aware(task.assigned_at) or utcnow()
+    if utcnow() - assigned > dt.timedelta(seconds=held_probes.FACES_SECONDS):
+        return None
+    with ctx.db.read() as s:
+        face = s.get(Face, face_id)
+        return bytes(face.thumbnail) if face is not None else None
 
 
 def _face_image(ctx: AppContext, face_id: int) -> bytes | None:
@@ -634,23 +661,34 @@ def _face_image(ctx: AppContext, face_id: int) -> bytes | None:
     return thumb
 
 
-def _subject_faces(ctx: AppContext, face_id: int) -> list[Face]:
-    """All the enrolled photos of the candidate's subject: the candidate's own first, then by capture date."""
+def _subject_faces(ctx: AppContext, face_id: int, *, probe_face_id: int | None = None) -> list[Face]:
+    """All the enrolled photos of the candidate's subject: the candidate's own first, then by capture date.
+    ``probe_face_id`` (a known-answer test's probe, an enrolled photo) is never among them: the mate's photos
+    would otherwise include the probe itself, byte for byte, telling both the test and its answer."""
     with ctx.db.read() as s:
         face = s.get(Face, face_id)
         if face is None:
             return []
-        faces = s.execute(select(Face).where(Face.subject_id == face.subject_id)).scalars().all()
+        faces = (
+            s.execute(select(Face).where(Face.subject_id == face.subject_id, Face.id != (probe_face_id or -1)))
+            .scalars()
+            .all()
+        )
         for f in faces:
             s.expunge(f)
     rest = sorted((f for f in faces if f.id != face_id), key=lambda f: (f.capture_date or dt.date.min, f.id))
     return [f for f in faces if f.id == face_id] + rest
 
 
-def _photos(ctx: AppContext, face_id: int) -> list[dict[str, Any]]:
+def probe_face_of(task: Any) -> int | None:
+    """The enrolled face a known-answer test uses as its probe (None for a live search)."""
+    return int(task.known_answer.probe_face_id) if task.known_answer is not None else None
+
+
+def _photos(ctx: AppContext, task: _Task, face_id: int) -> list[dict[str, Any]]:
     return [
         {"index": i, "capture_date": f.capture_date.isoformat() if f.capture_date else None}
-        for i, f in enumerate(_subject_faces(ctx, face_id))
+        for i, f in enumerate(_subject_faces(ctx, face_id, probe_face_id=probe_face_of(task)))
     ]
 
 
@@ -685,7 +723,7 @@ def candidate_photo(ctx: AppContext, who: Principal, public_id: str, handle: str
     task = _load(ctx, who, public_id, "examination.image")
     _require_comparison(ctx, who, task, "examination.image")
     row = _row(ctx, who, task, handle, "examination.image")
-    faces = _subject_faces(ctx, row.face_id)
+    faces = _subject_faces(ctx, row.face_id, probe_face_id=probe_face_of(task))
     data = _face_image(ctx, faces[index].id) if 0 <= index < len(faces) else None
     if data is None:
         raise refuse(

@@ -4,6 +4,8 @@ its audit record, and its PDF. What it holds: reports/lead_report.py.
 Guarantees: only those who may have the case's disclosure packet (case.packet: reviewers of the search's unit;
 auditors, without images) and only for a released lead; a search outside the caller's scope reads "not found";
 every refusal is audited through the one gate; each report made is audited ('lead.report') with its SHA-256.
+Sequential unmasking: a reviewer whose examination of the search is open (or who may yet be assigned to it) is
+answered like for a candidate that is no released lead: the report carries the case story.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 from facetrail.audit.log import append_audit
 from facetrail.audit.refusals import ensure_permission, refuse
 from facetrail.context import AppContext
+from facetrail.examination import unmasking
 from facetrail.policy.principal import Principal
 from facetrail.policy.roles import Permission
 from facetrail.reports.lead_report import (
@@ -51,14 +54,18 @@ def make_lead_report(ctx: AppContext, who: Principal, search_id: int, rank: int)
             outcome="not_found",
         )
     match = [int(c["face_id"]) for c in record.candidates if int(c["rank"]) == rank]
-    if not match or match[0] not in released_leads(ctx, record):
+    examining = unmasking.story_withheld(who, unmasking.examination_state(ctx, [search_id]).get(search_id, {}))
+    if examining or not match or match[0] not in released_leads(ctx, record):
         raise refuse(
             ctx,
             who,
             ACTION,
             target,
             LeadNotReleasedError(f"search {search_id} has no released lead at rank {rank}"),
-            details={"rank": rank},
+            details={
+                "rank": rank,
+                **({"reason": "the caller's examination of this search is open"} if examining else {}),
+            },
         )
     with ctx.db.read() as s:
         live = s.get(SearchRecord, search_id)

@@ -563,6 +563,14 @@ def _withhold_for_examiner(entry: dict[str, Any]) -> None:
     entry["candidates"] = []
     entry["review_history"] = []
     entry["outcome"] = "under examination: " + WITHHELD_FROM_EXAMINER
+    # the probe's hash and face would link the search to the examiner's task (and tell a known-answer test)
+    entry["probe"] = {
+        **entry["probe"],
+        "sha256": WITHHELD_FROM_EXAMINER,
+        "image_kept": False,
+        "thumbnail_jpeg_base64": None,
+        "thumbnail_note": WITHHELD_FROM_EXAMINER,
+    }
 
 
 def _withhold_undecided(entry: dict[str, Any], viewer: str) -> None:

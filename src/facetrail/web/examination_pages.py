@@ -197,6 +197,7 @@ def _compare_page(
     error: str | None = None,
     marks: dict[str, Any] | None = None,
     annotations: list[dict[str, Any]] | None = None,
+    measurements: list[dict[str, Any]] | None = None,
     notice: str | None = None,
 ) -> Response:
     task = examinations.get_task_quiet(ctx, who, task_id)
@@ -269,7 +270,7 @@ def _compare_page(
         marks=marks if marks is not None else checklist.get("marks") or {},
         mark_options=MARK_LABELS,
         annotations=annotations if annotations is not None else checklist.get("annotations") or [],
-        measurements=checklist.get("measurements") or [],
+        measurements=measurements if measurements is not None else checklist.get("measurements") or [],
         concluded=concluded,
         reveal=reveal,
         scale=_scale(),
@@ -311,14 +312,15 @@ def _marks_from(form: FormData) -> dict[str, dict[str, dict[str, str]]]:
     return marks
 
 
-def _annotations_from(form: FormData) -> Any:
-    raw = form.get("annotations")
+def _json_list(form: FormData, name: str, what: str) -> Any:
+    """A list the page's script keeps in a hidden field (the core validates every entry)."""
+    raw = form.get(name)
     if not isinstance(raw, str) or not raw.strip():
         return []
     try:
         return json.loads(raw)
     except ValueError:
-        raise BadInputError("the pinned notes could not be read", field="annotations") from None
+        raise BadInputError(f"{what} could not be read", field=name) from None
 
 
 @router.post("/examinations/{task_id}/candidates/{handle}/checklist")
@@ -333,14 +335,15 @@ def checklist_save(
     csrf_ok(request, form)
     marks = _marks_from(form)
     annotations: Any = []
+    measurements: Any = []
     try:
-        annotations = _annotations_from(form)
-        current = examinations.open_candidate(ctx, who, task_id, handle)
-        measurements = (current.get("checklist") or {}).get("measurements") or []
+        annotations = _json_list(form, "annotations", "the pinned notes")
+        measurements = _json_list(form, "measurements", "the measurements")
         examinations.save_checklist(ctx, who, task_id, handle, marks, annotations, measurements)
     except (BadInputError, examinations.ConclusionFinalError) as exc:
         candidate = examinations.open_candidate(ctx, who, task_id, handle)
         kept = annotations if isinstance(annotations, list) else None
+        kept_measurements = measurements if isinstance(measurements, list) else None
         return _compare_page(
             request,
             ctx,
@@ -352,6 +355,7 @@ def checklist_save(
             error=f"The checklist was not saved: {exc.message}",
             marks=marks,
             annotations=kept,
+            measurements=kept_measurements,
         )
     return see_other(f"/examinations/{task_id}/candidates/{handle}?done=checklist#checklist-h")
 

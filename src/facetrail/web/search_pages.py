@@ -26,6 +26,7 @@ from facetrail.cases.searches import (
 )
 from facetrail.context import AppContext
 from facetrail.errors import FaceTrailError
+from facetrail.examination import unmasking
 from facetrail.examination.scale import DEFAULT_RELEASE_LEVEL, LABELS
 from facetrail.gallery.browse import list_galleries
 from facetrail.governance import approvals, release, training
@@ -296,7 +297,7 @@ def search_result(
             message=exc.message,
         )
     probe_jpeg = None
-    if view.candidates is not None:
+    if view.candidates is not None and view.probe_sha256 != unmasking.WITHHELD:  # an examiner's: not linkable
         probe_jpeg = searched_face(ctx, search_id, view.probe_sha256, view.probe_stored, view.face_index)
     own = view.user_id is not None and view.user_id == who.user_id
     approval = approvals.approval_for_search(ctx, search_id)

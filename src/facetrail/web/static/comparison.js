@@ -207,6 +207,7 @@
     if (opacity) opacity.disabled = true;
     if (wipe) wipe.disabled = true;
     root.dataset.aligned = "false";
+    if (eyesButton) eyesButton.disabled = true;
     setDisplayMode("side");
     if (reason) setAlignStatus(reason);
   }
@@ -227,6 +228,7 @@
       if (opacity) opacity.disabled = false;
       if (wipe) wipe.disabled = false;
       root.dataset.aligned = "true";
+      if (eyesButton) eyesButton.disabled = false;
       const t = alignment.transform;
       setAlignStatus("Aligned on the eyes (scale " + Math.hypot(t.a, t.b).toFixed(3) + ", rotation " +
         (Math.atan2(t.b, t.a) * 180 / Math.PI).toFixed(1) + "°). Overlay and wipe are available.");
@@ -408,6 +410,63 @@
       pinning = !pinning;
       pinButton.setAttribute("aria-pressed", String(pinning));
       root.dataset.pinning = String(pinning);
+    });
+  }
+
+  // ---------------------------------------------------------------- measurements (observations only)
+  const mList = document.querySelector("[data-measurements]");
+  const mField = document.querySelector("[data-measurements-field]");
+  const mEditor = document.querySelector("[data-measure-editor]");
+  const eyesButton = document.querySelector("[data-measure-eyes]");
+
+  function measurements() {
+    if (!mList) return [];
+    return Array.from(mList.querySelectorAll("[data-measurement]")).map(function (li) { return JSON.parse(li.dataset.json); });
+  }
+  function syncMeasurements() { if (mField) mField.value = JSON.stringify(measurements()); }
+  function addMeasurement(m) {
+    if (!mList) return;
+    const li = document.createElement("li");
+    li.dataset.measurement = "";
+    li.dataset.json = JSON.stringify(m);
+    const label = document.createElement("span");
+    label.textContent = m.image + " · " + m.name + ": " + m.value + " " + m.unit + (m.note ? " — " + m.note : "");
+    const remove = document.createElement("button");
+    remove.type = "button"; remove.className = "link-like"; remove.dataset.removeMeasurement = ""; remove.textContent = "Remove";
+    li.appendChild(label); li.appendChild(document.createTextNode(" ")); li.appendChild(remove);
+    mList.appendChild(li);
+    syncMeasurements();
+  }
+  if (mList) {
+    mList.addEventListener("click", function (event) {
+      const button = event.target.closest("[data-remove-measurement]");
+      if (!button) return;
+      button.closest("[data-measurement]").remove();
+      syncMeasurements();
+    });
+  }
+  if (mEditor) {
+    mEditor.querySelector("[data-measure-add]").addEventListener("click", function () {
+      const name = mEditor.querySelector("#measure-name"), value = mEditor.querySelector("#measure-value");
+      if (!name.value.trim() || value.value === "" || !isFinite(Number(value.value))) { (name.value.trim() ? value : name).focus(); return; }
+      addMeasurement({
+        image: mEditor.querySelector("#measure-image").value, name: name.value.trim(), value: Number(value.value),
+        unit: mEditor.querySelector("#measure-unit").value.trim(), note: mEditor.querySelector("#measure-note").value.trim(),
+      });
+      name.value = ""; value.value = "";
+    });
+  }
+  if (eyesButton) {
+    // the distance between the examiner's own eye marks, in each image's pixels: an observation to record
+    eyesButton.addEventListener("click", function () {
+      ["probe", "candidate"].forEach(function (name) {
+        const m = panes[name].marks;
+        if (m.length < 2) return;
+        addMeasurement({
+          image: name, name: "distance between the eye marks", value: Math.round(Math.hypot(m[1].x - m[0].x, m[1].y - m[0].y) * 10) / 10,
+          unit: "px", note: "from the examiner's marks (alignment), " + (name === "candidate" ? "photo " + (Number(sources.candidate.original.id) + 1) : "probe"),
+        });
+      });
     });
   }
 
@@ -675,5 +734,6 @@
   window.addEventListener("resize", renderAll);
   clearAlignment();
   syncField();
+  syncMeasurements();
   Object.keys(panes).forEach(function (name) { showSource(name); });
 })();
