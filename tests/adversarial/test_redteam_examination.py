@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 from test_examination_attacks import World, _audits, _record, _search, _task, world  # noqa: F401 (the fixture)
 
-from examination_helpers import QUALITY, SAME, conclude
+from examination_helpers import ALL_SIMILAR, QUALITY, SAME, conclude, handle_for
 from facetrail.cases import examinations
 from facetrail.examination.models import KnownAnswerTest
 from facetrail.storage.models import SearchRecord
@@ -194,3 +194,43 @@ def test_a_packet_never_names_the_other_examiner(world: World) -> None:  # noqa:
     assert r.status_code == 200, r.text
     assert "rob.rev" not in r.text
     assert "neutral" in r.text  # his conclusion is there, without his name
+
+
+@on_both
+def test_a_reveal_says_nothing_of_the_other_examiner_until_the_task_is_complete(world: World) -> None:  # noqa: F811 (the imported fixture)
+    """A live candidate's reveal could say the other examiner has concluded; a known-answer test's never could
+    (it has no other examiner): the reveal carries nothing about the other examiner until the whole task is
+    complete, and then the task says what it was anyway."""
+    sid = _search(world)
+    task = _task(world, "rita", sid)
+    conclude(world.ctx, world.users["rob"], sid, 1, SAME)  # the other examiner has concluded on rank 1
+    kat = examinations.mix_known_answer_test(world.ctx, world.users["rita"].user_id or 0, _record(world.ctx, sid))
+    assert kat is not None
+    reveals = {}
+    for t in (task, kat):
+        r = world.api("rita", "POST", f"/examinations/{t}/probe-analysis", json={"quality": QUALITY, "suitable": True})
+        assert r.is_success, r.text
+        listed = world.api("rita", "GET", f"/examinations/{t}/candidates").json()
+        handle = listed[0]["handle"] if t == kat else _handle_of_rank(world, task, 1)
+        world.api("rita", "PUT", f"/examinations/{t}/candidates/{handle}/checklist", json={"marks": ALL_SIMILAR})
+        r = world.api(
+            "rita",
+            "POST",
+            f"/examinations/{t}/candidates/{handle}/conclusion",
+            json={"conclusion": "neutral", "reasoning": "r", "limitations": "l"},
+        )
+        assert r.status_code == 200, r.text
+        reveals[t] = r.json()["reveal"]
+        for path in (f"/examinations/{t}/candidates", f"/examinations/{t}/candidates/{handle}"):
+            body = world.api("rita", "GET", path).text
+            assert "other_conclusion" not in body, path
+    assert set(reveals[task]) == set(reveals[kat]) and "other_conclusion" not in reveals[task]
+    # once rita's live task is complete, the other conclusion is hers to read
+    for rank in range(2, len(world.api("rita", "GET", f"/examinations/{task}/candidates").json()) + 1):
+        conclude(world.ctx, world.users["rita"], sid, rank, "neutral")
+    done = world.api("rita", "GET", f"/examinations/{task}/candidates/{_handle_of_rank(world, task, 1)}").json()
+    assert done["reveal"]["other_conclusion"] == {"status": "concluded", "conclusion": SAME}
+
+
+def _handle_of_rank(w: World, task: str, rank: int) -> str:
+    return handle_for(w.ctx, task, rank)

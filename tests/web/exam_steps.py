@@ -73,3 +73,12 @@ def handle_of_rank(data_dir: Path, task_id: str, rank: int) -> str:
         ).fetchone()
     assert row is not None, f"no candidate of rank {rank} in task {task_id}"
     return str(row[0])
+
+
+def task_complete(data_dir: Path, task_id: str) -> bool:
+    """The test's oracle: whether every candidate of the task is concluded (the other examiner's conclusion and
+    the case story are shown only then)."""
+    with sqlite3.connect(f"file:{data_dir / 'facetrail.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT completed_at FROM examination_tasks WHERE public_id = ?", (task_id,)).fetchone()
+    assert row is not None, f"no task {task_id}"
+    return row[0] is not None

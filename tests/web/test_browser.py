@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exam_steps import analyse_probe, conclude, handle_of_rank, mark_checklist
+from exam_steps import analyse_probe, conclude, handle_of_rank, mark_checklist, task_complete
 from PIL import Image, ImageFilter
 from web_helpers import ADMIN_PASSWORD, CHROMIUM, UNDER_CI, Server
 
@@ -460,9 +460,12 @@ def test_reviewer_of_the_unit_examines_a_candidate(
     first_sign_in(page, "bob", STATE["one_time:bob"])
     page.wait_for_url("**/examinations")  # a reviewer's start page: the examinations the system assigned
     shoot(page, screenshots, "40-examination-queue")
-    _examine_rank_one(
+    task_id = _examine_rank_one(
         page, server, "bob", "moderate_support_same_source", {"ears__lobe": "lobe partly hidden by hair on the probe"}
     )
+    # the search shows one candidate: bob's task is complete, so the other examiner's status (and the search
+    # itself) is his to see now; before that neither would be
+    assert task_complete(server.data_dir, task_id)
     assert page.get_by_test_id("reveal-rank").inner_text() == "1"
     assert page.get_by_test_id("reveal").inner_text().count(_expected_top_subject()) == 1
     assert page.get_by_test_id("reveal-other").inner_text() == "not yet concluded"
@@ -497,9 +500,10 @@ def test_second_reviewer_concludes_blind_and_releases_the_lead(
     # candidate (no score, no rank) and nothing of bob's conclusion.
     assert page.get_by_test_id("candidate").count() == 0 and "bob" not in page.inner_text("main")
     shoot(page, screenshots, "42-blind-review")
-    _examine_rank_one(
+    task_id = _examine_rank_one(
         page, server, "frank", "strong_support_same_source", {"hair__style": "shorter on the probe: a haircut"}
     )
+    assert task_complete(server.data_dir, task_id)  # one candidate: the whole task, so bob's conclusion shows
     assert page.get_by_test_id("reveal-other").inner_text() == "Moderate support for same source by the other examiner"
     page.goto(f"/searches/{STATE['search_id']}")
     first = page.get_by_test_id("candidate").first

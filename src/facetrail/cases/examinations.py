@@ -10,9 +10,9 @@ Guarantees (each refusal goes through the one gate, audit/refusals.py):
 - Sequential unmasking: first the probe alone; the probe analysis (quality factors, suitable or not) is
   recorded once and locked. "Not suitable" ends the task (every candidate is concluded not_suitable). Only then
   are candidates listed: in a random order, by opaque handles, with their images and nothing else. Score, rank,
-  estimated FMR, the subject's identifier and the other reviewer's conclusion appear for a candidate only in the
-  reveal that follows this reviewer's conclusion on it; the case story (offense, justification, case number)
-  only once the whole task is complete.
+  estimated FMR and the subject's identifier appear for a candidate only in the reveal that follows this
+  reviewer's conclusion on it; the other reviewer's conclusion and the case story (offense, justification, case
+  number) only once the whole task is complete.
 - The order in which candidates were opened is recorded (``seen_order``), with each step audited.
 - A conclusion (examination.scale) needs the reasoning and the limitations, and, except "not suitable", a
   complete FISWG checklist whose dissimilarities are explained; it is recorded once and is final. For a live
@@ -468,9 +468,11 @@ def _case(task: _Task) -> dict[str, Any] | None:
 
 
 def _other_conclusion(ctx: AppContext, task: _Task, face_id: int) -> dict[str, Any]:
-    """The other examiner's conclusion on the candidate (never who they are)."""
+    """The other examiner's conclusion on the candidate (never who they are). Called only once this reviewer's
+    whole task is complete: before that, whether the other examiner has concluded would tell a live task (it can
+    have) from a known-answer test (which has no other examiner); once complete, the task says what it was."""
     if task.search is None:
-        return {"status": "pending", "conclusion": None}
+        return {"status": "none", "conclusion": None}  # a known-answer test has no other examiner
     with ctx.db.read() as s:
         rows = s.execute(
             select(CandidateReview.reviewer_id, CandidateReview.decision).where(
@@ -484,21 +486,25 @@ def _other_conclusion(ctx: AppContext, task: _Task, face_id: int) -> dict[str, A
 
 
 def _reveal(ctx: AppContext, task: _Task, row: ExaminedCandidate) -> dict[str, Any] | None:
-    """Score, rank, estimated FMR, identity and the other conclusion: only after this reviewer concluded."""
+    """Score, rank, estimated FMR and identity: only after this reviewer concluded on the candidate. The other
+    examiner's conclusion: only once this reviewer's whole task is complete; before that the reveal has no field
+    about the other examiner at all (a live task's and a known-answer test's reveals have the same shape)."""
     if row.conclusion is None:
         return None
     match = next((c for c in _source(ctx, task) if int(c["face_id"]) == row.face_id), None)
     known = None
     if task.known_answer is not None and task.completed_at is not None and match is not None:
         known = "mated" if match.get("mated") else "non_mated"
-    return {
+    out: dict[str, Any] = {
         "rank": row.rank,
         "similarity": float(match["similarity"]) if match else None,
         "estimated_fmr": float(match["fmr"]) if match else None,
         "subject_external_id": str(match["subject_external_id"]) if match else None,
-        "other_conclusion": _other_conclusion(ctx, task, row.face_id),
         "known_answer": known,
     }
+    if task.completed_at is not None:
+        out["other_conclusion"] = _other_conclusion(ctx, task, row.face_id)
+    return out
 
 
 def _candidate_dict(ctx: AppContext, task: _Task, row: ExaminedCandidate, *, detail: bool) -> dict[str, Any]:

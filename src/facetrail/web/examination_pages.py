@@ -5,9 +5,9 @@ conclusion on the symmetric scale, after which the page shows what the search fo
 
 Guarantees: the routes are thin over facetrail.cases.examinations (the same functions as /api/v1/examinations),
 which scopes every task to its reviewer, enforces sequential unmasking and audits each step and each refusal;
-these pages only render what those functions return, so score, rank, estimated false-match rate, the subject and
-the other examiner's conclusion reach the HTML only in a candidate's ``reveal`` (present once the caller's own
-conclusion on it is recorded), and the case story only once the task is complete. Every form carries the
+these pages only render what those functions return, so score, rank, estimated false-match rate and the subject
+reach the HTML only in a candidate's ``reveal`` (present once the caller's own conclusion on it is recorded), and
+the other examiner's conclusion and the case story only once the task is complete. Every form carries the
 session's CSRF token; the images come from the API's image routes (same gate), drawn by /static/comparison.js.
 """
 
@@ -229,10 +229,14 @@ def _compare_page(
             "similarity": r.get("similarity"),
             "estimated_fmr": r.get("estimated_fmr"),
             "subject": r.get("subject_external_id"),
+            # the other examiner's conclusion only once the whole task is complete (the reveal has none before)
+            "other_shown": "other_conclusion" in r,
             "other": [{"conclusion": other["conclusion"], "reviewer": "the other examiner"}]
             if other.get("conclusion")
             else None,
-            "other_note": "not yet concluded" if other.get("status") == "pending" else None,
+            "other_note": {"pending": "not yet concluded", "none": "none (a known-answer test)"}.get(
+                str(other.get("status"))
+            ),
             "known_answer": r.get("known_answer"),
             "case_number": (task.get("case") or {}).get("case_number"),
             "offense": (task.get("case") or {}).get("offense"),

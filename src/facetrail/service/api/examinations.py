@@ -62,7 +62,9 @@ class TaskOut(BaseModel):
 
 
 class OtherConclusionOut(BaseModel):
-    status: str = Field(description="pending or concluded (the other examiner is never named)")
+    status: str = Field(
+        description="pending or concluded (the other examiner is never named); none for a known-answer test"
+    )
     conclusion: str | None
 
 
@@ -71,7 +73,10 @@ class RevealOut(BaseModel):
     similarity: float | None
     estimated_fmr: float | None
     subject_external_id: str | None
-    other_conclusion: OtherConclusionOut
+    other_conclusion: OtherConclusionOut | None = Field(
+        None,
+        description="Absent until this reviewer's whole task is complete (so that it tells nothing about the task)",
+    )
     known_answer: str | None = Field(description="mated / non_mated once a known-answer task is complete")
 
 
@@ -198,6 +203,7 @@ def probe_analysis(
 @router.get(
     "/{task_id}/candidates",
     response_model=list[CandidateOut],
+    response_model_exclude_unset=True,  # a reveal has no other_conclusion key until the task is complete
     summary="The candidates, masked (shuffled, opaque handles) until each is concluded",
 )
 def candidates(
@@ -209,6 +215,7 @@ def candidates(
 @router.get(
     "/{task_id}/candidates/{handle}",
     response_model=CandidateDetailOut,
+    response_model_exclude_unset=True,  # a reveal has no other_conclusion key until the task is complete
     summary="One candidate with its photos and my checklist (the first opening is recorded in the order seen)",
 )
 def candidate(
@@ -237,6 +244,7 @@ def candidate_photo(
 @router.put(
     "/{task_id}/candidates/{handle}/checklist",
     response_model=CandidateDetailOut,
+    response_model_exclude_unset=True,  # a reveal has no other_conclusion key until the task is complete
     summary="Save my FISWG checklist of one candidate (until my conclusion on it)",
 )
 def checklist(
@@ -254,6 +262,7 @@ def checklist(
 @router.post(
     "/{task_id}/candidates/{handle}/conclusion",
     response_model=CandidateDetailOut,
+    response_model_exclude_unset=True,  # a reveal has no other_conclusion key until the task is complete
     summary="Record my conclusion on one candidate, once (the answer reveals score, rank, FMR, other conclusion)",
 )
 def conclusion(
