@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from facetrail.gallery.index_sync import (
     remove_stale_index_files,
     stale_index_files,
 )
+from facetrail.periodic import PeriodicJob
 from facetrail.storage.models import Gallery
 
 log = logging.getLogger(__name__)
@@ -76,40 +76,18 @@ def check_all_indexes(ctx: AppContext, *, repair: bool = True, actor: str = SYST
     return run
 
 
-class IndexCheckScheduler:
-    """A daemon thread that runs ``check_all_indexes`` every ``cluster.index_check_hours`` (0: off)."""
+class IndexCheckScheduler(PeriodicJob):
+    """Runs ``check_all_indexes`` every ``cluster.index_check_hours`` (0: off)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.runs = 0
         self.last_run: IndexCheckRun | None = None
-        self.ran = threading.Event()  # set after each run (tests wait on it)
+        super().__init__("facetrail-index-check", lambda: ctx.settings.cluster.index_check_hours * 3600, self._run)
 
-    def start(self) -> bool:
-        """Start the thread unless the schedule is off; True if it started."""
-        if self.ctx.settings.cluster.index_check_hours <= 0:
-            return False
-        self._thread = threading.Thread(target=self._loop, name="facetrail-index-check", daemon=True)
-        self._thread.start()
-        return True
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.ctx.settings.cluster.index_check_hours * 3600):
-            try:
-                self.last_run = check_all_indexes(self.ctx)
-                summary = self.last_run.summary()
-                if self.last_run.consistent:
-                    log.info("scheduled index check: %s", summary)
-                else:
-                    log.warning("scheduled index check found mismatches (repaired): %s", summary)
-            except Exception:  # the schedule goes on; the next run retries
-                log.exception("scheduled index check failed")
-            self.runs += 1
-            self.ran.set()
+    def _run(self) -> None:
+        self.last_run = check_all_indexes(self.ctx)
+        summary = self.last_run.summary()
+        if self.last_run.consistent:
+            log.info("scheduled index check: %s", summary)
+        else:
+            log.warning("scheduled index check found mismatches (repaired): %s", summary)

@@ -5,10 +5,10 @@ e-mails. It acts as 'system:oversight'; a failed run is logged and retried at th
 from __future__ import annotations
 
 import logging
-import threading
 
 from facetrail.context import AppContext
 from facetrail.oversight import alerts, notify, sampling
+from facetrail.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +23,12 @@ def run_once(ctx: AppContext) -> dict[str, object]:
     return {"alerts": len(created), "draw": drawn["period"] if drawn else None, "emails": sent}
 
 
-class OversightScheduler:
+class OversightScheduler(PeriodicJob):
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(
+            "facetrail-oversight-schedule", lambda: ctx.settings.oversight.schedule_minutes * 60, self._run
+        )
 
-    def start(self) -> bool:
-        if self.ctx.settings.oversight.schedule_minutes <= 0:
-            return False
-        self._thread = threading.Thread(target=self._loop, name="facetrail-oversight-schedule", daemon=True)
-        self._thread.start()
-        return True
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.ctx.settings.oversight.schedule_minutes * 60):
-            try:
-                log.info("oversight run: %s", run_once(self.ctx))
-            except Exception:
-                log.exception("scheduled oversight run failed")
+    def _run(self) -> None:
+        log.info("oversight run: %s", run_once(self.ctx))
