@@ -94,7 +94,7 @@ def test_an_examiner_cannot_link_a_task_to_its_search_by_the_probe(world: World)
     # the searcher tells the reviewer nothing here; the reviewer tries every door of the search side
     for path in ("/searches", f"/searches/{sid}", f"/cases/{case_number}/packet?format=json"):
         r = world.api("rita", "GET", path)
-        assert r.status_code == 200, (path, r.text)
+        assert r.status_code == (404 if path == f"/searches/{sid}" else 200), (path, r.text)
         assert probe_sha not in r.text, path
     # the searcher (and an auditor) still see the hash
     assert probe_sha in world.api("inv", "GET", f"/searches/{sid}").text
@@ -234,3 +234,39 @@ def test_a_reveal_says_nothing_of_the_other_examiner_until_the_task_is_complete(
 
 def _handle_of_rank(w: World, task: str, rank: int) -> str:
     return handle_for(w.ctx, task, rank)
+
+
+@on_both
+def test_an_examiner_cannot_count_live_tasks_in_the_search_history(world: World) -> None:  # noqa: F811 (the imported fixture)
+    """Searches listed with their story withheld, counted against the queue, told how many tasks are live (a
+    known-answer test has no search). A search on which the reviewer's task is open is absent from their history
+    and answers "not found" like an unknown search (audited), until the task is complete."""
+    sid = _search(world)
+    task = _task(world, "rita", sid)
+    kat = examinations.mix_known_answer_test(world.ctx, world.users["rita"].user_id or 0, _record(world.ctx, sid))
+    assert kat is not None
+    queue = world.api("rita", "GET", "/examinations").json()
+    assert {t["task_id"] for t in queue} >= {task, kat}
+    history = world.api("rita", "GET", "/searches").json()
+    assert sid not in [item["search_id"] for item in history["items"]]
+    assert not [i for i in history["items"] if str(i.get("justification", "")).startswith("withheld")]
+    assert history["total"] == len(history["items"])
+    hidden, unknown = world.api("rita", "GET", f"/searches/{sid}"), world.api("rita", "GET", "/searches/99999")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"]["code"] == unknown.json()["error"]["code"]
+    assert hidden.json()["error"]["message"].replace(str(sid), "N") == unknown.json()["error"]["message"].replace(
+        "99999", "N"
+    )
+    for path in (f"/searches/{sid}/reviews", f"/searches/{sid}/candidates/1/thumbnail"):
+        assert world.api("rita", "GET", path).status_code == 404, path
+    refused = [a for a in _audits(world.ctx, "search.view") if a["outcome"] == "not_found"]
+    assert refused and "examination" in refused[0]["details"]["reason"]
+    # the other reviewers and the searcher see it as before
+    assert world.api("inv", "GET", f"/searches/{sid}").status_code == 200
+    # once rita's task is complete, the search is back in her history and view
+    r = world.api("rita", "POST", f"/examinations/{task}/probe-analysis", json={"quality": QUALITY, "suitable": True})
+    assert r.is_success, r.text
+    for rank in range(1, len(world.api("rita", "GET", f"/examinations/{task}/candidates").json()) + 1):
+        conclude(world.ctx, world.users["rita"], sid, rank, "neutral")
+    assert sid in [i["search_id"] for i in world.api("rita", "GET", "/searches").json()["items"]]
+    assert world.api("rita", "GET", f"/searches/{sid}").status_code == 200

@@ -251,8 +251,8 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
         assert auditor.get(f"{path}/candidates/1/thumbnail").status_code == 403
         assert search_id in [s["search_id"] for s in auditor.get("/api/v1/searches").json()["items"]]
     with world.stepped_up("reviewer") as reviewer:  # a conclusion that can release needs a fresh second factor
-        detail = reviewer.get(path).json()  # sequential unmasking: nothing of the candidates before concluding
-        assert detail["candidates"] == [] and detail["justification"].startswith("withheld")
+        # sequential unmasking: the search is not the examiner's to see while their task is open
+        assert reviewer.get(path).status_code == 404
         with server_db(world.server.data_dir) as db:
             r = conclude_over_api(reviewer, db, world.usernames["reviewer"], search_id, 1, SAME, "same scar")
         assert r.status_code == 200, r.text
@@ -268,11 +268,14 @@ def test_scope_history_and_review(world: World, searches: dict[str, Any]) -> Non
             json={"conclusion": "match", "reasoning": "x", "limitations": "y"},
         )
         assert r.status_code == 400
-        detail = reviewer.get(path).json()
-        assert [c["rank"] for c in detail["candidates"]] == [1]
-        assert detail["candidates"][0]["thumbnail_url"].endswith("/candidates/1/thumbnail")
-        reviews = reviewer.get(f"{path}/reviews").json()
-        assert [(x["rank"], x["decision"], x["notes"]) for x in reviews] == [(1, SAME, "same scar")]
+        if reviewer.get(f"/api/v1/examinations/{task}").json()["status"] == "complete":
+            detail = reviewer.get(path).json()
+            assert [c["rank"] for c in detail["candidates"]] == [1]
+            assert detail["candidates"][0]["thumbnail_url"].endswith("/candidates/1/thumbnail")
+            reviews = reviewer.get(f"{path}/reviews").json()
+            assert [(x["rank"], x["decision"], x["notes"]) for x in reviews] == [(1, SAME, "same scar")]
+        else:  # more candidates to examine: still not found
+            assert reviewer.get(path).status_code == 404
     with world.as_role("investigator") as investigator:
         shown = investigator.get(path).json()
     # one reviewer so far: the investigator sees the candidate "under review", without decisions (governance)

@@ -24,7 +24,7 @@ from facetrail.accounts.service import create_api_token
 from facetrail.cases import examinations
 from facetrail.cases.searches import get_search, run_search
 from facetrail.context import AppContext
-from facetrail.examination.models import ExaminationTask, KnownAnswerTest
+from facetrail.examination.models import ExaminationTask, ExaminedCandidate, KnownAnswerTest
 from facetrail.governance.policy import apply_policy, default_policy_text
 from facetrail.governance.training import record_training
 from facetrail.policy.principal import Principal
@@ -283,12 +283,12 @@ def test_nothing_before_the_conclusion_gives_score_rank_identity_story_or_the_ot
             keys: set[str] = set()
             _walk_keys(r.json(), keys)
             assert not keys & FORBIDDEN_KEYS, (r.request.url, keys & FORBIDDEN_KEYS)
-    view = world.api("rita", "GET", f"/searches/{sid}").json()
-    assert view["candidates"] == [] and view["justification"].startswith("withheld")
+    # while her task is open the search is not hers to see at all ("not found", like an unknown search)
+    assert world.api("rita", "GET", f"/searches/{sid}").status_code == 404
     for rank in (1, 2):
         r = world.api("rita", "GET", f"/searches/{sid}/candidates/{rank}/thumbnail")
-        assert r.status_code == 403
-    # after concluding on rank 1 the search view shows it (and only it); the reveal says nothing of the other
+        assert r.status_code == 404
+    # after concluding on rank 1: still nothing of the other examiner, and still no search view
     handle = handle_for(ctx, task, 1)
     r = world.api(
         "rita",
@@ -297,9 +297,22 @@ def test_nothing_before_the_conclusion_gives_score_rank_identity_story_or_the_ot
         json={"conclusion": NEUTRAL, "reasoning": "r", "limitations": "l"},
     )
     assert r.status_code == 200 and "other_conclusion" not in r.json()["reveal"]  # only once the task is complete
+    assert world.api("rita", "GET", f"/searches/{sid}").status_code == 404
+    # the whole task complete: the search view shows her candidates, the other conclusion nameless
+    with ctx.db.read() as s_:
+        ranks = list(
+            s_.execute(
+                select(ExaminedCandidate.rank)
+                .join(ExaminationTask, ExaminationTask.id == ExaminedCandidate.task_id)
+                .where(ExaminationTask.public_id == task, ExaminedCandidate.conclusion.is_(None))
+            ).scalars()
+        )
+    for rank in ranks:
+        conclude(ctx, users["rita"], sid, rank, NEUTRAL)
     view = world.api("rita", "GET", f"/searches/{sid}").json()
-    assert [c["rank"] for c in view["candidates"]] == [1]
-    assert {rv["reviewer"] for rv in view["candidates"][0]["reviews"]} == {"rita.rev", "another reviewer"}
+    assert 1 in [c["rank"] for c in view["candidates"]]
+    first = next(c for c in view["candidates"] if c["rank"] == 1)
+    assert {rv["reviewer"] for rv in first["reviews"]} == {"rita.rev", "another reviewer"}
     assert world.api("rita", "GET", f"/searches/{sid}/candidates/1/thumbnail").status_code == 200
 
 

@@ -114,6 +114,14 @@ def may_see_results(who: Principal) -> bool:
 
 
 def _scoped(query: Select[Any], who: Principal) -> Select[Any]:
+    """The searches the caller may see; a reviewer's search on which their examination task is open is not among
+    them (examination.unmasking.open_task_excluded)."""
+    hidden = unmasking.open_task_excluded(who, SearchRecord.id)
+    scoped = _scoped_by_role(query, who)
+    return scoped if hidden is None else scoped.where(hidden)
+
+
+def _scoped_by_role(query: Select[Any], who: Principal) -> Select[Any]:
     if who.can(Permission.SEARCH_METADATA_ALL):
         return query
     if who.can(Permission.SEARCH_VIEW_UNIT) and who.unit_id is not None:
@@ -130,13 +138,22 @@ def load_in_scope(ctx: AppContext, who: Principal, search_id: int, action: str) 
         if record is not None:
             s.expunge(record)
             return record
+        examining = (
+            s.execute(_scoped_by_role(select(SearchRecord.id), who).where(SearchRecord.id == search_id)).first()
+            is not None
+        )
+    reason = (
+        "withheld from the caller while their examination task on it is open"
+        if examining
+        else "no such search in the caller's scope"
+    )
     raise refuse(
         ctx,
         who,
         action,
         f"search:{search_id}",
-        SearchNotFoundError(f"no search {search_id}", search_id=search_id),
-        details={"reason": "no such search in the caller's scope"},
+        SearchNotFoundError(f"no search {search_id}", search_id=search_id),  # the same answer either way
+        details={"reason": reason},
         outcome="not_found",
     )
 

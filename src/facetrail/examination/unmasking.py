@@ -4,11 +4,18 @@ Guaranteed: a reviewer who is examining a search (an examination task of theirs 
 may still be assigned to it (it lacks examiners) — is told neither its case story (case number, offense,
 justification) nor anything about its candidates beyond what the examination itself shows. Candidates in the
 search view are governed by governance.release (a reviewer sees only those they have concluded on).
+
+A search on which the caller has an open examination task is left out of their search history and search view
+altogether (``open_task_excluded``: "not found", like an unknown search) until that task is complete: listed with
+its story withheld, it could be counted against the caller's queue, telling how many of their tasks are live and
+how many are known-answer tests (which have no search).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import exists, select
 
 from facetrail.context import AppContext
 from facetrail.examination.models import ExaminationTask
@@ -46,3 +53,17 @@ def story_withheld(who: Principal, state: dict[int, bool]) -> bool:
     if mine is not None:
         return not mine
     return len(state) < EXAMINERS
+
+
+def open_task_excluded(who: Principal, search_id_column: Any) -> Any | None:
+    """A SQL condition leaving out the searches on which the caller (a reviewer) has an open examination task;
+    None for callers who examine nothing."""
+    if not who.can(Permission.REVIEW_DECIDE) or who.can(Permission.SEARCH_VIEW_OWN) or who.user_id is None:
+        return None
+    return ~exists(
+        select(ExaminationTask.id).where(
+            ExaminationTask.search_id == search_id_column,
+            ExaminationTask.reviewer_id == who.user_id,
+            ExaminationTask.completed_at.is_(None),
+        )
+    )
