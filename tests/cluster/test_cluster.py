@@ -5,6 +5,7 @@ The tests run in file order on one cluster (module fixture): the load test and t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -41,14 +42,26 @@ def search(client: httpx.Client, gallery: str, probe: Path, **extra: Any) -> htt
     )
 
 
-def subjects_found(cluster: Cluster, response: httpx.Response) -> list[str]:
-    """The candidates' subjects, as a reviewer of the unit sees them (the investigator sees them masked as
-    'under review' until two reviewers release them)."""
+def recorded_candidates(cluster: Cluster, response: httpx.Response) -> list[dict[str, Any]]:
+    """The candidates' subjects as the search recorded them, read from the shared database: the test's oracle.
+    Nobody reads them over the API before two examiners conclude (sequential unmasking, docs/examination.md),
+    and what is asserted here is which faces the searching host's index found."""
     assert response.status_code == 201, response.text
-    with cluster.client(cluster.tokens["rev.north"]) as reviewer:
-        r = reviewer.get(f"/api/v1/searches/{response.json()['search_id']}")
-    assert r.status_code == 200, r.text
-    return [c["subject_external_id"] for c in r.json()["candidates"]]
+    engine = create_engine(cluster.database_url)
+    try:
+        with engine.connect() as connection:
+            candidates = connection.execute(
+                text("SELECT candidates FROM searches WHERE id = :id"), {"id": response.json()["search_id"]}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    if isinstance(candidates, str):
+        candidates = json.loads(candidates)
+    return sorted(candidates, key=lambda c: c["rank"])
+
+
+def subjects_found(cluster: Cluster, response: httpx.Response) -> list[str]:
+    return [str(c["subject_external_id"]) for c in recorded_candidates(cluster, response)]
 
 
 def enroll(client: httpx.Client, gallery: str, photos: list[tuple[str, Path]]) -> httpx.Response:
@@ -71,8 +84,7 @@ def test_a_face_enrolled_through_one_host_is_found_by_a_search_through_the_other
         r = search(via_b, cluster.gallery, FIXTURES / "faceapi/amy/amy2.png")
         assert upstream(r) == cluster.port_of("b")
         assert subjects_found(cluster, r)[0] == "C-AMY"
-    with cluster.client(cluster.tokens["rev.north"], pin="b") as reviewer:
-        assert reviewer.get(f"/api/v1/searches/{r.json()['search_id']}").json()["candidates"][0]["face_id"] == face_id
+    assert recorded_candidates(cluster, r)[0]["face_id"] == face_id
 
 
 def test_a_subject_deleted_through_one_host_is_never_shown_by_the_other(cluster: Cluster) -> None:

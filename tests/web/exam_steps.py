@@ -1,4 +1,4 @@
-"""Steps of an examination in the browser (the /examinations pages), shared by test_examination.py and
+"""Steps of an examination in the browser (the /examinations pages), shared by test_examination_pages.py and
 test_browser.py: analyse the probe alone, open a candidate, fill the FISWG checklist, record a conclusion (with
 the step-up a releasing conclusion asks for)."""
 

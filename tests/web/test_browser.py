@@ -1,7 +1,7 @@
 """The web UI in a real browser against a real server: first login and forced password change, units and users, search
 training recorded, gallery creation and upload (photos and a manifest), browsing and deleting a subject, a search
 with a two-face probe (the second face), candidates "under review" until two examiners, assigned by the system,
-release a lead through the examination pages (blind: tests/web/test_examination.py walks every tool), an
+release a lead through the examination pages (blind: tests/web/test_examination_pages.py walks every tool), an
 investigator of another unit refused, an untrained investigator refused, a prior-approval request approved by a
 reviewer of the unit (never by the requester), an emergency search denied and locked, the audit page showing those
 actions, reports and the case packet, the policy page and legal holds. Every page is saved as a screenshot at 1280
