@@ -64,6 +64,9 @@ def test_a_second_administrator_must_approve_a_reviewer(gov_world: GovWorld) -> 
     client.close()
     actions = [a["action"] for a in gov_world.audit() if a["target"] in ("user:sock1", f"grant:{grant['id']}")]
     assert {"role.grant.request", "role.grant.approve", "role.grant.effective"} <= set(actions)
+    # Leave the shared world's reviewers as they were: the system draws examiners from a unit's active
+    # reviewers, and later tests hold no token for sock1.
+    assert admin.patch("/api/v1/users/sock1", json={"disabled": True}).status_code == 200
 
 
 def test_promotion_of_an_existing_user_waits_too(gov_world: GovWorld) -> None:
