@@ -42,6 +42,7 @@ import httpx
 from sqlalchemy import create_engine, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # server_process, for cluster_env
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
 from cluster_env import NGINX_CONF, free_port, nginx_binary  # the nginx configuration the tests run
 

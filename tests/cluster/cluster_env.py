@@ -12,22 +12,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+
+from server_process import free_port
 
 ADMIN_FIRST_PASSWORD = "first-Start-password-1"
 PASSWORD = "Correct-horse-battery-9"
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 UNDER_CI = os.environ.get("CI") == "true"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FR = FIXTURES / "face_recognition"
@@ -38,41 +35,6 @@ def nginx_binary() -> str | None:
     if found:
         return found
     return "/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None
-
-
-def postgres_admin_url() -> str | None:
-    url = os.environ.get("FACETRAIL_TEST_POSTGRES_URL")
-    if url:
-        return url
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return DEFAULT_PG
-    except OSError:
-        return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"facetrail_cluster_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-FR = FIXTURES / "face_recognition"
 
 
 def login(base_url: str, username: str, password: str, pin: str | None = None) -> httpx.Client:

@@ -15,27 +15,26 @@ from cluster_env import (
     PASSWORD,
     UNDER_CI,
     Cluster,
-    fresh_database,
     login,
     make_user,
     nginx_binary,
-    postgres_admin_url,
     start_host,
     start_nginx,
     stop_host,
     stop_nginx,
 )
 
+from databases import PG_ADMIN_URL, database_url_for
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    admin_url = postgres_admin_url()
-    if admin_url is None or nginx_binary() is None:
+    if PG_ADMIN_URL is None or nginx_binary() is None:
         if UNDER_CI:
             raise RuntimeError("CI runs the cluster tests: PostgreSQL on 127.0.0.1:5432 and nginx are needed")
         pytest.skip("the cluster tests need PostgreSQL on 127.0.0.1:5432 and nginx")
     root = tmp_path_factory.mktemp("cluster")
-    with fresh_database(admin_url) as database_url:
+    with database_url_for("postgres", root, prefix="facetrail_cluster") as database_url:
         hosts = {}
         try:
             hosts["a"] = start_host("a", root, database_url)  # migrates and creates the administrator
