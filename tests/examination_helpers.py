@@ -7,19 +7,48 @@ in the database: tests know the answer key; the API never tells a reviewer.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from facetrail.cases import examinations
 from facetrail.context import AppContext
 from facetrail.examination import fiswg
 from facetrail.examination.models import ExaminationTask, ExaminedCandidate
+from facetrail.governance.policy import apply_policy, default_policy_text
 from facetrail.policy.principal import Principal
 from facetrail.storage.models import User
+
+
+@dataclass
+class World:
+    """An in-process API over a real database, with users and their API tokens (tests/storage and
+    tests/adversarial build it the same way)."""
+
+    ctx: AppContext
+    users: dict[str, Principal]
+    client: TestClient
+    tokens: dict[str, str]
+
+    def api(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+
+
+def examination_policy(ctx: AppContext, **examination: Any) -> None:
+    """Apply the default policy with the similarity floor off and these ``[examination]`` keys set."""
+    text = default_policy_text().replace("similarity_floor = 0.30", "similarity_floor = -1.0")
+    for key, value in examination.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {json.dumps(value)}", text, flags=re.M)
+    apply_policy(ctx, text, actor="user:adam.admin")
+
 
 SAME = "strong_support_same_source"  # what "possible lead" was
 DIFFERENT = "strong_support_different_sources"  # what "not a match" was

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +27,23 @@ from fastapi.testclient import TestClient
 from gov_world import GovWorld, conclude_as, examiners, task_id
 from sqlalchemy import select, update
 
-from examination_helpers import ALL_SIMILAR, DIFFERENT, NEUTRAL, QUALITY, SAME, handle_for, task_of
+from examination_helpers import (
+    ALL_SIMILAR,
+    DIFFERENT,
+    NEUTRAL,
+    QUALITY,
+    SAME,
+    World,
+    examination_policy,
+    handle_for,
+    task_of,
+)
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import create_api_token
 from facetrail.cases import examinations
 from facetrail.cases.searches import run_search
 from facetrail.context import AppContext
 from facetrail.examination.models import ExaminationTask, KnownAnswerTest
-from facetrail.governance.policy import apply_policy, default_policy_text
 from facetrail.governance.training import record_training
 from facetrail.policy.principal import Principal
 from facetrail.service.app import create_app
@@ -45,25 +52,6 @@ from factories import make_unit, make_user, search_request
 
 backend_ctx = backends.backend_ctx  # the fixture: SQLite and PostgreSQL
 on_both = pytest.mark.parametrize("backend_ctx", backends.BACKENDS, indirect=True)
-
-
-@dataclass
-class World:
-    ctx: AppContext
-    users: dict[str, Principal]
-    client: TestClient
-    tokens: dict[str, str]
-
-    def api(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
-
-
-def _policy(ctx: AppContext, **examination: Any) -> None:
-    text = default_policy_text().replace("similarity_floor = 0.30", "similarity_floor = -1.0")
-    for key, value in examination.items():
-        text = re.sub(rf"^{key} = .*$", f"{key} = {json.dumps(value)}", text, flags=re.M)
-    apply_policy(ctx, text, actor="user:adam.admin")
 
 
 @pytest.fixture
@@ -93,7 +81,7 @@ def world(backend_ctx: AppContext) -> Iterator[World]:
         amy = s.execute(select(Subject.id).where(Subject.external_id == "AMY")).scalar_one()
         amy2 = s.execute(select(Subject.id).where(Subject.external_id == "AMY-2")).scalar_one()
         s.execute(update(Face).where(Face.subject_id == amy2).values(subject_id=amy))
-    _policy(ctx, known_answer_rate=0.0)
+    examination_policy(ctx, known_answer_rate=0.0)
     record_training(ctx, "ivan.inv", dt.date.today() - dt.timedelta(days=3), "FR-101", actor="user:adam.admin")
     tokens = {name: create_api_token(ctx, who, "test", scope="full")[1] for name, who in users.items()}
     with TestClient(create_app(ctx)) as client:

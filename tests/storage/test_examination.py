@@ -7,10 +7,7 @@ Real photos through the real pipeline."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +15,18 @@ from fastapi.testclient import TestClient
 from index_helpers import create_gallery, enroll_photos
 from sqlalchemy import select, update
 
-from examination_helpers import ALL_SIMILAR, DIFFERENT, NEUTRAL, QUALITY, SAME, conclude, handle_for, task_of
+from examination_helpers import (
+    ALL_SIMILAR,
+    DIFFERENT,
+    NEUTRAL,
+    QUALITY,
+    SAME,
+    World,
+    conclude,
+    examination_policy,
+    handle_for,
+    task_of,
+)
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import create_api_token
 from facetrail.cases import examinations
@@ -27,7 +35,6 @@ from facetrail.context import AppContext
 from facetrail.examination.models import ExaminationTask, ExaminedCandidate, KnownAnswerTest
 from facetrail.governance.policy import apply_policy, default_policy_text
 from facetrail.governance.training import record_training
-from facetrail.policy.principal import Principal
 from facetrail.service.app import create_app
 from facetrail.storage.models import SearchRecord
 from factories import audits, make_unit, make_user, search_request
@@ -58,25 +65,6 @@ FORBIDDEN_KEYS = {
 }
 
 
-@dataclass
-class World:
-    ctx: AppContext
-    users: dict[str, Principal]
-    client: TestClient
-    tokens: dict[str, str]
-
-    def api(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
-
-
-def _policy(ctx: AppContext, **examination: Any) -> None:
-    text = default_policy_text().replace("similarity_floor = 0.30", "similarity_floor = -1.0")
-    for key, value in examination.items():
-        text = re.sub(rf"^{key} = .*$", f"{key} = {json.dumps(value)}", text, flags=re.M)
-    apply_policy(ctx, text, actor="user:adam.admin")
-
-
 @pytest.fixture
 def world(ctx: AppContext) -> Iterator[World]:
     ctx.settings.server.similarity_floor = -1.0
@@ -98,7 +86,7 @@ def world(ctx: AppContext) -> Iterator[World]:
         amy = s.execute(select(Subject.id).where(Subject.external_id == "AMY")).scalar_one()
         amy2 = s.execute(select(Subject.id).where(Subject.external_id == "AMY-2")).scalar_one()
         s.execute(update(Face).where(Face.subject_id == amy2).values(subject_id=amy))
-    _policy(ctx, known_answer_rate=0.0)
+    examination_policy(ctx, known_answer_rate=0.0)
     record_training(ctx, "ivan.inv", TODAY - dt.timedelta(days=10), "FR-101", actor="user:adam.admin")
     tokens = {name: create_api_token(ctx, who, "test", scope="full")[1] for name, who in users.items()}
     with TestClient(create_app(ctx)) as client:
@@ -227,12 +215,13 @@ def test_the_method_end_to_end_with_release_on_the_scale(world: World) -> None:
 
 def test_release_level_is_the_policy_of_the_search(world: World) -> None:
     ctx, users = world.ctx, world.users
-    _policy(ctx, known_answer_rate=0.0, release_level="strong_support_same_source")
+    examination_policy(ctx, known_answer_rate=0.0, release_level="strong_support_same_source")
     sid = _search(world)
     conclude(ctx, users["rita"], sid, 1, SAME)
     conclude(ctx, users["rob"], sid, 1, "moderate_support_same_source")
     assert not audits(ctx, "lead.released") and audits(ctx, "review.disagreement")
-    _policy(ctx, known_answer_rate=0.0, release_level="limited_support_same_source")  # later: not retroactive
+    # a policy applied later is not retroactive
+    examination_policy(ctx, known_answer_rate=0.0, release_level="limited_support_same_source")
     assert not audits(ctx, "lead.released")
 
 
@@ -340,7 +329,7 @@ def test_probe_analysis_locks_and_unsuitable_ends_the_task(world: World) -> None
 
 def test_known_answer_tests_are_indistinguishable_and_counted(world: World) -> None:
     ctx, users = world.ctx, world.users
-    _policy(ctx, known_answer_rate=0.5)
+    examination_policy(ctx, known_answer_rate=0.5)
     for _ in range(12):
         _search(world)
         examinations.queue(ctx, users["rita"])
