@@ -7,10 +7,12 @@ import xml.etree.ElementTree as ET
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from face_fixtures import BLANK_WHITE, CARS, DLIB_FACES, DOGS, OBAMA, TWO_PEOPLE
 from facetrail.config import DetectionSettings, Settings
-from facetrail.faces.detect import detect_faces
+from facetrail.faces.detect import detect_faces, detection_id
 from facetrail.faces.pipeline import FacePipeline
 
 Box = tuple[float, float, float, float]
@@ -199,3 +201,69 @@ def test_retinaface_embeddings_agree_with_yunet(pipeline: FacePipeline, retinafa
     b, _ = retinaface_pipeline.analyze_one(image)
     assert a.embedding is not None and b.embedding is not None
     assert float(a.embedding.vector @ b.embedding.vector) > 0.9
+
+
+# --- the upright pass (detection.upright_roll_deg, on by default) ---------------------------------------------
+
+
+def _eye_roll(face) -> float:  # type: ignore[no-untyped-def]
+    dx, dy = face.landmarks[1] - face.landmarks[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def _turned_about_centre(pixels: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(pixels, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.fixture(scope="module")
+def obama_small(pipeline: FacePipeline) -> np.ndarray:
+    pixels = pipeline.decode_path(OBAMA).pixels
+    return cv2.resize(pixels, (pixels.shape[1] // 3, pixels.shape[0] // 3), interpolation=cv2.INTER_AREA)
+
+
+@given(degrees=st.floats(min_value=-40, max_value=40).filter(lambda d: abs(d) >= 15))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_upright_pass_landmarks_follow_the_head(
+    pipeline: FacePipeline, obama_small: np.ndarray, degrees: float
+) -> None:
+    """A head turned in the picture plane by 15-40 degrees: the landmarks turn with it (within 8 degrees), where
+    YuNet's alone lag by about half the turn."""
+    level = _eye_roll(detect_faces(obama_small, pipeline.detector, pipeline.settings.detection)[0])
+    faces = detect_faces(_turned_about_centre(obama_small, degrees), pipeline.detector, pipeline.settings.detection)
+    assert faces
+    # positive degrees turn the picture anticlockwise: in image coordinates (y down) the roll falls by them
+    assert abs((_eye_roll(faces[0]) - level) + degrees) < 8
+
+
+def test_upright_pass_leaves_a_level_face_alone(pipeline: FacePipeline, obama_small: np.ndarray) -> None:
+    """A face YuNet reads as level goes through unchanged: identical landmarks with the pass on and off."""
+    on = detect_faces(obama_small, pipeline.detector, pipeline.settings.detection)
+    off = detect_faces(
+        obama_small, pipeline.detector, pipeline.settings.detection.model_copy(update={"upright_roll_deg": 0})
+    )
+    assert abs(_eye_roll(off[0])) < pipeline.settings.detection.upright_roll_deg
+    assert np.array_equal(on[0].landmarks, off[0].landmarks) and on[0].box == off[0].box
+
+
+def test_upright_pass_keeps_the_box(pipeline: FacePipeline, obama_small: np.ndarray) -> None:
+    """Only landmarks change: the box (read by dlib's predictor and the face choice) stays the first pass's."""
+    turned = _turned_about_centre(obama_small, 30)
+    on = detect_faces(turned, pipeline.detector, pipeline.settings.detection)
+    off = detect_faces(
+        turned, pipeline.detector, pipeline.settings.detection.model_copy(update={"upright_roll_deg": 0})
+    )
+    assert on[0].box == off[0].box
+    assert not np.array_equal(on[0].landmarks, off[0].landmarks)
+
+
+def test_detection_id_names_the_passes_that_move_landmarks() -> None:
+    """Evaluation caches are keyed by it: a cache made with the pass off is never read with it on."""
+    base = DetectionSettings()
+    assert detection_id("yunet@x", base) != detection_id("yunet@x", base.model_copy(update={"upright_roll_deg": 0}))
+    assert detection_id("yunet@x", base.model_copy(update={"upright_roll_deg": 0})) == "yunet@x"
+    assert detection_id("yunet@x", base) != detection_id("yunet@x", base.model_copy(update={"upright_roll_deg": 15}))
+    assert detection_id("yunet@x", base) != detection_id(
+        "yunet@x", base.model_copy(update={"upright_estimator": "yunet"})
+    )

@@ -45,12 +45,19 @@ class DetectionSettings(BaseModel):
     tile_size: int = Field(1280, description="Tile side for the small-face pass on large images.")
     tile_overlap: int = Field(160, description="Overlap between tiles, in pixels of the rescaled image.")
     upright_roll_deg: float = Field(
-        0.0,
-        description="Re-detect a face whose eye line is tilted more than this many degrees on a copy turned "
+        8.0,
+        ge=0.0,
+        description="Re-detect a face whose eye line is tilted more than this many degrees on a copy of it turned "
         "upright, for landmarks that follow the head (0: off; docs/accuracy.md has the measurements).",
     )
+    upright_estimator: Literal["retinaface", "yunet"] = Field(
+        "retinaface",
+        description="What reads the tilt: RetinaFace on a small copy of every face (its landmarks follow a tilted "
+        "head: median error 3 degrees on LFW faces turned 30; about 4 ms a face), or YuNet's own landmarks "
+        "(free, but they turn about half as much as the head, and less on some faces), times ``upright_gain``.",
+    )
     upright_gain: float = Field(
-        2.0, description="Turn the copy by this multiple of the measured roll (YuNet's landmarks turn ~half as much)."
+        2.0, description="With the YuNet estimator: turn the copy by this multiple of YuNet's roll."
     )
     small_face_upscale_eye_px: float = Field(
         0.0,

@@ -23,6 +23,7 @@ import numpy as np
 
 from facetrail.config import Settings
 from facetrail.errors import FaceTrailError
+from facetrail.faces.detect import detection_id
 from facetrail.faces.types import DetectedFace
 
 CHUNK = 48  # images per pool task: large enough to amortise the round trip, small for a smooth progress bar
@@ -140,7 +141,7 @@ def model_ids(settings: Settings) -> tuple[str, str, int]:
     from facetrail.faces.pipeline import FacePipeline
 
     pipeline = FacePipeline(settings)
-    return pipeline.model_id, pipeline.detector.model_id, pipeline.embedder.dim
+    return pipeline.model_id, detection_id(pipeline.detector.model_id, settings.detection), pipeline.embedder.dim
 
 
 def embed_images(
