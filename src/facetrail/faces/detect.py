@@ -206,6 +206,34 @@ class RetinaFaceDetector:
             )
         return faces
 
+    def central_landmarks(self, image_bgr: np.ndarray) -> np.ndarray | None:
+        """The landmarks (5×2, float) of the best-scoring face centred in the image, or None: for reading the roll
+        of a face already found. Decodes one anchor, without the package's per-call NMS and integer rounding."""
+        from retinaface.postprocess import V_C
+        from retinaface.preprocess import preprocess
+
+        h, w = image_bgr.shape[:2]
+        boxes, scores, pts = self._session.run(None, {"input": preprocess(np.ascontiguousarray(image_bgr[:, :, ::-1]))})
+        anchors = _retinaface_anchors(w, h)
+        score = scores[0, :, 1]
+        centres = anchors[:, :2] + anchors[:, 2:] * boxes[0, :, :2] * V_C  # fractions of the image
+        central = (score > self._score_threshold) & (np.hypot(centres[:, 0] - 0.5, centres[:, 1] - 0.5) < 0.2)
+        if not central.any():
+            return None
+        i = int(np.flatnonzero(central)[np.argmax(score[central])])
+        points = anchors[i, :2] + anchors[i, 2:] * pts[0, i].reshape(5, 2) * V_C
+        return (points * np.array([w, h])).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _retinaface_anchors(width: int, height: int) -> np.ndarray:
+    """RetinaFace's anchors (centre x, centre y, width, height; fractions of the image) in its output order."""
+    from retinaface.postprocess import ANCHOR_SIZES, ANCHOR_STRIDES, generate_anchors
+
+    return np.concatenate(
+        [generate_anchors(s, sizes, width, height, 1)[0] for s, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES, strict=True)]
+    ).astype(np.float32)
+
 
 def make_detector(
     settings: DetectionSettings, threads: int = 1, device: str = "cpu", device_id: int = 0
@@ -298,8 +326,8 @@ def _head_roll(image_bgr: np.ndarray, face: DetectedFace, settings: DetectionSet
     scale = ROLL_BOX_PX / max(w, h, 1.0)
     side = math.ceil(ROLL_BOX_PX * ROLL_CROP)
     copy, _ = _neighbourhood(image_bgr, (x + w / 2.0, y + h / 2.0), side, 0.0, scale)
-    found = _roll_estimator().detect_raw(copy)
-    return _eye_roll(_nearest_centre(found, side).landmarks) if found else 0.0
+    landmarks = _roll_estimator().central_landmarks(copy)
+    return _eye_roll(landmarks) if landmarks is not None else 0.0
 
 
 def _refine(
