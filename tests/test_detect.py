@@ -267,3 +267,23 @@ def test_detection_id_names_the_passes_that_move_landmarks() -> None:
     assert detection_id("yunet@x", base) != detection_id(
         "yunet@x", base.model_copy(update={"upright_estimator": "yunet"})
     )
+
+
+def test_retinaface_central_landmarks_agree_with_its_detections(
+    pipeline: FacePipeline, obama_small: np.ndarray
+) -> None:
+    """The one-anchor decode the upright pass reads the roll from gives RetinaFace's own landmarks, unrounded."""
+    pytest.importorskip("retinaface")
+    from facetrail.faces.detect import RetinaFaceDetector
+
+    retina = RetinaFaceDetector(score_threshold=0.5)
+    x, y, bw, bh = detect_faces(obama_small, pipeline.detector, pipeline.settings.detection)[0].box
+    cx, cy, half = int(x + bw / 2), int(y + bh / 2), int(max(bw, bh) * 0.8)
+    padded = cv2.copyMakeBorder(obama_small, half, half, half, half, cv2.BORDER_REPLICATE)
+    crop = np.ascontiguousarray(padded[cy : cy + 2 * half, cx : cx + 2 * half])
+    central = retina.central_landmarks(crop)
+    detected = retina.detect_raw(crop)
+    assert central is not None and detected
+    assert central.dtype == np.float32 and not np.array_equal(central, central.round())
+    assert np.abs(central - detected[0].landmarks).max() < 2.0  # the package rounds down to whole pixels
+    assert retina.central_landmarks(np.full((154, 154, 3), 255, np.uint8)) is None
