@@ -441,3 +441,45 @@ def test_the_approver_and_the_adjudicators_are_assigned_last(world: World) -> No
         examinations.assign_pending(ctx, users["rita"].unit_id)
         assert task_of(ctx, "rob.rev", sid) and task_of(ctx, "tess.rev", sid)
         assert task_of(ctx, "rita.rev", sid) is None and task_of(ctx, "adam.adj", sid) is None
+
+
+def test_concurrent_assigners_never_open_a_third_task(world: World) -> None:
+    """Two queue calls at once used to be able to open a third examiner task on PostgreSQL (both counted one free
+    place before either inserted); the search's row lock makes count and insert one step."""
+    import threading
+
+    from facetrail.storage.models import User
+
+    ctx, users = world.ctx, world.users
+    with ctx.db.transaction() as s:  # set-up: only rita can be drawn when the search is made
+        s.execute(update(User).where(User.username == "rob.rev").values(disabled=True))
+    sid = _search(world)
+    with ctx.db.read() as s:
+        record = s.get(SearchRecord, sid)
+        assert record is not None
+        s.expunge(record)
+    examinations.assign_examiners(ctx, record)
+    assert [t.reviewer_id for t in _tasks(ctx) if t.search_id == sid] == [users["rita"].user_id]
+    with ctx.db.transaction() as s:
+        s.execute(update(User).where(User.username == "rob.rev").values(disabled=False))
+    for name in ("tess.rev", "tom.rev", "tia.rev", "ted.rev"):
+        make_user(ctx, name, "reviewer", users["rita"].unit_id)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def assign() -> None:
+        start.wait()
+        try:
+            examinations.assign_examiners(ctx, record)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=assign) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    tasks = [t for t in _tasks(ctx) if t.search_id == sid]
+    assert len(tasks) == 2 and len({t.reviewer_id for t in tasks}) == 2
+    assert len([a for a in audits(ctx, "examination.assign") if a["target"] == f"search:{sid}"]) == 2

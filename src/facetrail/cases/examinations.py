@@ -174,6 +174,9 @@ def assign_examiners(ctx: AppContext, record: SearchRecord) -> list[int]:
     assigned = []
     for reviewer_id in chosen:
         with ctx.db.transaction() as s:
+            # Two assigners at once (two queue calls, PostgreSQL) would each count the places free before either
+            # inserted, and open a third task: the search's row lock makes the count and the insert one step.
+            s.execute(select(SearchRecord.id).where(SearchRecord.id == record.id).with_for_update())
             exists = s.execute(
                 select(ExaminationTask.id).where(
                     ExaminationTask.search_id == record.id, ExaminationTask.reviewer_id == reviewer_id
