@@ -329,6 +329,7 @@ def test_the_lead_report_of_a_released_lead(world: World) -> None:
             exams.record_conclusion(ctx, rita, world.tasks["rita"], c["handle"], "not_suitable", "blurred", "none")
     text = _text(make_lead_report(ctx, rita, world.search_id, rank))
     assert "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION" in text
+    assert "Investigative lead report — case" in text and "Disclosure packet" not in text  # the page footer
     assert "What must still be corroborated" in text
     assert _probe_sha(world) in text and hashlib.sha256(OBAMA.read_bytes()).hexdigest() in text
     assert "Strong support for same source" in text and "Moderate support for same source" in text

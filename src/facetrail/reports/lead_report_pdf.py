@@ -46,7 +46,10 @@ def render_lead_report(lead: dict[str, Any]) -> bytes:
             _p(f"Generated {lead.get('generated_at', '')} by {lead.get('generated_by', '')}.", "body"),
             *_appendix(overflow),
         ]
-        doc.build(story, canvasmaker=_page_canvas(printable(str(lead["case_number"]))[:120]))
+        doc.build(
+            story,
+            canvasmaker=_page_canvas(printable(str(lead["case_number"]))[:120], "Investigative lead report"),
+        )
         return buffer.getvalue()
     finally:
         _overflow.reset(token)

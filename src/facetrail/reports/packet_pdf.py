@@ -414,8 +414,9 @@ def _refused(packet: Packet) -> list[Flowable]:
     ]
 
 
-def _page_canvas(case_number: str) -> type[Canvas]:
-    """A canvas that writes 'page N of M' and the case number at the foot of every page (two passes)."""
+def _page_canvas(case_number: str, document: str = "Disclosure packet") -> type[Canvas]:
+    """A canvas that writes the document's name, the case number and 'page N of M' at the foot of every page (two
+    passes)."""
 
     class NumberedCanvas(Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -432,7 +433,7 @@ def _page_canvas(case_number: str) -> type[Canvas]:
                 self.__dict__.update(state)
                 self.setFont(FONT, 8)
                 self.setFillColor(colors.HexColor("#444444"))
-                self.drawString(18 * mm, 10 * mm, f"Disclosure packet — case {case_number}")
+                self.drawString(18 * mm, 10 * mm, f"{document} — case {case_number}")
                 self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {self._pageNumber} of {total}")
                 super().showPage()
             super().save()
