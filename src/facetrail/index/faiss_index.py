@@ -172,6 +172,7 @@ class ExactIndex:
 
 
 CODECS = ("pq-fastscan", "sq8")
+QUANTIZERS = ("flat", "hnsw")
 
 
 class ApproximateIndex:
@@ -200,6 +201,8 @@ class ApproximateIndex:
         nprobe: int = 1024,
         rerank: int = 100,
         codec: str = "pq-fastscan",
+        pq_subquantizers: int | None = None,
+        quantizer: str = "flat",
         min_train_size: int | None = None,
         train_size: int | None = None,
         train_iterations: int = 10,
@@ -210,8 +213,14 @@ class ApproximateIndex:
             raise ValueError(f"unknown codec {codec!r} (choose one of {', '.join(CODECS)})")
         if codec == "pq-fastscan" and dim % 4:
             raise ValueError("the pq-fastscan codec needs a dimension divisible by 4")
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {quantizer!r} (choose one of {', '.join(QUANTIZERS)})")
+        self.pq_subquantizers = int(pq_subquantizers if pq_subquantizers is not None else dim // 4)
+        if codec == "pq-fastscan" and (dim % self.pq_subquantizers or self.pq_subquantizers % 2):
+            raise ValueError("pq_subquantizers must be even and divide the dimension")
         self.dim = int(dim)
         self.codec = codec
+        self.quantizer = quantizer
         self.nlist = int(nlist)
         self.nprobe = int(nprobe)
         self.rerank = int(rerank)
@@ -254,19 +263,27 @@ class ApproximateIndex:
         rng = np.random.default_rng(self.seed)
         n = len(stored_ids)
         sample = stored_vectors[np.sort(rng.choice(n, size=min(n, self.train_size), replace=False))]
-        quantizer = faiss.IndexFlatIP(self.dim)
+        if self.quantizer == "hnsw":  # sub-linear list assignment: for large nlist (add and search)
+            quantizer = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            quantizer.hnsw.efConstruction = 80
+            quantizer.hnsw.efSearch = 128
+        else:
+            quantizer = faiss.IndexFlatIP(self.dim)
         if self.codec == "sq8":
             ivf = faiss.IndexIVFScalarQuantizer(
                 quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
             )
         else:
-            sub_vectors = self.dim // 4
-            ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.nlist, sub_vectors, 4, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFPQFastScan(
+                quantizer, self.dim, self.nlist, self.pq_subquantizers, 4, faiss.METRIC_INNER_PRODUCT
+            )
         ivf.cp.seed = self.seed
         if _TRAINING_DEVICE["device"] == "cuda":  # k-means assignment on the GPU; the trained index stays on CPU
             ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
         ivf.cp.niter = self.train_iterations  # k-means converges enough for list assignment; 25 costs 2.5×
         ivf.train(sample)
+        if self.quantizer == "hnsw":
+            faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(128, 2 * self.nprobe)
         for start in range(0, n, 1_000_000):  # chunks bound the temporary code buffers
             ivf.add_with_ids(
                 np.ascontiguousarray(stored_vectors[start : start + 1_000_000]),
@@ -293,7 +310,10 @@ class ApproximateIndex:
             if k <= 0:
                 return _empty_result(len(queries))
             n_candidates = min(max(k, rerank or self.rerank), self.ntotal)
-            params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
+            n_probe = int(nprobe or self.nprobe)
+            params = faiss.SearchParametersIVF(nprobe=n_probe)
+            if self.quantizer == "hnsw":  # the graph search must return at least nprobe lists
+                params.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(128, 2 * n_probe))
             _, candidates = self._ivf.search(queries, n_candidates, params=params)
             out_scores = np.full((len(queries), k), -np.inf, np.float32)
             out_ids = np.full((len(queries), k), -1, np.int64)
@@ -310,7 +330,7 @@ class ApproximateIndex:
 
     def memory_bytes(self) -> int:
         """fp32 store plus IVF codes and ids (8 B) per vector, plus the centroids."""
-        code_bytes = self.dim if self.codec == "sq8" else self.dim // 8
+        code_bytes = self.dim if self.codec == "sq8" else self.pq_subquantizers // 2
         ivf = self.ntotal * (code_bytes + 8) + self.nlist * self.dim * 4 if self._ivf is not None else 0
         return self._exact.memory_bytes() + ivf
 
@@ -322,6 +342,8 @@ class ApproximateIndex:
             "nprobe": self.nprobe,
             "rerank": self.rerank,
             "codec": self.codec,
+            "pq_subquantizers": self.pq_subquantizers,
+            "quantizer": self.quantizer,
             "min_train_size": self.min_train_size,
             "train_size": self.train_size,
             "train_iterations": self.train_iterations,
