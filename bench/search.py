@@ -59,9 +59,7 @@ def rss_bytes() -> int:
     return 0
 
 
-def time_queries(
-    search: object, probes: np.ndarray, count: int
-) -> tuple[list[float], list[np.ndarray], list[float]]:
+def time_queries(search: object, probes: np.ndarray, count: int) -> tuple[list[float], list[np.ndarray], list[float]]:
     """Wall seconds, results and CPU seconds (this process) of ``count`` single queries."""
     seconds, ids, cpu = [], [], []
     for i in range(count):
@@ -186,7 +184,9 @@ def measure_exact(
     return truth_best, rows
 
 
-def ivf_reach(index: ApproximateIndex, probes: np.ndarray, probe_identities: np.ndarray, per_identity: int, nprobe: int) -> float:
+def ivf_reach(
+    index: ApproximateIndex, probes: np.ndarray, probe_identities: np.ndarray, per_identity: int, nprobe: int
+) -> float:
     """Share of probes with an enrolled mate in one of the ``nprobe`` lists searched: the IVF partition's
     ceiling on mate recall, whatever the codes and the re-rank (the rest of the loss is the codes')."""
     quantizer = index._ivf.quantizer
@@ -207,6 +207,8 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
         params["pq_subquantizers"] = args.pq_m
     if args.quantizer != "flat":
         params["quantizer"] = args.quantizer
+    if args.scan_implem is not None:
+        params["scan_implem"] = args.scan_implem
     index, build_s, rss = build(faces, size, codec=args.codecs[0], **params)
 
     probe_identities, probes = faces.probes(size, args.probes)
@@ -225,6 +227,8 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
         codec_label = codec if not args.pq_m or codec != "pq-fastscan" else f"{codec} M{args.pq_m}"
         if args.quantizer != "flat":
             codec_label += f" ({args.quantizer} quantiser)"
+        if args.scan_implem is not None:
+            codec_label += f" (implem {args.scan_implem})"
         for nprobe in args.nprobe if index.trained else args.nprobe[:1]:
             reach = ivf_reach(index, probes, probe_identities, per_identity, nprobe) if index.trained else 1.0
             for rerank in args.rerank if index.trained else args.rerank[:1]:
@@ -294,7 +298,8 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_befor
         " top-k (recall against exact);"
         " *mate@1* / *mate@k* = an enrolled sample of the probe's identity at rank 1 / in the top-k."
         " *mate in probed lists* (note) = an enrolled mate lies in one of the nprobe IVF lists searched, the"
-        " partition's ceiling on mate recall. Memory is bytes per face of the index structures (fp32 vectors 512 B, ids, id maps, IVF codes).",
+        " partition's ceiling on mate recall. Memory is bytes per face of the index structures (fp32 vectors"
+        " 512 B, ids, id maps, IVF codes).",
         "",
         "| faces | method | p50 ms | p99 ms | p50 CPU ms | B/face | best found | mate@1 | mate@k | note |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -302,7 +307,8 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_befor
     for r in rows:
         lines.append(
             f"| {r.size:,} | {r.method} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p99_ms, '.2f')} |"
-            f" {fmt(r.cpu_p50_ms, '.2f')} | {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} | {fmt(r.mate_rank1, '.3f')} |"
+            f" {fmt(r.cpu_p50_ms, '.2f')} | {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} |"
+            f" {fmt(r.mate_rank1, '.3f')} |"
             f" {fmt(r.mate_topk, '.3f')} | {r.note} |"
         )
     return "\n".join(lines)
@@ -320,6 +326,7 @@ def main() -> None:
     parser.add_argument("--rerank", default="100", help="comma-separated IVF candidates re-ranked exactly (swept)")
     parser.add_argument("--pq-m", type=int, default=0, help="pq-fastscan sub-quantisers (default: dim/4)")
     parser.add_argument("--quantizer", default="flat", help="coarse quantiser: flat or hnsw")
+    parser.add_argument("--scan-implem", type=int, default=None, help="faiss fast-scan implem (default: the index's)")
     parser.add_argument("--skip-exact", action="store_true", help="no floor/numpy/ExactIndex rows (exploration)")
     parser.add_argument("--train-iterations", type=int, default=10)
     parser.add_argument("--per-identity", type=int, default=2, help="enrolled samples per identity")

@@ -203,6 +203,7 @@ class ApproximateIndex:
         codec: str = "pq-fastscan",
         pq_subquantizers: int | None = None,
         quantizer: str = "flat",
+        scan_implem: int = 11,
         min_train_size: int | None = None,
         train_size: int | None = None,
         train_iterations: int = 10,
@@ -221,6 +222,7 @@ class ApproximateIndex:
         self.dim = int(dim)
         self.codec = codec
         self.quantizer = quantizer
+        self.scan_implem = int(scan_implem)
         self.nlist = int(nlist)
         self.nprobe = int(nprobe)
         self.rerank = int(rerank)
@@ -282,6 +284,7 @@ class ApproximateIndex:
             ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
         ivf.cp.niter = self.train_iterations  # k-means converges enough for list assignment; 25 costs 2.5×
         ivf.train(sample)
+        self._configure(ivf)
         if self.quantizer == "hnsw":
             faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(128, 2 * self.nprobe)
         for start in range(0, n, 1_000_000):  # chunks bound the temporary code buffers
@@ -290,6 +293,13 @@ class ApproximateIndex:
                 np.ascontiguousarray(stored_ids[start : start + 1_000_000]),
             )
         return ivf
+
+    def _configure(self, ivf: Any) -> None:
+        """Search-time settings faiss does not save with the index."""
+        if self.codec == "pq-fastscan":
+            # faiss's automatic choice (implem 0) scanned 1.5-3.5x slower at batch 1 than implementation 11
+            # (one query-list pair at a time) on 100k-2.5M galleries (bench/index10m_notes.md)
+            ivf.implem = self.scan_implem
 
     def remove(self, ids: np.ndarray) -> int:
         ids = check_ids(ids)
@@ -344,6 +354,7 @@ class ApproximateIndex:
             "codec": self.codec,
             "pq_subquantizers": self.pq_subquantizers,
             "quantizer": self.quantizer,
+            "scan_implem": self.scan_implem,
             "min_train_size": self.min_train_size,
             "train_size": self.train_size,
             "train_iterations": self.train_iterations,
@@ -368,6 +379,7 @@ class ApproximateIndex:
             ivf = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
             if not isinstance(ivf, faiss.IndexIVF) or ivf.ntotal != index.ntotal:
                 raise ValueError("index file's IVF part does not match its vector store")
+            index._configure(ivf)
             index._ivf = ivf
         return index
 
