@@ -178,17 +178,21 @@ QUANTIZERS = ("flat", "hnsw")
 class ApproximateIndex:
     """IVF with compressed codes to find candidates, then an exact re-rank from the stored fp32 vectors.
 
-    Codecs: ``pq-fastscan`` (default: 4-bit product quantisation, dim/4 sub-vectors, 0.5 byte per dimension,
-    scanned with SIMD lookup tables; the fastest per scanned vector on this hardware) or ``sq8`` (8-bit scalar
-    quantisation, 1 byte per dimension, more precise, slower to scan). See docs/benchmarks.md for the measured
-    recall and latency of both. The coarse quantiser needs training; below ``min_train_size`` vectors
-    (``nlist × 39`` by default, faiss's own minimum) searches are exact, and the IVF is trained on a sample and
-    filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the training:
-    tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
+    Codecs: ``pq-fastscan`` (default: 4-bit product quantisation, ``pq_subquantizers`` sub-vectors, dim/4 by
+    default: 0.5 byte per dimension, scanned with SIMD lookup tables; the fastest per scanned vector on this
+    hardware) or ``sq8`` (8-bit scalar quantisation, 1 byte per dimension, more precise, slower to scan). See
+    docs/benchmarks.md for the measured recall and latency of both. The coarse quantiser (``quantizer``: ``flat``,
+    or ``hnsw`` for a graph over the centroids when nlist is large) needs training; below ``min_train_size``
+    vectors (``nlist × 39`` by default, faiss's own minimum) searches are exact, and the IVF is trained on a
+    sample and filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the
+    training: tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
 
-    Defaults (nlist 4096, nprobe 1024, 100 re-ranked) measured on 128-d synthetic identities: ≥ 99.5% mate
-    recall to 1M faces at ~1.5 ms; at 10M, 99.2% at ~11 ms (docs/benchmarks.md). Raise ``nprobe`` for recall,
-    lower it for speed; recall follows the fraction of lists probed.
+    Defaults (nlist 4096, nprobe 1024, 100 re-ranked, fast-scan implementation 11) measured on 128-d synthetic
+    identities, one query at a time on one thread of a shared 2-core machine (load ≈ 5; bench/index10m_notes.md):
+    1M faces 99.9% mate recall (mate@10) at 1.7 ms p50; 10M faces 99.6% at ~9 ms, 99.1% at ~7 ms with nprobe 768.
+    What is lost is the partition (the mate's list not among those probed), not the codes: a larger re-rank
+    buys nothing measurable, and recall follows the fraction of lists probed (≈ 20-25% for 99.5%). Raise
+    ``nprobe`` for recall, lower it for speed.
     """
 
     kind = "approximate"
