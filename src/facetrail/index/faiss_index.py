@@ -301,8 +301,8 @@ class ApproximateIndex:
     def _configure(self, ivf: Any) -> None:
         """Search-time settings faiss does not save with the index."""
         if self.codec == "pq-fastscan":
-            # faiss's automatic choice (implem 0) scanned 1.5-3.5x slower at batch 1 than implementation 11
-            # (one query-list pair at a time) on 100k-2.5M galleries (bench/index10m_notes.md)
+            # faiss's automatic choice (implem 0) scanned 1.2-3.5x slower at batch 1 than implementation 11
+            # on 100k-2.5M galleries, same candidates (bench/index10m_notes.md)
             ivf.implem = self.scan_implem
 
     def remove(self, ids: np.ndarray) -> int:
