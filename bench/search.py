@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Row:
     method: str
     p50_ms: float
     p99_ms: float
+    cpu_p50_ms: float | None  # per-query CPU time of this process (time.process_time): robust to other load
     bytes_per_face: float | None
     best_found: float | None  # exact rank-1 within the method's top-k
     mate_rank1: float | None  # an enrolled sample of the probe's identity at rank 1
@@ -57,14 +59,17 @@ def rss_bytes() -> int:
     return 0
 
 
-def time_queries(search: object, probes: np.ndarray, count: int) -> tuple[list[float], list[np.ndarray]]:
-    seconds, ids = [], []
+def time_queries(search: object, probes: np.ndarray, count: int) -> tuple[list[float], list[np.ndarray], list[float]]:
+    """Wall seconds, results and CPU seconds (this process) of ``count`` single queries."""
+    seconds, ids, cpu = [], [], []
     for i in range(count):
+        cpu_start = time.process_time()
         start = time.perf_counter()
         found = search(probes[i : i + 1])  # type: ignore[operator]
         seconds.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
         ids.append(found)
-    return seconds, ids
+    return seconds, ids, cpu
 
 
 def numpy_brute_force(gallery: np.ndarray, gallery_ids: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
@@ -129,6 +134,8 @@ def measure_exact(
     _, truth = exact.search(probes, k)
     set_threads(1)
     truth_best = truth[:, 0]
+    ceiling = quality(truth, truth_best, probe_identities, per_identity)
+    print(f"[{size:,}] exact search over all {len(probes)} probes: mate@1 {ceiling[1]:.3f}, mate@k {ceiling[2]:.3f}")
 
     floor_s = bandwidth_floor(gallery)
     gbps = gallery.nbytes / floor_s / 1e9
@@ -142,31 +149,34 @@ def measure_exact(
             None,
             None,
             None,
+            None,
             f"{gbps:.1f} GB/s",
         )
     )
 
     n_slow = max(10, min(args.latency_queries, int(args.latency_queries * 1_000_000 / size)))
-    seconds, found = time_queries(lambda q: numpy_brute_force(gallery, gallery_ids, q, k), probes, n_slow)
+    seconds, found, cpu = time_queries(lambda q: numpy_brute_force(gallery, gallery_ids, q, k), probes, n_slow)
     rows.append(
         Row(
             size,
             "numpy brute force (gallery @ q, argpartition)",
             percentile_ms(seconds, 50),
             percentile_ms(seconds, 99),
+            percentile_ms(cpu, 50),
             gallery.itemsize * exact.dim,
             *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
             f"{n_slow} queries",
         )
     )
 
-    seconds, found = time_queries(lambda q: exact.search(q, k)[1][0], probes, n_slow)
+    seconds, found, cpu = time_queries(lambda q: exact.search(q, k)[1][0], probes, n_slow)
     rows.append(
         Row(
             size,
             "ExactIndex (faiss flat IP, 1 thread)",
             percentile_ms(seconds, 50),
             percentile_ms(seconds, 99),
+            percentile_ms(cpu, 50),
             exact.memory_bytes() / size,
             *quality(np.stack(found), truth_best[:n_slow], probe_identities[:n_slow], per_identity),
             f"{n_slow} queries",
@@ -176,50 +186,90 @@ def measure_exact(
     return truth_best, rows
 
 
+def ivf_reach(
+    index: ApproximateIndex, probes: np.ndarray, probe_identities: np.ndarray, per_identity: int, nprobe: int
+) -> float:
+    """Share of probes with an enrolled mate in one of the ``nprobe`` lists searched: the IVF partition's
+    ceiling on mate recall, whatever the codes and the re-rank (the rest of the loss is the codes')."""
+    quantizer = index._ivf.quantizer
+    _, probed = quantizer.search(probes, nprobe)
+    mate_ids = (probe_identities[:, None] * per_identity + np.arange(per_identity)).reshape(-1)
+    _, mate_lists = quantizer.search(index.exact.reconstruct(mate_ids), 1)
+    mate_lists = mate_lists.reshape(len(probes), per_identity)
+    return float(np.mean([np.isin(mate_lists[i], probed[i]).any() for i in range(len(probes))]))
+
+
 def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list[Row]:
     k = args.k
     rows: list[Row] = []
     nlist = args.nlist or (1024 if size < 500_000 else 4096)
     per_identity = faces.samples_per_identity
-    params = {"nlist": nlist, "rerank": args.rerank, "train_iterations": args.train_iterations}
+    params: dict[str, object] = {"nlist": nlist, "rerank": args.rerank[0], "train_iterations": args.train_iterations}
+    if args.pq_m:
+        params["pq_subquantizers"] = args.pq_m
+    if args.quantizer != "flat":
+        params["quantizer"] = args.quantizer
+    if args.scan_implem is not None:
+        params["scan_implem"] = args.scan_implem
     index, build_s, rss = build(faces, size, codec=args.codecs[0], **params)
 
     probe_identities, probes = faces.probes(size, args.probes)
-    truth_best, exact_rows = measure_exact(args, index.exact, probes, probe_identities, per_identity)
-    rows += exact_rows
+    if args.skip_exact:
+        set_threads(2)
+        truth = index.exact.search(probes, k)[1]
+        set_threads(1)
+        truth_best = truth[:, 0]
+        ceiling = quality(truth, truth_best, probe_identities, per_identity)
+        print(
+            f"[{size:,}] exact search over all {len(probes)} probes: mate@1 {ceiling[1]:.3f}, mate@k {ceiling[2]:.3f}"
+        )
+    else:
+        truth_best, exact_rows = measure_exact(args, index.exact, probes, probe_identities, per_identity)
+        rows += exact_rows
 
     for codec_number, codec in enumerate(args.codecs):
         if codec_number:
             del index
             index, build_s, rss = build(faces, size, codec=codec, **params)
+        codec_label = codec if not args.pq_m or codec != "pq-fastscan" else f"{codec} M{args.pq_m}"
+        if args.quantizer != "flat":
+            codec_label += f" ({args.quantizer} quantiser)"
+        if args.scan_implem is not None:
+            codec_label += f" (implem {args.scan_implem})"
         for nprobe in args.nprobe if index.trained else args.nprobe[:1]:
-            seconds, _ = time_queries(
-                lambda q, n=nprobe, ix=index: ix.search(q, k, nprobe=n)[1][0], probes, args.latency_queries
-            )
-            _, approx_ids = index.search(probes, k, nprobe=nprobe)
-            label = (
-                f"ApproximateIndex IVF{nlist} {codec} + re-rank {args.rerank}, nprobe {nprobe}"
-                if index.trained
-                else "ApproximateIndex (below training threshold: exact)"
-            )
-            rows.append(
-                Row(
-                    size,
-                    label,
-                    percentile_ms(seconds, 50),
-                    percentile_ms(seconds, 99),
-                    index.memory_bytes() / size,
-                    *quality(approx_ids, truth_best, probe_identities, per_identity),
-                    f"{args.latency_queries} queries",
+            reach = ivf_reach(index, probes, probe_identities, per_identity, nprobe) if index.trained else 1.0
+            for rerank in args.rerank if index.trained else args.rerank[:1]:
+                seconds, _, cpu = time_queries(
+                    lambda q, n=nprobe, r=rerank, ix=index: ix.search(q, k, nprobe=n, rerank=r)[1][0],
+                    probes,
+                    args.latency_queries,
                 )
-            )
-            print(rows[-1], flush=True)
+                _, approx_ids = index.search(probes, k, nprobe=nprobe, rerank=rerank)
+                label = (
+                    f"ApproximateIndex IVF{nlist} {codec_label} + re-rank {rerank}, nprobe {nprobe}"
+                    if index.trained
+                    else "ApproximateIndex (below training threshold: exact)"
+                )
+                rows.append(
+                    Row(
+                        size,
+                        label,
+                        percentile_ms(seconds, 50),
+                        percentile_ms(seconds, 99),
+                        percentile_ms(cpu, 50),
+                        index.memory_bytes() / size,
+                        *quality(approx_ids, truth_best, probe_identities, per_identity),
+                        f"{args.latency_queries} queries; mate in probed lists {reach:.3f}",
+                    )
+                )
+                print(rows[-1], os.getloadavg()[0], flush=True)
         rows.append(
             Row(
                 size,
-                f"(process RSS growth while building the {codec} index)",
+                f"(process RSS growth while building the {codec_label} index)",
                 float("nan"),
                 float("nan"),
+                None,
                 rss / size,
                 None,
                 None,
@@ -250,17 +300,22 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_befor
         f" (bench/common.py). {args.probes} probes, each a fresh sample of an enrolled identity; k = {args.k}."
         " Latency: one query at a time; faiss on one thread; numpy with its default BLAS threads.",
         "",
-        "Columns: *best found* = exact search's rank-1 appears in the method's top-k (recall against exact);"
+        "Columns: *p50 CPU ms* = median CPU time of this process per query (time.process_time; the load-robust"
+        " figure when other jobs share the cores); *best found* = exact search's rank-1 appears in the method's"
+        " top-k (recall against exact);"
         " *mate@1* / *mate@k* = an enrolled sample of the probe's identity at rank 1 / in the top-k."
-        " Memory is bytes per face of the index structures (fp32 vectors 512 B, ids, id maps, IVF codes).",
+        " *mate in probed lists* (note) = an enrolled mate lies in one of the nprobe IVF lists searched, the"
+        " partition's ceiling on mate recall. Memory is bytes per face of the index structures (fp32 vectors"
+        " 512 B, ids, id maps, IVF codes).",
         "",
-        "| faces | method | p50 ms | p99 ms | B/face | best found | mate@1 | mate@k | note |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| faces | method | p50 ms | p99 ms | p50 CPU ms | B/face | best found | mate@1 | mate@k | note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.size:,} | {r.method} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p99_ms, '.2f')} |"
-            f" {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} | {fmt(r.mate_rank1, '.3f')} |"
+            f" {fmt(r.cpu_p50_ms, '.2f')} | {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} |"
+            f" {fmt(r.mate_rank1, '.3f')} |"
             f" {fmt(r.mate_topk, '.3f')} | {r.note} |"
         )
     return "\n".join(lines)
@@ -275,13 +330,18 @@ def main() -> None:
     parser.add_argument("--nlist", type=int, default=0, help="IVF lists (default: 1024 below 500k, else 4096)")
     parser.add_argument("--nprobe", default="64,256,1024", help="comma-separated nprobe values to sweep")
     parser.add_argument("--codecs", default="pq-fastscan", help="comma-separated: pq-fastscan, sq8")
-    parser.add_argument("--rerank", type=int, default=100, help="IVF candidates re-ranked exactly")
+    parser.add_argument("--rerank", default="100", help="comma-separated IVF candidates re-ranked exactly (swept)")
+    parser.add_argument("--pq-m", type=int, default=0, help="pq-fastscan sub-quantisers (default: dim/4)")
+    parser.add_argument("--quantizer", default="flat", help="coarse quantiser: flat or hnsw")
+    parser.add_argument("--scan-implem", type=int, default=None, help="faiss fast-scan implem (default: the index's)")
+    parser.add_argument("--skip-exact", action="store_true", help="no floor/numpy/ExactIndex rows (exploration)")
     parser.add_argument("--train-iterations", type=int, default=10)
     parser.add_argument("--per-identity", type=int, default=2, help="enrolled samples per identity")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     args.nprobe = [int(v) for v in args.nprobe.split(",")]
     args.codecs = args.codecs.split(",")
+    args.rerank = [int(v) for v in args.rerank.split(",")]
     command = "python bench/search.py " + " ".join(sys.argv[1:])
     load_before = load_note()
     started = now_utc()

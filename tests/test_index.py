@@ -215,6 +215,36 @@ def test_approximate_recall_on_clustered_data(codec: str, rng: np.random.Generat
     assert np.mean([exact_ids[i, 0] in narrow_ids[i] for i in range(300)]) < found_best
 
 
+@pytest.mark.parametrize("params", [{"pq_subquantizers": 4}, {"quantizer": "hnsw"}, {"scan_implem": 0}])
+def test_approximate_variants_find_mates_and_survive_a_round_trip(
+    params: dict[str, object], rng: np.random.Generator, tmp_path: Path
+) -> None:
+    labels, gallery, centres = clustered(rng, 4000, 2, noise_sq=0.4)
+    index = ApproximateIndex(DIM, nlist=64, nprobe=32, rerank=100, **params)  # type: ignore[arg-type]
+    index.add(np.arange(len(gallery)), gallery)
+    assert index.trained
+    probe_identities = rng.choice(4000, size=200, replace=False)
+    probes = centres[probe_identities] + rng.standard_normal((200, DIM)).astype(np.float32) * np.sqrt(0.4 / DIM)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    _, ids = index.search(probes, 10)
+    assert np.mean(labels[ids[:, 0]] == probe_identities) >= 0.9
+    path = tmp_path / "variant.ftidx"
+    index.save(path)
+    loaded = load_index(path)
+    assert isinstance(loaded, ApproximateIndex)
+    for name, value in params.items():
+        assert getattr(loaded, name) == value
+    for a, b in zip(index.search(probes, 5), loaded.search(probes, 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_approximate_refuses_bad_variants() -> None:
+    with pytest.raises(ValueError, match="pq_subquantizers"):
+        ApproximateIndex(DIM, pq_subquantizers=5)
+    with pytest.raises(ValueError, match="quantizer"):
+        ApproximateIndex(DIM, quantizer="kd-tree")
+
+
 def test_approximate_is_exact_below_the_training_threshold(rng: np.random.Generator) -> None:
     gallery = unit_rows(rng, 200)
     index = ApproximateIndex(DIM, nlist=64)

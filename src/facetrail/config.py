@@ -135,7 +135,9 @@ class AccuracySettings(BaseModel):
 class IndexSettings(BaseModel):
     kind: str = Field("exact", description="Vector index per gallery: 'exact' (default) or 'approximate'.")
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Index parameters, e.g. for 'approximate': nlist, nprobe, rerank."
+        default_factory=dict,
+        description="Index parameters, e.g. for 'approximate': nlist, nprobe, rerank, codec, pq_subquantizers,"
+        " quantizer ('flat' or 'hnsw'), scan_implem (see ApproximateIndex).",
     )
 
 

@@ -23,8 +23,9 @@ INDEX_KINDS = ("exact", "approximate")
 
 
 def make_index(kind: str, dim: int, **params: Any) -> ExactIndex | ApproximateIndex:
-    """``exact``: ``threads``. ``approximate``: ``nlist``, ``nprobe``, ``rerank``, ``codec``, ``min_train_size``,
-    ``train_size``, ``train_iterations``, ``threads``, ``seed`` (see ``ApproximateIndex``)."""
+    """``exact``: ``threads``. ``approximate``: ``nlist``, ``nprobe``, ``rerank``, ``codec``, ``pq_subquantizers``,
+    ``quantizer``, ``scan_implem``, ``min_train_size``, ``train_size``, ``train_iterations``, ``threads``, ``seed``
+    (see ``ApproximateIndex``)."""
     if kind == "exact":
         return ExactIndex(dim, **params)
     if kind == "approximate":

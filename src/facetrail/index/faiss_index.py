@@ -172,22 +172,27 @@ class ExactIndex:
 
 
 CODECS = ("pq-fastscan", "sq8")
+QUANTIZERS = ("flat", "hnsw")
 
 
 class ApproximateIndex:
     """IVF with compressed codes to find candidates, then an exact re-rank from the stored fp32 vectors.
 
-    Codecs: ``pq-fastscan`` (default: 4-bit product quantisation, dim/4 sub-vectors, 0.5 byte per dimension,
-    scanned with SIMD lookup tables; the fastest per scanned vector on this hardware) or ``sq8`` (8-bit scalar
-    quantisation, 1 byte per dimension, more precise, slower to scan). See docs/benchmarks.md for the measured
-    recall and latency of both. The coarse quantiser needs training; below ``min_train_size`` vectors
-    (``nlist × 39`` by default, faiss's own minimum) searches are exact, and the IVF is trained on a sample and
-    filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the training:
-    tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
+    Codecs: ``pq-fastscan`` (default: 4-bit product quantisation, ``pq_subquantizers`` sub-vectors, dim/4 by
+    default: 0.5 byte per dimension, scanned with SIMD lookup tables; the fastest per scanned vector on this
+    hardware) or ``sq8`` (8-bit scalar quantisation, 1 byte per dimension, more precise, slower to scan). See
+    docs/benchmarks.md for the measured recall and latency of both. The coarse quantiser (``quantizer``: ``flat``,
+    or ``hnsw`` for a graph over the centroids when nlist is large) needs training; below ``min_train_size``
+    vectors (``nlist × 39`` by default, faiss's own minimum) searches are exact, and the IVF is trained on a
+    sample and filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the
+    training: tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
 
-    Defaults (nlist 4096, nprobe 1024, 100 re-ranked) measured on 128-d synthetic identities: ≥ 99.5% mate
-    recall to 1M faces at ~1.5 ms; at 10M, 99.2% at ~11 ms (docs/benchmarks.md). Raise ``nprobe`` for recall,
-    lower it for speed; recall follows the fraction of lists probed.
+    Defaults (nlist 4096, nprobe 1024, 100 re-ranked, fast-scan implementation 11) measured on 128-d synthetic
+    identities, one query at a time on one thread of a shared 2-core machine (load ≈ 5; bench/index10m_notes.md):
+    1M faces 99.9% mate recall (mate@10) at 1.7 ms p50; 10M faces 99.6% at ~9 ms, 99.1% at ~7 ms with nprobe 768.
+    What is lost is the partition (the mate's list not among those probed), not the codes: a larger re-rank
+    buys nothing measurable, and recall follows the fraction of lists probed (≈ 20-25% for 99.5%). Raise
+    ``nprobe`` for recall, lower it for speed.
     """
 
     kind = "approximate"
@@ -200,6 +205,9 @@ class ApproximateIndex:
         nprobe: int = 1024,
         rerank: int = 100,
         codec: str = "pq-fastscan",
+        pq_subquantizers: int | None = None,
+        quantizer: str = "flat",
+        scan_implem: int = 11,
         min_train_size: int | None = None,
         train_size: int | None = None,
         train_iterations: int = 10,
@@ -210,8 +218,15 @@ class ApproximateIndex:
             raise ValueError(f"unknown codec {codec!r} (choose one of {', '.join(CODECS)})")
         if codec == "pq-fastscan" and dim % 4:
             raise ValueError("the pq-fastscan codec needs a dimension divisible by 4")
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {quantizer!r} (choose one of {', '.join(QUANTIZERS)})")
+        self.pq_subquantizers = int(pq_subquantizers if pq_subquantizers is not None else dim // 4)
+        if codec == "pq-fastscan" and (dim % self.pq_subquantizers or self.pq_subquantizers % 2):
+            raise ValueError("pq_subquantizers must be even and divide the dimension")
         self.dim = int(dim)
         self.codec = codec
+        self.quantizer = quantizer
+        self.scan_implem = int(scan_implem)
         self.nlist = int(nlist)
         self.nprobe = int(nprobe)
         self.rerank = int(rerank)
@@ -254,25 +269,41 @@ class ApproximateIndex:
         rng = np.random.default_rng(self.seed)
         n = len(stored_ids)
         sample = stored_vectors[np.sort(rng.choice(n, size=min(n, self.train_size), replace=False))]
-        quantizer = faiss.IndexFlatIP(self.dim)
+        if self.quantizer == "hnsw":  # sub-linear list assignment: for large nlist (add and search)
+            quantizer = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            quantizer.hnsw.efConstruction = 80
+            quantizer.hnsw.efSearch = 128
+        else:
+            quantizer = faiss.IndexFlatIP(self.dim)
         if self.codec == "sq8":
             ivf = faiss.IndexIVFScalarQuantizer(
                 quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
             )
         else:
-            sub_vectors = self.dim // 4
-            ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, self.nlist, sub_vectors, 4, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFPQFastScan(
+                quantizer, self.dim, self.nlist, self.pq_subquantizers, 4, faiss.METRIC_INNER_PRODUCT
+            )
         ivf.cp.seed = self.seed
         if _TRAINING_DEVICE["device"] == "cuda":  # k-means assignment on the GPU; the trained index stays on CPU
             ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
         ivf.cp.niter = self.train_iterations  # k-means converges enough for list assignment; 25 costs 2.5×
         ivf.train(sample)
+        self._configure(ivf)
+        if self.quantizer == "hnsw":
+            faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(128, 2 * self.nprobe)
         for start in range(0, n, 1_000_000):  # chunks bound the temporary code buffers
             ivf.add_with_ids(
                 np.ascontiguousarray(stored_vectors[start : start + 1_000_000]),
                 np.ascontiguousarray(stored_ids[start : start + 1_000_000]),
             )
         return ivf
+
+    def _configure(self, ivf: Any) -> None:
+        """Search-time settings faiss does not save with the index."""
+        if self.codec == "pq-fastscan":
+            # faiss's automatic choice (implem 0) scanned 1.2-3.5x slower at batch 1 than implementation 11
+            # on 100k-2.5M galleries, same candidates (bench/index10m_notes.md)
+            ivf.implem = self.scan_implem
 
     def remove(self, ids: np.ndarray) -> int:
         ids = check_ids(ids)
@@ -293,7 +324,10 @@ class ApproximateIndex:
             if k <= 0:
                 return _empty_result(len(queries))
             n_candidates = min(max(k, rerank or self.rerank), self.ntotal)
-            params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
+            n_probe = int(nprobe or self.nprobe)
+            params = faiss.SearchParametersIVF(nprobe=n_probe)
+            if self.quantizer == "hnsw":  # the graph search must return at least nprobe lists
+                params.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(128, 2 * n_probe))
             _, candidates = self._ivf.search(queries, n_candidates, params=params)
             out_scores = np.full((len(queries), k), -np.inf, np.float32)
             out_ids = np.full((len(queries), k), -1, np.int64)
@@ -310,7 +344,7 @@ class ApproximateIndex:
 
     def memory_bytes(self) -> int:
         """fp32 store plus IVF codes and ids (8 B) per vector, plus the centroids."""
-        code_bytes = self.dim if self.codec == "sq8" else self.dim // 8
+        code_bytes = self.dim if self.codec == "sq8" else self.pq_subquantizers // 2
         ivf = self.ntotal * (code_bytes + 8) + self.nlist * self.dim * 4 if self._ivf is not None else 0
         return self._exact.memory_bytes() + ivf
 
@@ -322,6 +356,9 @@ class ApproximateIndex:
             "nprobe": self.nprobe,
             "rerank": self.rerank,
             "codec": self.codec,
+            "pq_subquantizers": self.pq_subquantizers,
+            "quantizer": self.quantizer,
+            "scan_implem": self.scan_implem,
             "min_train_size": self.min_train_size,
             "train_size": self.train_size,
             "train_iterations": self.train_iterations,
@@ -346,6 +383,7 @@ class ApproximateIndex:
             ivf = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
             if not isinstance(ivf, faiss.IndexIVF) or ivf.ntotal != index.ntotal:
                 raise ValueError("index file's IVF part does not match its vector store")
+            index._configure(ivf)
             index._ivf = ivf
         return index
 
