@@ -1,8 +1,8 @@
 """Does a detection setting change the clean LFW View 2 path? Detect every View 2 image with the shipped
 settings and with the candidate ones and compare the face the evaluation chooses (landmarks and box).
 
-    PYTHONPATH=src nice -n 10 python bench/refine_scan.py --data ../shared/data/lfw \
-        --set upright_roll_deg=8 --set small_face_upscale_eye_px=24
+    FACETRAIL_DETECTION__UPRIGHT_ROLL_DEG=0 PYTHONPATH=src nice -n 10 python bench/refine_scan.py \
+        --data ../shared/data/lfw --set upright_roll_deg=8 --set small_face_upscale_eye_px=24
 
 Prints how many images' chosen face changed, and the largest |roll| and smallest eye distance seen, so a
 trigger that never fires on clean View 2 images is shown not to move the published View 2 figures.

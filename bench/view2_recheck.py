@@ -2,8 +2,8 @@
 chosen face the setting changes (``bench/refine_scan.py --changed FILE`` lists them); every other image's
 face, crop and embedding are provably the same, so they come from the embedding cache.
 
-    PYTHONPATH=src nice -n 10 python bench/view2_recheck.py --data ../shared/data/lfw \
-        --changed changed.txt --set upright_roll_deg=8
+    FACETRAIL_DETECTION__UPRIGHT_ROLL_DEG=0 PYTHONPATH=src nice -n 10 python bench/view2_recheck.py \
+        --data ../shared/data/lfw --changed changed.txt --set upright_roll_deg=8
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from facetrail.config import get_settings
 from facetrail.evaluation.embedding import DEFAULT_CACHE_DIR, cache_file, choose_eval_face, load_cache
 from facetrail.evaluation.lfw import open_lfw, pair_images, read_pairs
 from facetrail.evaluation.verification import verify_pairs
+from facetrail.faces.detect import detection_id
 from facetrail.faces.pipeline import FacePipeline
 
 
@@ -29,13 +30,14 @@ def main() -> None:
     pairs = read_pairs(data.root / "pairs.txt")
     paths = pair_images(pairs)
     pipeline = FacePipeline(base)
-    cached = load_cache(cache_file(DEFAULT_CACHE_DIR, pipeline.model_id, pipeline.detector.model_id, data.images_dir))
+    detector_id = detection_id(pipeline.detector.model_id, base.detection)
+    cached = load_cache(cache_file(DEFAULT_CACHE_DIR, pipeline.model_id, detector_id, data.images_dir))
     assert cached is not None, "no cached clean embeddings: run 'facetrail eval lfw' first"
     missing = set(paths) - set(cached.paths)
     assert not missing, f"{len(missing)} View 2 images are not in the cache"
     emb = cached.subset(paths)
     before, _, _ = verify_pairs(emb, pairs)
-    print(f"cached, shipped settings: {before.accuracy_mean * 100:.2f}% ± {before.accuracy_std * 100:.2f}")
+    print(f"cached, base settings (environment): {before.accuracy_mean * 100:.2f}% ± {before.accuracy_std * 100:.2f}")
     update = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
     settings = base.model_copy(update={"detection": base.detection.model_copy(update=update)})
     changed_pipeline = FacePipeline(settings)
