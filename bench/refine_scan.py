@@ -11,7 +11,6 @@ trigger that never fires on clean View 2 images is shown not to move the publish
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from facetrail.evaluation.embedding import choose_eval_face
 from facetrail.evaluation.lfw import open_lfw, pair_images, read_pairs
 from facetrail.faces.detect import detect_faces
 from facetrail.faces.pipeline import FacePipeline
+from facetrail.faces.types import eye_roll
 
 
 def main() -> None:
@@ -49,12 +49,8 @@ def main() -> None:
         fa, fb = before[a], after[b]
         if not (np.array_equal(fa.landmarks, fb.landmarks) and fa.box == fb.box):
             changed.append(rel)
-            dx, dy = fa.landmarks[1] - fa.landmarks[0]
-            print(
-                f"changed {rel}: roll {math.degrees(math.atan2(float(dy), float(dx))):.1f}, eye {fa.eye_distance:.1f}"
-            )
-        dx, dy = fa.landmarks[1] - fa.landmarks[0]
-        rolls.append(abs(math.degrees(math.atan2(float(dy), float(dx)))))
+            print(f"changed {rel}: roll {eye_roll(fa.landmarks):.1f}, eye {fa.eye_distance:.1f}")
+        rolls.append(abs(eye_roll(fa.landmarks)))
         eyes.append(fa.eye_distance)
         if (i + 1) % 1000 == 0:
             print(f"{i + 1}/{len(paths)} images, {len(changed)} changed", flush=True)

