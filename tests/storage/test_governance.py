@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from index_helpers import create_gallery, enroll_photos
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+import examination_helpers
 from examination_helpers import DIFFERENT, SAME, conclude, task_of
 from face_fixtures import BIDEN, FACEAPI, OBAMA, OBAMA2
 from facetrail.accounts.service import create_api_token
@@ -44,16 +44,8 @@ GALLERY = {"OBAMA": OBAMA, "BIDEN": BIDEN, "AMY": FACEAPI / "amy" / "amy1.png", 
 TODAY = dt.datetime.now(dt.UTC).date()
 
 
-@dataclass
-class World:
-    ctx: AppContext
-    users: dict[str, Principal]
-    client: TestClient
-    tokens: dict[str, str]
-
-    def api(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+class World(examination_helpers.World):
+    """The shared in-process API world, with a search request through the API."""
 
     def api_search(self, who: str, path: str = "/searches", **fields: Any) -> Any:
         data = {
