@@ -30,6 +30,7 @@ from common import (
     write_doc_section,
 )
 from facetrail.index import ApproximateIndex, ExactIndex, set_threads
+from facetrail.index.faiss_index import append_to_lists, soar_second_lists
 
 
 @dataclass
@@ -190,13 +191,31 @@ def ivf_reach(
     index: ApproximateIndex, probes: np.ndarray, probe_identities: np.ndarray, per_identity: int, nprobe: int
 ) -> float:
     """Share of probes with an enrolled mate in one of the ``nprobe`` lists searched: the IVF partition's
-    ceiling on mate recall, whatever the codes and the re-rank (the rest of the loss is the codes')."""
-    quantizer = index._ivf.quantizer
-    _, probed = quantizer.search(probes, nprobe)
+    ceiling on mate recall, whatever the codes and the re-rank (the rest of the loss is the codes'). With
+    spilling a mate is in two lists: its nearest and SOAR's second."""
+    ivf = index._ivf
+    _, probed = ivf.quantizer.search(probes, nprobe)
     mate_ids = (probe_identities[:, None] * per_identity + np.arange(per_identity)).reshape(-1)
-    _, mate_lists = quantizer.search(index.exact.reconstruct(mate_ids), 1)
-    mate_lists = mate_lists.reshape(len(probes), per_identity)
+    mate_vectors = index.exact.reconstruct(mate_ids)
+    _, mate_lists = ivf.quantizer.search(mate_vectors, 1)
+    if index.spill == 2:
+        second = soar_second_lists(ivf, mate_vectors, index.spill_lambda)[:, None]
+        mate_lists = np.concatenate([mate_lists, second], axis=1)
+    mate_lists = mate_lists.reshape(len(probes), -1)
     return float(np.mean([np.isin(mate_lists[i], probed[i]).any() for i in range(len(probes))]))
+
+
+def spill_in_place(index: ApproximateIndex) -> float:
+    """Turn a trained spill-1 index into the spill-2 index of the same lists (what building with ``spill=2``
+    gives): each face's copy into SOAR's second list. Seconds taken."""
+    start = time.perf_counter()
+    ids, vectors = index.exact.stored()
+    for at in range(0, len(ids), 65_536):
+        chunk = np.ascontiguousarray(vectors[at : at + 65_536])
+        chunk_ids = np.ascontiguousarray(ids[at : at + 65_536])
+        append_to_lists(index._ivf, soar_second_lists(index._ivf, chunk, index.spill_lambda), chunk_ids, chunk)
+    index.spill = 2
+    return time.perf_counter() - start
 
 
 def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list[Row]:
@@ -211,6 +230,7 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
         params["quantizer"] = args.quantizer
     if args.scan_implem is not None:
         params["scan_implem"] = args.scan_implem
+    params["spill"] = args.spill[0]
     index, build_s, rss = build(faces, size, codec=args.codecs[0], **params)
 
     probe_identities, probes = faces.probes(size, args.probes)
@@ -236,33 +256,12 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
             codec_label += f" ({args.quantizer} quantiser)"
         if args.scan_implem is not None:
             codec_label += f" (implem {args.scan_implem})"
-        for nprobe in args.nprobe if index.trained else args.nprobe[:1]:
-            reach = ivf_reach(index, probes, probe_identities, per_identity, nprobe) if index.trained else 1.0
-            for rerank in args.rerank if index.trained else args.rerank[:1]:
-                seconds, _, cpu = time_queries(
-                    lambda q, n=nprobe, r=rerank, ix=index: ix.search(q, k, nprobe=n, rerank=r)[1][0],
-                    probes,
-                    args.latency_queries,
-                )
-                _, approx_ids = index.search(probes, k, nprobe=nprobe, rerank=rerank)
-                label = (
-                    f"ApproximateIndex IVF{nlist} {codec_label} + re-rank {rerank}, nprobe {nprobe}"
-                    if index.trained
-                    else "ApproximateIndex (below training threshold: exact)"
-                )
-                rows.append(
-                    Row(
-                        size,
-                        label,
-                        percentile_ms(seconds, 50),
-                        percentile_ms(seconds, 99),
-                        percentile_ms(cpu, 50),
-                        index.memory_bytes() / size,
-                        *quality(approx_ids, truth_best, probe_identities, per_identity),
-                        f"{args.latency_queries} queries; mate in probed lists {reach:.3f}",
-                    )
-                )
-                print(rows[-1], os.getloadavg()[0], flush=True)
+        for spill in args.spill if index.trained else args.spill[:1]:
+            if spill != index.spill:
+                spill_s = spill_in_place(index)
+                print(f"[{size:,}] spilled into second lists in {spill_s:.0f} s", flush=True)
+                build_s += spill_s
+            rows += measure_approximate(args, index, size, nlist, codec_label, probes, probe_identities, truth_best)
         rows.append(
             Row(
                 size,
@@ -277,6 +276,48 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
                 f"build {build_s:.0f} s",
             )
         )
+    return rows
+
+
+def measure_approximate(
+    args: argparse.Namespace,
+    index: ApproximateIndex,
+    size: int,
+    nlist: int,
+    codec_label: str,
+    probes: np.ndarray,
+    probe_identities: np.ndarray,
+    truth_best: np.ndarray,
+) -> list[Row]:
+    k, per_identity, rows = args.k, args.per_identity, []
+    spill_label = ", spill 2 (SOAR)" if index.spill == 2 else ""
+    for nprobe in args.nprobe if index.trained else args.nprobe[:1]:
+        reach = ivf_reach(index, probes, probe_identities, per_identity, nprobe) if index.trained else 1.0
+        for rerank in args.rerank if index.trained else args.rerank[:1]:
+            seconds, _, cpu = time_queries(
+                lambda q, n=nprobe, r=rerank, ix=index: ix.search(q, k, nprobe=n, rerank=r)[1][0],
+                probes,
+                args.latency_queries,
+            )
+            _, approx_ids = index.search(probes, k, nprobe=nprobe, rerank=rerank)
+            label = (
+                f"ApproximateIndex IVF{nlist} {codec_label}{spill_label} + re-rank {rerank}, nprobe {nprobe}"
+                if index.trained
+                else "ApproximateIndex (below training threshold: exact)"
+            )
+            rows.append(
+                Row(
+                    size,
+                    label,
+                    percentile_ms(seconds, 50),
+                    percentile_ms(seconds, 99),
+                    percentile_ms(cpu, 50),
+                    index.memory_bytes() / size,
+                    *quality(approx_ids, truth_best, probe_identities, per_identity),
+                    f"{args.latency_queries} queries; mate in probed lists {reach:.3f}",
+                )
+            )
+            print(rows[-1], os.getloadavg()[0], flush=True)
     return rows
 
 
@@ -334,6 +375,11 @@ def main() -> None:
     parser.add_argument("--pq-m", type=int, default=0, help="pq-fastscan sub-quantisers (default: dim/4)")
     parser.add_argument("--quantizer", default="flat", help="coarse quantiser: flat or hnsw")
     parser.add_argument("--scan-implem", type=int, default=None, help="faiss fast-scan implem (default: the index's)")
+    parser.add_argument(
+        "--spill",
+        default="2",
+        help="comma-separated, ascending: 1 and/or 2 (2 adds SOAR's second lists to the same index)",
+    )
     parser.add_argument("--skip-exact", action="store_true", help="no floor/numpy/ExactIndex rows (exploration)")
     parser.add_argument("--train-iterations", type=int, default=10)
     parser.add_argument("--per-identity", type=int, default=2, help="enrolled samples per identity")
@@ -342,6 +388,7 @@ def main() -> None:
     args.nprobe = [int(v) for v in args.nprobe.split(",")]
     args.codecs = args.codecs.split(",")
     args.rerank = [int(v) for v in args.rerank.split(",")]
+    args.spill = sorted(int(v) for v in args.spill.split(","))
     command = "python bench/search.py " + " ".join(sys.argv[1:])
     load_before = load_note()
     started = now_utc()

@@ -31,7 +31,15 @@ def main() -> None:
     paths = pair_images(pairs)
     pipeline = FacePipeline(base)
     detector_id = detection_id(pipeline.detector.model_id, base.detection)
-    cached = load_cache(cache_file(DEFAULT_CACHE_DIR, pipeline.model_id, detector_id, data.images_dir))
+    cached = load_cache(
+        cache_file(
+            DEFAULT_CACHE_DIR,
+            pipeline.model_id,
+            detector_id,
+            data.images_dir,
+            getattr(pipeline.embedder, "precision", "fp32"),
+        )
+    )
     assert cached is not None, "no cached clean embeddings: run 'facetrail eval lfw' first"
     missing = set(paths) - set(cached.paths)
     assert not missing, f"{len(missing)} View 2 images are not in the cache"

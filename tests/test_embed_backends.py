@@ -1,5 +1,6 @@
-"""The SFace embedder runs on OpenCV DNN by default and on ONNX Runtime on request: same weights, same vectors,
-same model id (so the shipped calibration table applies to both)."""
+"""The SFace embedder runs on OpenVINO by default (bf16 where the CPU computes it natively), and on OpenCV DNN or
+ONNX Runtime on request. Same weights, same model id (so the shipped calibration table applies to all); the fp32
+runtimes give the same vectors, bf16 close ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from face_fixtures import FIXTURES
 from facetrail.config import EmbeddingSettings, Settings
 from facetrail.errors import ModelError
-from facetrail.faces.embed import sface_embedder
+from facetrail.faces.embed import cpu_has_native_bf16, sface_embedder
 from facetrail.faces.pipeline import FacePipeline
 
 
@@ -27,6 +28,62 @@ def test_opencv_and_onnxruntime_backends_give_the_same_embeddings() -> None:
         assert float(np.min(np.sum(a * b, axis=1))) > 0.99999
 
 
-def test_unknown_backend_is_a_clear_model_error() -> None:
+def _vectors(pipeline: FacePipeline, reference: FacePipeline) -> tuple[np.ndarray, np.ndarray]:
+    """Both pipelines' vectors for the same detected faces of the fixture photos (reference's detections)."""
+    mine, theirs = [], []
+    for name in ("two_people.jpg", "obama.jpg", "biden.jpg", "obama2.jpg"):
+        image = reference.decode_path(FIXTURES / "face_recognition" / name)
+        faces = reference.detect(image)
+        mine.append(pipeline.embedder.embed(image.pixels, faces))
+        theirs.append(reference.embedder.embed(image.pixels, faces))
+    return np.concatenate(mine), np.concatenate(theirs)
+
+
+def test_openvino_fp32_gives_the_same_vectors_as_opencv() -> None:
+    opencv = FacePipeline(Settings(embedding=EmbeddingSettings(backend="opencv")))
+    openvino = FacePipeline(Settings(embedding=EmbeddingSettings(backend="openvino", precision="fp32")))
+    assert openvino.embedder.precision == "fp32"  # type: ignore[attr-defined]
+    assert openvino.model_id == opencv.model_id
+    a, b = _vectors(openvino, opencv)
+    assert len(a) >= 5
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.99999
+
+
+def test_default_runtime_is_openvino_with_bf16_where_the_cpu_has_it() -> None:
+    default = FacePipeline(Settings())
+    assert default.embedder.backend == "openvino"  # type: ignore[attr-defined]
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert default.embedder.precision == expected  # type: ignore[attr-defined]
+    opencv = FacePipeline(Settings(embedding=EmbeddingSettings(backend="opencv")))
+    assert default.model_id == opencv.model_id
+    a, b = _vectors(default, opencv)
+    cosines = np.sum(a * b, axis=1)
+    # bf16 keeps 8 significant bits per activation: close to fp32, not equal (LFW: mean 0.99992, worst 0.9989)
+    assert float(cosines.min()) > 0.998
+    assert float(cosines.mean()) > 0.9997
+    if expected == "bf16":
+        assert float(cosines.min()) < 0.99999  # it really ran in bf16, not silently in fp32
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU computes bfloat16 natively")
+def test_bf16_differs_from_fp32_on_this_cpu() -> None:
+    bf16 = FacePipeline(Settings(embedding=EmbeddingSettings(backend="openvino", precision="bf16")))
+    fp32 = FacePipeline(Settings(embedding=EmbeddingSettings(backend="openvino", precision="fp32")))
+    a, b = _vectors(bf16, fp32)
+    assert 0.998 < float(np.min(np.sum(a * b, axis=1))) < 0.99999
+
+
+@pytest.mark.skipif(cpu_has_native_bf16(), reason="this CPU has native bfloat16")
+def test_forcing_bf16_on_a_cpu_without_it_is_refused() -> None:
+    with pytest.raises(ModelError, match="native bfloat16"):
+        sface_embedder(backend="openvino", precision="bf16")
+
+
+def test_unknown_backend_or_precision_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match="unknown embedding backend 'tensorflow'"):
         sface_embedder(backend="tensorflow")
+    with pytest.raises(ModelError, match="unknown embedding precision 'fp8'"):
+        sface_embedder(backend="openvino", precision="fp8")
+    with pytest.raises(ValueError, match="precision"):
+        EmbeddingSettings(precision="fp8")  # type: ignore[arg-type]

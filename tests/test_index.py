@@ -16,6 +16,7 @@ from facetrail.index import (
     make_index,
     vector_set_checksum,
 )
+from facetrail.index.faiss_index import write_index_file
 
 DIM = 32
 
@@ -238,11 +239,78 @@ def test_approximate_variants_find_mates_and_survive_a_round_trip(
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("codec", ["pq-fastscan", "sq8"])
+def test_spilled_index_holds_each_face_twice_and_returns_it_once(
+    codec: str, rng: np.random.Generator, tmp_path: Path
+) -> None:
+    labels, gallery, centres = clustered(rng, 3000, 2, noise_sq=0.8)
+    spilled = ApproximateIndex(DIM, nlist=64, nprobe=4, rerank=50, codec=codec, spill=2)
+    plain = ApproximateIndex(DIM, nlist=64, nprobe=4, rerank=50, codec=codec, spill=1)
+    for index in (spilled, plain):
+        index.add(np.arange(len(gallery)), gallery)
+        assert index.trained
+    assert spilled.list_entries == 2 * len(gallery) and plain.list_entries == len(gallery)
+    # adding after training spills too
+    extra = unit_rows(rng, 37)
+    spilled.add(np.arange(10_000, 10_037), extra)
+    assert spilled.list_entries == 2 * (len(gallery) + 37)
+    _, ids = spilled.search(extra, 1, nprobe=64)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(10_000, 10_037))
+
+    probe_identities = rng.choice(3000, size=400, replace=False)
+    probes = centres[probe_identities] + rng.standard_normal((400, DIM)).astype(np.float32) * np.sqrt(0.8 / DIM)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    _, spilled_ids = spilled.search(probes, 10)
+    _, plain_ids = plain.search(probes, 10)
+    for row in spilled_ids:  # a face reached through both of its lists is one candidate
+        found = row[row >= 0]
+        assert len(np.unique(found)) == len(found)
+
+    def mate_rate(ids: np.ndarray) -> float:
+        known = ids >= 0
+        identity = np.where(known, labels[np.where(known, ids, 0) % len(labels)], -1)
+        return float(np.mean((identity == probe_identities[:, None]).any(axis=1)))
+
+    # the second list is what spilling is for: at the same nprobe it reaches mates plain IVF misses
+    assert mate_rate(spilled_ids) > mate_rate(plain_ids) + 0.02
+
+    # removal takes out both copies; the file keeps the setting
+    gone = np.arange(0, 600)
+    assert spilled.remove(gone) == 600
+    assert spilled.list_entries == 2 * (len(gallery) + 37 - 600)
+    _, ids = spilled.search(gallery[gone], 10, nprobe=64)
+    assert not np.isin(ids, gone).any()
+    path = tmp_path / "spilled.ftidx"
+    spilled.save(path)
+    loaded = load_index(path)
+    assert isinstance(loaded, ApproximateIndex) and loaded.spill == 2
+    assert loaded.list_entries == spilled.list_entries
+    for a, b in zip(spilled.search(probes, 5), loaded.search(probes, 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_index_files_from_before_spilling_load_as_one_list_per_face(rng: np.random.Generator, tmp_path: Path) -> None:
+    index = ApproximateIndex(DIM, nlist=16, nprobe=4, min_train_size=1000, spill=1)
+    _, gallery, _ = clustered(rng, 600, 3)
+    index.add(np.arange(len(gallery)), gallery)
+    header = index.header()
+    del header["params"]["spill"], header["params"]["spill_lambda"]  # what older versions wrote
+    path = tmp_path / "old.ftidx"
+    with path.open("wb") as fh:
+        write_index_file(fh, header, index.write_blobs)
+    loaded = load_index(path)
+    assert isinstance(loaded, ApproximateIndex) and loaded.spill == 1 and loaded.list_entries == len(gallery)
+    queries = unit_rows(rng, 5)
+    np.testing.assert_array_equal(index.search(queries, 5)[1], loaded.search(queries, 5)[1])
+
+
 def test_approximate_refuses_bad_variants() -> None:
     with pytest.raises(ValueError, match="pq_subquantizers"):
         ApproximateIndex(DIM, pq_subquantizers=5)
     with pytest.raises(ValueError, match="quantizer"):
         ApproximateIndex(DIM, quantizer="kd-tree")
+    with pytest.raises(ValueError, match="spill"):
+        ApproximateIndex(DIM, spill=3)
 
 
 def test_approximate_is_exact_below_the_training_threshold(rng: np.random.Generator) -> None:

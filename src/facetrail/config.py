@@ -101,9 +101,16 @@ class EmbeddingSettings(BaseModel):
         "enrolment, evaluation); with flip averaging the pass holds twice as many crops.",
     )
     backend: str = Field(
-        "opencv",
-        description="Runtime for ONNX embedders: 'opencv' (OpenCV DNN; 1.5× faster for SFace here, same vectors) "
-        "or 'onnxruntime'.",
+        "openvino",
+        description="Runtime for ONNX embedders on the CPU: 'openvino' (default; with bf16 1.6× faster than "
+        "OpenCV for SFace here), 'opencv' (OpenCV DNN, fp32) or 'onnxruntime' (fp32). --device cuda always "
+        "uses ONNX Runtime.",
+    )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="Arithmetic of the 'openvino' backend: 'auto' (bf16 where the CPU computes bfloat16 natively, "
+        "AVX512-BF16 or AMX, else fp32), 'bf16' (refused on other CPUs) or 'fp32'. bf16 vectors stay within "
+        "cosine 0.9997 of fp32 (same model id). The other backends are always fp32.",
     )
 
 
@@ -137,7 +144,7 @@ class IndexSettings(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Index parameters, e.g. for 'approximate': nlist, nprobe, rerank, codec, pq_subquantizers,"
-        " quantizer ('flat' or 'hnsw'), scan_implem (see ApproximateIndex).",
+        " quantizer ('flat' or 'hnsw'), scan_implem, spill (1 or 2), spill_lambda (see ApproximateIndex).",
     )
 
 

@@ -53,6 +53,11 @@ def _settings_for(model: str, base: Settings) -> Settings:
     return base.model_copy(update={"embedding": embedding})
 
 
+def _runtime_key(ids: tuple[str, str, int, str]) -> str:
+    """The model id, plus the arithmetic where it is not fp32 (fp32 keeps the older cache key)."""
+    return ids[0] if ids[3] == "fp32" else f"{ids[0]}|{ids[3]}"
+
+
 def _cache_path(cache_dir: Path, model_id: str, detector_key: str, images_dir: Path, spec: str, seed: int) -> Path:
     key = hashlib.sha256(f"{model_id}|{detector_key}|{images_dir.resolve()}|{spec}|{seed}".encode()).hexdigest()[:12]
     safe = model_id.split("@")[0].replace("/", "_")
@@ -159,7 +164,7 @@ def degraded_embeddings(
 
     ids = {m: model_ids(_settings_for(m, settings)) for m in models}
     detector_key = f"{ids[models[0]][1]}|{settings.detection.model_dump_json()}"
-    files = {m: _cache_path(cache_dir, ids[m][0], detector_key, images_dir, spec.text, seed) for m in models}
+    files = {m: _cache_path(cache_dir, _runtime_key(ids[m]), detector_key, images_dir, spec.text, seed) for m in models}
     cached = {m: _load(files[m]) for m in models}
     wanted = list(dict.fromkeys(paths))
     known = [set() if c is None else {str(p) for p in c["paths"]} for c in cached.values()]

@@ -71,9 +71,11 @@ class EmbeddingSet:
         return self.faces > 0
 
 
-def cache_file(cache_dir: Path, model_id: str, detector_id: str, images_dir: Path) -> Path:
+def cache_file(cache_dir: Path, model_id: str, detector_id: str, images_dir: Path, arithmetic: str = "fp32") -> Path:
     # The images folder is part of the key: the same relative names under another folder are other images.
-    key = hashlib.sha256(f"{model_id}|{detector_id}|{images_dir.resolve()}".encode()).hexdigest()[:12]
+    # The arithmetic too: bf16 vectors are close to fp32 ones, not equal (fp32 keeps the older key).
+    runtime = "" if arithmetic == "fp32" else f"|{arithmetic}"
+    key = hashlib.sha256(f"{model_id}|{detector_id}|{images_dir.resolve()}{runtime}".encode()).hexdigest()[:12]
     safe = model_id.replace("@", "_").replace("/", "_")
     return cache_dir / f"{safe}-{key}.npz"
 
@@ -136,12 +138,18 @@ def _embed_chunk(images_dir: str, paths: list[str]) -> tuple[list[str], np.ndarr
     return paths, vectors, counts
 
 
-def model_ids(settings: Settings) -> tuple[str, str, int]:
-    """(embedder model id, detector id, dim) without embedding anything."""
+def model_ids(settings: Settings) -> tuple[str, str, int, str]:
+    """(embedder model id, detector id, dim, arithmetic: 'fp32' or 'bf16') without embedding anything."""
     from facetrail.faces.pipeline import FacePipeline
 
     pipeline = FacePipeline(settings)
-    return pipeline.model_id, detection_id(pipeline.detector.model_id, settings.detection), pipeline.embedder.dim
+    arithmetic = str(getattr(pipeline.embedder, "precision", "fp32"))
+    return (
+        pipeline.model_id,
+        detection_id(pipeline.detector.model_id, settings.detection),
+        pipeline.embedder.dim,
+        arithmetic,
+    )
 
 
 def embed_images(
@@ -154,8 +162,8 @@ def embed_images(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[EmbeddingSet, int]:
     """Embeddings for ``paths`` (relative to ``images_dir``) and how many had to be computed now."""
-    model_id, detector_id, dim = model_ids(settings)
-    path = cache_file(cache_dir, model_id, detector_id, images_dir)
+    model_id, detector_id, dim, arithmetic = model_ids(settings)
+    path = cache_file(cache_dir, model_id, detector_id, images_dir, arithmetic)
     cached = load_cache(path) or EmbeddingSet(
         model_id, detector_id, [], np.zeros((0, dim), np.float32), np.zeros(0, np.int32)
     )

@@ -24,8 +24,8 @@ INDEX_KINDS = ("exact", "approximate")
 
 def make_index(kind: str, dim: int, **params: Any) -> ExactIndex | ApproximateIndex:
     """``exact``: ``threads``. ``approximate``: ``nlist``, ``nprobe``, ``rerank``, ``codec``, ``pq_subquantizers``,
-    ``quantizer``, ``scan_implem``, ``min_train_size``, ``train_size``, ``train_iterations``, ``threads``, ``seed``
-    (see ``ApproximateIndex``)."""
+    ``quantizer``, ``scan_implem``, ``spill``, ``spill_lambda``, ``min_train_size``, ``train_size``,
+    ``train_iterations``, ``threads``, ``seed`` (see ``ApproximateIndex``)."""
     if kind == "exact":
         return ExactIndex(dim, **params)
     if kind == "approximate":
