@@ -16,7 +16,7 @@ from facetrail.index import (
     make_index,
     vector_set_checksum,
 )
-from facetrail.index.faiss_index import write_index_file
+from facetrail.index.faiss_index import CentroidTable, soar_second_lists, write_index_file
 
 DIM = 32
 
@@ -287,6 +287,30 @@ def test_spilled_index_holds_each_face_twice_and_returns_it_once(
     assert loaded.list_entries == spilled.list_entries
     for a, b in zip(spilled.search(probes, 5), loaded.search(probes, 5), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_soar_choice_equals_its_definition(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner-product algebra (with and without the Gram matrix) picks the list the SOAR loss defines."""
+    index = ApproximateIndex(DIM, nlist=32, min_train_size=1500, spill=1)
+    index.add(np.arange(2000), unit_rows(rng, 2000))
+    ivf = index._ivf
+    x = unit_rows(rng, 300) * rng.uniform(0.5, 2.0, (300, 1)).astype(np.float32)  # any norm
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    _, lists = ivf.quantizer.search(x, 16)
+    expected = []
+    for row, vector in enumerate(x):
+        primary = vector - centroids[lists[row, 0]]
+        primary /= np.linalg.norm(primary)
+        residuals = vector - centroids[lists[row, 1:]]
+        loss = (residuals**2).sum(1) + 1.5 * (residuals @ primary) ** 2
+        expected.append(lists[row, 1 + int(np.argmin(loss))])
+    with_gram = soar_second_lists(ivf, x, 1.5)
+    monkeypatch.setattr(CentroidTable, "GRAM_MAX_LISTS", 0)  # large-nlist path: centroid products per vector
+    without_gram = soar_second_lists(ivf, x, 1.5)
+    assert CentroidTable(ivf).gram is None
+    assert np.mean(with_gram == np.array(expected)) > 0.99  # ties within float error may differ
+    assert np.mean(without_gram == np.array(expected)) > 0.99
+    assert not np.any(with_gram == lists[:, 0])  # never the primary list
 
 
 def test_index_files_from_before_spilling_load_as_one_list_per_face(rng: np.random.Generator, tmp_path: Path) -> None:

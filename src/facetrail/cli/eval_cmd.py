@@ -62,6 +62,14 @@ PER_FOLD_OPTION = Annotated[
 ]
 
 
+def _arithmetic() -> str:
+    """'bf16' or 'fp32': what the SFace embedder computes in under the current settings (docs/pipeline.md)."""
+    from facetrail.config import get_settings
+    from facetrail.evaluation.embedding import model_ids
+
+    return model_ids(get_settings())[3]
+
+
 def _embed(
     data_dir: Path,
     paths: list[str],
@@ -147,6 +155,7 @@ def lfw(
     rate = run.images_per_second
     report.extra = {
         "detector_id": run.embeddings.detector_id,
+        "embedder_arithmetic": "fp32" if model == "dlib" else _arithmetic(),  # fusion: its SFace half
         "face_choice": "largest face nearest the image centre (faces >= half the largest area; nearest centre)",
         "images_embedded_now": run.computed,
         "embedding_seconds": round(run.seconds, 2),

@@ -187,12 +187,17 @@ class ApproximateIndex:
     sample and filled the first time the gallery reaches that size (that one ``add`` holds the write lock for the
     training: tens of seconds at nlist 4096 on 2 cores). Scores returned are exact inner products.
 
-    Defaults (nlist 4096, nprobe 1024, 100 re-ranked, fast-scan implementation 11) measured on 128-d synthetic
-    identities, one query at a time on one thread of a shared 2-core machine (load ≈ 5; bench/index10m_notes.md):
-    1M faces 99.9% mate recall (mate@10) at 1.7 ms p50; 10M faces 99.6% at ~9 ms, 99.1% at ~7 ms with nprobe 768.
-    What is lost is the partition (the mate's list not among those probed), not the codes: a larger re-rank
-    buys nothing measurable, and recall follows the fraction of lists probed (≈ 20-25% for 99.5%). Raise
-    ``nprobe`` for recall, lower it for speed.
+    ``spill = 2`` (default) puts every face in two lists: its nearest, and a second chosen by SOAR's
+    orthogonality-amplified rule (``soar_second_lists``). What loses mates in plain IVF is the partition (a
+    probe's mate in a list the probe does not rank high), not the codes; the second list halves the lists a
+    search must probe for the same recall, at 8 more bytes of id and 16 of code per face. A face found through
+    both lists is one candidate. ``spill = 1`` is plain IVF (and what index files written before this option
+    hold).
+
+    Defaults (nlist 4096, spill 2, nprobe 512, 100 distinct faces re-ranked, fast-scan implementation 11) measured
+    on 128-d synthetic identities, one query at a time on one thread of a 2-core machine (docs/benchmarks.md,
+    bench/index10m_notes.md): at 10M faces ≥ 99.5% mate recall within 5 ms p50, where plain IVF needed nprobe
+    1024 and 6-9 ms. Raise ``nprobe`` for recall, lower it for speed.
     """
 
     kind = "approximate"
@@ -202,7 +207,7 @@ class ApproximateIndex:
         dim: int,
         *,
         nlist: int = 4096,
-        nprobe: int = 1024,
+        nprobe: int = 512,
         rerank: int = 100,
         codec: str = "pq-fastscan",
         pq_subquantizers: int | None = None,
@@ -224,6 +229,8 @@ class ApproximateIndex:
             raise ValueError(f"unknown quantizer {quantizer!r} (choose one of {', '.join(QUANTIZERS)})")
         if spill not in (1, 2):
             raise ValueError("spill must be 1 (each face in one list) or 2 (also in a second, SOAR-chosen list)")
+        if spill == 2 and nlist < 2:
+            raise ValueError("spill = 2 needs at least 2 lists (nlist)")
         self.pq_subquantizers = int(pq_subquantizers if pq_subquantizers is not None else dim // 4)
         if codec == "pq-fastscan" and (dim % self.pq_subquantizers or self.pq_subquantizers % 2):
             raise ValueError("pq_subquantizers must be even and divide the dimension")
@@ -243,6 +250,7 @@ class ApproximateIndex:
         self.seed = seed
         self._exact = ExactIndex(self.dim, threads=threads)
         self._ivf: Any = None
+        self._centroids: CentroidTable | None = None  # built at the first spilled add, not saved
         self._lock = ReadWriteLock()
 
     def __len__(self) -> int:
@@ -276,6 +284,7 @@ class ApproximateIndex:
                 self._ivf = self._train_and_fill()
 
     def _train_and_fill(self) -> Any:
+        self._centroids = None
         stored_ids, stored_vectors = self._exact.stored()
         rng = np.random.default_rng(self.seed)
         n = len(stored_ids)
@@ -314,7 +323,10 @@ class ApproximateIndex:
         """Each vector into its nearest list (faiss), and with ``spill = 2`` a copy into a second list."""
         ivf.add_with_ids(vectors, ids)
         if self.spill == 2 and len(ids):
-            append_to_lists(ivf, soar_second_lists(ivf, vectors, self.spill_lambda), ids, vectors)
+            if self._centroids is None:  # the centroids never change once trained
+                self._centroids = CentroidTable(ivf)
+            second = soar_second_lists(ivf, vectors, self.spill_lambda, self._centroids)
+            append_to_lists(ivf, second, ids, vectors)
 
     def _configure(self, ivf: Any) -> None:
         """Search-time settings faiss does not save with the index."""
@@ -369,6 +381,8 @@ class ApproximateIndex:
         code_bytes = self.dim if self.codec == "sq8" else self.pq_subquantizers // 2
         entries = self.ntotal * self.spill
         ivf = entries * (code_bytes + 8) + self.nlist * self.dim * 4 if self._ivf is not None else 0
+        if self._centroids is not None and self._centroids.gram is not None:
+            ivf += self._centroids.gram.nbytes
         return self._exact.memory_bytes() + ivf
 
     # persistence -----------------------------------------------------------------------------------------
@@ -415,25 +429,50 @@ class ApproximateIndex:
         return index
 
 
-def soar_second_lists(ivf: Any, vectors: np.ndarray, spill_lambda: float, candidates: int = 16) -> np.ndarray:
+class CentroidTable:
+    """The IVF centroids with their norms and, up to ``GRAM_MAX_LISTS`` lists, their Gram matrix (nlist² floats:
+    64 MB at 4096 lists), so SOAR's choice needs no per-vector centroid copies (60x faster at 4096 lists)."""
+
+    GRAM_MAX_LISTS = 8192
+
+    def __init__(self, ivf: Any) -> None:
+        self.centroids = np.asarray(ivf.quantizer.reconstruct_n(0, ivf.nlist), np.float32)
+        self.norms_sq = np.einsum("ij,ij->i", self.centroids, self.centroids)
+        self.gram = self.centroids @ self.centroids.T if ivf.nlist <= self.GRAM_MAX_LISTS else None
+
+    def products(self, first: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """⟨c_first[i], c_others[i, j]⟩ for each row i and column j."""
+        if self.gram is not None:
+            return self.gram[first[:, None], others]
+        return np.matmul(self.centroids[others], self.centroids[first][:, :, None])[:, :, 0]
+
+
+def soar_second_lists(
+    ivf: Any, vectors: np.ndarray, spill_lambda: float, table: CentroidTable | None = None, candidates: int = 16
+) -> np.ndarray:
     """For each vector, the second IVF list to hold a copy of it: SOAR's choice (Sun et al., "SOAR: improved
     indexing for approximate nearest neighbor search", NeurIPS 2023).
 
     Among the ``candidates`` nearest centroids other than the primary one c1, the list c minimising
     ``‖x - c‖² + λ⟨x - c, r̂⟩²`` (r = x - c1): a residual orthogonal to the primary one, so that a query the
     primary list misses (its direction along r is what made the primary score low) is likely to reach the
-    second. Measured on 128-d synthetic identities: 99.5% reach at 40% of the lists plain IVF needs.
+    second. Computed from the quantiser's inner products and the centroid table, without forming residuals.
+    Measured on 128-d synthetic identities at 10M: 99.6% mate recall scanning 0.75x the codes plain IVF needs
+    for 99.6% (bench/index10m_notes.md).
     """
-    _, lists = ivf.quantizer.search(vectors, candidates)
-    centroids = ivf.quantizer.reconstruct_batch(lists.reshape(-1)).reshape(len(vectors), candidates, -1)
-    primary = vectors - centroids[:, 0]
-    primary /= np.maximum(np.linalg.norm(primary, axis=1, keepdims=True), 1e-12)
-    residuals = vectors[:, None, :] - centroids[:, 1:]
-    loss = (
-        np.einsum("nkd,nkd->nk", residuals, residuals) + spill_lambda * np.einsum("nkd,nd->nk", residuals, primary) ** 2
-    )
-    loss[lists[:, 1:] < 0] = np.inf  # fewer lists than candidates
-    return lists[np.arange(len(vectors)), 1 + np.argmin(loss, axis=1)].astype(np.int64)
+    table = table or CentroidTable(ivf)
+    scores, lists = ivf.quantizer.search(vectors, min(candidates, ivf.nlist))  # inner products ⟨x, c⟩, best first
+    first, others = lists[:, 0], lists[:, 1:]
+    missing = others < 0  # the graph quantiser may return fewer lists than asked
+    x_first, x_other = scores[:, :1], np.where(missing, 0.0, scores[:, 1:])
+    others = np.where(missing, first[:, None], others)
+    x_sq = np.einsum("ij,ij->i", vectors, vectors)[:, None]
+    residual_norm = np.sqrt(np.maximum(x_sq - 2 * x_first + table.norms_sq[first][:, None], 1e-12))
+    # ⟨x - c, x - c1⟩ / ‖x - c1‖
+    along = (x_sq - x_first - x_other + table.products(first, others)) / residual_norm
+    loss = x_sq - 2 * x_other + table.norms_sq[others] + spill_lambda * along**2
+    loss[missing] = np.inf
+    return others[np.arange(len(vectors)), np.argmin(loss, axis=1)].astype(np.int64)
 
 
 def append_to_lists(ivf: Any, lists: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> None:
