@@ -30,7 +30,7 @@ from common import (
     write_doc_section,
 )
 from facetrail.index import ApproximateIndex, ExactIndex, set_threads
-from facetrail.index.faiss_index import append_to_lists, soar_second_lists
+from facetrail.index.faiss_index import CentroidTable, append_to_lists, soar_second_lists
 
 
 @dataclass
@@ -210,10 +210,12 @@ def spill_in_place(index: ApproximateIndex) -> float:
     gives): each face's copy into SOAR's second list. Seconds taken."""
     start = time.perf_counter()
     ids, vectors = index.exact.stored()
+    table = CentroidTable(index._ivf)
     for at in range(0, len(ids), 65_536):
         chunk = np.ascontiguousarray(vectors[at : at + 65_536])
         chunk_ids = np.ascontiguousarray(ids[at : at + 65_536])
-        append_to_lists(index._ivf, soar_second_lists(index._ivf, chunk, index.spill_lambda), chunk_ids, chunk)
+        second = soar_second_lists(index._ivf, chunk, index.spill_lambda, table)
+        append_to_lists(index._ivf, second, chunk_ids, chunk)
     index.spill = 2
     return time.perf_counter() - start
 
