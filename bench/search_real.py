@@ -29,12 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_note, machine_description, now_utc, percentile_ms, write_doc_section
-from search import Row, fmt, parse_size, rss_bytes, spill_in_place, time_queries
-
 from facetrail.config import get_settings
 from facetrail.evaluation.embedding import embed_images
 from facetrail.evaluation.lfw import open_lfw
 from facetrail.index import ApproximateIndex, set_threads
+from search import Row, fmt, parse_size, rss_bytes, spill_in_place, time_queries
 
 CHUNK = 500_000
 
