@@ -61,8 +61,9 @@ class FacePipeline:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        # OpenCV's YuNet object keeps per-call state: one detector per thread, so a server's worker threads
-        # can analyse photos at once. ONNX Runtime sessions (the embedder) are thread-safe and shared.
+        # One detector per thread (OpenCV's FaceDetectorYN, the reference YuNet, keeps per-call state), so a
+        # server's worker threads can analyse photos at once. The embedder is shared (it keeps its own per-thread
+        # state where its runtime needs it).
         self._local = threading.local()
         self._embedder: FaceEmbedder | None = None
 
