@@ -4,6 +4,12 @@ runtimes give the same vectors, bf16 close ones."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,6 +70,38 @@ def test_default_runtime_is_openvino_with_bf16_where_the_cpu_has_it() -> None:
     assert float(cosines.mean()) > 0.9997
     if expected == "bf16":
         assert float(cosines.min()) < 0.99999  # it really ran in bf16, not silently in fp32
+
+
+def test_openvino_telemetry_is_shut_out(tmp_path: Path) -> None:
+    """Air-gapped and privacy-bound installs: ``import openvino`` would start its opt-out telemetry, which writes a
+    client id under ~/intel. Embedding a photo in a fresh process opens no network connection and leaves no
+    OpenVINO file in the user's home."""
+    script = textwrap.dedent(
+        f"""
+        import socket
+        def refuse(*args, **kwargs):
+            raise SystemExit("network connection attempted: " + repr(args))
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        from facetrail.config import Settings
+        from facetrail.faces.pipeline import FacePipeline
+        pipeline = FacePipeline(Settings())
+        image = pipeline.decode_path({str(FIXTURES / "face_recognition" / "obama.jpg")!r})
+        faces = pipeline.analyze(image)
+        assert faces and faces[0].embedding is not None and pipeline.embedder.backend == "openvino"
+        print("embedded")
+        """
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "embedded" in result.stdout
+    written = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
+    assert not [name for name in written if name.startswith("intel")]  # OpenVINO's telemetry client id
+    # ONNX Runtime (detectors) writes a device id of its own; known, left as it is (docs/deployment.md)
+    assert not [name for name in written if not name.startswith(".cache/Microsoft/DeveloperTools/")]
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU computes bfloat16 natively")

@@ -7,6 +7,7 @@ and registering in ``make_embedder``; callers never change.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,11 +89,25 @@ class _OpenCvRunner:
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def import_openvino() -> Any:
+    """``openvino``, with its usage telemetry shut out.
+
+    ``import openvino`` loads its model-conversion tool, which starts the ``openvino_telemetry`` package: opt-out
+    Google Analytics that writes a client id under ~/intel at import and reports use of the converter unless a
+    consent file says no. An agency's face-search server must not do either. With the package unimportable the
+    converter falls back to its own no-op stub (openvino/tools/ovc/telemetry_utils.py); the runtime we use never
+    needed it. Tested in tests/test_embed_backends.py (a fresh process: nothing under ~/intel, no connection).
+    """
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes ``import`` raise ImportError
+    import openvino
+
+    return openvino
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether OpenVINO can run bfloat16 arithmetic natively on this CPU (AVX512-BF16 or AMX)."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class _OpenVinoRunner:
@@ -101,11 +116,11 @@ class _OpenVinoRunner:
     0.9987 of fp32 (median 0.99996), pair scores move by at most 0.009 and View 2 accuracy by one pair in 6,000
     (docs/accuracy.md), so the model id, which pins the weights, is unchanged. An infer request is
     not thread-safe and one compiled model runs one request at a time, so each thread compiles its own
-    (0.3 s and about 40 MB, like OpenCV's per-thread nets)."""
+    (0.3 s and about 40 MB, like OpenCV's per-thread nets). OpenVINO's telemetry is shut out (``import_openvino``)."""
 
     def __init__(self, model_bytes: bytes, name: str, threads: int, precision: str) -> None:
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError:
             raise ModelError(
                 "the 'openvino' embedding backend needs the openvino package (pip install openvino), "
