@@ -233,7 +233,7 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
     if args.scan_implem is not None:
         params["scan_implem"] = args.scan_implem
     params["spill"] = args.spill[0]
-    params["by_residual"] = not args.raw_codes
+    params["by_residual"] = args.residual_codes
     index, build_s, rss = build(faces, size, codec=args.codecs[0], **params)
 
     probe_identities, probes = faces.probes(size, args.probes)
@@ -259,8 +259,8 @@ def run_size(args: argparse.Namespace, size: int, faces: SyntheticFaces) -> list
             codec_label += f" ({args.quantizer} quantiser)"
         if args.scan_implem is not None:
             codec_label += f" (implem {args.scan_implem})"
-        if args.raw_codes:
-            codec_label += " raw codes"
+        if args.residual_codes:
+            codec_label += " residual codes"
         for spill in args.spill if index.trained else args.spill[:1]:
             if spill != index.spill:
                 spill_s = spill_in_place(index)
@@ -385,7 +385,7 @@ def main() -> None:
         default="2",
         help="comma-separated, ascending: 1 and/or 2 (2 adds SOAR's second lists to the same index)",
     )
-    parser.add_argument("--raw-codes", action="store_true", help="codes of the vectors, not of their residuals")
+    parser.add_argument("--residual-codes", action="store_true", help="codes of the residuals to the list centroids")
     parser.add_argument("--skip-exact", action="store_true", help="no floor/numpy/ExactIndex rows (exploration)")
     parser.add_argument("--train-iterations", type=int, default=10)
     parser.add_argument("--per-identity", type=int, default=2, help="enrolled samples per identity")

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="processes embedding LFW images not yet cached")
-    parser.add_argument("--raw-codes", action="store_true", help="codes of the vectors, not of their residuals")
+    parser.add_argument("--residual-codes", action="store_true", help="codes of the residuals to the list centroids")
     parser.add_argument("--rerank", type=int, default=None, help="candidates re-ranked exactly (default: the index's)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -124,7 +124,7 @@ def main() -> None:
     rss_before = rss_bytes()
     start = time.perf_counter()
     extra = {} if args.rerank is None else {"rerank": args.rerank}
-    index = ApproximateIndex(real.shape[1], spill=spills[0], by_residual=not args.raw_codes, **extra)
+    index = ApproximateIndex(real.shape[1], spill=spills[0], by_residual=args.residual_codes, **extra)
     index.add(np.arange(len(real)), real)
     for number, at in enumerate(range(len(real), size, CHUNK)):
         n = min(CHUNK, size - at)
@@ -167,7 +167,7 @@ def main() -> None:
             )
             _, ids = index.search(probe_vectors, args.k, nprobe=nprobe)
             label = "spill 2 (SOAR)" if index.spill == 2 else "spill 1 (plain IVF)"
-            label += "" if index.by_residual else ", raw codes"
+            label += ", residual codes" if index.by_residual else ""
             label += f", re-rank {index.rerank}"
             rows.append(
                 Row(

@@ -198,7 +198,7 @@ class ApproximateIndex:
     on 128-d synthetic identities, one query at a time on one thread of a quiet 2-core machine (docs/benchmarks.md):
     1M faces 100% mate recall at 1.8 ms p50; 10M faces 99.8% at 4.1 ms (plain IVF: 99.6% at 4.4 ms with nprobe
     1024; spill 2 reaches 99.6% at 3.4 ms with nprobe 384). Building 10M takes ~8 min on 2 cores, 0.6 kB a face.
-    On LFW's real embeddings among distractors the partition is harder: see "Search on real embeddings" there.
+    On LFW's real embeddings among distractors the codes limit it: "Search on real embeddings" there.
     Raise ``nprobe`` for recall, lower it for speed.
     """
 
@@ -217,7 +217,7 @@ class ApproximateIndex:
         scan_implem: int = 11,
         spill: int = 2,
         spill_lambda: float = 1.0,
-        by_residual: bool = True,
+        by_residual: bool = False,
         min_train_size: int | None = None,
         train_size: int | None = None,
         train_iterations: int = 10,
@@ -307,8 +307,10 @@ class ApproximateIndex:
             ivf = faiss.IndexIVFPQFastScan(
                 quantizer, self.dim, self.nlist, self.pq_subquantizers, 4, faiss.METRIC_INNER_PRODUCT
             )
-        # Codes of the residual to the list's centroid, not of the vector: real face embeddings share a large mean
-        # direction that raw codes spend their bits on. For inner product the lookup table stays one per query.
+        # Raw codes by default. Residual codes (the vector minus its list's centroid) measured better on LFW's real
+        # embeddings among 1M distractors (best found 0.970 -> 0.979) but lost mates on 10M synthetic identities
+        # (plain IVF at nprobe 1024: mate@10 0.996 -> 0.982): fast-scan quantises each list's centroid term together
+        # with the 8-bit lookup table, and at 10M that noise decides ranks (bench/index10m_notes.md).
         ivf.by_residual = self.by_residual
         ivf.cp.seed = self.seed
         if _TRAINING_DEVICE["device"] == "cuda":  # k-means assignment on the GPU; the trained index stays on CPU
