@@ -32,6 +32,36 @@ def test_concurrent_analysis_matches_sequential() -> None:
         t.join()
     assert not errors
     assert len({id(d) for d in _detectors(pipeline, 3)}) == 3  # one detector per thread
+    runner = getattr(pipeline.embedder, "_runner", None)
+    if hasattr(runner, "slots"):  # OpenVINO: compiled models are pooled, never more than one per core
+        assert 1 <= runner.slots <= runner.max_slots
+
+
+def test_openvino_models_stay_bounded_under_many_threads() -> None:
+    """However many server threads embed, the OpenVINO runner compiles at most one model slot per core
+    (each slot ~80 MB), and every thread still gets the single-threaded vectors."""
+    from facetrail.faces.embed import sface_embedder
+
+    embedder = sface_embedder(backend="openvino")
+    runner = embedder._runner
+    crops = [np.full((112, 112, 3), v, np.uint8) for v in (40, 120, 200)]
+    expected = embedder.embed_crops(crops)
+    errors: list[str] = []
+    start = threading.Barrier(12)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(3):
+            if not np.allclose(embedder.embed_crops(crops), expected, atol=1e-5):
+                errors.append("vectors differ")
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert 1 <= runner.slots <= runner.max_slots
 
 
 def _detectors(pipeline: FacePipeline, n: int) -> list[object]:

@@ -7,6 +7,8 @@ and registering in ``make_embedder``; callers never change.
 
 from __future__ import annotations
 
+import os
+import queue
 import sys
 import threading
 from collections.abc import Sequence
@@ -115,8 +117,10 @@ class _OpenVinoRunner:
     SFace runs 1.6x faster than OpenCV's fp32 on one core here; on 7,701 LFW images the vectors are within cosine
     0.9987 of fp32 (median 0.99996), pair scores move by at most 0.009 and View 2 accuracy by one pair in 6,000
     (docs/accuracy.md), so the model id, which pins the weights, is unchanged. An infer request is
-    not thread-safe and one compiled model runs one request at a time, so each thread compiles its own
-    (0.3 s and about 40 MB, like OpenCV's per-thread nets). OpenVINO's telemetry is shut out (``import_openvino``)."""
+    not thread-safe and one compiled model runs one request at a time, so concurrent calls take compiled models
+    from a pool that grows on demand up to one per core (``max_slots``; a slot costs ~0.3 s to compile and ~80 MB):
+    memory stays bounded however many server threads call in. OpenVINO's telemetry is shut out
+    (``import_openvino``)."""
 
     def __init__(self, model_bytes: bytes, name: str, threads: int, precision: str) -> None:
         try:
@@ -157,27 +161,51 @@ class _OpenVinoRunner:
             # workers then share one core (measured: each at half speed). The OS scheduler spreads them.
             "ENABLE_CPU_PINNING": False,
         }
-        self._local = threading.local()
-        self._request(1)  # fail now, not on first use
+        self.max_slots = max(1, os.cpu_count() or 1)
+        self._idle: queue.LifoQueue[dict[int, Any]] = queue.LifoQueue()
+        self._slots = 0
+        self._slots_lock = threading.Lock()
+        slot = self._take_slot()  # fail now, not on first use
+        try:
+            self._request(slot, 1)
+        finally:
+            self._idle.put(slot)
 
-    def _request(self, batch: int) -> Any:
-        """This thread's infer request: for a batch of 2 (one face and its mirror, the commonest call) a model
+    @property
+    def slots(self) -> int:
+        """Compiled-model slots made so far (at most ``max_slots``)."""
+        return self._slots
+
+    def _take_slot(self) -> dict[int, Any]:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._slots_lock:
+            if self._slots < self.max_slots:
+                self._slots += 1
+                return {}
+        return self._idle.get()  # every slot busy: wait for one
+
+    def _request(self, slot: dict[int, Any], batch: int) -> Any:
+        """The slot's infer request: for a batch of 2 (one face and its mirror, the commonest call) a model
         compiled for exactly that shape (measured 4% less CPU), the dynamic-batch one for any other batch."""
-        requests = getattr(self._local, "requests", None)
-        if requests is None:
-            requests = self._local.requests = {}
         key = 2 if batch == 2 and self._pair_model is not None else 0
-        if key not in requests:
+        if key not in slot:
             model = self._pair_model if key == 2 else self._model
             try:
-                requests[key] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+                slot[key] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
             except Exception as exc:
                 raise ModelError(f"OpenVINO could not compile model {self._name!r}: {str(exc)[:300]}") from None
-        return requests[key]
+        return slot[key]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._request(batch.shape[0]).infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return np.array(out[0], dtype=np.float32).reshape(batch.shape[0], -1)
+        slot = self._take_slot()
+        try:
+            out = self._request(slot, batch.shape[0]).infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+            return np.array(out[0], dtype=np.float32).reshape(batch.shape[0], -1)
+        finally:
+            self._idle.put(slot)
 
 
 class OnnxArcFaceEmbedder:
