@@ -354,6 +354,14 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_befor
         " partition's ceiling on mate recall. Memory is bytes per face of the index structures (fp32 vectors"
         " 512 B, ids, id maps, IVF codes).",
         "",
+        *table_lines(rows),
+    ]
+    return "\n".join(lines)
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    """The markdown table of ``rows`` (header included), shared by bench/search_real.py."""
+    lines = [
         "| faces | method | p50 ms | p99 ms | p50 CPU ms | B/face | best found | mate@1 | mate@k | note |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -364,7 +372,7 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, load_befor
             f" {fmt(r.mate_rank1, '.3f')} |"
             f" {fmt(r.mate_topk, '.3f')} | {r.note} |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:

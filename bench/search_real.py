@@ -33,7 +33,7 @@ from facetrail.config import get_settings
 from facetrail.evaluation.embedding import embed_images
 from facetrail.evaluation.lfw import open_lfw
 from facetrail.index import ApproximateIndex, set_threads
-from search import Row, fmt, parse_size, rss_bytes, spill_in_place, time_queries
+from search import Row, parse_size, rss_bytes, spill_in_place, table_lines, time_queries
 
 CHUNK = 500_000
 
@@ -205,15 +205,8 @@ def main() -> None:
         " *mate@1* / *mate@k* = the probe's one enrolled mate at rank 1 / in the top-k (exact search's own"
         " mate@k is the ceiling: some LFW mates are not the nearest face even to an exact search).",
         "",
-        "| faces | method | p50 ms | p99 ms | p50 CPU ms | B/face | best found | mate@1 | mate@k | note |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        *table_lines(rows),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.size:,} | {r.method} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p99_ms, '.2f')} |"
-            f" {fmt(r.cpu_p50_ms, '.2f')} | {fmt(r.bytes_per_face, '.0f')} | {fmt(r.best_found, '.3f')} |"
-            f" {fmt(r.mate_rank1, '.3f')} | {fmt(r.mate_topk, '.3f')} | {r.note} |"
-        )
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -65,9 +65,10 @@ PER_FOLD_OPTION = Annotated[
 def _arithmetic() -> str:
     """'bf16' or 'fp32': what the SFace embedder computes in under the current settings (docs/pipeline.md)."""
     from facetrail.config import get_settings
-    from facetrail.evaluation.embedding import model_ids
+    from facetrail.faces.embed import resolve_arithmetic
 
-    return model_ids(get_settings())[3]
+    settings = get_settings()
+    return resolve_arithmetic(settings.embedding.backend, settings.embedding.precision, settings.compute.device)
 
 
 def _embed(
